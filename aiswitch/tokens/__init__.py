@@ -1,0 +1,1 @@
+"""Token usage: the normalised usage model, the ledger, prices and reports."""
