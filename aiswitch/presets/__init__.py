@@ -1,0 +1,1 @@
+"""Presets: named environments for shells and agent children."""
