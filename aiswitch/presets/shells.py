@@ -23,9 +23,12 @@ Contract:
 
 Quoting rules, per shell (tests/test_shell_quoting.py runs real bash, zsh and fish on them):
 
-- bash, zsh: POSIX single quotes, where nothing is special; a `'` is written as `\\'` between
-  quoted runs. Runs are never empty, so zsh's RC_QUOTES option (`''` inside quotes means `'`)
-  cannot change the meaning.
+- bash: POSIX single quotes, where nothing is special; a `'` is written as `\\'` between
+  quoted runs. A newline stays literal inside the quotes, so the code is plain POSIX and also
+  runs in sh and dash (which detection maps to bash).
+- zsh: the same, except that a newline is written as `$'\\n'` between quoted runs, because
+  zsh's CSH_JUNKIE_QUOTES option rejects a newline inside quotes. Runs are never empty, so
+  RC_QUOTES (`''` inside quotes means `'`) cannot change the meaning either.
 - fish: single quotes, where `\\` and `'` are the only specials (written `\\\\` and `\\'`). A
   newline is written as an unquoted `\\n` escape between quoted runs so that each command is
   one line: the fish wrapper reads the binary's output with a command substitution, which
@@ -248,6 +251,15 @@ def quote_posix(value: str) -> str:
     return "\\'".join(f"'{run}'" if run else "" for run in value.split("'"))
 
 
+def quote_zsh(value: str) -> str:
+    """`value` as one zsh word on one line: POSIX-quoted runs joined by `$'\\n'`.
+
+    zsh's CSH_JUNKIE_QUOTES option makes a newline inside quotes a syntax error; `$'\\n'`
+    (ANSI-C quoting, always available in zsh) is unaffected by it.
+    """
+    return "$'\\n'".join(quote_posix(run) for run in value.split("\n"))
+
+
 def _quote_fish_run(run: str) -> str:
     return "'" + run.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -270,6 +282,8 @@ def quote(shell: str, value: str) -> str:
         return quote_fish(value)
     if shell == "powershell":
         return quote_powershell(value)
+    if shell == "zsh":
+        return quote_zsh(value)
     return quote_posix(value)
 
 
@@ -278,22 +292,32 @@ def quote(shell: str, value: str) -> str:
 
 def _set_line(shell: str, name: str, value: str) -> str:
     if shell == "fish":
-        # `--` because a value starting with `-` would otherwise be read as an option to set.
+        # fish 3.6 stops reading options at the name, so `--` is belt and braces: a value
+        # starting with `-` stays a value even if a version parses options further on.
         return f"set -gx -- {name} {quote_fish(value)}"
     if shell == "powershell":
         return f"$env:{name} = {quote_powershell(value)}"
-    return f"export {name}={quote_posix(value)}"
+    return f"export {name}={quote(shell, value)}"
 
 
 def _unset_line(shell: str, name: str) -> str:
     if shell == "fish":
         # Only the global: a universal variable of the same name is the user's own setting.
-        # `set -e` of a missing variable is silent (status 4), which is what we want.
-        return f"set -e -g {name}"
+        # Guarded, because `set -e` of a missing variable fails (status 4), and the last
+        # statement's status is what `preset clear` reports through the wrapper.
+        return f"if set -q -g {name}; set -e -g {name}; end"
     if shell == "powershell":
         return f"Remove-Item Env:{name} -ErrorAction SilentlyContinue"
     # -v: plain `unset` in bash removes a function of that name when no variable exists.
     return f"unset -v {name}"
+
+
+def _join(lines: Sequence[str]) -> str:
+    # Each statement ends in `;` as well as a newline, so that code whose newlines became
+    # spaces still runs statement by statement: fish's `eval (aiswitch preset use x)` joins
+    # the lines of its command substitution with spaces (the old tool's fish code broke
+    # exactly there, on presets with several variables).
+    return "".join(f"{line};\n" for line in lines)
 
 
 def _check_vars(set_vars: Mapping[str, str], previous_vars: Sequence[str]) -> list[str]:
@@ -324,7 +348,7 @@ def render_use(
     lines += [_set_line(shell, name, value) for name, value in set_vars.items()]
     lines.append(_set_line(shell, PRESET_NAME_VAR, preset_name))
     lines.append(_set_line(shell, PRESET_VARS_VAR, VARS_SEPARATOR.join(set_vars)))
-    return "\n".join(lines) + "\n"
+    return _join(lines)
 
 
 def render_clear(shell: str, previous_vars: Iterable[str]) -> str:
@@ -332,7 +356,7 @@ def render_clear(shell: str, previous_vars: Iterable[str]) -> str:
     shell = normalize_shell(shell)
     unsets = _check_vars({}, list(previous_vars))
     lines = [_unset_line(shell, name) for name in [*unsets, PRESET_NAME_VAR, PRESET_VARS_VAR]]
-    return "\n".join(lines) + "\n"
+    return _join(lines)
 
 
 # --- shell-init ----------------------------------------------------------------------------
