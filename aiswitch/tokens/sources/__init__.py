@@ -1,0 +1,297 @@
+"""Where usage comes from: the aiswitch ledger and the CLIs' own logs, as report rows.
+
+Contract, for the CLI layer:
+
+- `load_rows(source, home, env=None, use_index=True) -> Loaded`: the usage rows of `source`
+  (`aiswitch`: the ledger `state/tokens.jsonl`; `claude`, `codex`, `gemini`: that CLI's own
+  logs; `all`: the ledger plus every CLI's logs without what the ledger already holds), the
+  input files, and one-line warnings (malformed lines are counted and skipped, never fatal).
+- `load_records(...)`: the same as `LedgerRecord`s (slower; for export and tests).
+- `report_for_source(source, home, options, env=None, use_cache=True) -> Report`: rows in,
+  report out, with the incremental index of `aiswitch.tokens.index` (per-file parsed rows, and
+  finished reports keyed by options and input files).
+- An unknown source is a `UsageError`.
+
+Rows are report `Row`s (or plain tuples in the same field order, as the index stores them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiswitch.errors import UsageError
+from aiswitch.home import Home
+from aiswitch.tokens.index import FileIndex, FileRead, ReportCache
+from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.report import (
+    Report,
+    ReportOptions,
+    Row,
+    build_report,
+    merge_ledger_and_cli,
+    record_from_row,
+)
+from aiswitch.tokens.sources import claude, codex, gemini
+from aiswitch.tokens.sources.claude import _JSONError, _loads
+
+SOURCES = ("aiswitch", "claude", "codex", "gemini", "all")
+_COUNT_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+_COST_SOURCES = frozenset({"reported", "calculated", "unpriced"})
+
+
+@dataclass
+class Loaded:
+    """Rows of one source, the files they came from, and what was skipped."""
+
+    rows: list[tuple[Any, ...]]
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_source(source: str) -> str:
+    if source not in SOURCES:
+        raise UsageError(f"unknown --source {source!r} (choose from {', '.join(SOURCES)})")
+    return source
+
+
+def parse_ledger_bytes(data: bytes) -> tuple[list[Row], int]:
+    """Rows of the complete ledger lines in `data`, and how many lines were malformed."""
+    rows: list[Row] = []
+    malformed = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = _loads(line)
+            row = _ledger_row(obj)
+        except (_JSONError, TypeError, ValueError, KeyError):
+            malformed += 1
+            continue
+        rows.append(row)
+    return rows, malformed
+
+
+def _ledger_row(obj: Any) -> Row:
+    """One ledger line as a row; anything off-schema raises (and counts as malformed)."""
+    if not isinstance(obj, dict):
+        raise TypeError("not an object")
+    ts = datetime.fromisoformat(obj["ts"]).timestamp()
+    counts = [obj.get(name, 0) for name in _COUNT_FIELDS]
+    for value in counts:
+        if type(value) is not int or value < 0:
+            raise ValueError("bad count")
+    cost = obj.get("cost_usd")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float)):
+        raise ValueError("bad cost")
+    cost_source = obj.get("cost_source", "unpriced")
+    if cost_source not in _COST_SOURCES:
+        raise ValueError("bad cost_source")
+    write_1h = obj.get("cache_write_1h_tokens", 0)
+    return Row(
+        ts,
+        _str(obj.get("source")) or "aiswitch",
+        _str(obj.get("agent")),
+        _str(obj.get("preset")),
+        _str(obj.get("provider")),
+        _str(obj.get("model")),
+        _str(obj.get("run_id")),
+        _str(obj.get("session_id")),
+        _str(obj.get("message_id")),
+        _str(obj.get("request_id")),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4],
+        write_1h if type(write_1h) is int and write_1h >= 0 else 0,
+        float(cost) if cost is not None else None,
+        cost_source,
+    )
+
+
+def _str(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _warn(warnings: list[str], source: str, path: Path, read: FileRead) -> None:
+    if read.malformed:
+        tail = " (one is an unterminated last line)" if read.incomplete_tail else ""
+        warnings.append(f"{source}: skipped {read.malformed} malformed line(s) in {path}{tail}")
+
+
+def _index(home: Home | None, name: str, use_index: bool) -> FileIndex:
+    return FileIndex(home if use_index else None, name)
+
+
+def load_ledger(home: Home, *, use_index: bool = True) -> Loaded:
+    index = _index(home, "ledger", use_index)
+    path = home.ledger
+    loaded = Loaded(rows=[], files=[path])
+    if path.exists():
+        read = index.read_appendable(path, parse_ledger_bytes)
+        loaded.rows = read.items
+        _warn(loaded.warnings, "aiswitch", path, read)
+    index.save()
+    return loaded
+
+
+def load_claude(
+    home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
+) -> Loaded:
+    files = claude.claude_files(claude.claude_roots(env))
+    index = _index(home, "claude", use_index)
+    entries: list[claude.ClaudeEntry] = []
+    warnings: list[str] = []
+    make = claude.ClaudeEntry._make
+    for path in files:
+        session = claude.session_from_path(path)
+
+        def parse(data: bytes, session: str = session) -> tuple[list[Any], int]:
+            return claude.parse_claude_bytes(data, session)
+
+        read = index.read_appendable(path, parse)
+        entries.extend(map(make, read.items))
+        _warn(warnings, "claude", path, read)
+    index.save()
+    rows: list[tuple[Any, ...]] = list(
+        claude.rows_from_entries(claude.dedupe_claude_entries(entries))
+    )
+    return Loaded(rows=rows, files=files, warnings=warnings)
+
+
+def load_codex(
+    home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
+) -> Loaded:
+    sessions = codex.codex_home(env) / "sessions"
+    files = codex.codex_files(env)
+    index = _index(home, "codex", use_index)
+    loaded = Loaded(rows=[], files=files)
+    for path in files:
+        session = codex.session_from_path(path, sessions)
+
+        def parse(data: bytes, session: str = session) -> tuple[list[Any], int]:
+            return codex.parse_codex_bytes(data, session)
+
+        read = index.read_whole(path, parse)
+        loaded.rows.extend(read.items)
+        _warn(loaded.warnings, "codex", path, read)
+    index.save()
+    return loaded
+
+
+def load_gemini(
+    home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
+) -> Loaded:
+    files = gemini.gemini_files(env)
+    index = _index(home, "gemini", use_index)
+    loaded = Loaded(rows=[], files=files)
+    for path in files:
+
+        def parse(data: bytes, path: Path = path) -> tuple[list[Any], int]:
+            return gemini.parse_gemini_bytes(data, path)
+
+        read = index.read_whole(path, parse)
+        loaded.rows.extend(read.items)
+        _warn(loaded.warnings, "gemini", path, read)
+    index.save()
+    return loaded
+
+
+def load_rows(
+    source: str,
+    home: Home,
+    env: Mapping[str, str] | None = None,
+    *,
+    use_index: bool = True,
+) -> Loaded:
+    """The rows of `source` (see the module docstring)."""
+    check_source(source)
+    if source == "aiswitch":
+        return load_ledger(home, use_index=use_index)
+    if source == "claude":
+        return load_claude(home, env, use_index=use_index)
+    if source == "codex":
+        return load_codex(home, env, use_index=use_index)
+    if source == "gemini":
+        return load_gemini(home, env, use_index=use_index)
+    ledger = load_ledger(home, use_index=use_index)
+    cli = [
+        load_claude(home, env, use_index=use_index),
+        load_codex(home, env, use_index=use_index),
+        load_gemini(home, env, use_index=use_index),
+    ]
+    cli_rows: list[tuple[Any, ...]] = [row for part in cli for row in part.rows]
+    return Loaded(
+        rows=list(merge_ledger_and_cli(ledger.rows, cli_rows)),
+        files=ledger.files + [path for part in cli for path in part.files],
+        warnings=ledger.warnings + [text for part in cli for text in part.warnings],
+    )
+
+
+def load_records(
+    source: str,
+    home: Home,
+    env: Mapping[str, str] | None = None,
+    *,
+    use_index: bool = True,
+) -> list[LedgerRecord]:
+    """`load_rows` as `LedgerRecord`s."""
+    return [
+        record_from_row(Row._make(row))
+        for row in load_rows(source, home, env, use_index=use_index).rows
+    ]
+
+
+def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -> list[Path]:
+    """The files a report of `source` reads (for cache keys), without reading them."""
+    check_source(source)
+    files: list[Path] = []
+    if source in ("aiswitch", "all"):
+        files.append(home.ledger)
+    if source in ("claude", "all"):
+        files.extend(claude.claude_files(claude.claude_roots(env)))
+    if source in ("codex", "all"):
+        files.extend(codex.codex_files(env))
+    if source in ("gemini", "all"):
+        files.extend(gemini.gemini_files(env))
+    return files
+
+
+def report_for_source(
+    source: str,
+    home: Home,
+    options: ReportOptions,
+    env: Mapping[str, str] | None = None,
+    *,
+    use_cache: bool = True,
+) -> Report:
+    """The report of `source` under `options`, from the caches when the inputs are unchanged."""
+    cache = ReportCache(home if use_cache else None)
+    environment = os.environ if env is None else env
+    roots = [
+        environment.get(name, "")
+        for name in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_DATA_DIR", "HOME")
+    ]
+    key = cache.key(f"{source}|{roots}", options.cache_key(), input_files(source, home, env))
+    cached = cache.get(key)
+    if cached is not None:
+        return Report.from_dict(cached)
+    loaded = load_rows(source, home, env, use_index=use_cache)
+    report = build_report(loaded.rows, options, warnings=loaded.warnings)
+    cache.put(key, report.as_dict())
+    return report

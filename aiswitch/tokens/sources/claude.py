@@ -1,0 +1,414 @@
+"""Claude Code's own logs: `projects/**/*.jsonl`, read with ccusage's rules.
+
+Contract: `claude_roots(env)` lists the Claude config directories (`CLAUDE_CONFIG_DIR`, comma
+separated, each a config dir holding `projects/` or the `projects/` dir itself; else
+`$XDG_CONFIG_HOME/claude` (default `~/.config/claude`) and `~/.claude`, those that have a
+`projects/` dir). `claude_files(roots)` lists the `*.jsonl` files under them in ccusage's order
+(sorted by path). `parse_claude_bytes` turns the complete lines of a file into `ClaudeEntry`
+tuples, and `dedupe_claude_entries` applies ccusage's duplicate rules across all files and
+yields report `Row`s (source "claude", agent "claude").
+
+The rules, as ccusage 20.0.24 applies them (checked against it by tests/test_ccusage_parity.py):
+
+- A line counts when it holds `"usage":{` (Claude Code writes compact JSON), parses as a JSON
+  object with `timestamp` (RFC 3339 with a zone) and `message.usage` with integer
+  `input_tokens` and `output_tokens` (an "agent progress" line nesting the same under
+  `data.message` counts too). Its `type` is not looked at.
+- It is skipped when one of ccusage's non-nullable fields is `null` anywhere in the line (`id`,
+  `cwd`, `model`, `speed`, `costUSD`, `version`, `sessionId`, `requestId`, `isApiErrorMessage`,
+  the cache token counts; a null `model` inside `usage.iterations` is allowed), when a field has
+  the wrong type, when `version` is not `N.N.N…`, or when `sessionId`, `requestId`, `message.id`
+  or `message.model` is an empty string. Skipped lines that are not JSON are counted as
+  malformed; the others are silently not usage.
+- Cache writes are the 5-minute + 1-hour buckets of `usage.cache_creation` when present, else
+  `cache_creation_input_tokens`. Model `<synthetic>` is kept under that name (priced at $0);
+  `usage.speed == "fast"` appends `-fast` to the model. `costUSD` is the reported cost.
+  Advisor iterations (`usage.iterations[type=advisor_message]`) become extra entries with
+  message id `<id>:advisor:<n>`.
+- Duplicates, in file order: entries with a message id and a request id are the same when both
+  ids match (across files and sessions); entries with a message id and no request id are the
+  same when the session and the timestamp match too; an entry without a message id is never a
+  duplicate. A sidechain replay (same message id and session, another request id, one of the
+  two `isSidechain: true`) is a duplicate too. Of two duplicates the non-sidechain one is kept,
+  else the larger token total, else the first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from aiswitch.tokens.report import Row
+
+SOURCE = "claude"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+USAGE_MARKER = b'"usage":{'
+_NULL_FIELD_RE = re.compile(
+    rb'"(id|cwd|model|speed|costUSD|version|sessionId|requestId|isApiErrorMessage|'
+    rb'cache_read_input_tokens|cache_creation_input_tokens)"\s*:\s*null'
+)
+_SEMVER_PREFIX_RE = re.compile(r"^\d+\.\d+\.\d")
+
+try:  # orjson parses these lines several times faster; the stdlib is the fallback
+    import orjson
+
+    _loads: Any = orjson.loads
+    _JSONError: Any = orjson.JSONDecodeError
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    import json
+
+    _loads = json.loads
+    _JSONError = ValueError
+
+
+class ClaudeEntry(NamedTuple):
+    """One usage line of a Claude log, before duplicates are removed."""
+
+    ts_ms: int
+    session_id: str
+    message_id: str | None
+    request_id: str | None
+    sidechain: bool
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
+    cost_usd: float | None
+
+
+def claude_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The Claude config directories to read, as ccusage finds them."""
+    env = os.environ if env is None else env
+    roots: list[Path] = []
+    configured = env.get("CLAUDE_CONFIG_DIR")
+    if configured is not None:
+        candidates = [Path(part.strip()).expanduser() for part in configured.split(",")]
+        candidates = [
+            path.parent if path.name == "projects" and path.is_dir() else path
+            for path in candidates
+            if str(path).strip()
+        ]
+    else:
+        home = Path(env.get("HOME") or Path.home())
+        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        candidates = [xdg / "claude", home / ".claude"]
+    for path in candidates:
+        if (path / "projects").is_dir() and path not in roots:
+            roots.append(path)
+    return roots
+
+
+def claude_files(roots: Iterable[Path]) -> list[Path]:
+    """Every `*.jsonl` under each root's `projects/`, sorted by path as ccusage sorts them."""
+    files: list[Path] = []
+    for root in roots:
+        for dirpath, _dirnames, filenames in os.walk(root / "projects"):
+            files.extend(Path(dirpath, name) for name in filenames if name.endswith(".jsonl"))
+    files.sort(key=str)
+    return files
+
+
+def session_from_path(path: Path) -> str:
+    """ccusage's session id of a file: `<project>/<session>.jsonl` or the parent folder."""
+    parts = path.parts
+    try:
+        index = len(parts) - 1 - parts[::-1].index("projects")
+    except ValueError:
+        index = -1
+    relative = parts[index + 1 :]
+    if len(relative) == 2 and relative[-1].endswith(".jsonl") and len(relative[-1]) > 6:
+        return relative[-1][:-6]
+    if len(relative) >= 4 and relative[-2] == "subagents":
+        return relative[-3]
+    return relative[-2] if len(relative) >= 2 else "unknown"
+
+
+def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[ClaudeEntry], int]:
+    """Entries of the complete lines in `data`, and how many lines were malformed JSON."""
+    entries: list[ClaudeEntry] = []
+    malformed = 0
+    for line in data.split(b"\n"):
+        if USAGE_MARKER not in line:
+            continue
+        try:
+            obj = _loads(line)
+        except _JSONError:
+            malformed += 1
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if _NULL_FIELD_RE.search(line) and not _only_iteration_model_nulls(line, obj):
+            continue
+        entries.extend(_entries_of(obj, path_session))
+    return entries, malformed
+
+
+def _only_iteration_model_nulls(line: bytes, obj: dict[str, Any]) -> bool:
+    """ccusage allows `"model":null` inside `message.usage.iterations`, and only there."""
+    nulls = [match.group(1) for match in _NULL_FIELD_RE.finditer(line)]
+    if any(name != b"model" for name in nulls):
+        return False
+    message = obj.get("message")
+    usage = message.get("usage") if isinstance(message, dict) else None
+    iterations = usage.get("iterations") if isinstance(usage, dict) else None
+    if not isinstance(iterations, list):
+        return False
+    allowed = sum(
+        1
+        for item in iterations
+        if isinstance(item, dict) and "model" in item and item["model"] is None
+    )
+    return len(nulls) <= allowed
+
+
+def _entries_of(obj: dict[str, Any], path_session: str) -> list[ClaudeEntry]:
+    fields = _direct_fields(obj)
+    if fields is None:
+        fields = _progress_fields(obj)
+        if fields is None:
+            return []
+    timestamp, message, session_id, request_id, sidechain, cost, version = fields
+    ts_ms = _parse_ts_ms(timestamp)
+    if ts_ms is None:
+        return []
+    usage = message["usage"]
+    counts = _usage_counts(usage)
+    model = message.get("model")
+    message_id = message.get("id")
+    if not (
+        (model is None or isinstance(model, str))
+        and (message_id is None or isinstance(message_id, str))
+        and counts is not None
+    ):
+        return []
+    if (
+        (version is not None and not _SEMVER_PREFIX_RE.match(version))
+        or session_id == ""
+        or request_id == ""
+        or message_id == ""
+        or model == ""
+    ):
+        return []
+    if model is not None and usage.get("speed") == "fast":
+        model = f"{model}-fast"
+    session = session_id if session_id is not None else path_session
+    entries = [ClaudeEntry(ts_ms, session, message_id, request_id, sidechain, model, *counts, cost)]
+    iterations = usage.get("iterations")
+    if isinstance(iterations, list):
+        advisor_index = 0
+        for item in iterations:
+            if not isinstance(item, dict) or item.get("type") != "advisor_message":
+                continue
+            advisor_model = item.get("model")
+            advisor_counts = _usage_counts(item)
+            if not isinstance(advisor_model, str) or not advisor_model or advisor_counts is None:
+                continue
+            advisor_id = f"{message_id}:advisor:{advisor_index}" if message_id else None
+            advisor_index += 1
+            entries.append(
+                ClaudeEntry(
+                    ts_ms,
+                    session,
+                    advisor_id,
+                    request_id,
+                    sidechain,
+                    advisor_model,
+                    *advisor_counts,
+                    None,
+                )
+            )
+    return entries
+
+
+_Fields = tuple[str, dict[str, Any], str | None, str | None, bool, float | None, str | None]
+
+
+def _direct_fields(obj: dict[str, Any]) -> _Fields | None:
+    timestamp = obj.get("timestamp")
+    message = obj.get("message")
+    if not isinstance(timestamp, str) or not isinstance(message, dict):
+        return None
+    if not isinstance(message.get("usage"), dict):
+        return None
+    session_id = obj.get("sessionId")
+    request_id = obj.get("requestId")
+    sidechain = obj.get("isSidechain")
+    cost = obj.get("costUSD")
+    version = obj.get("version")
+    if not (
+        _opt_str(session_id)
+        and _opt_str(request_id)
+        and _opt_str(version)
+        and (sidechain is None or isinstance(sidechain, bool))
+        and _opt_number(cost)
+    ):
+        return None
+    return timestamp, message, session_id, request_id, sidechain is True, _num(cost), version
+
+
+def _progress_fields(obj: dict[str, Any]) -> _Fields | None:
+    data = obj.get("data")
+    inner = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        return None
+    timestamp = inner.get("timestamp")
+    message = inner.get("message")
+    if not isinstance(timestamp, str) or not isinstance(message, dict):
+        return None
+    if not isinstance(message.get("usage"), dict):
+        return None
+    session_id = obj.get("sessionId")
+    request_id = inner.get("requestId")
+    sidechain = inner.get("isSidechain")
+    cost = inner.get("costUSD")
+    if not (
+        _opt_str(session_id)
+        and _opt_str(request_id)
+        and (sidechain is None or isinstance(sidechain, bool))
+        and _opt_number(cost)
+    ):
+        return None
+    return timestamp, message, session_id, request_id, sidechain is True, _num(cost), None
+
+
+def _opt_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _opt_number(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _usage_counts(usage: dict[str, Any]) -> tuple[int, int, int, int, int] | None:
+    """(input, output, cache read, cache write, of which 1h) or None if ccusage rejects it."""
+    inp = usage.get("input_tokens")
+    out = usage.get("output_tokens")
+    if not (type(inp) is int and type(out) is int and inp >= 0 and out >= 0):
+        return None
+    read = usage.get("cache_read_input_tokens", 0)
+    write = usage.get("cache_creation_input_tokens", 0)
+    if not (type(read) is int and type(write) is int and read >= 0 and write >= 0):
+        return None
+    speed = usage.get("speed")
+    if speed is not None and speed not in ("standard", "fast"):
+        return None
+    buckets = usage.get("cache_creation")
+    write_1h = 0
+    if buckets is not None:
+        if not isinstance(buckets, dict):
+            return None
+        five = buckets.get("ephemeral_5m_input_tokens", 0)
+        hour = buckets.get("ephemeral_1h_input_tokens", 0)
+        if not (type(five) is int and type(hour) is int and five >= 0 and hour >= 0):
+            return None
+        write = five + hour
+        write_1h = hour
+    return inp, out, read, write, write_1h
+
+
+def _parse_ts_ms(text: str) -> int | None:
+    """RFC 3339 with a zone, to milliseconds; anything else (no zone, date only) is None."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None or "T" not in text.upper():
+        return None
+    return (parsed - _EPOCH) // _MILLISECOND
+
+
+def dedupe_claude_entries(entries: Iterable[ClaudeEntry]) -> list[ClaudeEntry]:
+    """ccusage's duplicate rules (see the module docstring), in input order."""
+    kept: list[ClaudeEntry] = []
+    exact: dict[tuple[Any, ...], int] = {}
+    routes: dict[tuple[str, str], list[int]] = {}
+    for entry in entries:
+        message_id = entry.message_id
+        if message_id is None:
+            kept.append(entry)
+            continue
+        if entry.request_id is not None:
+            key: tuple[Any, ...] = (message_id, entry.request_id)
+        else:
+            key = (message_id, None, entry.session_id, entry.ts_ms)
+        index = exact.get(key)
+        if index is not None:
+            held = kept[index]
+            if held.message_id != message_id or held.request_id != entry.request_id:
+                index = None
+        if index is None:
+            for candidate in routes.get((message_id, entry.session_id), ()):
+                held = kept[candidate]
+                if held.message_id == message_id and (entry.sidechain or held.sidechain):
+                    index = candidate
+                    break
+        if index is None:
+            exact[key] = len(kept)
+            routes.setdefault((message_id, entry.session_id), []).append(len(kept))
+            kept.append(entry)
+            continue
+        held = kept[index]
+        if held.session_id != entry.session_id:
+            # Either session's later sidechain replays must still find the survivor.
+            for session in (entry.session_id, held.session_id):
+                bucket = routes.setdefault((message_id, session), [])
+                if index not in bucket:
+                    bucket.append(index)
+        if _replaces(entry, held):
+            kept[index] = entry
+            exact[key] = index
+            bucket = routes.setdefault((message_id, entry.session_id), [])
+            if index not in bucket:
+                bucket.append(index)
+    return kept
+
+
+def _replaces(candidate: ClaudeEntry, held: ClaudeEntry) -> bool:
+    if candidate.sidechain != held.sidechain:
+        return held.sidechain
+    return _total(candidate) > _total(held)
+
+
+def _total(entry: ClaudeEntry) -> int:
+    return (
+        entry.input_tokens
+        + entry.output_tokens
+        + entry.cache_read_tokens
+        + entry.cache_write_tokens
+    )
+
+
+def rows_from_entries(entries: Iterable[ClaudeEntry]) -> Iterator[Row]:
+    """Report rows of deduplicated entries (normalised already: Anthropic counts cache apart)."""
+    for entry in entries:
+        yield Row(
+            entry.ts_ms / 1000.0,
+            SOURCE,
+            "claude",
+            None,
+            None,
+            entry.model,
+            None,
+            entry.session_id,
+            entry.message_id,
+            entry.request_id,
+            entry.input_tokens,
+            entry.output_tokens,
+            entry.cache_read_tokens,
+            entry.cache_write_tokens,
+            0,
+            entry.cache_write_1h_tokens,
+            entry.cost_usd,
+            "reported" if entry.cost_usd is not None else "unpriced",
+        )
