@@ -381,7 +381,7 @@ shell = os.environ.get({wrapper_var!r}, "bash")
 previous = parse_applied_vars(os.environ.get("AISWITCH_PRESET_VARS"))
 presets = {{
     "good": {{"PROVIDER_KEY": "sk-good $(touch {marker})", "PROVIDER_URL": "https://good"}},
-    "other": {{"PROVIDER_URL": "https://other", "OTHER_ONLY": "it's"}},
+    "other": {{"PROVIDER_URL": "https://other", "OTHER_ONLY": "it's\\n  two lines\\\\"}},
 }}
 if args[:2] == ["preset", "use"] and "--help" in args:
     print("Usage: aiswitch preset use NAME")
@@ -455,6 +455,10 @@ def test_the_wrapper_applies_a_preset_without_eval_and_switches_cleanly(
             status_line(shell, "first"),
             "aiswitch preset use other",
             status_line(shell, "second"),
+            # The captured code holds secrets; it must not outlive the function call.
+            "set -q __aiswitch_code; and echo leaked"
+            if shell == "fish"
+            else '[ -n "${__aiswitch_code+set}" ] && echo leaked',
             dump_env(shell),
         ],
     )
@@ -465,7 +469,7 @@ def test_the_wrapper_applies_a_preset_without_eval_and_switches_cleanly(
     assert result.stdout.decode().split() == ["first=0", "second=0"], result.stderr.decode()
     env = parse_env0(dump.read_bytes())
     assert env["PROVIDER_URL"] == "https://other"
-    assert env["OTHER_ONLY"] == "it's"
+    assert env["OTHER_ONLY"] == "it's\n  two lines\\"
     assert "PROVIDER_KEY" not in env
     assert env[PRESET_NAME_VAR] == "other"
     # The wrapper marks only the binary's environment, never the shell's.
@@ -581,6 +585,37 @@ def test_the_wrapper_returns_127_when_the_binary_is_missing(shell: str, tmp_path
     result = run_shell(shell, script, env)
 
     assert result.stdout.decode().split() == ["s=127"]
+
+
+@pytest.mark.shells
+def test_the_zsh_wrapper_works_under_options_that_change_quoting_and_expansion(
+    tmp_path: Path, fake_aiswitch: dict[str, str]
+) -> None:
+    options = (
+        "setopt NO_UNSET KSH_ARRAYS SH_WORD_SPLIT RC_QUOTES CSH_JUNKIE_QUOTES "
+        "WARN_CREATE_GLOBAL GLOB_SUBST POSIX_BUILTINS"
+    )
+    script = with_wrapper(
+        "zsh",
+        tmp_path,
+        [
+            options,
+            "aiswitch preset use good",
+            "aiswitch preset use other",
+            "aiswitch preset use bad",
+            status_line("zsh", "failed"),
+            dump_env("zsh"),
+        ],
+    )
+    dump = tmp_path / "env.dump"
+
+    result = run_shell("zsh", script, {**fake_aiswitch, "ENV_DUMP": str(dump)})
+
+    assert result.stdout.decode().split() == ["failed=3"]
+    assert result.stderr.decode() == "aiswitch: unknown preset 'bad'\n"
+    env = parse_env0(dump.read_bytes())
+    assert env["OTHER_ONLY"] == "it's\n  two lines\\"
+    assert "PROVIDER_KEY" not in env
 
 
 @pytest.mark.shells
