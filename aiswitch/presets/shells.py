@@ -1,4 +1,7 @@
-"""Shell code for `preset use`, `preset clear` and `shell-init`: pure functions, no I/O.
+"""Shell code for `preset use`, `preset clear` and `shell-init`.
+
+Everything here is a pure function without I/O, except `parent_process_name`, which asks
+psutil about the parent process.
 
 Contract:
 
@@ -18,6 +21,9 @@ Contract:
   status unchanged otherwise (stderr goes straight to the terminal), and passes every other
   command through untouched. The wrapper tells the binary it is being called by setting
   `AISWITCH_SHELL_WRAPPER` to the shell's name.
+- Every statement ends with `;`, so the code still runs when its newlines turn into spaces:
+  fish's `eval (aiswitch preset use x)` does that, and so does bash's unquoted `eval $(…)`
+  (which also turns newlines inside values into spaces; quote it).
 - `detect_shell` picks the shell: `--shell`, else the wrapper's variable, else the parent
   process's name when it is a known shell, else `$SHELL`, else bash.
 
