@@ -1,1 +1,1 @@
-"""Presets: named environments for shells and agent children."""
+"""Presets: named sets of environment variables for a shell or an agent child."""

@@ -1,0 +1,1 @@
+"""The built-in agent adapters (installed as `aiswitch_adapters`)."""

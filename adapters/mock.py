@@ -1,0 +1,236 @@
+"""The `mock` agent: a real child process that simulates an AI coding CLI.
+
+It is the quickstart's agent, the tests' and the benchmarks'. Its behaviour comes from
+its environment (so presets and agents.yaml can set it) and, per task, from
+`task.assign` options with the same names in lower case without the prefix
+(`{"latency": "0", "fail": true}`). docs/mock.md lists every variable.
+
+    MOCK_LATENCY            seconds per task, fixed ("1.5") or a range ("0.2-2")   [1.0]
+    MOCK_STEPS              progress notifications per task                        [3]
+    MOCK_OUTPUT             the result text; "{prompt}" and "{agent_id}" are filled in
+                            [deterministic text derived from the prompt]
+    MOCK_MODEL              the model name reported with usage                     [mock-1]
+    MOCK_INPUT_TOKENS       input tokens per task           [derived from the prompt]
+    MOCK_OUTPUT_TOKENS      output tokens per task          [derived from the output]
+    MOCK_CACHE_READ_TOKENS  cache-read tokens per task                             [0]
+    MOCK_CACHE_WRITE_TOKENS cache-write tokens per task                            [0]
+    MOCK_REASONING_TOKENS   of the output tokens, those spent reasoning            [0]
+    MOCK_COST_USD           a cost to report as the CLI's own figure               [none]
+    MOCK_USAGE_EVENTS       tokens.usage notifications the usage is split into     [1]
+    MOCK_FAILURE_RATE       probability (0..1) that a task fails                   [0]
+    MOCK_CRASH_RATE         probability (0..1) that the process exits mid-task     [0]
+    MOCK_CRASH_EXIT_CODE    the exit code of such a crash                          [3]
+    MOCK_HANG               "1": tasks never finish until cancelled                [0]
+    MOCK_GARBAGE            lines of non-protocol garbage printed before a result  [0]
+    MOCK_OVERSIZE_BYTES     pad the result to this many bytes (tests line limits)  [0]
+    MOCK_MAX_CONCURRENT     tasks it runs at once                                  [4]
+    MOCK_SEED               seed for latency ranges and rates                      [0]
+    MOCK_EXIT_AT_START      exit with this code before the handshake               [unset]
+    MOCK_HANDSHAKE_DELAY    seconds before answering agent.initialize; "inf" never [0]
+    MOCK_IGNORE_EOF         "1": keep running when stdin closes (tests the kill path) [0]
+    MOCK_IGNORE_SIGTERM     "1": ignore SIGTERM (tests the SIGKILL escalation)     [0]
+    MOCK_DUMP_ENV           "1": the result is the JSON of the environment a CLI
+                            would get (tests preset isolation)                     [0]
+
+Tasks are deterministic for a given seed, agent id, task id and prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
+from aiswitch.protocol.models import InitializeParams
+from aiswitch.tokens.usage import Usage
+
+PREFIX = "MOCK_"
+DEFAULT_LATENCY = "1.0"
+DEFAULT_STEPS = 3
+DEFAULT_MAX_CONCURRENT = 4
+
+
+class Options:
+    """Task options over the process environment over the defaults."""
+
+    def __init__(self, env: Mapping[str, str], task_options: Mapping[str, Any]) -> None:
+        self.env = env
+        self.task = task_options
+
+    def raw(self, name: str) -> Any:
+        if name in self.task:
+            return self.task[name]
+        return self.env.get(PREFIX + name.upper())
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else str(value)
+
+    def number(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TaskFailed(f"mock option {name}={value!r} is not a number") from None
+
+    def flag(self, name: str) -> bool:
+        value = self.raw(name)
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().lower() in {"1", "true", "yes", "on"} if value else False
+
+    def latency(self, rng: random.Random) -> float:
+        spec = self.text("latency", DEFAULT_LATENCY) or "0"
+        low, sep, high = spec.partition("-")
+        try:
+            if sep:
+                return rng.uniform(float(low), float(high))
+            return float(low)
+        except ValueError:
+            raise TaskFailed(f"mock option latency={spec!r} is not SECONDS or MIN-MAX") from None
+
+
+def default_output(prompt: str, agent_id: str) -> str:
+    words = prompt.split()
+    digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+    head = " ".join(words[:12]) + (" …" if len(words) > 12 else "")
+    return f"[{agent_id or 'mock'}] {len(words)} words, digest {digest}: {head}"
+
+
+def estimate_tokens(text: str) -> int:
+    # Roughly four characters a token, as the providers' rules of thumb say.
+    return max(1, math.ceil(len(text) / 4))
+
+
+class MockAdapter(Adapter):
+    name = "mock"
+    version = "1"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        base = Options(env, {})
+        self.max_concurrent_tasks = int(base.number("max_concurrent", DEFAULT_MAX_CONCURRENT))
+        self.seed = int(base.number("seed", 0))
+        self.handshake_delay = base.number("handshake_delay", 0.0)
+
+    async def setup(self, params: InitializeParams) -> None:
+        if math.isinf(self.handshake_delay):
+            await asyncio.Event().wait()
+        if self.handshake_delay > 0:
+            await asyncio.sleep(self.handshake_delay)
+
+    async def run_task(self, ctx: TaskContext) -> TaskOutcome:
+        opts = Options(ctx.env, ctx.options)
+        rng = random.Random(f"{self.seed}:{ctx.agent_id}:{ctx.task_id}:{ctx.prompt}")
+        latency = opts.latency(rng)
+        steps = max(0, int(opts.number("steps", DEFAULT_STEPS)))
+        fails = opts.flag("fail") or rng.random() < opts.number("failure_rate", 0.0)
+        crashes = opts.flag("crash") or rng.random() < opts.number("crash_rate", 0.0)
+
+        output = self._output(ctx, opts)
+        usage = self._usage(ctx.prompt, output, opts)
+        model = opts.text("model", "mock-1")
+
+        for step in range(1, steps + 1):
+            await asyncio.sleep(latency / (steps + 1))
+            await ctx.progress(f"step {step}/{steps}: working on {ctx.prompt[:40]!r}")
+            if crashes and step == max(1, steps // 2):
+                sys.stderr.write("mock: crashing mid-task as asked\n")
+                sys.stderr.flush()
+                os._exit(int(opts.number("crash_exit_code", 3)))
+        if crashes:
+            os._exit(int(opts.number("crash_exit_code", 3)))
+        if opts.flag("hang"):
+            await asyncio.Event().wait()
+        await asyncio.sleep(latency / (steps + 1) if steps else latency)
+
+        for _ in range(int(opts.number("garbage", 0))):
+            await ctx.emit_raw(b"this is not JSON-RPC {garbage\n")
+
+        cost = opts.text("cost_usd")
+        cost_usd = float(cost) if cost else None
+        await self._report(ctx, usage, model, cost_usd, int(opts.number("usage_events", 1)))
+        if fails:
+            raise TaskFailed("mock: simulated failure", usage=usage)
+        return TaskOutcome(
+            output=output,
+            usage=usage,
+            model=model,
+            cost_usd=cost_usd,
+            session_id=f"mock-session-{ctx.task_id}",
+        )
+
+    def _output(self, ctx: TaskContext, opts: Options) -> str:
+        if opts.flag("dump_env"):
+            return json.dumps(ctx.env, sort_keys=True)
+        template = opts.text("output")
+        if template is None:
+            output = default_output(ctx.prompt, ctx.agent_id)
+        else:
+            output = template.replace("{prompt}", ctx.prompt).replace("{agent_id}", ctx.agent_id)
+        pad = int(opts.number("oversize_bytes", 0))
+        if pad > len(output):
+            output += "x" * (pad - len(output))
+        return output
+
+    def _usage(self, prompt: str, output: str, opts: Options) -> Usage:
+        out_tokens = int(opts.number("output_tokens", estimate_tokens(output)))
+        return Usage(
+            input_tokens=int(opts.number("input_tokens", estimate_tokens(prompt) + 20)),
+            output_tokens=out_tokens,
+            cache_read_tokens=int(opts.number("cache_read_tokens", 0)),
+            cache_write_tokens=int(opts.number("cache_write_tokens", 0)),
+            reasoning_tokens=min(out_tokens, int(opts.number("reasoning_tokens", 0))),
+        )
+
+    async def _report(
+        self, ctx: TaskContext, usage: Usage, model: str | None, cost: float | None, events: int
+    ) -> None:
+        """Split `usage` over `events` notifications whose sum is exactly `usage`."""
+        events = max(1, events)
+        fields = usage.model_dump()
+        for index in range(events):
+            part = {
+                name: value // events + (1 if index < value % events else 0)
+                for name, value in fields.items()
+            }
+            part_cost = cost / events if cost is not None else None
+            await ctx.report_usage(
+                Usage(**part),
+                model=model,
+                provider="mock",
+                cost_usd=part_cost,
+                session_id=f"mock-session-{ctx.task_id}",
+                message_id=f"msg-{ctx.task_id}-{index}",
+                request_id=f"req-{ctx.task_id}-{index}",
+            )
+
+
+def main() -> None:
+    env = os.environ
+    exit_at_start = env.get(PREFIX + "EXIT_AT_START")
+    if exit_at_start:
+        sys.stderr.write("mock: exiting at start as asked\n")
+        sys.exit(int(exit_at_start))
+    if env.get(PREFIX + "IGNORE_SIGTERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    adapter = MockAdapter(env)
+    serve(adapter)
+    if env.get(PREFIX + "IGNORE_EOF") == "1":
+        # Simulates a child that does not notice its parent is gone.
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

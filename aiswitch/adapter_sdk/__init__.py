@@ -1,0 +1,28 @@
+"""The adapter SDK: write an agent by implementing `Adapter.run_task`, then `serve()` it.
+
+    class Echo(Adapter):
+        name = "echo"
+
+        async def run_task(self, ctx: TaskContext) -> TaskOutcome:
+            await ctx.progress("thinking")
+            return TaskOutcome(output=ctx.prompt)
+
+    if __name__ == "__main__":
+        serve(Echo())
+
+The SDK speaks the whole protocol (docs/protocol.md) on stdin/stdout: the handshake,
+concurrency limits, cancellation, task status and results, env.switch/snapshot/rollback,
+metrics and shutdown. It exits by itself when stdin closes or the parent process is
+gone, cancelling running tasks (so their `finally` blocks can kill any CLI they run).
+Logs go to stderr, which the parent keeps in `logs/agents/<agent-id>.log`.
+"""
+
+from aiswitch.adapter_sdk.server import (
+    Adapter,
+    TaskContext,
+    TaskFailed,
+    TaskOutcome,
+    serve,
+)
+
+__all__ = ["Adapter", "TaskContext", "TaskFailed", "TaskOutcome", "serve"]

@@ -1,0 +1,176 @@
+"""Agent definitions: the built-in ones, overridden and extended by `config/agents.yaml`.
+
+An agent is any program that speaks the aiswitch protocol on stdio. `config/agents.yaml`:
+
+    agents:
+      mock:                      # override a built-in, field by field
+        env: {MOCK_LATENCY: "0.2"}
+      reviewer:                  # a new agent
+        command: [python3, /opt/reviewer/adapter.py]
+        env: {REVIEWER_MODE: strict}
+        max_concurrency: 2
+        capabilities: [review]
+        options: {model: big}    # sent in agent.initialize's `config`
+        cli: reviewer-cli        # a binary that must be on PATH (checked before start)
+
+Errors (unreadable or invalid YAML, unknown fields, bad types) are `ConfigError`s that
+name the file and, for YAML errors, the line.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aiswitch.errors import (
+    AgentUnavailableError,
+    ConfigError,
+    UnknownAgentError,
+)
+from aiswitch.home import Home
+
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+class AgentDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = {}
+    cli: str | None = Field(None, description="The CLI binary the adapter drives.")
+    cli_path: str | None = Field(None, description="Where that binary is, instead of PATH.")
+    max_concurrency: int = Field(1, ge=1)
+    capabilities: list[str] = []
+    options: dict[str, Any] = {}
+    description: str = ""
+    unavailable: str | None = Field(None, description="Why it cannot run here, if it can't.")
+
+    def check_available(self) -> None:
+        """Raise `AgentUnavailableError` (one line: what to install) if it can't start."""
+        if self.unavailable:
+            raise AgentUnavailableError(f"agent {self.name!r}: {self.unavailable}")
+        if self.cli is None:
+            return
+        path = self.cli_path or shutil.which(self.cli)
+        if path is None or not Path(path).exists():
+            raise AgentUnavailableError(
+                f"agent {self.name!r} needs the {self.cli!r} CLI, which is not on PATH",
+                hint="install it, or set cli_path for this agent in config/agents.yaml",
+            )
+
+
+class _Override(BaseModel):
+    """A user entry: every field optional, so built-ins can be changed field by field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | None = Field(None, min_length=1)
+    env: dict[str, str] | None = None
+    cli: str | None = None
+    cli_path: str | None = None
+    max_concurrency: int | None = Field(None, ge=1)
+    capabilities: list[str] | None = None
+    options: dict[str, Any] | None = None
+    description: str | None = None
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agents: dict[str, _Override] = {}
+
+
+def _adapter(module: str) -> list[str]:
+    return [sys.executable, "-m", f"aiswitch_adapters.{module}"]
+
+
+def builtin_agents() -> dict[str, AgentDef]:
+    real = "its adapter is not part of this version yet (use `mock`, or define it in agents.yaml)"
+    agents = {
+        "mock": AgentDef(
+            name="mock",
+            command=_adapter("mock"),
+            max_concurrency=4,
+            description="A simulated agent: no API key, no network (docs/mock.md).",
+        ),
+    }
+    for name in ("claude", "codex", "gemini"):
+        agents[name] = AgentDef(name=name, command=_adapter(name), cli=name, unavailable=real)
+    return agents
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML config file; errors name the file and line."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+        raise ConfigError(f"{path}: invalid YAML at {where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """The first problem of a validation error, as `field.path: message` (no values)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "file"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+class AgentRegistry:
+    def __init__(self, agents: dict[str, AgentDef]) -> None:
+        self.agents = agents
+
+    @classmethod
+    def load(cls, home: Home | None = None) -> AgentRegistry:
+        home = home or Home.current()
+        agents = builtin_agents()
+        path = home.config / "agents.yaml"
+        data = load_yaml(path)
+        if data is None:
+            return cls(agents)
+        try:
+            parsed = _File.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {validation_summary(exc)}") from None
+        for name, override in parsed.agents.items():
+            if not AGENT_NAME.match(name):
+                raise ConfigError(f"{path}: invalid agent name {name!r}")
+            fields = override.model_dump(exclude_unset=True)
+            base = agents.get(name)
+            if base is None:
+                if "command" not in fields:
+                    raise ConfigError(f"{path}: agent {name!r} needs a `command`")
+                agents[name] = AgentDef(name=name, **fields)
+            else:
+                merged = base.model_dump()
+                if "command" in fields:
+                    merged["unavailable"] = None
+                if "env" in fields:
+                    merged["env"] = {**base.env, **fields.pop("env")}
+                merged.update(fields)
+                agents[name] = AgentDef.model_validate(merged)
+        return cls(agents)
+
+    def get(self, name: str) -> AgentDef:
+        agent = self.agents.get(name)
+        if agent is None:
+            known = ", ".join(sorted(self.agents))
+            raise UnknownAgentError(f"unknown agent {name!r}", hint=f"known agents: {known}")
+        return agent

@@ -1,0 +1,60 @@
+"""The typer application: commands are registered here and defined in their modules."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from aiswitch import __version__
+from aiswitch.errors import AiswitchError
+
+app = typer.Typer(
+    name="aiswitch",
+    help="Run AI coding CLIs side by side as child processes, each with its own preset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"aiswitch {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """aiswitch: a local-first coordinator for AI coding CLIs."""
+
+
+def _register() -> None:
+    from aiswitch.cli import run_cmd
+
+    run_cmd.register(app)
+
+
+def error_line(exc: AiswitchError) -> str:
+    return f"aiswitch: error: {exc.one_line()}"
+
+
+def run_app(args: list[str]) -> int:
+    _register()
+    try:
+        app(args=args, prog_name="aiswitch", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except AiswitchError as exc:
+        sys.stderr.write(error_line(exc) + "\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("aiswitch: interrupted\n")
+        return 130
+    return 0

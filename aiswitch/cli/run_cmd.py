@@ -1,0 +1,120 @@
+"""`aiswitch run`: one task over one or more agents, parallel or sequential."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aiswitch.cli import exitcodes
+from aiswitch.errors import UsageError
+
+
+def read_task(task: str) -> str:
+    if task == "-":
+        data = sys.stdin.read()
+        if not data.strip():
+            raise UsageError("the task read from stdin is empty")
+        return data
+    return task
+
+
+def run(
+    task: str = typer.Argument(..., help="The task, or - to read it from stdin."),
+    agent: str | None = typer.Option(None, "--agent", "-a", help="One agent: NAME[@PRESET]."),
+    parallel: str | None = typer.Option(
+        None, "--parallel", "-p", help="Agents given the same task at once: A,B[@PRESET],…"
+    ),
+    sequential: str | None = typer.Option(
+        None, "--sequential", "-s", help="Agents run in turn, each given the previous output."
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", "-t", help="Seconds per task."),
+    cwd: Path | None = typer.Option(None, "--cwd", help="Working directory for the agents."),
+    handoff: str | None = typer.Option(
+        None,
+        "--handoff-template",
+        help="Sequential prompt template: {task}, {previous_output}, {previous_agent}.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON document (docs/run-json.md)."
+    ),
+) -> None:
+    """Run a task on agents (child processes) and show their results side by side."""
+    from aiswitch.coordinator.run import DEFAULT_HANDOFF_TEMPLATE, RunRequest
+    from aiswitch.coordinator.specs import parse_specs
+
+    chosen = [
+        (n, v)
+        for n, v in (("--agent", agent), ("--parallel", parallel), ("--sequential", sequential))
+        if v
+    ]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --agent, --parallel or --sequential")
+    flag, value = chosen[0]
+    specs = parse_specs(value)
+    if flag == "--agent" and len(specs) != 1:
+        raise UsageError("--agent takes one agent; use --parallel or --sequential for several")
+    request = RunRequest(
+        mode="sequential" if flag == "--sequential" else "parallel",
+        specs=specs,
+        prompt=read_task(task),
+        timeout_s=timeout,
+        cwd=str(cwd) if cwd else None,
+        handoff_template=handoff or DEFAULT_HANDOFF_TEMPLATE,
+    )
+    code = asyncio.run(_run(request, as_json))
+    raise typer.Exit(code)
+
+
+async def _run(request: Any, as_json: bool) -> int:
+    from rich.console import Console
+
+    from aiswitch.cli.live import LiveView, render_results
+    from aiswitch.coordinator.run import Coordinator, RunEvent
+
+    err = Console(stderr=True)
+    live: LiveView | None = None
+
+    def on_event(event: RunEvent) -> None:
+        if live is not None:
+            live.event(event.kind, event.result, event.text)
+        if event.kind == "status" and event.result.status == "failed" and not as_json:
+            err.print(f"aiswitch: {event.result.agent_id}: {event.result.error}", highlight=False)
+
+    coordinator = Coordinator(on_event=on_event)
+    slots = coordinator.plan(request)
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if main is not None:
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    interactive = err.is_terminal and not as_json
+    try:
+        if interactive:
+            live = LiveView(err, [s.result for s in slots])
+            with live:
+                run = await coordinator.run(request)
+        else:
+            run = await coordinator.run(request)
+    except asyncio.CancelledError:
+        recorded = coordinator.run_result
+        if recorded is None:
+            return exitcodes.CANCELLED
+        run = recorded
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    for warning in coordinator.store.warnings:
+        err.print(f"aiswitch: warning: {warning}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(run.json_document(), ensure_ascii=False) + "\n")
+    else:
+        render_results(Console(), run)
+    return exitcodes.RUN_STATUS.get(run.status, exitcodes.FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,264 @@
+"""The aiswitch protocol: every method's params and result, and every notification.
+
+`METHODS` and `NOTIFICATIONS` are the registry; docs/protocol.md is generated from them
+(`python -m aiswitch.protocol.docgen`), and a test fails when the two drift apart.
+Unknown fields are ignored on input so that newer peers can add fields; the protocol
+version is checked at `agent.initialize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+
+from aiswitch.tokens.usage import Usage
+
+PROTOCOL_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Empty(_Model):
+    """No fields."""
+
+
+# -- agent.* ------------------------------------------------------------------------
+
+
+class ClientInfo(_Model):
+    name: str = "aiswitch"
+    version: str = ""
+
+
+class InitializeParams(_Model):
+    """Sent once, first, by the parent."""
+
+    protocol_version: int = PROTOCOL_VERSION
+    agent_id: str = Field(description="Unique within the run, `NAME#N`.")
+    parent_pid: int = Field(description="The adapter exits when this process is gone.")
+    client: ClientInfo = ClientInfo()
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Agent options from agents.yaml (model, permissions…)."
+    )
+
+
+class AgentInfo(_Model):
+    name: str
+    version: str = ""
+
+
+class Capabilities(_Model):
+    max_concurrent_tasks: int = Field(1, ge=1, description="Tasks it runs at once.")
+    env_switch: bool = Field(True, description="Supports env.switch/snapshot/rollback.")
+    resume: bool = Field(False, description="Can continue an earlier session (`session_id`).")
+    cli: str | None = Field(None, description="The underlying CLI and its version, if any.")
+
+
+class InitializeResult(_Model):
+    protocol_version: int = PROTOCOL_VERSION
+    agent: AgentInfo
+    capabilities: Capabilities = Capabilities()
+    pid: int
+
+
+class StatusResult(_Model):
+    state: Literal["ready", "busy", "stopping"]
+    running_tasks: list[str] = []
+    completed_tasks: NonNegativeInt = 0
+    uptime_s: NonNegativeFloat = 0.0
+    preset: str | None = None
+
+
+class ShutdownParams(_Model):
+    reason: str = ""
+
+
+class ShutdownResult(_Model):
+    ok: bool = True
+
+
+# -- task.* -------------------------------------------------------------------------
+
+TaskState = Literal["ok", "failed", "cancelled"]
+
+
+class AssignParams(_Model):
+    """A task; the reply is its `TaskResult`, sent when the task ends."""
+
+    task_id: str
+    prompt: str = Field(min_length=1)
+    cwd: str | None = Field(None, description="Working directory for the task.")
+    timeout_s: float | None = Field(None, gt=0, description="The adapter's own deadline.")
+    session_id: str | None = Field(None, description="Continue this earlier session.")
+    permissions: Literal["read-only", "edit", "full"] | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific.")
+
+
+class TaskResult(_Model):
+    task_id: str
+    status: TaskState
+    output: str = ""
+    error: str | None = None
+    usage: Usage = Usage()
+    cost_usd: float | None = Field(None, description="The CLI's own figure, if it reports one.")
+    model: str | None = None
+    session_id: str | None = None
+    duration_s: NonNegativeFloat = 0.0
+
+
+class TaskRef(_Model):
+    task_id: str
+
+
+class CancelParams(_Model):
+    task_id: str
+    reason: str = ""
+
+
+class CancelResult(_Model):
+    task_id: str
+    cancelled: bool = Field(description="False when the task had already ended.")
+
+
+class TaskStatusResult(_Model):
+    task_id: str
+    state: Literal["running", "ok", "failed", "cancelled"]
+    elapsed_s: NonNegativeFloat = 0.0
+    last_progress: str | None = None
+
+
+# -- env.* --------------------------------------------------------------------------
+
+
+class EnvSwitchParams(_Model):
+    """Applies from the next task on; refused as a whole (-32005) when invalid."""
+
+    preset: str | None = None
+    set: dict[str, str] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
+    replace: bool = Field(False, description="Replace all preset variables, not merge.")
+
+
+class EnvState(_Model):
+    preset: str | None = None
+    names: list[str] = Field(default_factory=list, description="Variable names set; no values.")
+
+
+class SnapshotResult(_Model):
+    snapshot_id: str
+    state: EnvState
+
+
+class RollbackParams(_Model):
+    snapshot_id: str
+
+
+# -- metrics ------------------------------------------------------------------------
+
+
+class Metrics(_Model):
+    tasks_started: NonNegativeInt = 0
+    tasks_ok: NonNegativeInt = 0
+    tasks_failed: NonNegativeInt = 0
+    tasks_cancelled: NonNegativeInt = 0
+    running: NonNegativeInt = 0
+    usage: Usage = Usage()
+    uptime_s: NonNegativeFloat = 0.0
+
+
+# -- notifications (child → parent) -------------------------------------------------
+
+
+class ProgressParams(_Model):
+    task_id: str
+    kind: Literal["text", "tool", "status", "thinking"] = "text"
+    text: str
+
+
+class UsageParams(_Model):
+    """One usage event; every one is appended to the ledger."""
+
+    task_id: str
+    usage: Usage
+    model: str | None = None
+    provider: str | None = None
+    cost_usd: float | None = Field(None, description="The CLI's own figure, if reported.")
+    session_id: str | None = None
+    message_id: str | None = None
+    request_id: str | None = None
+
+
+class LogParams(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: type[BaseModel]
+    result: type[BaseModel]
+    summary: str
+
+
+@dataclass(frozen=True)
+class NotificationSpec:
+    name: str
+    params: type[BaseModel]
+    summary: str
+
+
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        "agent.initialize",
+        InitializeParams,
+        InitializeResult,
+        "Handshake; the first message. The reply says what the agent can do.",
+    ),
+    MethodSpec("agent.status", Empty, StatusResult, "Current state and running tasks."),
+    MethodSpec(
+        "agent.shutdown",
+        ShutdownParams,
+        ShutdownResult,
+        "Cancel running tasks, reply, then exit. Closing stdin has the same effect.",
+    ),
+    MethodSpec(
+        "task.assign",
+        AssignParams,
+        TaskResult,
+        "Run a task. The reply comes when the task ends; a failed task is a result with "
+        "`status: failed`, not an error.",
+    ),
+    MethodSpec(
+        "task.cancel",
+        CancelParams,
+        CancelResult,
+        "Cancel a running task; its `task.assign` then replies with `status: cancelled`.",
+    ),
+    MethodSpec("task.status", TaskRef, TaskStatusResult, "The state of one task."),
+    MethodSpec(
+        "task.result", TaskRef, TaskResult, "The result of a finished task (kept in memory)."
+    ),
+    MethodSpec(
+        "env.switch",
+        EnvSwitchParams,
+        EnvState,
+        "Change the environment given to the CLI from the next task on.",
+    ),
+    MethodSpec("env.snapshot", Empty, SnapshotResult, "Remember the current environment."),
+    MethodSpec(
+        "env.rollback", RollbackParams, EnvState, "Restore a snapshot exactly (-32006 if unknown)."
+    ),
+    MethodSpec("metrics.query", Empty, Metrics, "Counters since the agent started."),
+)
+
+NOTIFICATIONS: tuple[NotificationSpec, ...] = (
+    NotificationSpec("task.progress", ProgressParams, "A line of progress from a running task."),
+    NotificationSpec("tokens.usage", UsageParams, "Tokens spent; sent as soon as known."),
+    NotificationSpec("metrics.report", Metrics, "Unsolicited metrics (optional)."),
+    NotificationSpec("log", LogParams, "A log line for the parent's log of this agent."),
+)

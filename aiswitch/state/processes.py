@@ -1,0 +1,95 @@
+"""`state/agents.json`: the agent processes alive now, for other invocations to see.
+
+Each entry has the child's pid and its process create time, so a reader can tell a
+live child from a recycled pid, and the same for its parent. `reap_orphans` kills the
+process group of any child whose parent is gone (a parent killed with SIGKILL cannot
+clean up after itself; the next invocation does). The file always exists after a run,
+possibly as `{"agents": {}}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import Any
+
+from aiswitch.state.store import StateStore
+
+RESOURCE = "agents"
+# psutil's create times are floats rounded differently across calls; within this much
+# they name the same process.
+CREATE_TIME_TOLERANCE_S = 0.05
+
+
+def process_identity(pid: int) -> float | None:
+    """The create time of `pid`, or None when no such process is alive."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_same_process(pid: int, create_time: float | None) -> bool:
+    if create_time is None:
+        return False
+    now = process_identity(pid)
+    return now is not None and abs(now - create_time) <= CREATE_TIME_TOLERANCE_S
+
+
+class ProcessTable:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.path = store.home.state / "agents.json"
+
+    def ensure(self) -> None:
+        self._change(lambda agents: agents)
+
+    def add(self, key: str, entry: dict[str, Any]) -> None:
+        def change(agents: dict[str, Any]) -> dict[str, Any]:
+            agents[key] = entry
+            return agents
+
+        self._change(change)
+
+    def remove(self, key: str) -> None:
+        self._change(lambda agents: {k: v for k, v in agents.items() if k != key})
+
+    def entries(self) -> dict[str, Any]:
+        data: Any = self.store.read_json(self.path, {"agents": {}})
+        agents = data.get("agents", {}) if isinstance(data, dict) else {}
+        return agents if isinstance(agents, dict) else {}
+
+    def reap_orphans(self) -> list[str]:
+        """Kill children whose parent is gone; drop entries of processes that are gone."""
+        reaped: list[str] = []
+
+        def change(agents: dict[str, Any]) -> dict[str, Any]:
+            keep: dict[str, Any] = {}
+            for key, entry in agents.items():
+                child_alive = is_same_process(entry.get("pid", -1), entry.get("create_time"))
+                parent_alive = is_same_process(
+                    entry.get("parent_pid", -1), entry.get("parent_create_time")
+                )
+                if child_alive and parent_alive:
+                    keep[key] = entry
+                elif child_alive:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(entry.get("pgid", entry["pid"]), signal.SIGKILL)
+                    reaped.append(key)
+            return keep
+
+        self._change(change)
+        return reaped
+
+    def _change(self, fn: Any) -> None:
+        def wrapped(data: dict[str, Any]) -> dict[str, Any]:
+            agents = data.get("agents", {}) if isinstance(data, dict) else {}
+            return {"version": 1, "agents": fn(dict(agents))}
+
+        self.store.update_json(RESOURCE, self.path, lambda: {"agents": {}}, wrapped)

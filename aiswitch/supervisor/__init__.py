@@ -1,0 +1,1 @@
+"""Agent process lifetimes: spawn, handshake, stop (and, later, restart policies)."""

@@ -1,0 +1,307 @@
+"""One agent child process: spawn, handshake, requests, and the stop sequence.
+
+Contract:
+- Spawned with `asyncio.create_subprocess_exec` (never a shell) in a new session (its own
+  process group, so signals reach the whole group and a terminal's Ctrl-C does not);
+  stdin/stdout are the protocol, stderr is `logs/agents/<agent-id>.log`.
+- On Linux the child also gets SIGTERM when the parent dies (PR_SET_PDEATHSIG), on top
+  of the protocol's own rule that an adapter exits when its stdin closes; and the table
+  in `state/agents.json` lets the next invocation reap anything left behind.
+- `start()` raises `AgentStartError` (one line, naming the log) when the child exits
+  or does not answer `agent.initialize` within the handshake timeout.
+- `stop()` runs `agent.shutdown` → close stdin → bounded wait → SIGTERM to the group →
+  bounded wait → SIGKILL to the group, and runs to the end even when its caller is
+  cancelled (the sequence is a separate task; the caller only waits for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiswitch.agents import AgentDef
+from aiswitch.errors import AgentStartError
+from aiswitch.home import Home
+from aiswitch.protocol.models import (
+    AssignParams,
+    CancelParams,
+    InitializeParams,
+    InitializeResult,
+    ProgressParams,
+    TaskResult,
+    UsageParams,
+)
+from aiswitch.rpc.errors import RpcError
+from aiswitch.rpc.messages import Params
+from aiswitch.rpc.peer import LINE_LIMIT, Peer
+from aiswitch.supervisor.logs import agent_log_path, open_agent_log, tail
+
+# An adapter imports little and answers at once; ten seconds covers a loaded machine.
+HANDSHAKE_TIMEOUT_S = 10.0
+# How long each step of the stop sequence may take before the next, harder one.
+SHUTDOWN_REPLY_TIMEOUT_S = 2.0
+EXIT_AFTER_EOF_S = 2.0
+EXIT_AFTER_SIGTERM_S = 2.0
+# A cancelled task gets this long to report itself cancelled before we stop waiting.
+CANCEL_REPLY_TIMEOUT_S = 3.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, term)
+
+    return preexec
+
+
+_PREEXEC = _pdeathsig_preexec()
+
+
+class AgentProcess:
+    def __init__(
+        self,
+        agent: AgentDef,
+        agent_id: str,
+        *,
+        home: Home,
+        run_id: str,
+        env: dict[str, str],
+        cwd: str | None = None,
+        on_progress: Callable[[ProgressParams], None] | None = None,
+        on_usage: Callable[[UsageParams], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.agent_id = agent_id
+        self.home = home
+        self.run_id = run_id
+        self.env = env
+        self.cwd = cwd
+        self.on_progress = on_progress
+        self.on_usage = on_usage
+        self.proc: asyncio.subprocess.Process | None = None
+        self.peer: Peer | None = None
+        self.info: InitializeResult | None = None
+        self.create_time: float | None = None
+        self._stop_task: asyncio.Task[int | None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def log_path(self) -> Any:
+        return agent_log_path(self.home, self.agent_id)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    # -- start --------------------------------------------------------------------
+
+    async def start(self, handshake_timeout: float = HANDSHAKE_TIMEOUT_S) -> InitializeResult:
+        log_fd = open_agent_log(self.home, self.agent_id, self.run_id)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.agent.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_fd,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                limit=LINE_LIMIT,
+                preexec_fn=_PREEXEC,
+            )
+        except OSError as exc:
+            raise AgentStartError(
+                f"{self.agent_id}: cannot start {self.agent.command[0]!r}: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(log_fd)
+        from aiswitch.state.processes import process_identity
+
+        self.create_time = process_identity(self.proc.pid)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.peer = Peer(self.proc.stdout, self.proc.stdin, name=self.agent_id)
+        self.peer.on_notification("task.progress", self._progress)
+        self.peer.on_notification("tokens.usage", self._usage)
+        self.peer.start()
+        from aiswitch import __version__
+
+        params = InitializeParams(
+            agent_id=self.agent_id,
+            parent_pid=os.getpid(),
+            config=self.agent.options,
+        )
+        params.client.version = __version__
+        try:
+            reply = await self.peer.request("agent.initialize", params, timeout=handshake_timeout)
+            self.info = InitializeResult.model_validate(reply)
+        except RpcError as exc:
+            raise AgentStartError(await self._start_failure(exc)) from None
+        except ValueError:
+            raise AgentStartError(
+                f"{self.agent_id}: its agent.initialize reply is not valid (see {self.log_path})"
+            ) from None
+        return self.info
+
+    async def _start_failure(self, exc: RpcError) -> str:
+        from aiswitch.rpc.errors import RemoteError, RequestTimeoutError
+
+        if isinstance(exc, RequestTimeoutError):
+            return (
+                f"{self.agent_id} did not answer agent.initialize within "
+                f"{exc.timeout:g}s (see {self.log_path})"
+            )
+        if isinstance(exc, RemoteError):
+            return f"{self.agent_id} refused to start: {exc.remote_message}"
+        code = await self.wait_exit(EXIT_AFTER_EOF_S)
+        last = _last_line(tail(self.log_path))
+        detail = f": {last}" if last else ""
+        how = f"exited with code {code}" if code is not None else "closed its output"
+        return f"{self.agent_id} {how} before its handshake{detail} (see {self.log_path})"
+
+    def _progress(self, params: Params) -> None:
+        if self.on_progress is not None:
+            self.on_progress(ProgressParams.model_validate(params or {}))
+
+    def _usage(self, params: Params) -> None:
+        if self.on_usage is not None:
+            self.on_usage(UsageParams.model_validate(params or {}))
+
+    # -- tasks --------------------------------------------------------------------
+
+    async def assign(self, params: AssignParams) -> TaskResult:
+        """Run a task; the caller enforces its timeout (and cancels on expiry)."""
+        assert self.peer is not None
+        try:
+            reply = await self.peer.request("task.assign", params, timeout=None)
+        except RpcError as exc:
+            from aiswitch.rpc.errors import ConnectionClosedError
+
+            if isinstance(exc, ConnectionClosedError):
+                code = await self.wait_exit(EXIT_AFTER_EOF_S)
+                last = _last_line(tail(self.log_path))
+                how = f"exited with code {code}" if code is not None else "closed its output"
+                detail = f": {last}" if last else ""
+                message = f"the agent {how} during the task{detail}"
+            else:
+                message = str(exc)
+            return TaskResult(task_id=params.task_id, status="failed", error=message)
+        return TaskResult.model_validate(reply)
+
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        if self.peer is None or self.peer.closed.is_set():
+            return
+        with contextlib.suppress(RpcError):
+            await self.peer.request(
+                "task.cancel",
+                CancelParams(task_id=task_id, reason=reason),
+                timeout=CANCEL_REPLY_TIMEOUT_S,
+            )
+
+    async def request(self, method: str, params: Any = None, timeout: float = 10.0) -> Any:
+        assert self.peer is not None
+        return await self.peer.request(method, params, timeout=timeout)
+
+    # -- stop ---------------------------------------------------------------------
+
+    async def wait_exit(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return int(await asyncio.wait_for(self.proc.wait(), timeout))
+        except TimeoutError:
+            return None
+
+    async def stop(self, reason: str = "stop") -> int | None:
+        """Stop the child; safe to call many times and from a cancelled task."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop_sequence(reason))
+        return await wait_uncancellable(self._stop_task)
+
+    async def _stop_sequence(self, reason: str) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        peer = self.peer
+        if proc.returncode is None and peer is not None and not peer.closed.is_set():
+            with contextlib.suppress(RpcError):
+                await peer.request(
+                    "agent.shutdown", {"reason": reason}, timeout=SHUTDOWN_REPLY_TIMEOUT_S
+                )
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+        code = await self.wait_exit(EXIT_AFTER_EOF_S)
+        if code is None:
+            self._signal_group(signal.SIGTERM)
+            code = await self.wait_exit(EXIT_AFTER_SIGTERM_S)
+        if code is None:
+            self._signal_group(signal.SIGKILL)
+            code = int(await proc.wait())
+        # Anything the adapter left in its group (a CLI it failed to reap) goes too.
+        self._signal_group(signal.SIGKILL)
+        if peer is not None:
+            await peer.close("agent stopped")
+        return code
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def table_entry(self) -> dict[str, Any]:
+        from aiswitch.state.processes import process_identity
+
+        return {
+            "agent": self.agent.name,
+            "agent_id": self.agent_id,
+            "run_id": self.run_id,
+            "pid": self.pid,
+            "pgid": self.pid,
+            "create_time": self.create_time,
+            "parent_pid": os.getpid(),
+            "parent_create_time": process_identity(os.getpid()),
+            "started_at": time.time(),
+            "log": str(self.log_path),
+        }
+
+
+async def wait_uncancellable(task: asyncio.Task[Any]) -> Any:
+    """Wait for `task` to finish even if we are cancelled meanwhile; re-raise the
+    cancellation afterwards so the caller's own cancellation is not lost."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
+def _last_line(text: str) -> str:
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("====")
+    ]
+    return lines[-1][:300] if lines else ""

@@ -1,0 +1,1 @@
+"""Built-in presets and provider templates, shipped inside the installed package."""
