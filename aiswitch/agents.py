@@ -55,6 +55,12 @@ class AgentDef(BaseModel):
         """Raise `AgentUnavailableError` (one line: what to install) if it can't start."""
         if self.unavailable:
             raise AgentUnavailableError(f"agent {self.name!r}: {self.unavailable}")
+        program = self.command[0]
+        if shutil.which(program) is None:
+            raise AgentUnavailableError(
+                f"agent {self.name!r}: its command {program!r} is not an executable on PATH",
+                hint="fix `command` for this agent in config/agents.yaml",
+            )
         if self.cli is None:
             return
         path = self.cli_path or shutil.which(self.cli)

@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiswitch.agents import AgentDef
 from aiswitch.errors import AgentStartError
@@ -53,6 +53,7 @@ EXIT_AFTER_SIGTERM_S = 2.0
 CANCEL_REPLY_TIMEOUT_S = 3.0
 
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def _pdeathsig_preexec() -> Callable[[], None] | None:
@@ -284,7 +285,7 @@ class AgentProcess:
         }
 
 
-async def wait_uncancellable(task: asyncio.Task[Any]) -> Any:
+async def wait_uncancellable(task: asyncio.Task[T]) -> T:
     """Wait for `task` to finish even if we are cancelled meanwhile; re-raise the
     cancellation afterwards so the caller's own cancellation is not lost."""
     cancelled = False
