@@ -1,0 +1,76 @@
+"""Where the pinned agent CLIs live for the real-CLI tests.
+
+`scripts/setup/agent-clis.sh` installs them with npm into
+``${AISWITCH_TEST_CACHE:-~/.cache/aiswitch-test}/npm``; this module finds them there.
+A missing CLI is an error that says how to install it, never a skip: a real-CLI test
+that silently does not run proves nothing.
+
+Import it from a test as ``from support.clis import cli_path`` (pytest puts ``tests/``
+on ``sys.path`` because the test folder is not a package).
+
+The versions below must match the pins in scripts/setup/agent-clis.sh.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+CLAUDE_PACKAGE = "@anthropic-ai/claude-code"
+CLAUDE_VERSION = "2.1.197"
+CODEX_PACKAGE = "@openai/codex"
+CODEX_VERSION = "0.169.0"
+GEMINI_PACKAGE = "@google/gemini-cli"
+GEMINI_VERSION = "0.61.0"
+
+PINNED = {
+    "claude": (CLAUDE_PACKAGE, CLAUDE_VERSION),
+    "codex": (CODEX_PACKAGE, CODEX_VERSION),
+    "gemini": (GEMINI_PACKAGE, GEMINI_VERSION),
+}
+
+SETUP_SCRIPT = "scripts/setup/agent-clis.sh"
+
+
+class CliNotInstalledError(RuntimeError):
+    """A pinned CLI is missing from the test cache."""
+
+
+def cache_root() -> Path:
+    override = os.environ.get("AISWITCH_TEST_CACHE")
+    return Path(override) if override else Path.home() / ".cache" / "aiswitch-test"
+
+
+def cli_bin_dir() -> Path:
+    """The npm ``.bin`` folder holding ``claude``, ``codex`` and ``gemini``."""
+    bin_dir = cache_root() / "npm" / "node_modules" / ".bin"
+    if not bin_dir.is_dir():
+        raise CliNotInstalledError(
+            f"agent CLIs are not installed ({bin_dir} does not exist): run `bash {SETUP_SCRIPT}`"
+        )
+    return bin_dir
+
+
+def cli_path(name: str) -> Path:
+    """The executable of one pinned CLI (``claude``, ``codex`` or ``gemini``)."""
+    if name not in PINNED:
+        raise ValueError(f"unknown CLI {name!r}; expected one of {sorted(PINNED)}")
+    path = cli_bin_dir() / name
+    if not os.access(path, os.X_OK):
+        raise CliNotInstalledError(f"{name} is not installed at {path}: run `bash {SETUP_SCRIPT}`")
+    package, version = PINNED[name]
+    manifest = cache_root() / "npm" / "node_modules" / package / "package.json"
+    if f'"version": "{version}"' not in manifest.read_text(encoding="utf-8"):
+        raise CliNotInstalledError(
+            f"{name} in {manifest.parent} is not the pinned {version}: run `bash {SETUP_SCRIPT}`"
+        )
+    return path
+
+
+def node_bin_dir() -> Path:
+    """The folder of the ``node`` that codex's and gemini's launchers need on PATH."""
+    node = shutil.which("node")
+    if node is None:
+        raise CliNotInstalledError("node is not on PATH; install Node.js 18+ (see agent-clis.sh)")
+    return Path(node).resolve().parent
