@@ -85,6 +85,28 @@ class Row(NamedTuple):
     cost_source: str
 
 
+(
+    R_TS,
+    R_SOURCE,
+    R_AGENT,
+    R_PRESET,
+    R_PROVIDER,
+    R_MODEL,
+    R_RUN,
+    R_SESSION,
+    R_MESSAGE,
+    R_REQUEST,
+    R_INPUT,
+    R_OUTPUT,
+    R_CACHE_READ,
+    R_CACHE_WRITE,
+    R_REASONING,
+    R_CACHE_WRITE_1H,
+    R_COST,
+    R_COST_SOURCE,
+) = range(18)
+
+
 def row_from_record(record: LedgerRecord) -> Row:
     ts = record.ts if record.ts.tzinfo else record.ts.replace(tzinfo=UTC)
     return Row(
@@ -363,7 +385,7 @@ class _Pricer:
 
 
 def build_report(
-    rows: Iterable[Row] | Iterable[LedgerRecord],
+    rows: Iterable[tuple[Any, ...]] | Iterable[LedgerRecord],
     options: ReportOptions | None = None,
     *,
     warnings: Sequence[str] = (),
@@ -400,30 +422,33 @@ def build_report(
     linear: dict[tuple[tuple[Any, ...], str | None, str | None], list[int]] = {}
     seen: set[str] = set()
 
+    # Rows may be plain tuples (from the index): fields are read by position, which is faster.
     for item in rows:
-        row = item if isinstance(item, Row) else row_from_record(item)
-        if row.message_id and row.request_id:
-            dedupe = f"{row.source}\x00{row.message_id}\x00{row.request_id}"
+        row: tuple[Any, ...] = item if isinstance(item, tuple) else row_from_record(item)
+        message_id = row[R_MESSAGE]
+        if message_id and row[R_REQUEST]:
+            dedupe = f"{row[R_SOURCE]}\x00{message_id}\x00{row[R_REQUEST]}"
             if dedupe in seen:
                 continue
             seen.add(dedupe)
-        if agents and row.agent not in agents:
+        if agents and row[R_AGENT] not in agents:
             continue
-        if presets and row.preset not in presets:
+        if presets and row[R_PRESET] not in presets:
             continue
-        if runs and row.run_id not in runs:
+        if runs and row[R_RUN] not in runs:
             continue
+        model = row[R_MODEL]
         if models:
-            ok = model_ok.get(row.model)
+            ok = model_ok.get(model)
             if ok is None:
-                ok = row.model in models or (
-                    row.model is not None and normalise_model_id(row.model) in model_norms
+                ok = model in models or (
+                    model is not None and normalise_model_id(model) in model_norms
                 )
-                model_ok[row.model] = ok
+                model_ok[model] = ok
             if not ok:
                 continue
         if need_time:
-            slot = slots.get(row.ts)
+            slot = slots.get(row[R_TS])
             if since is not None and slot[0] < since:
                 continue
             if until is not None and slot[0] > until:
@@ -435,43 +460,37 @@ def build_report(
         acc = groups.get(key)
         if acc is None:
             acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0]
-        acc[0] += row.input_tokens
-        acc[1] += row.output_tokens
-        acc[2] += row.cache_read_tokens
-        acc[3] += row.cache_write_tokens
-        acc[4] += row.reasoning_tokens
+        inp, out, read, write, reasoning, write_1h, cost = row[R_INPUT:R_COST_SOURCE]
+        acc[0] += inp
+        acc[1] += out
+        acc[2] += read
+        acc[3] += write
+        acc[4] += reasoning
         acc[5] += 1
-        reported = row.cost_usd if row.cost_source == "reported" else None
-        if mode != "calculate" and reported is not None:
-            acc[6] += reported
+        if mode != "calculate" and cost is not None and row[R_COST_SOURCE] == "reported":
+            acc[6] += cost
             acc[7] += 1
             continue
         if mode == "reported":
             acc[8] += 1
             continue
-        price = pricer.lookup(row.preset, row.model)
+        preset = row[R_PRESET]
+        price = pricer.lookup(preset, model)
         if price is None:
             acc[8] += 1
         elif price.linear:
-            lkey = (key, row.preset, row.model)
+            lkey = (key, preset, model)
             sums = linear.get(lkey)
             if sums is None:
                 sums = linear[lkey] = [0, 0, 0, 0, 0]
-            sums[0] += row.input_tokens
-            sums[1] += row.output_tokens
-            sums[2] += row.cache_read_tokens
-            sums[3] += row.cache_write_tokens
-            sums[4] += row.cache_write_1h_tokens
+            sums[0] += inp
+            sums[1] += out
+            sums[2] += read
+            sums[3] += write
+            sums[4] += write_1h
             acc[7] += 1
         else:
-            acc[6] += price.cost(
-                row.input_tokens,
-                row.output_tokens,
-                row.cache_read_tokens,
-                row.cache_write_tokens,
-                row.cache_write_1h_tokens,
-                tier_rule,
-            )
+            acc[6] += price.cost(inp, out, read, write, write_1h, tier_rule)
             acc[7] += 1
 
     for (key, preset, model), sums in linear.items():
@@ -501,7 +520,7 @@ def build_report(
 
 
 _TIME_INDEX = {"day": 0, "week": 1, "month": 2}
-_Getter = Callable[[Row, tuple[str, str, str]], str | None]
+_Getter = Callable[[tuple[Any, ...], tuple[str, str, str]], str | None]
 
 
 def _getter(name: str, pricer: _Pricer) -> _Getter:
@@ -511,11 +530,11 @@ def _getter(name: str, pricer: _Pricer) -> _Getter:
         return lambda row, slot: slot[index]
     if name == "provider":
 
-        def provider(row: Row, slot: tuple[str, str, str]) -> str | None:
-            if row.provider:
-                return row.provider
+        def provider(row: tuple[Any, ...], slot: tuple[str, str, str]) -> str | None:
+            if row[R_PROVIDER]:
+                return cast(str, row[R_PROVIDER])
             # Logs of the CLIs name no provider: the vendor of the priced model stands in.
-            price = pricer.lookup(row.preset, row.model)
+            price = pricer.lookup(row[R_PRESET], row[R_MODEL])
             return price.provider if price is not None else None
 
         return provider
@@ -556,7 +575,9 @@ def _counters(acc: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def merge_ledger_and_cli(ledger: Iterable[Row], cli: Iterable[Row]) -> Iterator[Row]:
+def merge_ledger_and_cli(
+    ledger: Iterable[tuple[Any, ...]], cli: Iterable[tuple[Any, ...]]
+) -> Iterator[tuple[Any, ...]]:
     """The ledger's rows, then the CLI-log rows the ledger does not already hold.
 
     A CLI-log row is already held when a ledger row has its message id and request id, and the
@@ -564,14 +585,15 @@ def merge_ledger_and_cli(ledger: Iterable[Row], cli: Iterable[Row]) -> Iterator[
     """
     known: dict[tuple[str, str], set[str | None]] = {}
     for row in ledger:
-        if row.message_id and row.request_id:
-            known.setdefault((row.message_id, row.request_id), set()).add(row.session_id)
+        if row[R_MESSAGE] and row[R_REQUEST]:
+            known.setdefault((row[R_MESSAGE], row[R_REQUEST]), set()).add(row[R_SESSION])
         yield row
     for row in cli:
-        if row.message_id and row.request_id:
-            sessions = known.get((row.message_id, row.request_id))
+        if row[R_MESSAGE] and row[R_REQUEST]:
+            sessions = known.get((row[R_MESSAGE], row[R_REQUEST]))
+            session = row[R_SESSION]
             if sessions is not None and (
-                row.session_id is None or None in sessions or row.session_id in sessions
+                session is None or None in sessions or session in sessions
             ):
                 continue
         yield row

@@ -18,9 +18,10 @@ Rows are report `Row`s (or plain tuples in the same field order, as the index st
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,27 +151,24 @@ def load_ledger(home: Home, *, use_index: bool = True) -> Loaded:
     return loaded
 
 
+def _claude_parser(path: Path) -> Callable[[bytes], tuple[list[Any], int]]:
+    session = claude.session_from_path(path)
+    return partial(claude.parse_claude_bytes, path_session=session)
+
+
 def load_claude(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
     files = claude.claude_files(claude.claude_roots(env))
     index = _index(home, "claude", use_index)
-    entries: list[claude.ClaudeEntry] = []
+    entries: list[tuple[Any, ...]] = []
     warnings: list[str] = []
-    make = claude.ClaudeEntry._make
-    for path in files:
-        session = claude.session_from_path(path)
-
-        def parse(data: bytes, session: str = session) -> tuple[list[Any], int]:
-            return claude.parse_claude_bytes(data, session)
-
-        read = index.read_appendable(path, parse)
-        entries.extend(map(make, read.items))
+    reads = index.read_appendable_many(files, _claude_parser)
+    for path, read in zip(files, reads, strict=True):
+        entries.extend(read.items)
         _warn(warnings, "claude", path, read)
     index.save()
-    rows: list[tuple[Any, ...]] = list(
-        claude.rows_from_entries(claude.dedupe_claude_entries(entries))
-    )
+    rows = claude.rows_from_entries(claude.dedupe_claude_entries(entries))
     return Loaded(rows=rows, files=files, warnings=warnings)
 
 

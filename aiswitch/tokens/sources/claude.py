@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
-
-from aiswitch.tokens.report import Row
 
 SOURCE = "claude"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,7 +48,7 @@ _MILLISECOND = timedelta(milliseconds=1)
 USAGE_MARKER = b'"usage":{'
 _NULL_FIELD_RE = re.compile(
     rb'"(id|cwd|model|speed|costUSD|version|sessionId|requestId|isApiErrorMessage|'
-    rb'cache_read_input_tokens|cache_creation_input_tokens)"\s*:\s*null'
+    rb'cache_read_input_tokens|cache_creation_input_tokens)"\s*:null'
 )
 _SEMVER_PREFIX_RE = re.compile(r"^\d+\.\d+\.\d")
 
@@ -144,7 +142,11 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[ClaudeEntry
             continue
         if not isinstance(obj, dict):
             continue
-        if _NULL_FIELD_RE.search(line) and not _only_iteration_model_nulls(line, obj):
+        if (
+            b":null" in line
+            and _NULL_FIELD_RE.search(line)
+            and not _only_iteration_model_nulls(line, obj)
+        ):
             continue
         entries.extend(_entries_of(obj, path_session))
     return entries, malformed
@@ -328,87 +330,113 @@ def _parse_ts_ms(text: str) -> int | None:
     return (parsed - _EPOCH) // _MILLISECOND
 
 
-def dedupe_claude_entries(entries: Iterable[ClaudeEntry]) -> list[ClaudeEntry]:
+# Positions of ClaudeEntry fields: the index hands back plain tuples, read by position.
+E_TS, E_SESSION, E_MESSAGE, E_REQUEST, E_SIDECHAIN = 0, 1, 2, 3, 4
+
+
+def dedupe_claude_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """ccusage's duplicate rules (see the module docstring), in input order."""
-    kept: list[ClaudeEntry] = []
+    kept: list[tuple[Any, ...]] = []
     exact: dict[tuple[Any, ...], int] = {}
-    routes: dict[tuple[str, str], list[int]] = {}
+    # (message id, session) -> index of the kept entry, or a list when there are several.
+    routes: dict[tuple[str, str], int | list[int]] = {}
+
+    def add_route(route: tuple[str, str], index: int) -> None:
+        held = routes.get(route)
+        if held is None:
+            routes[route] = index
+        elif isinstance(held, int):
+            if held != index:
+                routes[route] = [held, index]
+        elif index not in held:
+            held.append(index)
+
     for entry in entries:
-        message_id = entry.message_id
+        message_id = entry[E_MESSAGE]
         if message_id is None:
             kept.append(entry)
             continue
-        if entry.request_id is not None:
-            key: tuple[Any, ...] = (message_id, entry.request_id)
+        request_id = entry[E_REQUEST]
+        session = entry[E_SESSION]
+        if request_id is not None:
+            key: tuple[Any, ...] = (message_id, request_id)
         else:
-            key = (message_id, None, entry.session_id, entry.ts_ms)
+            key = (message_id, None, session, entry[E_TS])
         index = exact.get(key)
         if index is not None:
             held = kept[index]
-            if held.message_id != message_id or held.request_id != entry.request_id:
+            if held[E_MESSAGE] != message_id or held[E_REQUEST] != request_id:
                 index = None
+        route = (message_id, session)
         if index is None:
-            for candidate in routes.get((message_id, entry.session_id), ()):
-                held = kept[candidate]
-                if held.message_id == message_id and (entry.sidechain or held.sidechain):
-                    index = candidate
-                    break
+            found = routes.get(route)
+            if found is not None:
+                for candidate in [found] if isinstance(found, int) else found:
+                    held = kept[candidate]
+                    if held[E_MESSAGE] == message_id and (entry[E_SIDECHAIN] or held[E_SIDECHAIN]):
+                        index = candidate
+                        break
         if index is None:
             exact[key] = len(kept)
-            routes.setdefault((message_id, entry.session_id), []).append(len(kept))
+            add_route(route, len(kept))
             kept.append(entry)
             continue
         held = kept[index]
-        if held.session_id != entry.session_id:
+        if held[E_SESSION] != session:
             # Either session's later sidechain replays must still find the survivor.
-            for session in (entry.session_id, held.session_id):
-                bucket = routes.setdefault((message_id, session), [])
-                if index not in bucket:
-                    bucket.append(index)
+            add_route(route, index)
+            add_route((message_id, held[E_SESSION]), index)
         if _replaces(entry, held):
             kept[index] = entry
             exact[key] = index
-            bucket = routes.setdefault((message_id, entry.session_id), [])
-            if index not in bucket:
-                bucket.append(index)
+            add_route(route, index)
     return kept
 
 
-def _replaces(candidate: ClaudeEntry, held: ClaudeEntry) -> bool:
-    if candidate.sidechain != held.sidechain:
-        return held.sidechain
-    return _total(candidate) > _total(held)
+def _replaces(candidate: tuple[Any, ...], held: tuple[Any, ...]) -> bool:
+    if candidate[E_SIDECHAIN] != held[E_SIDECHAIN]:
+        return bool(held[E_SIDECHAIN])
+    return bool(sum(candidate[6:10]) > sum(held[6:10]))  # input + output + cache read + write
 
 
-def _total(entry: ClaudeEntry) -> int:
-    return (
-        entry.input_tokens
-        + entry.output_tokens
-        + entry.cache_read_tokens
-        + entry.cache_write_tokens
-    )
+def rows_from_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Report rows (plain tuples in `Row` order) of deduplicated entries.
 
-
-def rows_from_entries(entries: Iterable[ClaudeEntry]) -> Iterator[Row]:
-    """Report rows of deduplicated entries (normalised already: Anthropic counts cache apart)."""
-    for entry in entries:
-        yield Row(
-            entry.ts_ms / 1000.0,
+    Anthropic counts cache reads and writes apart from input: already normalised.
+    """
+    return [
+        (
+            ts_ms / 1000.0,
             SOURCE,
             "claude",
             None,
             None,
-            entry.model,
+            model,
             None,
-            entry.session_id,
-            entry.message_id,
-            entry.request_id,
-            entry.input_tokens,
-            entry.output_tokens,
-            entry.cache_read_tokens,
-            entry.cache_write_tokens,
+            session,
+            message_id,
+            request_id,
+            inp,
+            out,
+            read,
+            write,
             0,
-            entry.cache_write_1h_tokens,
-            entry.cost_usd,
-            "reported" if entry.cost_usd is not None else "unpriced",
+            write_1h,
+            cost,
+            "unpriced" if cost is None else "reported",
         )
+        for (
+            ts_ms,
+            session,
+            message_id,
+            request_id,
+            _sidechain,
+            model,
+            inp,
+            out,
+            read,
+            write,
+            write_1h,
+            cost,
+        ) in entries
+    ]
