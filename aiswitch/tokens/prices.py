@@ -8,7 +8,8 @@ Contract:
   win per model.
 - `PriceTable.lookup(model)` finds a model by its exact id first, then by its normalised id
   (lower case, provider prefixes such as `anthropic/` or `us.anthropic.` removed, date suffixes
-  such as `-20250929`, `@20250929` or `-2025-04-14`, `-latest` and Bedrock `-v1:0` removed). It
+  such as `-20250929`, `@20250929` or `-2025-04-14`, `-latest` and Bedrock `-v1:0` removed); a
+  fast-mode id `<model>-fast` without a price of its own takes the model's price. It
   never guesses: an id that does not normalise to a known model is unpriced (`None`), and an
   unpriced request is never reported as $0.
 - `ModelPrice.cost(...)` prices one request. Tiers (`above` N tokens) apply, by default, the way
@@ -44,6 +45,9 @@ COST_MODES: tuple[CostMode, ...] = ("auto", "calculate", "reported")
 
 PER_MILLION = 1_000_000.0
 USER_PRICES_FILE = "prices.yaml"
+# Claude Code names fast-mode requests `<model>-fast`; without a `-fast` price of its own the
+# model's price applies (as in ccusage).
+FAST_SUFFIX = "-fast"
 
 # Provider prefixes seen in model ids: LiteLLM/OpenRouter style (`anthropic/`), Bedrock style
 # (`us.anthropic.`), Vertex style (`claude-…@20250929`).
@@ -60,8 +64,12 @@ def normalise_model_id(model: str) -> str:
     text = _PREFIX_RE.sub("", text)
     text = _BEDROCK_PREFIX_RE.sub("", text)
     text = _BEDROCK_VERSION_RE.sub("", text)
+    fast = text.endswith(FAST_SUFFIX)
+    if fast:
+        text = text[: -len(FAST_SUFFIX)]
     text = _DATE_SUFFIX_RE.sub("", text)
-    return _LATEST_SUFFIX_RE.sub("", text)
+    text = _LATEST_SUFFIX_RE.sub("", text)
+    return text + FAST_SUFFIX if fast else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +175,11 @@ class PriceTable:
         found = self.models.get(model)
         if found is not None:
             return found
-        return self._normalised().get(normalise_model_id(model))
+        normalised = normalise_model_id(model)
+        found = self._normalised().get(normalised)
+        if found is None and normalised.endswith(FAST_SUFFIX):
+            found = self._normalised().get(normalised[: -len(FAST_SUFFIX)])
+        return found
 
     def with_overrides(self, overrides: Mapping[str, ModelPrice]) -> PriceTable:
         """A new table where `overrides` replace or add models."""
