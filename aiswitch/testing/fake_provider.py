@@ -56,6 +56,9 @@ HOST = "127.0.0.1"
 # The longest a "hang" reply holds its connection open when nobody stops the server,
 # so a forgotten fake can never keep a test process alive for ever.
 MAX_HANG_SECONDS = 600.0
+# How often the serving loop checks for shutdown; stop() waits up to this long, and
+# tests start and stop a provider each, so the stdlib's 0.5 s would dominate them.
+SERVE_POLL_SECONDS = 0.02
 # How long stop() waits for the serving thread to notice shutdown.
 STOP_JOIN_TIMEOUT_SECONDS = 5.0
 # Largest request body read; the CLIs' prompts with tool schemas are ~100 KB.
@@ -960,7 +963,10 @@ class FakeProvider:
         server.provider = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="fake-provider", daemon=True
+            target=server.serve_forever,
+            args=(SERVE_POLL_SECONDS,),
+            name="fake-provider",
+            daemon=True,
         )
         self._thread.start()
         return self
