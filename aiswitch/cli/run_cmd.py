@@ -80,11 +80,19 @@ async def _run(request: Any, as_json: bool) -> int:
     err = Console(stderr=True)
     live: LiveView | None = None
 
+    interactive = err.is_terminal and not as_json
+
     def on_event(event: RunEvent) -> None:
         if live is not None:
             live.event(event.kind, event.result, event.text)
-        if event.kind == "status" and event.result.status == "failed" and not as_json:
-            err.print(f"aiswitch: {event.result.agent_id}: {event.result.error}", highlight=False)
+        if event.kind != "status" or as_json:
+            return
+        result = event.result
+        if result.status == "failed":
+            err.print(f"aiswitch: {result.agent_id}: {result.error}", highlight=False)
+        elif not interactive:
+            # Plain status lines for logs and scripts (the live table needs a terminal).
+            err.print(f"aiswitch: {result.agent_id} {result.status}", highlight=False)
 
     coordinator = Coordinator(on_event=on_event)
     slots = coordinator.plan(request)
@@ -92,7 +100,6 @@ async def _run(request: Any, as_json: bool) -> int:
     loop = asyncio.get_running_loop()
     if main is not None:
         loop.add_signal_handler(signal.SIGTERM, main.cancel)
-    interactive = err.is_terminal and not as_json
     try:
         if interactive:
             live = LiveView(err, [s.result for s in slots])

@@ -1,0 +1,24 @@
+"""Fixtures shared by the suite: an isolated aiswitch home per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.cli import clean_env
+
+from aiswitch.home import Home
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A fresh `$AISWITCH_HOME` (tests never touch the real ~/.aiswitch)."""
+    root = tmp_path / "aiswitch-home"
+    monkeypatch.setenv("AISWITCH_HOME", str(root))
+    return Home(root)
+
+
+@pytest.fixture
+def env(home: Home) -> dict[str, str]:
+    """An environment for running the CLI: fast mock agents, the test's home."""
+    return clean_env(home.root)
