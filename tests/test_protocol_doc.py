@@ -44,3 +44,25 @@ def test_the_design_table_methods_are_all_in_the_protocol() -> None:
         "metrics.report",
         "log",
     }
+
+
+def test_the_run_json_schema_matches_the_model() -> None:
+    from aiswitch.coordinator.schema import render as render_schema
+
+    path = DOC.parent / "run.schema.json"
+    assert path.read_text() == render_schema(), (
+        "docs/run.schema.json is stale: run `python -m aiswitch.coordinator.schema`"
+    )
+
+
+def test_a_real_run_document_validates_against_the_schema(tmp_path: Path) -> None:
+    import json
+
+    from support.cli import clean_env, run_cli
+
+    schema = json.loads((DOC.parent / "run.schema.json").read_text())
+    doc = run_cli("run", "--agent", "mock", "x", "--json", env=clean_env(tmp_path)).json()
+    # A structural check without a schema library: every required field is present.
+    assert set(schema["required"]) <= set(doc)
+    result_schema = schema["$defs"]["AgentResult"]
+    assert set(result_schema["required"]) <= set(doc["results"][0])
