@@ -34,10 +34,16 @@ def _root(
     """aiswitch: a local-first coordinator for AI coding CLIs."""
 
 
-def _register() -> None:
-    from aiswitch.cli import run_cmd
+# Each module defines `register(app)`; it imports only typer at module level, so that
+# `aiswitch --help` stays fast, and imports what its commands need inside them.
+COMMAND_MODULES = ("run_cmd",)
 
-    run_cmd.register(app)
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"aiswitch.cli.{name}").register(app)
 
 
 def error_line(exc: AiswitchError) -> str:
