@@ -1,0 +1,172 @@
+"""Token report benchmarks (figures, not a test): `.venv/bin/python benchmarks/bench_tokens.py`.
+
+1. A ledger of 1,000,000 records -> `report --by day --json`, cold (no index) and warm (the
+   same report again; then a different report over the warm per-file index).
+2. A generated Claude log set (~200,000 assistant lines in ~2,000 files) -> our
+   `--source claude --by day` report beside `ccusage claude daily --json -O` on the same
+   files, cold and warm, and whether the totals match.
+
+Each timing runs in a fresh Python process (what a user's command costs, start-up included).
+Data is generated in a temporary directory. ccusage comes from scripts/setup/ccusage.sh.
+Options: `--records N`, `--claude-lines N`, `--claude-files N`, `--keep DIR` (reuse data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.ccusage import ccusage_env, ccusage_path  # noqa: E402
+from support.claude_logs import LogSetSpec, write_claude_logs  # noqa: E402
+
+MODELS = ("claude-sonnet-4-5-20250929", "gpt-5-codex", "gemini-2.5-pro", "kimi-k2-0905-preview")
+AGENTS = ("claude", "codex", "gemini")
+
+REPORT_SNIPPET = """
+import json, sys
+from pathlib import Path
+from aiswitch.home import Home
+from aiswitch.tokens.report import parse_report_options
+from aiswitch.tokens.sources import report_for_source
+source, home, by, tz = sys.argv[1:5]
+env = json.loads(sys.argv[5])
+options = parse_report_options(by=by, timezone=tz)
+report = report_for_source(source, Home(Path(home)), options, env=env)
+sys.stdout.write(report.to_json())
+"""
+
+
+def write_ledger(path: Path, records: int) -> None:
+    rng = random.Random(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = 1_767_225_600  # 2026-01-01T00:00:00Z
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(records):
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start + index * 30))
+            record = {
+                "v": 1,
+                "ts": f"{ts}.{index % 1000:03d}Z",
+                "source": "aiswitch",
+                "run_id": f"run-{index // 500}",
+                "task_id": f"task-{index // 50}",
+                "agent": AGENTS[index % 3],
+                "agent_id": f"{AGENTS[index % 3]}-1",
+                "preset": "default",
+                "provider": "api.example.com",
+                "model": MODELS[index % len(MODELS)],
+                "session_id": f"s-{index // 200}",
+                "message_id": f"msg_{index:09d}",
+                "request_id": f"req_{index:09d}",
+                "input_tokens": rng.randint(1, 5000),
+                "output_tokens": rng.randint(1, 2000),
+                "cache_read_tokens": rng.randint(0, 50_000),
+                "cache_write_tokens": rng.randint(0, 5_000),
+                "reasoning_tokens": 0,
+                "cost_usd": None,
+                "cost_source": "unpriced",
+            }
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, done.stdout
+
+
+def ours(source: str, home: Path, by: str, env: dict[str, str]) -> tuple[float, dict]:  # type: ignore[type-arg]
+    seconds, out = timed(
+        [sys.executable, "-c", REPORT_SNIPPET, source, str(home), by, "UTC", json.dumps(env)]
+    )
+    return seconds, json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--claude-lines", type=int, default=200_000)
+    parser.add_argument("--claude-files", type=int, default=2_000)
+    parser.add_argument("--keep", type=Path, default=None)
+    args = parser.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="aiswitch-bench-"))
+    table: list[tuple[str, str, str]] = []
+    try:
+        # 1. Ledger.
+        home = base / "home"
+        if not (home / "state" / "tokens.jsonl").exists():
+            write_ledger(home / "state" / "tokens.jsonl", args.records)
+        shutil.rmtree(home / "tmp", ignore_errors=True)
+        cold, report = ours("aiswitch", home, "day", {})
+        warm, again = ours("aiswitch", home, "day", {})
+        index_warm, _ = ours("aiswitch", home, "day,agent", {})
+        assert again["totals"] == report["totals"]
+        label = f"ledger {args.records:,} records"
+        table.append((label, "report --by day --json, cold", f"{cold:.2f} s"))
+        table.append((label, "report --by day --json, warm", f"{warm:.2f} s"))
+        table.append((label, "report --by day,agent (warm index)", f"{index_warm:.2f} s"))
+
+        # 2. Claude logs beside ccusage.
+        config = base / "claude"
+        if not config.exists():
+            stats = write_claude_logs(
+                config,
+                LogSetSpec(files=args.claude_files, assistant_lines=args.claude_lines, days=30),
+            )
+            print(
+                f"generated {stats.assistant_lines:,} assistant lines in {stats.files:,} "
+                f"files ({stats.bytes / 1e6:.0f} MB)"
+            )
+        claude_home = base / "claude-home"
+        shutil.rmtree(claude_home, ignore_errors=True)
+        env = {"CLAUDE_CONFIG_DIR": str(config), "HOME": str(base)}
+        cc_env = ccusage_env(config, base)
+        cc_args = [str(ccusage_path()), "claude", "daily", "--json", "-O", "--timezone", "UTC"]
+        cc_cold, cc_out = timed(cc_args, cc_env)
+        cc_warm, _ = timed(cc_args, cc_env)
+        our_cold, our_report = ours("claude", claude_home, "day", env)
+        our_warm, _ = ours("claude", claude_home, "day", env)
+        our_index, _ = ours("claude", claude_home, "day,model", env)
+        theirs = json.loads(cc_out)["totals"]
+        mine = our_report["totals"]
+        match = (
+            theirs["inputTokens"] == mine["input_tokens"]
+            and theirs["outputTokens"] == mine["output_tokens"]
+            and theirs["cacheCreationTokens"] == mine["cache_write_tokens"]
+            and theirs["cacheReadTokens"] == mine["cache_read_tokens"]
+        )
+        label = f"claude {args.claude_lines:,} lines"
+        table.append((label, "ccusage claude daily --json -O (1st)", f"{cc_cold:.2f} s"))
+        table.append((label, "ccusage claude daily --json -O (2nd)", f"{cc_warm:.2f} s"))
+        table.append((label, "ours --source claude --by day, cold", f"{our_cold:.2f} s"))
+        table.append((label, "ours --source claude --by day, warm", f"{our_warm:.2f} s"))
+        table.append((label, "ours --by day,model (warm index)", f"{our_index:.2f} s"))
+        table.append((label, "cold / ccusage", f"{our_cold / cc_warm:.2f}x"))
+        table.append((label, "ccusage / warm", f"{cc_warm / our_warm:.1f}x"))
+        table.append((label, "totals equal to ccusage", "yes" if match else "NO"))
+        table.append(
+            (label, "cost ours / ccusage", f"{mine['cost_usd']:.4f} / {theirs['totalCost']:.4f}")
+        )
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    width = max(len(row[0]) for row in table)
+    what = max(len(row[1]) for row in table)
+    print(f"{'data':<{width}}  {'measure':<{what}}  value")
+    for data, measure, value in table:
+        print(f"{data:<{width}}  {measure:<{what}}  {value}")
+    print(f"cpus: {os.cpu_count()}  python: {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
