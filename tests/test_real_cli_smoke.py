@@ -505,16 +505,19 @@ def test_gemini_runs_a_scripted_tool_call_and_reports_tool_use_and_tool_result(
     assert TOOL_MARKER in json.dumps(second_call.body["contents"][-1])
 
 
-def test_gemini_resumes_the_latest_session_and_sends_the_earlier_turn_again(
+def test_gemini_resumes_a_session_by_id_and_sends_the_earlier_turn_again(
     provider: FakeProvider, sandbox: Sandbox
 ) -> None:
     first = run_gemini(provider, sandbox, "Remember the word heliotrope")
     assert first.returncode == 0, first.describe()
+    session_id = first.of_type("init")[0]["session_id"]
 
-    second = run_gemini(provider, sandbox, "Which word?", "--resume", "latest")
+    second = run_gemini(provider, sandbox, "Which word?", "--resume", session_id)
 
     assert second.returncode == 0, second.describe()
+    assert second.of_type("init")[0]["session_id"] == session_id
     last_call = api_calls(provider, ApiKind.GEMINI)[-1]
     history = json.dumps(last_call.body["contents"])
     assert "Remember the word heliotrope" in history
     assert SCRIPTED_TEXT in history
+    assert last_call.prompt == "Which word?"
