@@ -58,7 +58,10 @@ class Environment:
         for name in params.unset:
             env.pop(name, None)
         env.update(params.set)
-        env[PRESET_VARS] = ",".join(sorted(params.set))
+        # A full replacement records what it set; a difference from the parent already
+        # carries AISWITCH_PRESET_VARS when it changed.
+        if params.replace and PRESET_VARS not in params.set:
+            env[PRESET_VARS] = ",".join(sorted(params.set))
         if params.preset is None:
             env.pop(PRESET_NAME, None)
         else:

@@ -40,6 +40,12 @@ def run(
         "--handoff-template",
         help="Sequential prompt template: {task}, {previous_output}, {previous_agent}.",
     ),
+    budget_usd: float | None = typer.Option(
+        None, "--budget-usd", help="Stop the run when its cost reaches this many USD."
+    ),
+    budget_tokens: int | None = typer.Option(
+        None, "--budget-tokens", help="Stop the run when it has spent this many tokens."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON document (docs/run-json.md)."
     ),
@@ -66,6 +72,8 @@ def run(
         timeout_s=timeout,
         cwd=str(cwd) if cwd else None,
         handoff_template=handoff or DEFAULT_HANDOFF_TEMPLATE,
+        budget_usd=budget_usd,
+        budget_tokens=budget_tokens,
     )
     code = asyncio.run(_run(request, as_json))
     raise typer.Exit(code)

@@ -2,15 +2,20 @@
 
 Contract:
 - Everything that can be checked before a process starts is checked first (empty
-  task, unknown agent, missing CLI, unknown preset): such errors raise and start
-  nothing.
+  task, unknown agent, missing program, unknown preset, unresolved reference, quota):
+  such errors raise and start nothing.
 - Parallel: every agent gets the same task at once. Sequential: each agent gets the
   task plus the previous agent's output, through a handoff template (placeholders
   `{task}`, `{previous_output}`, `{previous_agent}`; replaced literally, so braces in
-  a prompt are safe). A failed step hands on the last successful output.
+  a prompt are safe). A failed step hands on the last successful output. Steps of the
+  same agent reuse its child process: the next step's preset is applied with
+  `env.switch` (validated before it is sent) instead of a restart.
 - A child that fails to start, crashes, or runs past the timeout fails only its own
   result; the run returns partial results. Every usage notification goes to the
-  ledger as it arrives.
+  ledger as it arrives, priced (`aiswitch.tokens.pricing`).
+- A budget (`budget_usd`, `budget_tokens`) is checked on every usage notification;
+  when the run crosses it, running tasks get `task.cancel`, no further step starts,
+  and the run ends `budget_exceeded` with what was spent recorded.
 - Cancelling `run()` (Ctrl-C) cancels the tasks, stops every child, records the run
   as `cancelled`, and re-raises; the recorded run is in `self.run_result`.
 """
@@ -18,10 +23,12 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aiswitch.agents import AgentDef, AgentRegistry
@@ -45,9 +52,13 @@ DEFAULT_HANDOFF_TEMPLATE = (
 
 @dataclass(frozen=True)
 class ResolvedPreset:
+    """A preset ready for a child: references resolved, nothing left to fail."""
+
     name: str | None
     variables: Mapping[str, str] = field(default_factory=dict)
     unset: tuple[str, ...] = ()
+    prices: Mapping[str, Any] = field(default_factory=dict)
+    billing: str | None = None
 
 
 class PresetResolver(Protocol):
@@ -55,7 +66,7 @@ class PresetResolver(Protocol):
 
 
 def builtin_resolver(spec: AgentSpec, agent: AgentDef) -> ResolvedPreset:
-    """The core's resolver: only the spec's `@PRESET`, from the built-in presets."""
+    """Only the spec's `@PRESET`, from the built-in presets (the library's default)."""
     if spec.preset is None:
         return ResolvedPreset(None)
     from aiswitch.errors import PresetError
@@ -67,6 +78,9 @@ def builtin_resolver(spec: AgentSpec, agent: AgentDef) -> ResolvedPreset:
     return ResolvedPreset(preset.name, dict(preset.variables), tuple(preset.unset))
 
 
+QuotaCheck = Callable[[str, str | None], None]
+
+
 @dataclass
 class RunRequest:
     mode: RunMode
@@ -76,6 +90,8 @@ class RunRequest:
     cwd: str | None = None
     handoff_template: str = DEFAULT_HANDOFF_TEMPLATE
     task_options: dict[str, Any] = field(default_factory=dict)
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,7 @@ class Coordinator:
         resolve_preset: PresetResolver = builtin_resolver,
         parent_env: Mapping[str, str] | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
-        price: Callable[[LedgerRecord], LedgerRecord] | None = None,
+        check_quota: QuotaCheck | None = None,
     ) -> None:
         self.home = home or Home.current()
         self.store = StateStore(self.home)
@@ -111,10 +127,15 @@ class Coordinator:
         self.resolve_preset = resolve_preset
         self.parent_env = dict(os.environ if parent_env is None else parent_env)
         self.on_event = on_event
+        self.check_quota = check_quota
         self.runs = RunStore(self.store)
         self.table = ProcessTable(self.store)
-        self.price = price
         self.run_result: RunResult | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._budget_hit = asyncio.Event()
+        self._request: RunRequest | None = None
+
+    # -- planning -----------------------------------------------------------------
 
     def plan(self, request: RunRequest) -> list[_Slot]:
         """Check everything that can be checked before a process starts."""
@@ -126,21 +147,30 @@ class Coordinator:
             raise UsageError("no agents given", hint="use --agent, --parallel or --sequential")
         if request.timeout_s is not None and request.timeout_s <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
-        if request.cwd is not None and not os.path.isdir(request.cwd):
+        if request.budget_usd is not None and request.budget_usd <= 0:
+            raise UsageError("--budget-usd must be a positive amount")
+        if request.budget_tokens is not None and request.budget_tokens <= 0:
+            raise UsageError("--budget-tokens must be a positive number")
+        if request.cwd is not None and not Path(request.cwd).is_dir():
             raise UsageError(f"--cwd {request.cwd!r} is not a directory")
         slots = []
         for spec, agent_id in zip(request.specs, agent_ids(request.specs), strict=True):
             agent = self.registry.get(spec.name)
             agent.check_available()
             preset = self.resolve_preset(spec, agent)
+            if self.check_quota is not None:
+                self.check_quota(spec.name, preset.name)
             result = AgentResult(
                 agent=spec.name, agent_id=agent_id, preset=preset.name, task_id=agent_id
             )
             slots.append(_Slot(spec, agent, preset, result))
         return slots
 
+    # -- running ------------------------------------------------------------------
+
     async def run(self, request: RunRequest) -> RunResult:
         slots = self.plan(request)
+        self._request = request
         run = RunResult(
             run_id=new_run_id(),
             mode=request.mode,
@@ -150,16 +180,21 @@ class Coordinator:
         )
         for index, slot in enumerate(slots, start=1):
             slot.result.task_id = f"{run.run_id}/{index}"
+            self._slots[slot.result.task_id] = slot
         self.run_result = run
         await asyncio.to_thread(self._begin, run)
-        ledger = LedgerWriter(self.store, price=self.price)
+        from aiswitch.tokens.pricing import record_pricer
+
+        pricer = record_pricer(self.home, {s.preset.name: s.preset.prices for s in slots})
+        ledger = LedgerWriter(self.store, price=pricer)
+        procs: dict[str, AgentProcess] = {}
         try:
             if request.mode == "parallel":
                 await asyncio.gather(
-                    *(self._run_slot(run, s, request.prompt, request, ledger) for s in slots)
+                    *(self._run_slot(run, s, request.prompt, ledger, procs, False) for s in slots)
                 )
             else:
-                await self._sequential(run, slots, request, ledger)
+                await self._sequential(run, slots, ledger, procs)
         except asyncio.CancelledError:
             run.status = "cancelled"
             for slot in slots:
@@ -168,7 +203,10 @@ class Coordinator:
                     slot.result.error = slot.result.error or "cancelled"
             raise
         finally:
+            await self._stop_all(run, procs)
             await ledger.close()
+            if self._budget_hit.is_set() and run.status != "cancelled":
+                run.status = "budget_exceeded"
             run.settle()
             await asyncio.to_thread(self.runs.finished, run)
         return run
@@ -178,10 +216,21 @@ class Coordinator:
         self.runs.started(run)
 
     async def _sequential(
-        self, run: RunResult, slots: list[_Slot], request: RunRequest, ledger: LedgerWriter
+        self,
+        run: RunResult,
+        slots: list[_Slot],
+        ledger: LedgerWriter,
+        procs: dict[str, AgentProcess],
     ) -> None:
+        assert self._request is not None
+        request = self._request
         previous: AgentResult | None = None
         for slot in slots:
+            if self._budget_hit.is_set():
+                slot.result.status = "cancelled"
+                slot.result.error = "not started: the run's budget was exceeded"
+                self._emit(RunEvent("status", slot.result))
+                continue
             prompt = request.prompt
             if previous is not None:
                 prompt = (
@@ -189,60 +238,77 @@ class Coordinator:
                     .replace("{previous_agent}", previous.agent_id)
                     .replace("{task}", request.prompt)
                 )
-            await self._run_slot(run, slot, prompt, request, ledger)
+            await self._run_slot(run, slot, prompt, ledger, procs, True)
             if slot.result.status == "ok":
                 previous = slot.result
 
-    async def _run_slot(
-        self,
-        run: RunResult,
-        slot: _Slot,
-        prompt: str,
-        request: RunRequest,
-        ledger: LedgerWriter,
-    ) -> None:
-        result = slot.result
-        slot.started = time.monotonic()
-        self._status(run, slot, "starting")
-        env = build_child_env(
+    def _child_env(self, run: RunResult, slot: _Slot) -> dict[str, str]:
+        return build_child_env(
             ChildEnvRequest(
                 parent=self.parent_env,
                 agent_env=slot.agent.env,
                 preset=slot.preset.name,
                 preset_vars=slot.preset.variables,
                 preset_unset=slot.preset.unset,
-                agent_id=result.agent_id,
+                agent_id=slot.result.agent_id,
                 run_id=run.run_id,
                 home=str(self.home.root),
             )
         )
-        proc = AgentProcess(
-            slot.agent,
-            result.agent_id,
-            home=self.home,
-            run_id=run.run_id,
-            env=env,
-            cwd=request.cwd,
-            on_progress=lambda p: self._progress(slot, p),
-            on_usage=lambda u: self._usage(run, slot, u, ledger),
-        )
-        key = f"{run.run_id}/{result.agent_id}"
+
+    async def _run_slot(
+        self,
+        run: RunResult,
+        slot: _Slot,
+        prompt: str,
+        ledger: LedgerWriter,
+        procs: dict[str, AgentProcess],
+        reuse: bool,
+    ) -> None:
+        result = slot.result
+        slot.started = time.monotonic()
+        self._status(slot, "starting")
+        env = self._child_env(run, slot)
+        proc = procs.get(slot.agent.name) if reuse else None
         try:
-            try:
-                await proc.start()
-            except AgentStartError as exc:
-                result.status, result.error = "failed", exc.message
-                return
-            await asyncio.to_thread(self.table.add, key, proc.table_entry())
-            self._status(run, slot, "running")
-            await self._assign(proc, slot, prompt, request)
+            if proc is not None and proc.returncode is None:
+                await proc.switch_env(env, slot.preset.name)
+            else:
+                proc = AgentProcess(
+                    slot.agent,
+                    result.agent_id,
+                    home=self.home,
+                    run_id=run.run_id,
+                    env=env,
+                    cwd=self._cwd(),
+                    on_progress=self._progress,
+                    on_usage=lambda u: self._usage(run, u, ledger),
+                )
+                procs[slot.agent.name if reuse else result.agent_id] = proc
+                try:
+                    await proc.start()
+                except AgentStartError as exc:
+                    result.status, result.error = "failed", exc.message
+                    return
+                key = self._table_key(run, proc)
+                await asyncio.to_thread(self.table.add, key, proc.table_entry())
+            self._status(slot, "running")
+            await self._assign(proc, slot, prompt)
         except asyncio.CancelledError:
-            await proc.cancel(result.task_id, "run cancelled")
+            if proc is not None:
+                await proc.cancel(result.task_id, "run cancelled")
             raise
+        except Exception as exc:
+            # An RPC failure outside the task itself (a refused env.switch, a dead pipe):
+            # this agent fails, the run goes on.
+            from aiswitch.errors import AiswitchError
+
+            if not isinstance(exc, AiswitchError):
+                raise
+            result.status, result.error = "failed", exc.one_line()
         finally:
-            await proc.stop("task finished")
-            if proc.pid is not None:
-                await asyncio.to_thread(self.table.remove, key)
+            if not reuse and proc is not None:
+                await self._stop(run, proc)
             result.duration_s = round(time.monotonic() - slot.started, 3)
             await ledger.flush()
             if result.status in ("starting", "running"):
@@ -250,9 +316,25 @@ class Coordinator:
             self._emit(RunEvent("status", result))
             await asyncio.to_thread(self.runs.save, run)
 
-    async def _assign(
-        self, proc: AgentProcess, slot: _Slot, prompt: str, request: RunRequest
-    ) -> None:
+    def _cwd(self) -> str | None:
+        return self._request.cwd if self._request else None
+
+    def _table_key(self, run: RunResult, proc: AgentProcess) -> str:
+        return f"{run.run_id}/{proc.agent_id}"
+
+    async def _stop(self, run: RunResult, proc: AgentProcess) -> None:
+        await proc.stop("task finished")
+        if proc.create_time is not None:
+            await asyncio.to_thread(self.table.remove, self._table_key(run, proc))
+
+    async def _stop_all(self, run: RunResult, procs: dict[str, AgentProcess]) -> None:
+        stops = [self._stop(run, p) for p in procs.values()]
+        if stops:
+            await asyncio.gather(*stops)
+
+    async def _assign(self, proc: AgentProcess, slot: _Slot, prompt: str) -> None:
+        assert self._request is not None
+        request = self._request
         result = slot.result
         params = AssignParams(
             task_id=result.task_id,
@@ -261,14 +343,34 @@ class Coordinator:
             timeout_s=request.timeout_s,
             options=request.task_options,
         )
+        assign = asyncio.create_task(proc.assign(params))
+        budget = asyncio.create_task(self._budget_hit.wait())
         try:
             async with asyncio.timeout(request.timeout_s):
-                reply = await proc.assign(params)
+                await asyncio.wait({assign, budget}, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             await proc.cancel(result.task_id, "timeout")
+            await self._settle(assign)
             result.status = "timeout"
             result.error = f"timed out after {request.timeout_s:g}s"
             return
+        except asyncio.CancelledError:
+            assign.cancel()
+            raise
+        finally:
+            budget.cancel()
+        if not assign.done():
+            await proc.cancel(result.task_id, "budget exceeded")
+            reply = await self._settle(assign)
+            if reply is None or reply.status == "cancelled":
+                result.status = "cancelled"
+                result.error = "cancelled: the run's budget was exceeded"
+                if reply is not None:
+                    result.output = reply.output
+                return
+        else:
+            reply = assign.result()
+        # A task that ended before the cancel reached it keeps its own outcome.
         result.status = reply.status
         result.output = reply.output
         result.error = reply.error
@@ -278,18 +380,30 @@ class Coordinator:
         result.session_id = reply.session_id or result.session_id
         if reply.cost_usd is not None:
             result.cost_usd = reply.cost_usd
-        # A timeout reported by the adapter itself is still a timeout.
+        # A timeout enforced by the adapter itself is still a timeout.
         if reply.status == "failed" and reply.error and reply.error.startswith("timed out"):
             result.status = "timeout"
 
-    # -- notifications ----------------------------------------------------------------
+    async def _settle(self, assign: asyncio.Task[Any]) -> Any:
+        """The task's reply after a cancel, if it comes within the cancel bound."""
+        from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S
 
-    def _progress(self, slot: _Slot, params: ProgressParams) -> None:
-        self._emit(RunEvent("progress", slot.result, params.text))
+        with contextlib.suppress(Exception):
+            return await asyncio.wait_for(asyncio.shield(assign), CANCEL_REPLY_TIMEOUT_S)
+        assign.cancel()
+        return None
 
-    def _usage(
-        self, run: RunResult, slot: _Slot, params: UsageParams, ledger: LedgerWriter
-    ) -> None:
+    # -- notifications ------------------------------------------------------------
+
+    def _progress(self, params: ProgressParams) -> None:
+        slot = self._slots.get(params.task_id)
+        if slot is not None:
+            self._emit(RunEvent("progress", slot.result, params.text))
+
+    def _usage(self, run: RunResult, params: UsageParams, ledger: LedgerWriter) -> None:
+        slot = self._slots.get(params.task_id)
+        if slot is None:
+            return
         result = slot.result
         record = ledger.add(
             LedgerRecord(
@@ -309,17 +423,33 @@ class Coordinator:
                 cache_write_tokens=params.usage.cache_write_tokens,
                 reasoning_tokens=params.usage.reasoning_tokens,
                 cost_usd=params.cost_usd,
-                cost_source="reported" if params.cost_usd is not None else "unpriced",
             )
         )
         result.usage = result.usage + params.usage
         result.model = params.model or result.model
         result.session_id = params.session_id or result.session_id
         if record.cost_usd is not None:
-            result.cost_usd = round((result.cost_usd or 0.0) + record.cost_usd, 6)
+            result.cost_usd = round((result.cost_usd or 0.0) + record.cost_usd, 8)
+        self._check_budget(run)
         self._emit(RunEvent("usage", result))
 
-    def _status(self, run: RunResult, slot: _Slot, status: Any) -> None:
+    def _check_budget(self, run: RunResult) -> None:
+        request = self._request
+        if request is None or self._budget_hit.is_set():
+            return
+        run.totals()
+        over_tokens = (
+            request.budget_tokens is not None and run.usage.total_tokens >= request.budget_tokens
+        )
+        over_usd = (
+            request.budget_usd is not None
+            and run.cost_usd is not None
+            and run.cost_usd >= request.budget_usd
+        )
+        if over_tokens or over_usd:
+            self._budget_hit.set()
+
+    def _status(self, slot: _Slot, status: Any) -> None:
         slot.result.status = status
         self._emit(RunEvent("status", slot.result))
 

@@ -135,12 +135,17 @@ class TaskStatusResult(_Model):
 
 
 class EnvSwitchParams(_Model):
-    """Applies from the next task on; refused as a whole (-32005) when invalid."""
+    """Applies from the next task on; validated whole first, refused (-32005) with nothing
+    changed when invalid. Order: `replace`, then `unset`, then `set`."""
 
-    preset: str | None = None
-    set: dict[str, str] = Field(default_factory=dict)
-    unset: list[str] = Field(default_factory=list)
-    replace: bool = Field(False, description="Replace all preset variables, not merge.")
+    preset: str | None = Field(None, description="Becomes `AISWITCH_PRESET` (null removes it).")
+    set: dict[str, str] = Field(default_factory=dict, description="Variables to set.")
+    unset: list[str] = Field(default_factory=list, description="Variables to remove.")
+    replace: bool = Field(
+        False,
+        description="First remove the variables named in `AISWITCH_PRESET_VARS` (the "
+        "previous preset's), and afterwards record `set`'s names there.",
+    )
 
 
 class EnvState(_Model):

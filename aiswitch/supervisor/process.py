@@ -32,9 +32,13 @@ from aiswitch.home import Home
 from aiswitch.protocol.models import (
     AssignParams,
     CancelParams,
+    EnvState,
+    EnvSwitchParams,
     InitializeParams,
     InitializeResult,
     ProgressParams,
+    RollbackParams,
+    SnapshotResult,
     TaskResult,
     UsageParams,
 )
@@ -100,6 +104,7 @@ class AgentProcess:
         self.info: InitializeResult | None = None
         self.create_time: float | None = None
         self._stop_task: asyncio.Task[int | None] | None = None
+        self._snapshots: dict[str, dict[str, str]] = {}
 
     @property
     def pid(self) -> int | None:
@@ -216,6 +221,28 @@ class AgentProcess:
                 CancelParams(task_id=task_id, reason=reason),
                 timeout=CANCEL_REPLY_TIMEOUT_S,
             )
+
+    async def switch_env(self, target: dict[str, str], preset: str | None) -> EnvState:
+        """Give the child `target` as its environment from its next task on.
+
+        Only the difference is sent; `self.env` follows what the child now has."""
+        changed = {k: v for k, v in target.items() if self.env.get(k) != v}
+        removed = sorted(k for k in self.env if k not in target)
+        reply = await self.request(
+            "env.switch", EnvSwitchParams(preset=preset, set=changed, unset=removed)
+        )
+        self.env = dict(target)
+        return EnvState.model_validate(reply)
+
+    async def snapshot_env(self) -> str:
+        reply = SnapshotResult.model_validate(await self.request("env.snapshot"))
+        self._snapshots[reply.snapshot_id] = dict(self.env)
+        return reply.snapshot_id
+
+    async def rollback_env(self, snapshot_id: str) -> EnvState:
+        reply = await self.request("env.rollback", RollbackParams(snapshot_id=snapshot_id))
+        self.env = self._snapshots.get(snapshot_id, self.env)
+        return EnvState.model_validate(reply)
 
     async def request(self, method: str, params: Any = None, timeout: float = 10.0) -> Any:
         assert self.peer is not None
