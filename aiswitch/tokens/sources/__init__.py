@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,13 +41,6 @@ from aiswitch.tokens.sources import claude, codex, gemini
 from aiswitch.tokens.sources.claude import _JSONError, _loads
 
 SOURCES = ("aiswitch", "claude", "codex", "gemini", "all")
-_COUNT_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
 _COST_SOURCES = frozenset({"reported", "calculated", "unpriced"})
 
 
@@ -66,67 +59,56 @@ def check_source(source: str) -> str:
     return source
 
 
-def parse_ledger_bytes(data: bytes) -> tuple[list[Row], int]:
-    """Rows of the complete ledger lines in `data`, and how many lines were malformed."""
-    rows: list[Row] = []
+def parse_ledger_bytes(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
+    """Rows (plain tuples in `Row` order) of the complete ledger lines in `data`, and how
+    many lines were malformed (not JSON, or off-schema: a bad timestamp, a negative or
+    non-integer count, a non-string id, an unknown `cost_source`)."""
+    rows: list[tuple[Any, ...]] = []
     malformed = 0
+    loads = _loads
+    fromiso = datetime.fromisoformat
     for line in data.split(b"\n"):
-        if not line.strip():
+        if not line or line.isspace():
             continue
         try:
-            obj = _loads(line)
-            row = _ledger_row(obj)
-        except (_JSONError, TypeError, ValueError, KeyError):
+            obj = loads(line)
+            get = obj.get
+            counts = (
+                get("input_tokens", 0),
+                get("output_tokens", 0),
+                get("cache_read_tokens", 0),
+                get("cache_write_tokens", 0),
+                get("reasoning_tokens", 0),
+                get("cache_write_1h_tokens", 0),
+            )
+            texts = (
+                get("source") or "aiswitch",
+                get("agent"),
+                get("preset"),
+                get("provider"),
+                get("model"),
+                get("run_id"),
+                get("session_id"),
+                get("message_id"),
+                get("request_id"),
+            )
+            cost = get("cost_usd")
+            cost_source = get("cost_source", "unpriced")
+            if (
+                any(type(value) is not int or value < 0 for value in counts)
+                or any(value is not None and type(value) is not str for value in texts)
+                or cost_source not in _COST_SOURCES
+                or (cost is not None and type(cost) is not float and type(cost) is not int)
+            ):
+                malformed += 1
+                continue
+            ts = fromiso(obj["ts"])
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)  # the ledger's times are UTC
+            rows.append((ts.timestamp(), *texts, *counts, cost, cost_source))
+        except (_JSONError, AttributeError, TypeError, ValueError, KeyError):
             malformed += 1
-            continue
-        rows.append(row)
     return rows, malformed
-
-
-def _ledger_row(obj: Any) -> Row:
-    """One ledger line as a row; anything off-schema raises (and counts as malformed)."""
-    if not isinstance(obj, dict):
-        raise TypeError("not an object")
-    ts = datetime.fromisoformat(obj["ts"]).timestamp()
-    counts = [obj.get(name, 0) for name in _COUNT_FIELDS]
-    for value in counts:
-        if type(value) is not int or value < 0:
-            raise ValueError("bad count")
-    cost = obj.get("cost_usd")
-    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float)):
-        raise ValueError("bad cost")
-    cost_source = obj.get("cost_source", "unpriced")
-    if cost_source not in _COST_SOURCES:
-        raise ValueError("bad cost_source")
-    write_1h = obj.get("cache_write_1h_tokens", 0)
-    return Row(
-        ts,
-        _str(obj.get("source")) or "aiswitch",
-        _str(obj.get("agent")),
-        _str(obj.get("preset")),
-        _str(obj.get("provider")),
-        _str(obj.get("model")),
-        _str(obj.get("run_id")),
-        _str(obj.get("session_id")),
-        _str(obj.get("message_id")),
-        _str(obj.get("request_id")),
-        counts[0],
-        counts[1],
-        counts[2],
-        counts[3],
-        counts[4],
-        write_1h if type(write_1h) is int and write_1h >= 0 else 0,
-        float(cost) if cost is not None else None,
-        cost_source,
-    )
-
-
-def _str(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
 
 
 def _warn(warnings: list[str], source: str, path: Path, read: FileRead) -> None:
