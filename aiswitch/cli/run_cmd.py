@@ -46,6 +46,12 @@ def run(
     budget_tokens: int | None = typer.Option(
         None, "--budget-tokens", help="Stop the run when it has spent this many tokens."
     ),
+    permissions: str | None = typer.Option(
+        None,
+        "--permissions",
+        help="What agents may do: read-only, edit or full (default: each adapter's, "
+        "see docs/agents.md).",
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON document (docs/run-json.md)."
     ),
@@ -65,6 +71,10 @@ def run(
     specs = parse_specs(value)
     if flag == "--agent" and len(specs) != 1:
         raise UsageError("--agent takes one agent; use --parallel or --sequential for several")
+    if permissions not in (None, "read-only", "edit", "full"):
+        raise UsageError(
+            f"unknown --permissions {permissions!r}", hint="use read-only, edit or full"
+        )
     request = RunRequest(
         mode="sequential" if flag == "--sequential" else "parallel",
         specs=specs,
@@ -74,6 +84,7 @@ def run(
         handoff_template=handoff or DEFAULT_HANDOFF_TEMPLATE,
         budget_usd=budget_usd,
         budget_tokens=budget_tokens,
+        permissions=permissions,  # type: ignore[arg-type]
     )
     code = asyncio.run(_run(request, as_json))
     raise typer.Exit(code)

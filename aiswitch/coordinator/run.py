@@ -92,6 +92,7 @@ class RunRequest:
     task_options: dict[str, Any] = field(default_factory=dict)
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    permissions: Literal["read-only", "edit", "full"] | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,7 @@ class Coordinator:
             prompt=prompt,
             cwd=request.cwd,
             timeout_s=request.timeout_s,
+            permissions=request.permissions,
             options=request.task_options,
         )
         assign = asyncio.create_task(proc.assign(params))
