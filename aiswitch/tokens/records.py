@@ -46,6 +46,9 @@ class LedgerRecord(BaseModel):
     output_tokens: NonNegativeInt = 0
     cache_read_tokens: NonNegativeInt = 0
     cache_write_tokens: NonNegativeInt = 0
+    # The part of cache_write_tokens written with a one-hour TTL (Anthropic bills it at a
+    # higher rate); 0 when the source does not say.
+    cache_write_1h_tokens: NonNegativeInt = 0
     reasoning_tokens: NonNegativeInt = 0
     cost_usd: float | None = None
     cost_source: CostSource = "unpriced"
