@@ -271,3 +271,16 @@ def test_version_is_printed_without_loading_the_cli_framework(env: dict[str, str
     out = run_cli("--version", env=env)
     assert out.code == 0
     assert out.stdout.startswith("aiswitch ")
+
+
+def test_a_childs_garbage_goes_to_the_coordinator_log_not_the_terminal(
+    env: dict[str, str], home: Home
+) -> None:
+    env["MOCK_GARBAGE"] = "3"
+    out = run_cli("run", "--agent", "mock", "x", "--json", env=env)
+    assert out.code == 0
+    assert out.json()["results"][0]["status"] == "ok"
+    assert "garbage" not in out.stderr
+    log = (home.logs / "coordinator.log").read_text()
+    assert log.count("skipped a line: not valid JSON") == 3
+    assert oct((home.logs / "coordinator.log").stat().st_mode & 0o777) == "0o600"

@@ -113,6 +113,10 @@ async def _run(request: Any, as_json: bool) -> int:
             # Plain status lines for logs and scripts (the live table needs a terminal).
             err.print(f"aiswitch: {result.agent_id} {result.status}", highlight=False)
 
+    from aiswitch import logs
+    from aiswitch.home import Home
+
+    logs.configure(Home.current().ensure())
     coordinator = Coordinator(on_event=on_event)
     slots = coordinator.plan(request)
     main = asyncio.current_task()

@@ -1,0 +1,48 @@
+"""The parent's own log: `logs/coordinator.log`, rotated by size, redacted.
+
+Everything aiswitch's parent logs (a child's garbage line skipped, a late reply, a stop
+that needed SIGKILL) goes here, not to the user's terminal. Every record passes through
+`aiswitch.masking.redact_text` first, so a key that reaches a log message is masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from logging.handlers import RotatingFileHandler
+
+from aiswitch.home import SECRET_FILE_MODE, Home
+
+# Same bounds as the agents' logs: a few files of a few MiB.
+MAX_LOG_BYTES = 5 * 1024 * 1024
+KEEP_ROTATED = 3
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiswitch.masking import redact_text
+
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def configure(home: Home, level: str | None = None) -> None:
+    """Send the `aiswitch` loggers to the coordinator log (once per process)."""
+    root = logging.getLogger("aiswitch")
+    if any(getattr(h, "_aiswitch", False) for h in root.handlers):
+        return
+    path = home.logs / "coordinator.log"
+    home.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 before the handler opens it: logs may hold prompts.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE))
+    handler = RotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
+    handler._aiswitch = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+    root.setLevel(level or os.environ.get("AISWITCH_LOG_LEVEL", "INFO").upper())
+    root.propagate = False
