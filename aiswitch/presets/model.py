@@ -1,23 +1,32 @@
 """The preset model: a named set of environment variables, and how names are checked.
 
 A name is letters, digits, `-`, `_` and `.`, not starting with `-` or `.` (so it can
-never be a path or an option). Values are literals, or references resolved at use
-time: `${env:NAME}` (the caller's environment) and `${file:PATH}` (a file's content,
-trailing newline removed). Any other `$` text is literal; `$${` escapes a literal `${`.
+never be a path or an option, and `..` is impossible). Values are literals, or references
+resolved at use time: `${env:NAME}` (the caller's environment) and `${file:PATH}` (a file's
+content, trailing newline removed). Any other `$` text is literal; `$${` escapes a literal
+`${` (see `aiswitch.presets.refs`).
+
+Variable names (set or unset) are `[A-Za-z_][A-Za-z0-9_]*` and not one of the shell's
+reserved names (`shells.RESERVED_NAMES`: PATH, HOME, IFS, aiswitch's own, …), because a
+preset must be applicable to a shell as well as to a child; the check happens when the
+preset is saved, so a stored preset never fails on `preset use` for its names.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aiswitch.errors import PresetError
 
-NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MAX_NAME_LEN = 64
+NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+VAR_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Names show up in tables, file names of exports and shell variables: keep them short.
+MAX_NAME_LEN: Final = 64
+# Free text shown in one line of `preset list`; longer belongs in docs, not here.
+MAX_DESCRIPTION_LEN: Final = 500
 
 
 def check_name(name: str) -> str:
@@ -29,9 +38,23 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_var(name: str) -> str:
+def var_problem(name: str) -> str | None:
+    """Why `name` cannot be a preset variable, or None when it can."""
+    from aiswitch.presets.shells import RESERVED_NAMES
+
     if not VAR_RE.match(name):
-        raise PresetError(f"invalid variable name {name!r}", hint="use [A-Za-z_][A-Za-z0-9_]*")
+        return (
+            f"invalid variable name {name!r} (use letters, digits and _, not starting with a digit)"
+        )
+    if name in RESERVED_NAMES:
+        return f"variable {name!r} is reserved: a preset may not set or unset it"
+    return None
+
+
+def check_var(name: str) -> str:
+    problem = var_problem(name)
+    if problem is not None:
+        raise PresetError(problem)
     return name
 
 
@@ -52,7 +75,7 @@ class Preset(BaseModel):
     name: str
     variables: dict[str, str] = {}
     unset: list[str] = Field(default_factory=list, description="Variables removed from a child.")
-    description: str = ""
+    description: str = Field("", max_length=MAX_DESCRIPTION_LEN)
     tags: list[str] = []
     agent: str | None = None
     model: str | None = None
@@ -70,7 +93,44 @@ class Preset(BaseModel):
     @field_validator("variables")
     @classmethod
     def _variables(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not VAR_RE.match(name):
-                raise ValueError(f"invalid variable name {name!r}")
+        from aiswitch.presets.refs import ReferenceSyntaxError, check_value
+
+        for name, text in value.items():
+            problem = var_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+            try:
+                check_value(text)
+            except ReferenceSyntaxError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         return value
+
+    @field_validator("unset")
+    @classmethod
+    def _unset(cls, value: list[str]) -> list[str]:
+        for name in value:
+            problem = var_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return list(dict.fromkeys(value))
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, value: str | None) -> str | None:
+        from aiswitch.agents import AGENT_NAME
+
+        if value is not None and not AGENT_NAME.match(value):
+            raise ValueError(f"invalid agent name {value!r}")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not NAME_RE.match(tag):
+                raise ValueError(f"invalid tag {tag!r} (use letters, digits, '-', '_', '.')")
+        return value
+
+    def body(self) -> dict[str, object]:
+        """The preset as stored under its name: everything but the name, defaults left out."""
+        return self.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)
