@@ -2,8 +2,8 @@
 
 The CLI layer only parses and prints; the logic lives in `aiswitch.presets` and
 `aiswitch.supervisor.env`. Values are shown through `aiswitch.masking` (via
-`presets.ops.shown_value` / `masking.mask_env`) unless `--reveal`; the only outputs with real
-values are `preset use`/`clear` code (never on a terminal), `preset exec`'s child and
+`presets.ops.shown_value` and `presets.ops.masked_env`) unless `--reveal`; the only outputs
+with real values are `preset use`/`clear` code (never on a terminal), `preset exec`'s child and
 `preset export --include-secrets`. Every failure raises an `AiswitchError` before anything is
 printed on stdout, so `eval "$(aiswitch preset use X)"` of a failed switch changes nothing.
 """
@@ -596,7 +596,7 @@ def env(
 
     from aiswitch.agents import AgentRegistry
     from aiswitch.errors import UsageError
-    from aiswitch.masking import mask_env
+    from aiswitch.presets.ops import masked_env
     from aiswitch.presets.resolve import choose_preset, resolved
     from aiswitch.supervisor.env import ChildEnvRequest, build_child_env
 
@@ -626,7 +626,7 @@ def env(
             home=str(store.home.root),
         )
     )
-    shown = dict(sorted((child if reveal else mask_env(child)).items()))
+    shown = dict(sorted((child if reveal else masked_env(child)).items()))
     if as_json:
         _json({"agent": agent_def.name if agent_def else None, "preset": ready.name, "env": shown})
         return

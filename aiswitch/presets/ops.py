@@ -84,6 +84,14 @@ def preset_document(preset: Preset, *, reveal: bool, builtin: bool) -> dict[str,
     return doc
 
 
+def masked_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` as `preset env` shows it: `masking.mask_env`, plus every other variable holding
+    one of the values it masked (a reference copies a secret into a second variable, such as
+    `ANTHROPIC_AUTH_TOKEN=${env:MOONSHOT_KEY_FILE_VALUE}`, whose name need not look secret)."""
+    secrets = {value for name, value in env.items() if should_mask(name, value)}
+    return {name: mask_value(value) if value in secrets else value for name, value in env.items()}
+
+
 # --- validate ------------------------------------------------------------------------------
 
 
