@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aiswitch.errors import (
     AgentUnavailableError,
@@ -50,6 +50,15 @@ class AgentDef(BaseModel):
     options: dict[str, Any] = {}
     description: str = ""
     unavailable: str | None = Field(None, description="Why it cannot run here, if it can't.")
+    install: str | None = Field(None, description="How to install `cli` (said when missing).")
+
+    @model_validator(mode="after")
+    def _cli_path_in_options(self) -> AgentDef:
+        # The adapter learns where its CLI is from agent.initialize's `config`, which is
+        # `options`: a configured cli_path travels there (docs/agents.md).
+        if self.cli_path and self.options.get("cli_path") != self.cli_path:
+            self.options = {**self.options, "cli_path": self.cli_path}
+        return self
 
     def check_available(self) -> None:
         """Raise `AgentUnavailableError` (one line: what to install) if it can't start."""
@@ -65,9 +74,11 @@ class AgentDef(BaseModel):
             return
         path = self.cli_path or shutil.which(self.cli)
         if path is None or not Path(path).exists():
+            where = f"not at {self.cli_path}" if self.cli_path else "not on PATH"
+            how = f"install it with `{self.install}`" if self.install else "install it"
             raise AgentUnavailableError(
-                f"agent {self.name!r} needs the {self.cli!r} CLI, which is not on PATH",
-                hint="install it, or set cli_path for this agent in config/agents.yaml",
+                f"agent {self.name!r} needs the {self.cli!r} CLI, which is {where}",
+                hint=f"{how}, or set cli_path for this agent in config/agents.yaml",
             )
 
 
@@ -96,8 +107,17 @@ def _adapter(module: str) -> list[str]:
     return [sys.executable, "-m", f"aiswitch_adapters.{module}"]
 
 
+# The built-in real agents: adapter module, CLI binary, npm package, the version tested.
+_REAL_AGENTS = (
+    ("claude", "@anthropic-ai/claude-code", "2.1.197", "Claude Code (claude -p), stream-json."),
+    ("codex", "@openai/codex", "0.169.0", "OpenAI Codex CLI (codex exec --json)."),
+    ("gemini", "@google/gemini-cli", "0.61.0", "Gemini CLI (gemini -p -o stream-json)."),
+)
+# Several tasks of one real agent may run at once: each is its own CLI process.
+REAL_AGENT_CONCURRENCY = 4
+
+
 def builtin_agents() -> dict[str, AgentDef]:
-    real = "its adapter is not part of this version yet (use `mock`, or define it in agents.yaml)"
     agents = {
         "mock": AgentDef(
             name="mock",
@@ -106,8 +126,15 @@ def builtin_agents() -> dict[str, AgentDef]:
             description="A simulated agent: no API key, no network (docs/mock.md).",
         ),
     }
-    for name in ("claude", "codex", "gemini"):
-        agents[name] = AgentDef(name=name, command=_adapter(name), cli=name, unavailable=real)
+    for name, package, version, description in _REAL_AGENTS:
+        agents[name] = AgentDef(
+            name=name,
+            command=_adapter(name),
+            cli=name,
+            install=f"npm install -g {package}@{version}",
+            max_concurrency=REAL_AGENT_CONCURRENCY,
+            description=f"{description} docs/agents.md",
+        )
     return agents
 
 
