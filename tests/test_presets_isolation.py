@@ -131,11 +131,10 @@ def test_a_garbled_shell_variable_list_neither_fails_nor_removes_odd_names() -> 
 # --- resolution order -------------------------------------------------------------------------
 
 
-def choose(home: Home, spec: str | None, agent: str, caller: Mapping[str, str]) -> str | None:
+def choose(home: Home, spec: str | None, agent: str, caller: Mapping[str, str]) -> str:
     store = PresetStore(home)
-    return (
-        choose_preset(spec, agent, caller, store, store.load()).preset or Preset(name="none")
-    ).name
+    chosen = choose_preset(spec, agent, caller, store, store.load()).preset
+    return "none" if chosen is None else chosen.name
 
 
 def test_resolution_order_is_spec_then_shell_then_agent_default_then_global(home: Home) -> None:
@@ -174,7 +173,7 @@ def test_a_preset_for_another_agent_is_an_error_when_asked_for_and_skipped_when_
 
 
 def test_a_shell_preset_that_no_longer_exists_is_a_clear_error(home: Home) -> None:
-    with pytest.raises(PresetError, match="applied in this shell.*no longer exists"):
+    with pytest.raises(PresetError, match=r"applied in this shell.*no longer exists"):
         choose(home, None, "mock", {"AISWITCH_PRESET": "gone"})
 
 
