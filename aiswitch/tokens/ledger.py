@@ -19,6 +19,16 @@ RESOURCE = "ledger"
 FLUSH_INTERVAL_S = 0.1
 
 
+def ledger_line(record: LedgerRecord) -> bytes:
+    """One ledger line: `v` first, then only the fields that differ from their defaults.
+
+    Readers fill the defaults back in (a missing counter is 0, a missing id null, a missing
+    `source` `aiswitch`, a missing `cost_source` `unpriced`): lines shrink by about a third,
+    and a report's cold read is mostly JSON parsing, so it shrinks with them."""
+    body = record.model_dump_json(exclude_defaults=True, exclude={"v"})
+    return b'{"v":%d,' % record.v + body[1:].encode()
+
+
 class LedgerWriter:
     def __init__(
         self,
@@ -58,7 +68,7 @@ class LedgerWriter:
             batch, self._pending = self._pending, []
             if not batch:
                 return
-            lines = [r.model_dump_json().encode() for r in batch]
+            lines = [ledger_line(r) for r in batch]
             try:
                 await asyncio.to_thread(self.store.append_lines, RESOURCE, self.path, lines)
             except BaseException:

@@ -57,6 +57,9 @@ COUNTERS = (
     "unpriced_requests",
     "requests",
 )
+# Rows also say which part of `cost_usd` is only an API equivalent (subscription presets);
+# the report's total of it is the top-level `api_equivalent_usd`.
+ROW_COUNTERS = (*COUNTERS, "api_equivalent_usd")
 # Every UTC offset in use is a multiple of 15 minutes, so all instants of one 15-minute slot
 # fall on the same local day: the slot's calendar strings are computed once and reused.
 TIME_SLOT_SECONDS = 900
@@ -174,6 +177,8 @@ class ReportOptions:
     prices: PriceTable | None = None  # None: the bundled table
     # Per-preset price overrides: preset name -> {model: rates per million}.
     preset_prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Presets billed by subscription: their cost is an API equivalent, not money spent.
+    subscription_presets: tuple[str, ...] = ()
 
     def cache_key(self) -> str:
         """A stable text that changes whenever the report's result could change."""
@@ -191,6 +196,7 @@ class ReportOptions:
                 self.cost_mode,
                 prices.fingerprint(),
                 json.dumps(self.preset_prices, sort_keys=True, default=str),
+                sorted(self.subscription_presets),
             ]
         )
 
@@ -254,6 +260,7 @@ def parse_report_options(
     cost_mode: str = "auto",
     prices: PriceTable | None = None,
     preset_prices: Mapping[str, Mapping[str, Any]] | None = None,
+    subscription_presets: Sequence[str] = (),
 ) -> ReportOptions:
     """Validated options from CLI-shaped values; any bad value is a one-line `UsageError`."""
     since_date = parse_date(since, "--since")
@@ -273,6 +280,7 @@ def parse_report_options(
         cost_mode=check_cost_mode(cost_mode),
         prices=prices,
         preset_prices=dict(preset_prices or {}),
+        subscription_presets=tuple(sorted(set(subscription_presets))),
     )
 
 
@@ -289,6 +297,9 @@ class Report:
     until: date | None = None
     warnings: list[str] = field(default_factory=list)
     prices_as_of: str | None = None
+    # The part of the total `cost_usd` spent through subscription presets: not billed per
+    # token, shown as what the same usage would cost through the API.
+    api_equivalent_usd: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -301,6 +312,7 @@ class Report:
             "prices_as_of": self.prices_as_of,
             "rows": self.rows,
             "totals": self.totals,
+            "api_equivalent_usd": self.api_equivalent_usd,
             "warnings": self.warnings,
         }
 
@@ -311,11 +323,12 @@ class Report:
         """One line per row, then a `TOTAL` line; empty cells for missing values."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([*self.by, *COUNTERS])
+        writer.writerow([*self.by, *ROW_COUNTERS])
         for row in self.rows:
-            writer.writerow([_cell(row.get(key)) for key in (*self.by, *COUNTERS)])
+            writer.writerow([_cell(row.get(key)) for key in (*self.by, *ROW_COUNTERS)])
         total_line = ["TOTAL", *([""] * (len(self.by) - 1))]
-        writer.writerow([*total_line, *(_cell(self.totals.get(key)) for key in COUNTERS)])
+        totals = {**self.totals, "api_equivalent_usd": self.api_equivalent_usd}
+        writer.writerow([*total_line, *(_cell(totals.get(key)) for key in ROW_COUNTERS)])
         return out.getvalue()
 
     @classmethod
@@ -330,6 +343,7 @@ class Report:
             until=date.fromisoformat(data["until"]) if data.get("until") else None,
             warnings=list(data.get("warnings", [])),
             prices_as_of=data.get("prices_as_of"),
+            api_equivalent_usd=float(data.get("api_equivalent_usd") or 0.0),
         )
 
 
@@ -389,134 +403,301 @@ def build_report(
     options: ReportOptions | None = None,
     *,
     warnings: Sequence[str] = (),
+    rollup: Iterable[Sequence[Any]] = (),
 ) -> Report:
-    """Aggregate `rows` (or `LedgerRecord`s) as `options` say."""
-    options = options or ReportOptions()
-    zone = load_timezone(options.timezone)
-    slots = _Slots(zone)
-    pricer = _Pricer(options)
-    tier_rule = pricer.table.tier_rule
-    mode = options.cost_mode
-    by = options.by
-    since = options.since.isoformat() if options.since else None
-    until = options.until.isoformat() if options.until else None
-    agents = set(options.agents)
-    presets = set(options.presets)
-    runs = set(options.runs)
-    models = set(options.models)
-    from aiswitch.tokens.prices import normalise_model_id
+    """Aggregate `rows` (or `LedgerRecord`s), and pruned `rollup` entries, as `options` say."""
+    aggregator = Aggregator(options or ReportOptions())
+    aggregator.add_rollup(rollup)
+    aggregator.add(rows)
+    return aggregator.finish(warnings)
 
-    model_norms = {normalise_model_id(model) for model in models}
-    model_ok: dict[str | None, bool] = {}
-    need_time = (
-        since is not None or until is not None or any(key in ("day", "week", "month") for key in by)
-    )
 
-    getters = [_getter(name, pricer) for name in by]
-    single_time = _TIME_INDEX.get(by[0]) if len(by) == 1 else None
-    slot: tuple[str, str, str] = ("", "", "")
+# Accumulator slots of one group (a list, for speed in the hot loop).
+A_INPUT, A_OUTPUT, A_READ, A_WRITE, A_REASONING, A_REQUESTS = range(6)
+A_COST, A_PRICED, A_UNPRICED, A_API_EQUIVALENT = range(6, 10)
+ACC_SIZE = 10
 
-    # groups[key] = [in, out, cache_read, cache_write, reasoning, requests, cost, priced, unpriced]
-    groups: dict[tuple[Any, ...], list[Any]] = {}
-    # Linear prices are applied to sums: linear[(group, preset, model)] = token sums.
-    linear: dict[tuple[tuple[Any, ...], str | None, str | None], list[int]] = {}
-    seen: set[str] = set()
+# A rollup entry (see aiswitch.tokens.transfer): the `Row` text fields, the token sums, then
+# requests and the costs frozen at prune time.
+(
+    U_TS,
+    U_SOURCE,
+    U_AGENT,
+    U_PRESET,
+    U_PROVIDER,
+    U_MODEL,
+    U_RUN,
+    U_SESSION,
+) = range(8)
+U_COUNTS = slice(8, 14)  # input, output, cache read, cache write, reasoning, cache write 1h
+(
+    U_REQUESTS,
+    U_REPORTED_COST,
+    U_REPORTED_REQUESTS,
+    U_CALCULATED_COST,
+    U_CALCULATED_REQUESTS,
+    U_UNPRICED_REQUESTS,
+) = range(14, 20)
 
-    # Rows may be plain tuples (from the index): fields are read by position, which is faster.
-    for item in rows:
-        row: tuple[Any, ...] = item if isinstance(item, tuple) else row_from_record(item)
-        message_id = row[R_MESSAGE]
-        if message_id and row[R_REQUEST]:
-            dedupe = f"{row[R_SOURCE]}\x00{message_id}\x00{row[R_REQUEST]}"
-            if dedupe in seen:
+
+@dataclass
+class AggregateState:
+    """What an `Aggregator` has summed so far; picklable, so worker processes can return it.
+
+    `seen` holds the dedupe keys met, so that states of consecutive parts of one input can be
+    merged exactly (`Aggregator.merge` refuses states whose keys overlap: the caller then
+    aggregates the parts in order in one process)."""
+
+    groups: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
+    linear: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+
+class OverlappingStates(Exception):
+    """Two parts hold the same dedupe key: only an in-order pass knows which one counts."""
+
+
+class Aggregator:
+    """The report engine, incremental: `add` rows (any number of times), `finish` a Report."""
+
+    def __init__(self, options: ReportOptions, state: AggregateState | None = None) -> None:
+        self.options = options
+        self.state = state or AggregateState()
+        self.zone = load_timezone(options.timezone)
+        self.slots = _Slots(self.zone)
+        self.pricer = _Pricer(options)
+        self.subscription = frozenset(options.subscription_presets)
+
+    def _filters(self) -> _Filters:
+        return _Filters(self.options, self.slots)
+
+    def add(self, rows: Iterable[tuple[Any, ...]] | Iterable[LedgerRecord]) -> None:
+        options = self.options
+        pricer = self.pricer
+        tier_rule = pricer.table.tier_rule
+        mode = options.cost_mode
+        by = options.by
+        filters = self._filters()
+        since, until = filters.since, filters.until
+        agents, presets = filters.agents, filters.presets
+        runs, models = filters.runs, filters.models
+        model_ok = filters.model_ok
+        need_time = filters.need_time
+        slots = self.slots
+        subscription = self.subscription
+        getters = [_getter(name, pricer) for name in by]
+        single_time = _TIME_INDEX.get(by[0]) if len(by) == 1 else None
+        slot: tuple[str, str, str] = ("", "", "")
+        groups = self.state.groups
+        # Linear prices are applied to sums: linear[(group, preset, model)] = token sums.
+        linear = self.state.linear
+        seen = self.state.seen
+
+        # Rows may be plain tuples (from the index): fields are read by position (faster).
+        for item in rows:
+            row: tuple[Any, ...] = item if isinstance(item, tuple) else row_from_record(item)
+            message_id = row[R_MESSAGE]
+            if message_id and row[R_REQUEST]:
+                dedupe = f"{row[R_SOURCE]}\x00{message_id}\x00{row[R_REQUEST]}"
+                if dedupe in seen:
+                    continue
+                seen.add(dedupe)
+            if agents and row[R_AGENT] not in agents:
                 continue
-            seen.add(dedupe)
-        if agents and row[R_AGENT] not in agents:
-            continue
-        if presets and row[R_PRESET] not in presets:
-            continue
-        if runs and row[R_RUN] not in runs:
-            continue
-        model = row[R_MODEL]
-        if models:
-            ok = model_ok.get(model)
-            if ok is None:
-                ok = model in models or (
-                    model is not None and normalise_model_id(model) in model_norms
-                )
-                model_ok[model] = ok
-            if not ok:
+            if presets and row[R_PRESET] not in presets:
                 continue
-        if need_time:
-            slot = slots.get(row[R_TS])
-            if since is not None and slot[0] < since:
+            if runs and row[R_RUN] not in runs:
                 continue
-            if until is not None and slot[0] > until:
+            model = row[R_MODEL]
+            if models and not model_ok(model):
                 continue
-        if single_time is not None:
-            key: tuple[Any, ...] = (slot[single_time],)
-        else:
-            key = tuple([getter(row, slot) for getter in getters])
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0]
-        inp, out, read, write, reasoning, write_1h, cost = row[R_INPUT:R_COST_SOURCE]
-        acc[0] += inp
-        acc[1] += out
-        acc[2] += read
-        acc[3] += write
-        acc[4] += reasoning
-        acc[5] += 1
-        if mode != "calculate" and cost is not None and row[R_COST_SOURCE] == "reported":
-            acc[6] += cost
-            acc[7] += 1
-            continue
-        if mode == "reported":
-            acc[8] += 1
-            continue
-        preset = row[R_PRESET]
-        price = pricer.lookup(preset, model)
-        if price is None:
-            acc[8] += 1
-        elif price.linear:
-            lkey = (key, preset, model)
-            sums = linear.get(lkey)
-            if sums is None:
-                sums = linear[lkey] = [0, 0, 0, 0, 0]
-            sums[0] += inp
-            sums[1] += out
-            sums[2] += read
-            sums[3] += write
-            sums[4] += write_1h
-            acc[7] += 1
-        else:
-            acc[6] += price.cost(inp, out, read, write, write_1h, tier_rule)
-            acc[7] += 1
+            if need_time:
+                slot = slots.get(row[R_TS])
+                if since is not None and slot[0] < since:
+                    continue
+                if until is not None and slot[0] > until:
+                    continue
+            if single_time is not None:
+                key: tuple[Any, ...] = (slot[single_time],)
+            else:
+                key = tuple([getter(row, slot) for getter in getters])
+            acc = groups.get(key)
+            if acc is None:
+                acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0]
+            inp, out, read, write, reasoning, write_1h, cost = row[R_INPUT:R_COST_SOURCE]
+            acc[0] += inp
+            acc[1] += out
+            acc[2] += read
+            acc[3] += write
+            acc[4] += reasoning
+            acc[5] += 1
+            preset = row[R_PRESET]
+            if mode != "calculate" and cost is not None and row[R_COST_SOURCE] == "reported":
+                acc[6] += cost
+                acc[7] += 1
+                if subscription and preset in subscription:
+                    acc[9] += cost
+                continue
+            if mode == "reported":
+                acc[8] += 1
+                continue
+            price = pricer.lookup(preset, model)
+            if price is None:
+                acc[8] += 1
+            elif price.linear:
+                lkey = (key, preset, model)
+                sums = linear.get(lkey)
+                if sums is None:
+                    sums = linear[lkey] = [0, 0, 0, 0, 0]
+                sums[0] += inp
+                sums[1] += out
+                sums[2] += read
+                sums[3] += write
+                sums[4] += write_1h
+                acc[7] += 1
+            else:
+                cost = price.cost(inp, out, read, write, write_1h, tier_rule)
+                acc[6] += cost
+                acc[7] += 1
+                if subscription and preset in subscription:
+                    acc[9] += cost
 
-    for (key, preset, model), sums in linear.items():
-        price = pricer.lookup(preset, model)
-        assert price is not None  # only priced models were summed
-        groups[key][6] += price.cost(sums[0], sums[1], sums[2], sums[3], sums[4], tier_rule)
+    def add_rollup(self, entries: Iterable[Sequence[Any]]) -> None:
+        """Count pruned usage: sums per slot and key, with costs frozen at prune time.
 
-    out_rows = [
-        {**dict(zip(by, key, strict=True)), **_counters(acc)}
-        for key, acc in sorted(groups.items(), key=lambda item: _sort_key(item[0]))
-    ]
-    total = [0, 0, 0, 0, 0, 0, 0.0, 0, 0]
-    for acc in groups.values():
-        for index, value in enumerate(acc):
-            total[index] += value
-    return Report(
-        by=by,
-        rows=out_rows,
-        totals=_counters(total),
-        timezone=resolve_timezone_name(options.timezone),
-        cost_mode=mode,
-        since=options.since,
-        until=options.until,
-        warnings=list(warnings),
-        prices_as_of=pricer.table.as_of,
-    )
+        Every cost mode takes the frozen cost, except `reported`, which keeps only its
+        reported part (the calculated part counts as unpriced)."""
+        filters = self._filters()
+        mode = self.options.cost_mode
+        getters = [_getter(name, self.pricer) for name in self.options.by]
+        slot: tuple[str, str, str] = ("", "", "")
+        groups = self.state.groups
+        for entry in entries:
+            if filters.agents and entry[U_AGENT] not in filters.agents:
+                continue
+            if filters.presets and entry[U_PRESET] not in filters.presets:
+                continue
+            if filters.runs and entry[U_RUN] not in filters.runs:
+                continue
+            if filters.models and not filters.model_ok(entry[U_MODEL]):
+                continue
+            if filters.need_time:
+                slot = self.slots.get(entry[U_TS])
+                if filters.since is not None and slot[0] < filters.since:
+                    continue
+                if filters.until is not None and slot[0] > filters.until:
+                    continue
+            # A rollup entry has the text fields of a Row in the same positions.
+            key = tuple([getter(entry, slot) for getter in getters])  # type: ignore[arg-type]
+            acc = groups.get(key)
+            if acc is None:
+                acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0]
+            counts = entry[U_COUNTS]
+            for index in range(5):
+                acc[index] += counts[index]
+            acc[A_REQUESTS] += entry[U_REQUESTS]
+            cost = entry[U_REPORTED_COST]
+            acc[A_PRICED] += entry[U_REPORTED_REQUESTS]
+            acc[A_UNPRICED] += entry[U_UNPRICED_REQUESTS]
+            if mode == "reported":
+                acc[A_UNPRICED] += entry[U_CALCULATED_REQUESTS]
+            else:
+                cost += entry[U_CALCULATED_COST]
+                acc[A_PRICED] += entry[U_CALCULATED_REQUESTS]
+            acc[A_COST] += cost
+            if entry[U_PRESET] in self.subscription:
+                acc[A_API_EQUIVALENT] += cost
+
+    def merge(self, other: AggregateState) -> None:
+        """Add the state of the next part of the input (see `AggregateState`)."""
+        if not self.state.seen.isdisjoint(other.seen):
+            raise OverlappingStates
+        self.state.seen |= other.seen
+        groups = self.state.groups
+        for key, acc in other.groups.items():
+            mine = groups.get(key)
+            if mine is None:
+                groups[key] = list(acc)
+            else:
+                for index, value in enumerate(acc):
+                    mine[index] += value
+        linear = self.state.linear
+        for lkey, sums in other.linear.items():
+            mine = linear.get(lkey)
+            if mine is None:
+                linear[lkey] = list(sums)
+            else:
+                for index, value in enumerate(sums):
+                    mine[index] += value
+
+    def finish(self, warnings: Sequence[str] = ()) -> Report:
+        options = self.options
+        pricer = self.pricer
+        tier_rule = pricer.table.tier_rule
+        groups = {key: list(acc) for key, acc in self.state.groups.items()}
+        for (key, preset, model), sums in self.state.linear.items():
+            price = pricer.lookup(preset, model)
+            assert price is not None  # only priced models were summed
+            cost = price.cost(sums[0], sums[1], sums[2], sums[3], sums[4], tier_rule)
+            groups[key][A_COST] += cost
+            if preset in self.subscription:
+                groups[key][A_API_EQUIVALENT] += cost
+        by = options.by
+        out_rows = [
+            {
+                **dict(zip(by, key, strict=True)),
+                **_counters(acc),
+                "api_equivalent_usd": round(float(acc[A_API_EQUIVALENT]), 10),
+            }
+            for key, acc in sorted(groups.items(), key=lambda item: _sort_key(item[0]))
+        ]
+        total: list[Any] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0]
+        for acc in groups.values():
+            for index, value in enumerate(acc):
+                total[index] += value
+        return Report(
+            by=by,
+            rows=out_rows,
+            totals=_counters(total),
+            timezone=resolve_timezone_name(options.timezone),
+            cost_mode=options.cost_mode,
+            since=options.since,
+            until=options.until,
+            warnings=list(warnings),
+            prices_as_of=pricer.table.as_of,
+            api_equivalent_usd=round(float(total[A_API_EQUIVALENT]), 10),
+        )
+
+
+class _Filters:
+    """The row filters of a report, prepared once."""
+
+    def __init__(self, options: ReportOptions, slots: _Slots) -> None:
+        from aiswitch.tokens.prices import normalise_model_id
+
+        self.since = options.since.isoformat() if options.since else None
+        self.until = options.until.isoformat() if options.until else None
+        self.agents = set(options.agents)
+        self.presets = set(options.presets)
+        self.runs = set(options.runs)
+        self.models = set(options.models)
+        self._norms = {normalise_model_id(model) for model in self.models}
+        self._normalise = normalise_model_id
+        self._model_ok: dict[str | None, bool] = {}
+        self.need_time = (
+            self.since is not None
+            or self.until is not None
+            or any(key in _TIME_INDEX for key in options.by)
+        )
+
+    def model_ok(self, model: str | None) -> bool:
+        ok = self._model_ok.get(model)
+        if ok is None:
+            ok = model in self.models or (
+                model is not None and self._normalise(model) in self._norms
+            )
+            self._model_ok[model] = ok
+        return ok
 
 
 _TIME_INDEX = {"day": 0, "week": 1, "month": 2}
@@ -556,10 +737,10 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
 
 
 def _counters(acc: Sequence[Any]) -> dict[str, Any]:
-    requests = int(acc[5])
-    priced = int(acc[7])
-    unpriced = int(acc[8])
-    cost: float | None = round(float(acc[6]), 10)
+    requests = int(acc[A_REQUESTS])
+    priced = int(acc[A_PRICED])
+    unpriced = int(acc[A_UNPRICED])
+    cost: float | None = round(float(acc[A_COST]), 10)
     if priced == 0 and unpriced > 0:
         cost = None
     return {
