@@ -292,7 +292,7 @@ def aiswitch_home(env: Mapping[str, str]) -> Path:
     return Path(value).expanduser() if value else Path.home() / ".aiswitch"
 
 
-def _make_private_dirs(root: Path, *parts: str) -> Path:
+def make_private_dirs(root: Path, *parts: str) -> Path:
     """`root/parts…`, each level created 0700 when missing (never loosened when present)."""
     path = root
     for part in parts:
@@ -321,7 +321,7 @@ def preset_home(env: Mapping[str, str], cli: str) -> Path | None:
     root = aiswitch_home(env)
     try:
         root.mkdir(mode=_HOME_MODE, parents=True, exist_ok=True)
-        return _make_private_dirs(root, "homes", cli, preset)
+        return make_private_dirs(root, "homes", cli, preset)
     except OSError as exc:
         raise TaskFailed(f"cannot create the {cli} home for preset {preset!r}: {exc}") from None
 

@@ -1,0 +1,340 @@
+"""The `codex` agent: the OpenAI Codex CLI run headless, one `codex exec` per task.
+
+    codex exec --json --skip-git-repo-check --disable plugins -c analytics.enabled=false
+               PERMISSION_FLAGS [PROVIDER_FLAGS] [-m MODEL] [EXTRA_ARGS…]
+               [resume THREAD_ID] -                       (the prompt arrives on stdin)
+
+Contract (docs/agents.md has the tables):
+- Provider: when OPENAI_BASE_URL is set, codex gets a custom provider named `aiswitch`
+  (`-c model_provider=aiswitch -c model_providers.aiswitch.base_url=$OPENAI_BASE_URL
+  -c model_providers.aiswitch.env_key=OPENAI_API_KEY -c …wire_api=responses`, plus its
+  retry knobs), because codex's built-in provider ignores OPENAI_BASE_URL. When it is
+  unset, codex uses its own provider and login.
+- Progress: agent messages, reasoning, commands, file changes, tool calls and non-fatal
+  errors become `task.progress`.
+- Usage: one `tokens.usage` per `turn.completed` (OpenAI shape, cached tokens inside
+  `input_tokens`: normalised). The model is `-m`/OPENAI_MODEL when given, else the one
+  codex recorded in its session file.
+- `turn.failed`, a non-zero exit, or an exit without `turn.completed` fail the task with
+  codex's own message (the `error` event's text, else its last stderr line).
+- The thread id is the outcome's `session_id`; `params.session_id` continues it with
+  `codex exec … resume <id>` (same CODEX_HOME, which `preset_home` keeps stable).
+- CODEX_HOME is per API-key preset and created when missing (codex requires it to exist).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
+from aiswitch.protocol.models import InitializeParams
+from aiswitch.tokens.usage import Usage
+
+from ._common import (
+    CliInfo,
+    CliSpec,
+    Exit,
+    Permission,
+    Progress,
+    Report,
+    UsageReport,
+    UsageTotals,
+    apply_home,
+    drive,
+    exit_failure,
+    int_option,
+    list_option,
+    locate_cli,
+    permission_flags,
+    permission_level,
+    provider_name,
+    short,
+    str_option,
+)
+
+SPEC: Final = CliSpec(
+    name="codex",
+    package="@openai/codex",
+    # The oldest version tested: `--disable plugins`, `exec resume` and the
+    # turn.completed usage fields are what this adapter relies on.
+    min_version="0.169.0",
+    tested_version="0.169.0",
+)
+HOME_VAR: Final = "CODEX_HOME"
+BASE_URL_VAR: Final = "OPENAI_BASE_URL"
+KEY_VAR: Final = "OPENAI_API_KEY"
+MODEL_VAR: Final = "OPENAI_MODEL"
+# The id of the custom provider entry aiswitch adds to codex's config.
+PROVIDER_ID: Final = "aiswitch"
+DEFAULT_MAX_CONCURRENT: Final = 4
+# Reading codex's session file for the model stops after this many bytes: the model is in
+# its first turn_context record, near the top.
+SESSION_SCAN_BYTES: Final = 1024 * 1024
+
+log = logging.getLogger("aiswitch.adapter.codex")
+
+ModelLookup = Callable[[str], str | None]
+
+
+def normalise_usage(raw: dict[str, Any]) -> Usage:
+    """codex's turn usage: `input_tokens` includes the cached (and cache-written) tokens."""
+    base = Usage.from_openai(raw)
+    cache_write = raw.get("cache_write_input_tokens")
+    written = cache_write if isinstance(cache_write, int) and cache_write > 0 else 0
+    return Usage(
+        input_tokens=max(base.input_tokens - written, 0),
+        output_tokens=base.output_tokens,
+        cache_read_tokens=base.cache_read_tokens,
+        cache_write_tokens=written,
+        reasoning_tokens=base.reasoning_tokens,
+    )
+
+
+class CodexTranslator:
+    """codex exec --json events → progress, usage and the task's outcome."""
+
+    def __init__(self, model: str | None = None, model_lookup: ModelLookup | None = None) -> None:
+        self.session_id: str | None = None
+        self.model = model
+        self.model_lookup = model_lookup
+        self.totals = UsageTotals()
+        self.messages: list[str] = []
+        self.last_error: str | None = None
+        self.failure: str | None = None
+        self.turns_completed = 0
+
+    def feed(self, event: dict[str, Any]) -> list[Report]:
+        kind = event.get("type")
+        if kind == "thread.started":
+            thread = event.get("thread_id")
+            if isinstance(thread, str) and thread:
+                self.session_id = thread
+            return [Progress("codex started", "status")]
+        if kind in ("item.started", "item.completed"):
+            item = event.get("item")
+            if isinstance(item, dict):
+                return self._item(item, done=kind == "item.completed")
+            return []
+        if kind == "turn.completed":
+            return self._turn_completed(event)
+        if kind == "turn.failed":
+            error = event.get("error")
+            message = error.get("message") if isinstance(error, dict) else None
+            self.failure = str(message or self.last_error or "the turn failed")
+            return []
+        if kind == "error":
+            self.last_error = str(event.get("message") or "error")
+            return [Progress(short(f"error: {self.last_error}"), "status")]
+        return []
+
+    def _item(self, item: dict[str, Any], *, done: bool) -> list[Report]:
+        itype = item.get("type")
+        if itype == "agent_message" and done:
+            text = str(item.get("text") or "")
+            self.messages.append(text)
+            return [Progress(short(text), "text")] if text else []
+        if itype == "reasoning" and done and item.get("text"):
+            return [Progress(short(str(item["text"])), "thinking")]
+        if itype == "command_execution":
+            command = item.get("command", "")
+            if not done:
+                return [Progress(short(f"$ {command}"), "tool")]
+            output = str(item.get("aggregated_output") or "")
+            return [Progress(short(f"exit {item.get('exit_code')}: {output}"), "tool")]
+        if itype == "file_change" and done:
+            changes = item.get("changes") or []
+            paths = [str(c.get("path")) for c in changes if isinstance(c, dict)]
+            return [Progress(short(f"changed {', '.join(paths) or 'files'}"), "tool")]
+        if itype == "mcp_tool_call" and not done:
+            name = f"{item.get('server', '')}.{item.get('tool', '')}".strip(".")
+            return [Progress(short(f"tool {name}"), "tool")]
+        if itype == "web_search" and not done:
+            return [Progress(short(f"search: {item.get('query', '')}"), "tool")]
+        if itype == "todo_list" and done:
+            items = item.get("items") or []
+            return [Progress(f"plan: {len(items)} step(s)", "status")]
+        if itype == "error" and done:
+            return [Progress(short(f"warning: {item.get('message', '')}"), "status")]
+        return []
+
+    def _turn_completed(self, event: dict[str, Any]) -> list[Report]:
+        self.turns_completed += 1
+        raw = event.get("usage")
+        if not isinstance(raw, dict):
+            return []
+        usage = normalise_usage(raw)
+        if not usage.total_tokens:
+            return []
+        if self.model is None and self.model_lookup is not None and self.session_id:
+            self.model = self.model_lookup(self.session_id)
+        report = UsageReport(usage, model=self.model)
+        self.totals.add(report)
+        return [report]
+
+    def finish(self, end: Exit) -> TaskOutcome:
+        if self.failure is not None:
+            raise TaskFailed(f"codex: {self.failure}")
+        if end.code != 0:
+            raise TaskFailed(exit_failure("codex", end, self.last_error))
+        if not self.turns_completed:
+            raise TaskFailed(exit_failure("codex", end, self.last_error))
+        return TaskOutcome(
+            output=self.messages[-1] if self.messages else "",
+            usage=self.totals.usage,
+            model=self.model,
+            session_id=self.session_id,
+        )
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a TOML basic string; codex parses `-c` values as TOML.
+    return json.dumps(value)
+
+
+def provider_flags(base_url: str, retries: int) -> list[str]:
+    """The custom-provider `-c` overrides that send codex to `base_url`."""
+    entry = f"model_providers.{PROVIDER_ID}"
+    settings = {
+        "name": _toml_string(provider_name(base_url, PROVIDER_ID)),
+        "base_url": _toml_string(base_url),
+        "env_key": _toml_string(KEY_VAR),
+        "wire_api": _toml_string("responses"),
+        "request_max_retries": str(retries),
+        "stream_max_retries": str(retries),
+    }
+    flags = ["-c", f"model_provider={_toml_string(PROVIDER_ID)}"]
+    for key, value in settings.items():
+        flags += ["-c", f"{entry}.{key}={value}"]
+    return flags
+
+
+def build_argv(cli: str, ctx: TaskContext, env: dict[str, str], level: Permission) -> list[str]:
+    argv = [
+        cli,
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        # Plugins sync from github.com and analytics post to chatgpt.com: off, so the
+        # only host codex talks to is the provider.
+        "--disable",
+        "plugins",
+        "-c",
+        "analytics.enabled=false",
+        *permission_flags("codex", level),
+    ]
+    base_url = env.get(BASE_URL_VAR)
+    if base_url:
+        argv += provider_flags(base_url, int_option(ctx, "max_retries", 0) or 0)
+    model = model_of(ctx, env)
+    if model:
+        argv += ["-m", model]
+    argv += list_option(ctx, "extra_args")
+    if ctx.params.session_id:
+        argv += ["resume", ctx.params.session_id]
+    # "-": the prompt is read from stdin (no argv size limit, not visible in `ps`).
+    argv.append("-")
+    return argv
+
+
+def model_of(ctx: TaskContext, env: dict[str, str]) -> str | None:
+    return str_option(ctx, "model") or env.get(MODEL_VAR) or None
+
+
+def build_env(ctx: TaskContext) -> dict[str, str]:
+    env = dict(ctx.env)
+    apply_home(env, "codex", HOME_VAR)
+    home = env.get(HOME_VAR)
+    if home and not Path(home).is_dir():
+        try:
+            Path(home).mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise TaskFailed(f"cannot create CODEX_HOME {home}: {exc.strerror}") from None
+    return env
+
+
+def codex_home(env: dict[str, str]) -> Path:
+    value = env.get(HOME_VAR)
+    return Path(value) if value else Path(env.get("HOME") or Path.home()) / ".codex"
+
+
+def session_model_lookup(home: Path) -> ModelLookup:
+    """Finds the model codex recorded for a thread in `home/sessions/…/rollout-*-ID.jsonl`."""
+
+    def lookup(thread_id: str) -> str | None:
+        sessions = home / "sessions"
+        with contextlib.suppress(OSError):
+            for path in sessions.glob(f"*/*/*/rollout-*-{thread_id}.jsonl"):
+                return _first_model(path)
+        return None
+
+    return lookup
+
+
+def _first_model(path: Path) -> str | None:
+    read = 0
+    with path.open("rb") as stream:
+        for line in stream:
+            read += len(line)
+            if read > SESSION_SCAN_BYTES:
+                return None
+            if b'"turn_context"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                model = record.get("payload", {}).get("model")
+                if isinstance(model, str) and model:
+                    return model
+    return None
+
+
+class CodexAdapter(Adapter):
+    name = "codex"
+    version = "1"
+    max_concurrent_tasks = DEFAULT_MAX_CONCURRENT
+    supports_resume = True
+
+    def __init__(self) -> None:
+        self.cli: CliInfo | None = None
+
+    async def setup(self, params: InitializeParams) -> None:
+        self.cli = await locate_cli(SPEC, params.config, os.environ)
+
+    def cli_info(self) -> str | None:
+        return self.cli.describe(SPEC.name) if self.cli else None
+
+    async def run_task(self, ctx: TaskContext) -> TaskOutcome:
+        assert self.cli is not None, "agent.initialize comes first"
+        level = permission_level(ctx)
+        env = build_env(ctx)
+        argv = build_argv(self.cli.path, ctx, env, level)
+        base_url = env.get(BASE_URL_VAR)
+        provider = provider_name(base_url, "openai")
+        translator = CodexTranslator(
+            model=model_of(ctx, env), model_lookup=session_model_lookup(codex_home(env))
+        )
+        return await drive(
+            ctx,
+            argv,
+            env,
+            translator,
+            name="codex",
+            provider=provider,
+            stdin_data=ctx.prompt.encode(),
+        )
+
+
+def main() -> None:
+    serve(CodexAdapter())
+
+
+if __name__ == "__main__":
+    main()
