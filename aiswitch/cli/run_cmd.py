@@ -107,9 +107,11 @@ async def _run(request: Any, as_json: bool) -> int:
         if event.kind != "status" or as_json:
             return
         result = event.result
+        if interactive:
+            return  # the live table and the result panels say it all
         if result.status == "failed":
             err.print(f"aiswitch: {result.agent_id}: {result.error}", highlight=False)
-        elif not interactive:
+        else:
             # Plain status lines for logs and scripts (the live table needs a terminal).
             err.print(f"aiswitch: {result.agent_id} {result.status}", highlight=False)
 
