@@ -264,7 +264,7 @@ class RawCase(Case):
         self.proc.stdin.close()
         self.proc.wait()
 
-    def _roundtrips(self, lines: int) -> None:
+    def _roundtrips(self, lines: int) -> int:
         for _ in range(lines):
             os.write(self.wfd, LINE)
         expected = len(LINE) * lines
@@ -274,6 +274,7 @@ class RawCase(Case):
             if not chunk:
                 raise EOFError("raw echo child exited")
             got += len(chunk)
+        return lines
 
     async def sequential(self, seconds: float) -> Rate:
         def step() -> int:
@@ -284,7 +285,7 @@ class RawCase(Case):
         return _timed_blocking(self.pid, seconds, step)
 
     async def pipelined(self, seconds: float, window: int) -> Rate:
-        return _timed_blocking(self.pid, seconds, lambda: self._roundtrips(window) or window)
+        return _timed_blocking(self.pid, seconds, lambda: self._roundtrips(window))
 
 
 def _timed_blocking(pid: int, seconds: float, step: Callable[[], int]) -> Rate:

@@ -205,17 +205,17 @@ def importtime(argv: list[str], env: dict[str, str], top: int) -> None:
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        own, cumulative, name = (part.strip() for part in line[12:].split("|"))
-        if own.isdigit():
-            entries.append((int(own), int(cumulative), name))
+        own_us, cumulative_us, module = (part.strip() for part in line[12:].split("|"))
+        if own_us.isdigit():
+            entries.append((int(own_us), int(cumulative_us), module))
     total = sum(own for own, _, _ in entries)
     print(f"\n== python -X importtime {' '.join(argv[1:])}: {total / 1e3:.1f} ms in imports ==")
     print("top by cumulative time (ms):")
     for _own, cumulative, name in sorted(entries, key=lambda e: -e[1])[:top]:
-        print(f"  {cumulative / 1e3:8.1f}  {name.rstrip()}")
+        print(f"  {cumulative / 1e3:8.1f}  {name}")
     print("top by own time (ms):")
     for own, _cumulative, name in sorted(entries, key=lambda e: -e[0])[:top]:
-        print(f"  {own / 1e3:8.1f}  {name.strip()}")
+        print(f"  {own / 1e3:8.1f}  {name}")
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ class End:
 
     def unread(self) -> bytes:
         """What has arrived at this end and not been read yet."""
-        return bytes(self.reader._buffer)
+        return bytes(self.reader._buffer)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.writer.close()
