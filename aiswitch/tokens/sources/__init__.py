@@ -343,3 +343,46 @@ def _ledger_report_in_parallel(home: Home, options: ReportOptions) -> Report | N
     aggregator.add_rollup(rollup)
     _warn(warnings, "aiswitch", path, FileRead([], malformed, torn))
     return aggregator.finish(warnings)
+
+
+@dataclass
+class PresetSettings:
+    """What presets change in a report: price overrides, and which are subscriptions."""
+
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subscription: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+
+def preset_settings(home: Home) -> PresetSettings:
+    """Price overrides and subscription presets from the preset store.
+
+    A preset store that cannot be read does not stop a report: its prices are left out and
+    a warning says so (the report then prices those presets' usage from the table)."""
+    from aiswitch.errors import AiswitchError
+
+    settings = PresetSettings()
+    try:
+        from aiswitch.presets.store import PresetStore
+
+        presets = PresetStore(home).all()
+    except (AiswitchError, ImportError) as exc:
+        text = exc.one_line() if isinstance(exc, AiswitchError) else str(exc)
+        settings.warnings.append(f"presets not read, their prices and billing ignored: {text}")
+        return settings
+    subscription = []
+    for name, preset in presets.items():
+        prices = getattr(preset, "prices", None) or {}
+        if prices:
+            settings.prices[name] = {
+                model: (
+                    price.model_dump(exclude_none=True)
+                    if hasattr(price, "model_dump")
+                    else dict(price)
+                )
+                for model, price in prices.items()
+            }
+        if getattr(preset, "billing", None) == "subscription":
+            subscription.append(name)
+    settings.subscription = tuple(sorted(subscription))
+    return settings

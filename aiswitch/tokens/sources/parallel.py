@@ -19,6 +19,7 @@ Contract:
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import Future
 from pathlib import Path
@@ -58,7 +59,7 @@ def split_ranges(fd: int, size: int, parts: int) -> list[tuple[int, int]]:
             guess += len(chunk)
         bounds.append(min(guess, size))
     bounds.append(size)
-    return [(start, end) for start, end in zip(bounds, bounds[1:], strict=False) if end > start]
+    return [(start, end) for start, end in itertools.pairwise(bounds) if end > start]
 
 
 def _read_range(path: Path, start: int, end: int) -> bytes:
