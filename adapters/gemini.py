@@ -148,8 +148,9 @@ class GeminiTranslator:
             params = json.dumps(event.get("parameters") or {}, ensure_ascii=False)
             reports.append(Progress(short(f"{event.get('tool_name', 'tool')}: {params}"), "tool"))
         elif kind == "tool_result":
-            output = event.get("output") or ""
-            reports.append(Progress(short(f"{event.get('status', 'done')}: {output}"), "tool"))
+            status, output = event.get("status", "done"), event.get("output")
+            text = f"{status}: {output}" if output else str(status)
+            reports.append(Progress(short(text), "tool"))
         elif kind == "error":
             self.last_error = str(event.get("message") or "error")
             severity = event.get("severity") or "error"
