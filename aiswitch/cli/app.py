@@ -36,7 +36,7 @@ def _root(
 
 # Each module defines `register(app)`; it imports only typer at module level, so that
 # `aiswitch --help` stays fast, and imports what its commands need inside them.
-COMMAND_MODULES = ("run_cmd", "preset_cmd", "shell_cmd")
+COMMAND_MODULES = ("run_cmd", "preset_cmd", "shell_cmd", "tokens_cmd")
 
 
 def _register() -> None:
