@@ -617,3 +617,50 @@ async def test_many_concurrent_requests_each_get_their_own_reply(pair: tuple[Pee
     async with asyncio.timeout(HANG_GUARD_S):
         results = await asyncio.gather(*(client.request("echo", {"n": n}) for n in range(300)))
     assert results == [{"n": n} for n in range(300)]
+
+
+# -- regressions --------------------------------------------------------------------
+
+
+async def test_a_malformed_reply_to_a_pending_request_fails_it_at_once_unanswered(
+    calling: tuple[Peer, End],
+) -> None:
+    from aiswitch.rpc.errors import ProtocolError
+
+    client, raw = calling
+    async with asyncio.timeout(HANG_GUARD_S):
+        call = asyncio.create_task(client.request("echo", {"n": 1}, timeout=None))
+        sent = await raw.read_message()
+        # An error object without a message is not a valid response.
+        await raw.send_line({"jsonrpc": "2.0", "id": sent["id"], "error": {"code": 1}})
+        with pytest.raises(ProtocolError):
+            await call
+    assert raw.unread() == b""  # an invalid response is never answered
+
+
+async def test_a_result_that_is_not_valid_unicode_is_still_answered(
+    pair: tuple[Peer, Peer],
+) -> None:
+    client, server = pair
+
+    async def lone_surrogate(params: Params) -> Any:
+        return "half a pair: \ud800"
+
+    server.on_request("odd", lone_surrogate)
+    async with asyncio.timeout(HANG_GUARD_S):
+        assert await client.request("odd") == "half a pair: \ud800"
+
+
+def test_an_adapter_whose_stdin_is_dev_null_exits_instead_of_hanging() -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/null", "rb") as devnull:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aiswitch_adapters.mock"],
+            stdin=devnull,
+            capture_output=True,
+            timeout=HANG_GUARD_S * 3,
+        )
+    assert proc.returncode == 0
+    assert b"Traceback" not in proc.stderr

@@ -6,11 +6,13 @@ import json
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.cli import aiswitch_bin, run_cli
 
 from aiswitch.home import Home
+from aiswitch.tokens.records import LedgerRecord
 
 USAGE_KEYS = {
     "input_tokens",
@@ -21,10 +23,15 @@ USAGE_KEYS = {
 }
 
 
-def ledger_lines(home: Home) -> list[dict[str, object]]:
+def ledger_lines(home: Home) -> list[dict[str, Any]]:
+    """The ledger's records, with every field (lines omit fields at their default)."""
     if not home.ledger.exists():
         return []
-    return [json.loads(line) for line in home.ledger.read_text().splitlines() if line]
+    return [
+        LedgerRecord.model_validate_json(line).model_dump()
+        for line in home.ledger.read_text().splitlines()
+        if line
+    ]
 
 
 def assert_one_clean_error_line(stderr: str, *fragments: str) -> None:
@@ -72,7 +79,7 @@ def test_a_run_is_recorded_in_the_index_its_own_file_and_the_ledger(
     lines = ledger_lines(home)
     assert len(lines) == 50  # every usage notification, none dropped
     assert {line["agent_id"] for line in lines} == {"mock#1", "mock#2"}
-    assert sum(int(line["input_tokens"]) for line in lines) == doc["usage"]["input_tokens"]  # type: ignore[call-overload]
+    assert sum(line["input_tokens"] for line in lines) == doc["usage"]["input_tokens"]
     assert json.loads((home.state / "agents.json").read_text())["agents"] == {}
     assert oct(home.root.stat().st_mode & 0o777) == "0o700"
     assert oct(home.ledger.stat().st_mode & 0o777) == "0o600"

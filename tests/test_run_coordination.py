@@ -7,6 +7,7 @@ import json
 from support.cli import run_cli
 
 from aiswitch.home import Home
+from aiswitch.tokens.records import LedgerRecord
 
 
 def test_sequential_steps_of_one_agent_reuse_its_child_and_switch_its_preset(
@@ -63,7 +64,10 @@ def test_a_token_budget_cancels_running_tasks_and_ends_the_run_budget_exceeded(
     assert slow["status"] == "cancelled"
     assert "budget" in slow["error"]
     assert slow["duration_s"] < 20
-    spent = [json.loads(line) for line in home.ledger.read_text().splitlines()]
+    spent = [
+        LedgerRecord.model_validate_json(line).model_dump()
+        for line in home.ledger.read_text().splitlines()
+    ]
     assert sum(r["input_tokens"] for r in spent) == doc["usage"]["input_tokens"] == 600
 
 
@@ -90,6 +94,9 @@ def test_costs_are_calculated_from_the_price_table_when_the_cli_reports_none(
     env["MOCK_OUTPUT_TOKENS"] = "100000"
     doc = run_cli("run", "--agent", "mock", "x", "--json", env=env).json()
     assert doc["results"][0]["cost_usd"] == 3.0
-    (record,) = [json.loads(line) for line in home.ledger.read_text().splitlines()]
+    (record,) = [
+        LedgerRecord.model_validate_json(line).model_dump()
+        for line in home.ledger.read_text().splitlines()
+    ]
     assert record["cost_source"] == "calculated"
     assert record["cost_usd"] == 3.0

@@ -4,7 +4,8 @@
     ├── RemoteError            the peer answered with an error object (code, message, data)
     ├── RequestTimeoutError    no reply within the request's timeout
     ├── ConnectionClosedError  the stream ended (EOF, child exit) while requests were pending
-    └── MessageTooLargeError   a message over the line-length limit (sent or received)
+    ├── MessageTooLargeError   a message over the line-length limit (sent or received)
+    └── ProtocolError          the peer broke the protocol (a malformed reply)
 
 `MethodError` is what a handler raises to answer with a chosen code; its message and
 data go on the wire as given, so it must carry no secret. Any other exception in a
@@ -44,6 +45,10 @@ class ConnectionClosedError(RpcError):
 
 class MessageTooLargeError(RpcError):
     pass
+
+
+class ProtocolError(RpcError):
+    """The peer broke the protocol (e.g. a malformed reply to a pending request)."""
 
 
 class MethodError(Exception):

@@ -65,20 +65,52 @@ class Invalid:
     reason: str
     id: int | str | None = None
 
+    response: bool = False
+
     @property
     def answerable(self) -> bool:
         # Per the spec a parse error or an invalid request is answered (id null when the
-        # id is unknown); an invalid *response* from the peer is only logged.
-        return self.code in (codes.PARSE_ERROR, codes.INVALID_REQUEST)
+        # id is unknown); an invalid *response* is never answered (that could loop).
+        return not self.response
 
 
 Incoming = Message | Invalid
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int or type(value) is str
+
+
+def _fast(obj: dict[str, Any]) -> Message | None:
+    """The common, well-formed shapes, built without re-validating (the checks here are
+    exactly what validation would check); anything else goes through pydantic."""
+    if obj.get("jsonrpc") != "2.0":
+        return None
+    size = len(obj)
+    params = obj.get("params")
+    params_ok = params is None or type(params) is dict or type(params) is list
+    method = obj.get("method")
+    if type(method) is str and params_ok:
+        if "id" in obj:
+            if _is_id(obj["id"]) and size == 3 + ("params" in obj):
+                return Request.model_construct(
+                    jsonrpc="2.0", id=obj["id"], method=method, params=params
+                )
+        elif size == 2 + ("params" in obj):
+            return Notification.model_construct(jsonrpc="2.0", method=method, params=params)
+        return None
+    if size == 3 and "result" in obj and _is_id(obj.get("id")):
+        return Response.model_construct(jsonrpc="2.0", id=obj["id"], result=obj["result"])
+    return None
 
 
 def classify(obj: Any) -> Incoming:
     """Turn one decoded JSON value (not a batch) into a typed message or an `Invalid`."""
     if not isinstance(obj, dict):
         return Invalid(codes.INVALID_REQUEST, "a message must be a JSON object")
+    fast = _fast(obj)
+    if fast is not None:
+        return fast
     raw_id = obj.get("id")
     known_id = raw_id if isinstance(raw_id, int | str) and not isinstance(raw_id, bool) else None
     try:
@@ -95,7 +127,7 @@ def classify(obj: Any) -> Incoming:
         where = ", ".join(".".join(str(p) for p in e["loc"]) or "message" for e in exc.errors())
         kind = codes.INVALID_REQUEST
         if "method" not in obj:
-            return Invalid(kind, f"invalid response ({where})", known_id)
+            return Invalid(kind, f"invalid response ({where})", known_id, response=True)
         return Invalid(kind, f"invalid request ({where})", known_id)
     return Invalid(codes.INVALID_REQUEST, "neither a request nor a response", known_id)
 
@@ -114,8 +146,15 @@ def decode_line(line: bytes) -> list[Incoming] | Incoming:
 
 
 def dumps(payload: Any) -> bytes:
-    """One compact JSON line (never pretty-printed), newline-terminated."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    """One compact JSON line (never pretty-printed), newline-terminated, valid UTF-8.
+
+    Text that is not valid Unicode (a lone surrogate) cannot be UTF-8: it is sent
+    sent with ASCII escapes instead of failing the message."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
 
 
 def request_payload(request_id: int | str, method: str, params: Params) -> dict[str, Any]:

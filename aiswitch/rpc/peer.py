@@ -33,7 +33,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -43,6 +43,7 @@ from aiswitch.rpc.errors import (
     ConnectionClosedError,
     MessageTooLargeError,
     MethodError,
+    ProtocolError,
     RemoteError,
     RequestTimeoutError,
 )
@@ -112,7 +113,6 @@ class Peer:
         self._requests: dict[str, RequestHandler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
         self._handler_tasks: set[asyncio.Task[None]] = set()
-        self._write_lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
         self._log = log.getChild(name)
 
@@ -178,10 +178,14 @@ class Peer:
             await self._send(request_payload(request_id, method, _plain(params)))
             if timeout is None:
                 return await future
+            # A timer on the future is cheaper than wait_for's extra task per request.
+            timer = asyncio.get_running_loop().call_later(
+                timeout, _expire, future, RequestTimeoutError(method, timeout)
+            )
             try:
-                return await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise RequestTimeoutError(method, timeout) from None
+                return await future
+            finally:
+                timer.cancel()
         finally:
             self._pending.pop(request_id, None)
 
@@ -200,13 +204,14 @@ class Peer:
     async def _write(self, data: bytes) -> None:
         if self._writer.is_closing():
             raise ConnectionClosedError(f"{self.name}: output stream is closed")
-        async with self._write_lock:
-            try:
-                self._writer.write(data)
-                await self._writer.drain()
-            except (ConnectionError, BrokenPipeError, RuntimeError) as exc:
-                self._shut("output stream closed")
-                raise ConnectionClosedError(f"{self.name}: output stream closed") from exc
+        # write() is synchronous and whole, so lines never interleave; concurrent
+        # drain() calls are supported by asyncio's flow control.
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (ConnectionError, BrokenPipeError, RuntimeError) as exc:
+            self._shut("output stream closed")
+            raise ConnectionClosedError(f"{self.name}: output stream closed") from exc
 
     # -- reading ------------------------------------------------------------------
 
@@ -306,6 +311,8 @@ class Peer:
         if isinstance(message, Invalid):
             self.skipped_lines += 1
             self._log.warning("skipped a line: %s: %r", message.reason, line[:_LOG_EXCERPT])
+            if message.response and message.id is not None:
+                self._fail_pending(message.id, f"sent an invalid reply ({message.reason})")
             if message.answerable:
                 return error_payload(
                     message.id, message.code, codes.STANDARD_MESSAGES[message.code], message.reason
@@ -317,11 +324,8 @@ class Peer:
         self._resolve(message)
         return None
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            await coro
-
-        task = asyncio.get_running_loop().create_task(run())
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
 
@@ -345,6 +349,11 @@ class Peer:
         else:
             err = message.error
             future.set_exception(RemoteError(err.code, err.message, err.data))
+
+    def _fail_pending(self, request_id: int | str, reason: str) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and not entry[1].done():
+            entry[1].set_exception(ProtocolError(f"{self.name} {reason} to {entry[0]}"))
 
     async def _notify_handler(self, message: Notification) -> None:
         handler = self._notifications.get(message.method)
@@ -412,6 +421,11 @@ class Peer:
             self._log.debug("could not send: stream closed")
 
 
+def _expire(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
 def _plain(value: Any) -> Any:
     """Pydantic models go on the wire as their JSON form; everything else as given."""
     if isinstance(value, BaseModel):
@@ -451,21 +465,29 @@ async def open_stdio(limit: int = LINE_LIMIT) -> tuple[asyncio.StreamReader, Lin
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit)
-    try:
+    if _pollable(sys.stdin.fileno()):
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except ValueError:
+    else:
+        # A regular file or /dev/null: epoll refuses them, so read in a thread.
         feeder = loop.create_task(_feed_from_file(reader, sys.stdin.buffer))
         _BACKGROUND.add(feeder)
         feeder.add_done_callback(_BACKGROUND.discard)
     writer: LineWriter
-    try:
+    if _pollable(sys.stdout.fileno()):
         transport, protocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, sys.stdout
         )
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    except ValueError:
+    else:
         writer = _FileWriter(sys.stdout.fileno())
     return reader, writer
+
+
+def _pollable(fd: int) -> bool:
+    import stat
+
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
 
 
 async def _feed_from_file(reader: asyncio.StreamReader, raw: Any) -> None:
