@@ -283,7 +283,7 @@ def test_export_then_import_into_a_fresh_home_gives_the_same_report(
         out = tmp_path / f"export.{fmt}"
         done = run_cli("tokens", "export", "--format", fmt, "-o", str(out), env=env)
         assert done.code == 0, done.stderr
-        other, other_env = fresh_env(tmp_path, f"other-{fmt}")
+        _other, other_env = fresh_env(tmp_path, f"other-{fmt}")
         done = run_cli("tokens", "import", str(out), env=other_env)
         assert done.code == 0, done.stderr
         assert "imported 4 record(s)" in done.stdout
@@ -368,7 +368,9 @@ def test_import_after_prune_skips_records_older_than_the_cutoff(
     out = tmp_path / "all.jsonl"
     assert run_cli("tokens", "export", "-o", str(out), env=env).code == 0
     totals = report(env)["totals"]
-    assert run_cli("tokens", "prune", "--before", "2026-05-02", "--timezone", "UTC", env=env).code == 0
+    assert (
+        run_cli("tokens", "prune", "--before", "2026-05-02", "--timezone", "UTC", env=env).code == 0
+    )
     again = run_cli("tokens", "import", str(out), env=env)
     assert again.code == 0 and "3 older than the last prune" in again.stdout
     assert report(env)["totals"] == totals
@@ -401,7 +403,7 @@ def test_a_parallel_cold_read_equals_a_sequential_one_with_duplicates_across_ran
     ]
     write_ledger(home, records, raw=b"not json\n")
     options = parse_report_options(by="day,agent", timezone="UTC")
-    rows, malformed = parse_ledger_bytes(home.ledger.read_bytes())
+    rows, _malformed = parse_ledger_bytes(home.ledger.read_bytes())
     expected = build_report(rows, options)
     monkeypatch.setattr(parallel, "PARALLEL_LEDGER_MIN_BYTES", 1)
     assert parallel.parallel_workers(10) >= 1

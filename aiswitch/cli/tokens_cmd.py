@@ -223,9 +223,11 @@ _shortcut("session", "session", "Usage per session")
 def _target(agent: str | None, preset: str | None) -> tuple[Any, str]:
     from aiswitch.errors import UsageError
 
-    if (agent is None) == (preset is None):
-        raise UsageError("give exactly one of --agent or --preset")
-    return ("agent", agent) if agent is not None else ("preset", preset)
+    if agent is not None and preset is None:
+        return "agent", agent
+    if preset is not None and agent is None:
+        return "preset", preset
+    raise UsageError("give exactly one of --agent or --preset")
 
 
 @quota_app.command("set")
@@ -257,29 +259,9 @@ def quota_show(
     import json
 
     from aiswitch.home import Home
-    from aiswitch.tokens.quotas import Spent, exceeded, load_quotas, usage_by_target
+    from aiswitch.tokens.quotas import quota_status
 
-    home = Home.current()
-    quotas = load_quotas(home)
-    spent = usage_by_target(home, timezone) if (quotas.agents or quotas.presets) else {}
-    entries = []
-    for kind, table in (("agent", quotas.agents), ("preset", quotas.presets)):
-        for name, limits in sorted(table.items()):
-            used = spent.get((kind, name), Spent())  # type: ignore[call-overload]
-            entries.append(
-                {
-                    "kind": kind,
-                    "name": name,
-                    "limits": limits.as_dict(),
-                    "used": {
-                        "daily_tokens": used.daily_tokens,
-                        "daily_usd": round(used.daily_usd, 6),
-                        "monthly_tokens": used.monthly_tokens,
-                        "monthly_usd": round(used.monthly_usd, 6),
-                    },
-                    "exceeded": exceeded(kind, name, limits, used) is not None,  # type: ignore[arg-type]
-                }
-            )
+    entries = quota_status(Home.current(), timezone)
     if as_json:
         sys.stdout.write(json.dumps({"quotas": entries}, indent=2) + "\n")
         return

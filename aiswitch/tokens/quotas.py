@@ -280,6 +280,36 @@ def exceeded(kind: Kind, name: str, limits: Limits, spent: Spent) -> str | None:
     return None
 
 
+def quota_status(home: Home, timezone: str | None = None) -> list[dict[str, Any]]:
+    """Every quota with its limits, today's and this month's use, and whether it is over
+    (what `tokens quota show --json` prints, as `{"quotas": [...]}`)."""
+    quotas = load_quotas(home)
+    spent = usage_by_target(home, timezone) if (quotas.agents or quotas.presets) else {}
+    entries: list[dict[str, Any]] = []
+    targets: list[tuple[Kind, dict[str, Limits]]] = [
+        ("agent", quotas.agents),
+        ("preset", quotas.presets),
+    ]
+    for kind, table in targets:
+        for name, limits in sorted(table.items()):
+            used = spent.get((kind, name), Spent())
+            entries.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "limits": limits.as_dict(),
+                    "used": {
+                        "daily_tokens": used.daily_tokens,
+                        "daily_usd": round(used.daily_usd, 6),
+                        "monthly_tokens": used.monthly_tokens,
+                        "monthly_usd": round(used.monthly_usd, 6),
+                    },
+                    "exceeded": exceeded(kind, name, limits, used) is not None,
+                }
+            )
+    return entries
+
+
 def make_quota_check(home: Home, timezone: str | None = None) -> QuotaCheck:
     """The check `aiswitch run` calls before each task: `check(agent, preset)`.
 

@@ -599,4 +599,3 @@ def _rollup_line(prune_id: int, key: tuple[Any, ...], acc: list[Any]) -> bytes:
     obj.update(zip(TOKEN_FIELDS, acc[: len(TOKEN_FIELDS)], strict=True))
     obj.update(zip(COST_FIELDS, acc[len(TOKEN_FIELDS) :], strict=True))
     return orjson.dumps(obj)
-
