@@ -622,6 +622,7 @@ def env(
             preset=ready.name,
             preset_vars=ready.variables,
             preset_unset=ready.unset,
+            preset_billing=ready.billing,
             agent_id=f"{agent_def.name}#1" if agent_def else "",
             home=str(store.home.root),
         )
@@ -660,6 +661,7 @@ def exec_(
             preset=preset.name,
             preset_vars=resolve_variables(preset.name, preset.variables, os.environ),
             preset_unset=tuple(preset.unset),
+            preset_billing=preset.billing,
         )
     )
     program = shutil.which(command[0], path=child.get("PATH"))

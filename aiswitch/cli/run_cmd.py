@@ -117,9 +117,17 @@ async def _run(request: Any, as_json: bool) -> int:
 
     from aiswitch import logs
     from aiswitch.home import Home
+    from aiswitch.presets.resolve import run_resolver
+    from aiswitch.tokens.quotas import make_quota_check
 
-    logs.configure(Home.current().ensure())
-    coordinator = Coordinator(on_event=on_event)
+    home = Home.current().ensure()
+    logs.configure(home)
+    coordinator = Coordinator(
+        home,
+        on_event=on_event,
+        resolve_preset=run_resolver(home),
+        check_quota=make_quota_check(home),
+    )
     slots = coordinator.plan(request)
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()

@@ -251,6 +251,7 @@ class Coordinator:
                 preset=slot.preset.name,
                 preset_vars=slot.preset.variables,
                 preset_unset=slot.preset.unset,
+                preset_billing=slot.preset.billing,
                 agent_id=slot.result.agent_id,
                 run_id=run.run_id,
                 home=str(self.home.root),

@@ -31,6 +31,9 @@ from typing import Final
 
 from aiswitch.adapter_sdk.environment import NAME_PATTERN, PRESET_NAME, PRESET_VARS
 
+# `api` or `subscription`: how the child's preset is billed (adapters read it).
+PRESET_BILLING = "AISWITCH_PRESET_BILLING"
+
 # Provider families: the prefixes of the variables one provider (or one CLI talking to it)
 # reads. The mock's MOCK_* knobs are behaviour, not credentials, so they are not a family.
 PROVIDER_FAMILIES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -63,6 +66,7 @@ class ChildEnvRequest:
     preset: str | None = None
     preset_vars: Mapping[str, str] = field(default_factory=dict)
     preset_unset: tuple[str, ...] = ()
+    preset_billing: str | None = None
     agent_id: str = ""
     run_id: str = ""
     home: str = ""
@@ -90,7 +94,7 @@ def build_child_env(request: ChildEnvRequest) -> dict[str, str]:
     env = dict(request.parent)
     for name in shell_applied_vars(request.parent):
         env.pop(name, None)
-    for name in (PRESET_NAME, PRESET_VARS):
+    for name in (PRESET_NAME, PRESET_VARS, PRESET_BILLING):
         env.pop(name, None)
     families = {provider_family(name) for name in request.preset_vars} - {None}
     if families:
@@ -108,6 +112,9 @@ def build_child_env(request: ChildEnvRequest) -> dict[str, str]:
     if request.preset is not None:
         env[PRESET_NAME] = request.preset
         env[PRESET_VARS] = _VARS_SEPARATOR.join(sorted(request.preset_vars))
+        # Adapters give API-key presets a CLI home of their own, and leave a
+        # subscription preset on the CLI's own home (its login).
+        env[PRESET_BILLING] = request.preset_billing or "api"
     if request.agent_id:
         env["AISWITCH_AGENT_ID"] = request.agent_id
     if request.run_id:
