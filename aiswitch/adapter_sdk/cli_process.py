@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
-import os
 import signal
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+
+from aiswitch.process_group import death_signal, signal_group
 
 # CLI events can carry whole files (tool results); a bound keeps a runaway line finite.
 EVENT_LINE_LIMIT = 64 * 1024 * 1024
@@ -34,27 +34,12 @@ TERM_GRACE_S = 2.0
 # How much of the CLI's stderr is kept for error messages.
 STDERR_TAIL_LINES = 40
 _EXCERPT = 200
-_PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("aiswitch.cli_process")
 
 
-def _pdeathsig_kill() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    kill = int(signal.SIGKILL)
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, kill)
-
-    return preexec
-
-
-_PREEXEC = _pdeathsig_kill()
+# SIGKILL: a CLI must never outlive its adapter, whatever state it is in.
+_PREEXEC = death_signal(signal.SIGKILL)
 
 
 class CliRun:
@@ -169,10 +154,8 @@ class CliRun:
                 await self._stderr_task
 
     def _signal(self, sig: signal.Signals) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+        if self.proc is not None:
+            signal_group(self.proc.pid, sig)
 
     async def _pump_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

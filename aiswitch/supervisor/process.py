@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,6 +27,7 @@ from typing import Any, TypeVar
 from aiswitch.agents import AgentDef
 from aiswitch.errors import AgentStartError
 from aiswitch.home import Home
+from aiswitch.process_group import death_signal, signal_group
 from aiswitch.protocol.models import (
     AssignParams,
     CancelParams,
@@ -56,26 +55,11 @@ EXIT_AFTER_SIGTERM_S = 2.0
 # A cancelled task gets this long to report itself cancelled before we stop waiting.
 CANCEL_REPLY_TIMEOUT_S = 3.0
 
-_PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    term = int(signal.SIGTERM)
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, term)
-
-    return preexec
-
-
-_PREEXEC = _pdeathsig_preexec()
+# The child gets SIGTERM (a clean stop) if this process dies without stopping it.
+_PREEXEC = death_signal(signal.SIGTERM)
 
 
 class AgentProcess:
@@ -290,10 +274,8 @@ class AgentProcess:
         return code
 
     def _signal_group(self, sig: signal.Signals) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+        if self.proc is not None:
+            signal_group(self.proc.pid, sig)
 
     def table_entry(self) -> dict[str, Any]:
         from aiswitch.state.processes import process_identity
