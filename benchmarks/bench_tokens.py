@@ -8,7 +8,9 @@
 
 Each timing runs in a fresh Python process (what a user's command costs, start-up included).
 Data is generated in a temporary directory. ccusage comes from scripts/setup/ccusage.sh.
-Options: `--records N`, `--claude-lines N`, `--claude-files N`, `--keep DIR` (reuse data).
+Options: `--records N`, `--claude-lines N`, `--claude-files N`, `--keep DIR` (reuse data),
+`--ledger-only` (skip part 2), `--full-records` (write every field of every record, as ledgers
+written before `ledger_line` did; the default is the compact lines `LedgerWriter` writes now).
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ sys.stdout.write(report.to_json())
 """
 
 
-def write_ledger(path: Path, records: int) -> None:
+# Fields a compact ledger line leaves out when they hold these values (`ledger_line`).
+COMPACT_DEFAULTS = {"source": "aiswitch", "cost_source": "unpriced", "reasoning_tokens": 0}
+
+
+def write_ledger(path: Path, records: int, *, full: bool = False) -> None:
     rng = random.Random(1)
     path.parent.mkdir(parents=True, exist_ok=True)
     start = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -76,6 +82,12 @@ def write_ledger(path: Path, records: int) -> None:
                 "cost_usd": None,
                 "cost_source": "unpriced",
             }
+            if not full:
+                record = {
+                    key: value
+                    for key, value in record.items()
+                    if value is not None and COMPACT_DEFAULTS.get(key, ...) != value
+                }
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
 
@@ -92,12 +104,58 @@ def ours(source: str, home: Path, by: str, env: dict[str, str]) -> tuple[float, 
     return seconds, json.loads(out)
 
 
+def claude_part(args: argparse.Namespace, base: Path, table: list[tuple[str, str, str]]) -> None:
+    """Part 2: a generated Claude log set, ours beside ccusage."""
+    config = base / "claude"
+    if not config.exists():
+        stats = write_claude_logs(
+            config,
+            LogSetSpec(files=args.claude_files, assistant_lines=args.claude_lines, days=30),
+        )
+        print(
+            f"generated {stats.assistant_lines:,} assistant lines in {stats.files:,} "
+            f"files ({stats.bytes / 1e6:.0f} MB)"
+        )
+    claude_home = base / "claude-home"
+    shutil.rmtree(claude_home, ignore_errors=True)
+    env = {"CLAUDE_CONFIG_DIR": str(config), "HOME": str(base)}
+    cc_env = ccusage_env(config, base)
+    cc_args = [str(ccusage_path()), "claude", "daily", "--json", "-O", "--timezone", "UTC"]
+    cc_cold, cc_out = timed(cc_args, cc_env)
+    cc_warm, _ = timed(cc_args, cc_env)
+    our_cold, our_report = ours("claude", claude_home, "day", env)
+    our_warm, _ = ours("claude", claude_home, "day", env)
+    our_index, _ = ours("claude", claude_home, "day,model", env)
+    theirs = json.loads(cc_out)["totals"]
+    mine = our_report["totals"]
+    match = (
+        theirs["inputTokens"] == mine["input_tokens"]
+        and theirs["outputTokens"] == mine["output_tokens"]
+        and theirs["cacheCreationTokens"] == mine["cache_write_tokens"]
+        and theirs["cacheReadTokens"] == mine["cache_read_tokens"]
+    )
+    label = f"claude {args.claude_lines:,} lines"
+    table.append((label, "ccusage claude daily --json -O (1st)", f"{cc_cold:.2f} s"))
+    table.append((label, "ccusage claude daily --json -O (2nd)", f"{cc_warm:.2f} s"))
+    table.append((label, "ours --source claude --by day, cold", f"{our_cold:.2f} s"))
+    table.append((label, "ours --source claude --by day, warm", f"{our_warm:.2f} s"))
+    table.append((label, "ours --by day,model (warm index)", f"{our_index:.2f} s"))
+    table.append((label, "cold / ccusage", f"{our_cold / cc_warm:.2f}x"))
+    table.append((label, "ccusage / warm", f"{cc_warm / our_warm:.1f}x"))
+    table.append((label, "totals equal to ccusage", "yes" if match else "NO"))
+    table.append(
+        (label, "cost ours / ccusage", f"{mine['cost_usd']:.4f} / {theirs['totalCost']:.4f}")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--claude-lines", type=int, default=200_000)
     parser.add_argument("--claude-files", type=int, default=2_000)
     parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument("--ledger-only", action="store_true")
+    parser.add_argument("--full-records", action="store_true")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="aiswitch-bench-"))
     table: list[tuple[str, str, str]] = []
@@ -105,58 +163,20 @@ def main() -> None:
         # 1. Ledger.
         home = base / "home"
         if not (home / "state" / "tokens.jsonl").exists():
-            write_ledger(home / "state" / "tokens.jsonl", args.records)
+            write_ledger(home / "state" / "tokens.jsonl", args.records, full=args.full_records)
         shutil.rmtree(home / "tmp", ignore_errors=True)
         cold, report = ours("aiswitch", home, "day", {})
         warm, again = ours("aiswitch", home, "day", {})
         index_warm, _ = ours("aiswitch", home, "day,agent", {})
         assert again["totals"] == report["totals"]
-        label = f"ledger {args.records:,} records"
+        size = (home / "state" / "tokens.jsonl").stat().st_size
+        label = f"ledger {args.records:,} records ({size / 1e6:.0f} MB)"
         table.append((label, "report --by day --json, cold", f"{cold:.2f} s"))
         table.append((label, "report --by day --json, warm", f"{warm:.2f} s"))
         table.append((label, "report --by day,agent (warm index)", f"{index_warm:.2f} s"))
 
-        # 2. Claude logs beside ccusage.
-        config = base / "claude"
-        if not config.exists():
-            stats = write_claude_logs(
-                config,
-                LogSetSpec(files=args.claude_files, assistant_lines=args.claude_lines, days=30),
-            )
-            print(
-                f"generated {stats.assistant_lines:,} assistant lines in {stats.files:,} "
-                f"files ({stats.bytes / 1e6:.0f} MB)"
-            )
-        claude_home = base / "claude-home"
-        shutil.rmtree(claude_home, ignore_errors=True)
-        env = {"CLAUDE_CONFIG_DIR": str(config), "HOME": str(base)}
-        cc_env = ccusage_env(config, base)
-        cc_args = [str(ccusage_path()), "claude", "daily", "--json", "-O", "--timezone", "UTC"]
-        cc_cold, cc_out = timed(cc_args, cc_env)
-        cc_warm, _ = timed(cc_args, cc_env)
-        our_cold, our_report = ours("claude", claude_home, "day", env)
-        our_warm, _ = ours("claude", claude_home, "day", env)
-        our_index, _ = ours("claude", claude_home, "day,model", env)
-        theirs = json.loads(cc_out)["totals"]
-        mine = our_report["totals"]
-        match = (
-            theirs["inputTokens"] == mine["input_tokens"]
-            and theirs["outputTokens"] == mine["output_tokens"]
-            and theirs["cacheCreationTokens"] == mine["cache_write_tokens"]
-            and theirs["cacheReadTokens"] == mine["cache_read_tokens"]
-        )
-        label = f"claude {args.claude_lines:,} lines"
-        table.append((label, "ccusage claude daily --json -O (1st)", f"{cc_cold:.2f} s"))
-        table.append((label, "ccusage claude daily --json -O (2nd)", f"{cc_warm:.2f} s"))
-        table.append((label, "ours --source claude --by day, cold", f"{our_cold:.2f} s"))
-        table.append((label, "ours --source claude --by day, warm", f"{our_warm:.2f} s"))
-        table.append((label, "ours --by day,model (warm index)", f"{our_index:.2f} s"))
-        table.append((label, "cold / ccusage", f"{our_cold / cc_warm:.2f}x"))
-        table.append((label, "ccusage / warm", f"{cc_warm / our_warm:.1f}x"))
-        table.append((label, "totals equal to ccusage", "yes" if match else "NO"))
-        table.append(
-            (label, "cost ours / ccusage", f"{mine['cost_usd']:.4f} / {theirs['totalCost']:.4f}")
-        )
+        if not args.ledger_only:
+            claude_part(args, base, table)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
