@@ -418,3 +418,40 @@ def test_sequential_claude_then_codex_hands_claudes_output_to_codex(sandbox: San
     assert TEXTS[ApiKind.ANTHROPIC] in codex_call.prompt
     assert (sandbox.home / ".claude").is_dir()
     assert not (sandbox.ais / "homes" / "claude").exists()
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
+async def test_each_adapter_continues_its_cli_session_when_given_the_session_id(
+    sandbox: Sandbox, agent: str
+) -> None:
+    # `aiswitch run` has no resume flag yet: drive the adapter in-process, as its server does.
+    from aiswitch_adapters.claude import ClaudeAdapter
+    from aiswitch_adapters.codex import CodexAdapter
+    from aiswitch_adapters.gemini import GeminiAdapter
+    from test_adapter_common import make_ctx
+
+    from aiswitch.protocol.models import InitializeParams
+
+    adapters = {"claude": ClaudeAdapter, "codex": CodexAdapter, "gemini": GeminiAdapter}
+    adapter = adapters[agent]()
+    await adapter.setup(
+        InitializeParams(
+            agent_id=f"{agent}#1", parent_pid=os.getpid(), config={"cli_path": str(cli_path(agent))}
+        )
+    )
+    sandbox.configure(preset=True)
+    config = yaml.safe_load((sandbox.ais / "config" / "agents.yaml").read_text())
+    env = {**sandbox.env(), **config["agents"][agent]["env"]}
+    api = AGENT_API[agent]
+
+    first = await adapter.run_task(
+        make_ctx(env=env, prompt="Remember heliotrope", cwd=str(sandbox.work))
+    )
+    second = await adapter.run_task(
+        make_ctx(env=env, prompt="Which word?", cwd=str(sandbox.work), session_id=first.session_id)
+    )
+
+    assert first.session_id and second.session_id == first.session_id
+    last = sandbox.fake.requests_for(api)[-1]
+    assert last.prompt == "Which word?"
+    assert "Remember heliotrope" in json.dumps(last.body)
