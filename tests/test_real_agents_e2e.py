@@ -39,9 +39,14 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from aiswitch_adapters.claude import ClaudeAdapter
+from aiswitch_adapters.codex import CodexAdapter
+from aiswitch_adapters.gemini import GeminiAdapter
 from support.cli import Completed, aiswitch_bin, clean_env, run_cli
 from support.clis import cache_root, cli_bin_dir, cli_path, node_bin_dir
+from test_adapter_common import make_ctx
 
+from aiswitch.protocol.models import InitializeParams
 from aiswitch.testing.fake_provider import (
     ApiKind,
     ErrorReply,
@@ -425,13 +430,6 @@ async def test_each_adapter_continues_its_cli_session_when_given_the_session_id(
     sandbox: Sandbox, agent: str
 ) -> None:
     # `aiswitch run` has no resume flag yet: drive the adapter in-process, as its server does.
-    from aiswitch_adapters.claude import ClaudeAdapter
-    from aiswitch_adapters.codex import CodexAdapter
-    from aiswitch_adapters.gemini import GeminiAdapter
-    from test_adapter_common import make_ctx
-
-    from aiswitch.protocol.models import InitializeParams
-
     adapters = {"claude": ClaudeAdapter, "codex": CodexAdapter, "gemini": GeminiAdapter}
     adapter = adapters[agent]()
     await adapter.setup(
