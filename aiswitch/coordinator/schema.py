@@ -1,6 +1,6 @@
 """Generate docs/run.schema.json, the JSON Schema of `aiswitch run --json`.
 
-    python -m aiswitch.coordinator.schema > docs/run.schema.json
+python -m aiswitch.coordinator.schema > docs/run.schema.json
 """
 
 from __future__ import annotations
