@@ -9,11 +9,10 @@ timeouts and Ctrl-C that leave no CLI process behind, a sequential hand-off, and
 traffic to any host but the fake: every request in the fake's log is an expected path,
 and HTTP(S)_PROXY points at a trap listener that must see no connection at all.
 
-The agents get the fake's variables through `config/agents.yaml` `env:`. `FAKE_PRESET`
-adds AISWITCH_PRESET/AISWITCH_PRESET_VARS there, which is what the parent sets for
-`claude@fake`, so the adapters take the API-key preset path (their own homes under
-`$AISWITCH_HOME/homes/`). TODO: once `aiswitch run` resolves user presets, create the
-preset with `aiswitch preset add fake … ` and run `claude@fake,codex@fake,gemini@fake`.
+The fake's variables reach the agents through a real preset (`aiswitch preset add fake …`,
+run as `claude@fake,codex@fake,gemini@fake`), so the adapters take the API-key preset path
+(their own homes under `$AISWITCH_HOME/homes/`); the sequential test uses
+`config/agents.yaml` `env:` and no preset, so the CLIs use their own homes.
 
 Everything lives in a private folder under the test cache, not /tmp: gemini ignores a
 system settings file below a folder others may write (/tmp is 1777).
@@ -66,6 +65,7 @@ TASK_TIMEOUT_S = 6.0
 REAP_WAIT_S = 5.0
 GEMINI_MODEL = "fake-gemini"
 FAKE_PRESET = "fake"
+ALL_AT_FAKE = f"claude@{FAKE_PRESET},codex@{FAKE_PRESET},gemini@{FAKE_PRESET}"
 # Connections the trap proxy remembers (gemini retries a failing proxy in a tight loop).
 TRAP_KEEP = 20
 
@@ -184,9 +184,9 @@ class Sandbox:
         env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         return env
 
-    def configure(self, *, preset: bool) -> None:
-        """agents.yaml pointing the three agents at the fake (see the module docstring)."""
-        variables = {
+    def variables(self, agent: str) -> dict[str, str]:
+        """What points `agent`'s CLI at the fake."""
+        return {
             "claude": {
                 "ANTHROPIC_BASE_URL": self.fake.url,
                 "ANTHROPIC_API_KEY": "sk-ant-fake-e2e-key-0000000000",
@@ -200,16 +200,17 @@ class Sandbox:
                 "GEMINI_API_KEY": "fake-gemini-e2e-key",
                 "GEMINI_MODEL": GEMINI_MODEL,
             },
-        }
-        agents: dict[str, Any] = {}
-        for agent, env in variables.items():
-            if preset:
-                env = {
-                    **env,
-                    "AISWITCH_PRESET": FAKE_PRESET,
-                    "AISWITCH_PRESET_VARS": ",".join(sorted(env)),
-                }
-            agents[agent] = {"env": env}
+        }[agent]
+
+    def add_preset(self) -> None:
+        """The API-key preset `fake`, with every agent's variables, made by the CLI."""
+        pairs = [f"{k}={v}" for agent in AGENT_API for k, v in self.variables(agent).items()]
+        out = run_cli("preset", "add", FAKE_PRESET, *pairs, env=self.env(), cwd=self.work)
+        assert out.code == 0, out.stderr
+
+    def configure_agents(self) -> None:
+        """No preset: agents.yaml `env:` points each built-in agent at the fake."""
+        agents = {agent: {"env": self.variables(agent)} for agent in AGENT_API}
         config = self.ais / "config"
         config.mkdir(parents=True, exist_ok=True)
         (config / "agents.yaml").write_text(yaml.safe_dump({"agents": agents}), encoding="utf-8")
@@ -297,10 +298,10 @@ def ledger_usage(record: dict[str, Any]) -> dict[str, int]:
 def test_three_real_clis_in_parallel_answer_as_scripted_and_the_ledger_holds_the_fakes_tokens(
     sandbox: Sandbox,
 ) -> None:
-    sandbox.configure(preset=True)
+    sandbox.add_preset()
     sandbox.script_answers()
 
-    out = sandbox.run("--parallel", "claude,codex,gemini", "Add tests for the parser", "--json")
+    out = sandbox.run("--parallel", ALL_AT_FAKE, "Add tests for the parser", "--json")
 
     results = results_by_agent(out)
     assert out.code == 0, out.stderr
@@ -309,6 +310,7 @@ def test_three_real_clis_in_parallel_answer_as_scripted_and_the_ledger_holds_the
         assert result["status"] == "ok", result
         assert result["output"] == TEXTS[api]
         assert result["session_id"]
+        assert result["preset"] == FAKE_PRESET
     assert results["claude"]["cost_usd"] > 0  # claude's own figure
 
     records = {r["agent"]: r for r in sandbox.ledger()}
@@ -316,6 +318,7 @@ def test_three_real_clis_in_parallel_answer_as_scripted_and_the_ledger_holds_the
     for agent, api in AGENT_API.items():
         assert ledger_usage(records[agent]) == normalised(api, USAGES[api]), agent
         assert records[agent]["provider"] == "127.0.0.1"
+        assert records[agent]["preset"] == FAKE_PRESET
         assert records[agent]["session_id"] == results[agent]["session_id"]
     assert records["claude"]["model"] == "claude-opus-4-8"
     assert records["gemini"]["model"] == GEMINI_MODEL
@@ -337,14 +340,14 @@ def test_three_real_clis_in_parallel_answer_as_scripted_and_the_ledger_holds_the
 def test_a_provider_http_error_fails_each_agent_with_the_providers_message(
     sandbox: Sandbox,
 ) -> None:
-    sandbox.configure(preset=True)
+    sandbox.add_preset()
     script = sandbox.fake.script
     script.add(ErrorReply(429, "fake quota gone"), api=ApiKind.ANTHROPIC)
     # codex replaces a 429's message with its own; a 401 keeps the provider's.
     script.add(ErrorReply(401, "fake key rejected"), api=ApiKind.OPENAI)
     script.add(ErrorReply(429, "fake quota gone"), api=ApiKind.GEMINI)
 
-    out = sandbox.run("--parallel", "claude,codex,gemini", "Add tests", "--json")
+    out = sandbox.run("--parallel", ALL_AT_FAKE, "Add tests", "--json")
 
     results = results_by_agent(out)
     assert out.code != 0
@@ -362,12 +365,12 @@ def test_a_provider_http_error_fails_each_agent_with_the_providers_message(
 
 
 def test_a_task_timeout_kills_every_cli_whose_provider_never_answers(sandbox: Sandbox) -> None:
-    sandbox.configure(preset=True)
+    sandbox.add_preset()
     started = time.monotonic()
 
     out = sandbox.run(
         "--parallel",
-        "claude,codex,gemini",
+        ALL_AT_FAKE,
         "[[hang]] Add tests",
         "--timeout",
         str(TASK_TIMEOUT_S),
@@ -384,9 +387,9 @@ def test_a_task_timeout_kills_every_cli_whose_provider_never_answers(sandbox: Sa
 
 
 def test_ctrl_c_on_a_run_kills_every_cli_it_started(sandbox: Sandbox) -> None:
-    sandbox.configure(preset=True)
+    sandbox.add_preset()
     proc = subprocess.Popen(
-        [aiswitch_bin(), "run", "--parallel", "claude,codex,gemini", "[[hang]] x", "--json"],
+        [aiswitch_bin(), "run", "--parallel", ALL_AT_FAKE, "[[hang]] x", "--json"],
         env=sandbox.env(),
         cwd=sandbox.work,
         stdin=subprocess.DEVNULL,
@@ -409,7 +412,7 @@ def test_ctrl_c_on_a_run_kills_every_cli_it_started(sandbox: Sandbox) -> None:
 
 def test_sequential_claude_then_codex_hands_claudes_output_to_codex(sandbox: Sandbox) -> None:
     # No preset this time: each CLI uses its own home (here the sandbox's $HOME).
-    sandbox.configure(preset=False)
+    sandbox.configure_agents()
     sandbox.script_answers()
 
     out = sandbox.run("--sequential", "claude,codex", "Write the parser tests", "--json")
@@ -437,9 +440,15 @@ async def test_each_adapter_continues_its_cli_session_when_given_the_session_id(
             agent_id=f"{agent}#1", parent_pid=os.getpid(), config={"cli_path": str(cli_path(agent))}
         )
     )
-    sandbox.configure(preset=True)
-    config = yaml.safe_load((sandbox.ais / "config" / "agents.yaml").read_text())
-    env = {**sandbox.env(), **config["agents"][agent]["env"]}
+    # What the parent gives a child of `agent@fake`.
+    variables = sandbox.variables(agent)
+    env = {
+        **sandbox.env(),
+        **variables,
+        "AISWITCH_PRESET": FAKE_PRESET,
+        "AISWITCH_PRESET_VARS": ",".join(sorted(variables)),
+        "AISWITCH_PRESET_BILLING": "api",
+    }
     api = AGENT_API[agent]
 
     first = await adapter.run_task(
