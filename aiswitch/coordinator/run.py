@@ -36,7 +36,7 @@ from aiswitch.coordinator.results import AgentResult, RunMode, RunResult
 from aiswitch.coordinator.specs import AgentSpec, agent_ids
 from aiswitch.errors import AgentStartError, UsageError
 from aiswitch.home import Home
-from aiswitch.protocol.models import AssignParams, ProgressParams, UsageParams
+from aiswitch.protocol.models import AssignParams, EnvState, ProgressParams, UsageParams
 from aiswitch.state.processes import ProcessTable
 from aiswitch.state.runs import RunStore, new_run_id
 from aiswitch.state.store import StateStore
@@ -395,6 +395,30 @@ class Coordinator:
             return await asyncio.wait_for(asyncio.shield(assign), CANCEL_REPLY_TIMEOUT_S)
         assign.cancel()
         return None
+
+    # -- live agents ----------------------------------------------------------------
+
+    async def switch_preset(self, proc: AgentProcess, preset: str | None) -> EnvState:
+        """Give a running agent another preset from its next task on, without a restart.
+
+        The preset is resolved first (unknown preset, unresolved reference: the error is
+        raised and nothing is sent, so the agent keeps what it had)."""
+        spec = AgentSpec(name=proc.agent.name, preset=preset)
+        resolved = self.resolve_preset(spec, proc.agent) if preset else ResolvedPreset(None)
+        target = build_child_env(
+            ChildEnvRequest(
+                parent=self.parent_env,
+                agent_env=proc.agent.env,
+                preset=resolved.name,
+                preset_vars=resolved.variables,
+                preset_unset=resolved.unset,
+                preset_billing=resolved.billing,
+                agent_id=proc.agent_id,
+                run_id=proc.run_id,
+                home=str(self.home.root),
+            )
+        )
+        return await proc.switch_env(target, resolved.name)
 
     # -- notifications ------------------------------------------------------------
 
