@@ -46,11 +46,14 @@ import random
 import signal
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
-from aiswitch.protocol.models import InitializeParams
-from aiswitch.tokens.usage import Usage
+
+if TYPE_CHECKING:
+    # Pydantic models: imported where used, so the handshake does not wait for them.
+    from aiswitch.protocol.models import InitializeParams
+    from aiswitch.tokens.usage import Usage
 
 PREFIX = "MOCK_"
 DEFAULT_LATENCY = "1.0"
@@ -185,6 +188,8 @@ class MockAdapter(Adapter):
         return output
 
     def _usage(self, prompt: str, output: str, opts: Options) -> Usage:
+        from aiswitch.tokens.usage import Usage
+
         out_tokens = int(opts.number("output_tokens", estimate_tokens(output)))
         return Usage(
             input_tokens=int(opts.number("input_tokens", estimate_tokens(prompt) + 20)),
@@ -198,6 +203,8 @@ class MockAdapter(Adapter):
         self, ctx: TaskContext, usage: Usage, model: str | None, cost: float | None, events: int
     ) -> None:
         """Split `usage` over `events` notifications whose sum is exactly `usage`."""
+        from aiswitch.tokens.usage import Usage
+
         events = max(1, events)
         fields = usage.model_dump()
         for index in range(events):

@@ -8,7 +8,15 @@ Cases, each against its own child process (all children spawned the same way:
 round trips in flight, awaited together):
 
 - `json-rpc peer`: a parent `Peer` sends `echo` requests; the child runs a `Peer` whose
-  `echo` handler returns its params.
+  `echo` handler returns its params. Sequential: `await peer.request(...)` in a loop.
+  Pipelined: `window` x `peer.send_request(...)` (each sends at once and returns the
+  future of its reply), then each future awaited in turn, as the baseline writes
+  `window` lines and then reads them back in turn.
+- `json-rpc peer, tasks`: the same peer pipelined as
+  `asyncio.gather(*(peer.request(...) for ...))` (one task per request on the parent;
+  sequential is the same as above). asyncio's own cost for a task per request (create,
+  step, wake, gather's callback) is more than the baseline's whole cost per line, so
+  this row shows what that way of pipelining costs, beside the peer's own cost above.
 - `asyncio line echo` (the baseline: the limit for an asyncio peer on this machine): the
   same stream setup and the same line bytes, no JSON; the child echoes each line.
 - `blocking raw echo` (reference only): plain `os.read`/`os.write` on pipes, no asyncio.
@@ -188,6 +196,20 @@ class PeerCase(Case):
         return await _timed(self.pid, seconds, step)
 
     async def pipelined(self, seconds: float, window: int) -> Rate:
+        send = self.peer.send_request
+
+        async def step() -> int:
+            for reply in [send("echo", PARAMS) for _ in range(window)]:
+                await reply
+            return window
+
+        return await _timed(self.pid, seconds, step)
+
+
+class PeerTasksCase(PeerCase):
+    name = "json-rpc peer, tasks"
+
+    async def pipelined(self, seconds: float, window: int) -> Rate:
         request = self.peer.request
 
         async def step() -> int:
@@ -341,7 +363,7 @@ class Figures:
 
 
 async def bench(seconds: float, repeats: int, window: int) -> list[Figures]:
-    cases: list[Case] = [RawCase(), LineCase(), PeerCase()]
+    cases: list[Case] = [RawCase(), LineCase(), PeerCase(), PeerTasksCase()]
     figures: dict[tuple[str, str], Figures] = {}
     for case in cases:
         await case.start()
@@ -398,7 +420,7 @@ def print_table(result: dict[str, Any]) -> None:
         f"median of {result['repeats']} x {result['seconds_per_case']:g}s"
     )
     header = (
-        f"{'case':<19} {'mode':<11} {'rt/s':>9} {'us/rt':>8} "
+        f"{'case':<21} {'mode':<11} {'rt/s':>9} {'us/rt':>8} "
         f"{'min..max rt/s':>17} {'x asyncio':>10} {'cpu us/rt parent+child':>23}"
     )
     print(header)
@@ -411,7 +433,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"{child:.1f}" if child is not None else "?"
         )
         print(
-            f"{r['case']:<19} {r['mode']:<11} {r['roundtrips_per_s']:>9} "
+            f"{r['case']:<21} {r['mode']:<11} {r['roundtrips_per_s']:>9} "
             f"{r['us_per_roundtrip']:>8.1f} {spread:>17} {ratio:>9.2f}x {cpu:>23}"
         )
     print()

@@ -13,6 +13,10 @@
     Goals: `--version` <= 5x bare, `--help` <= 20x bare.
 
 Runs of all cases are interleaved (noise hits every case alike); medians are reported.
+Children run with bytecode writing on (`PYTHONDONTWRITEBYTECODE` removed), so the
+warm-up run leaves .pyc files for this project as pip leaves them for its dependencies:
+otherwise every run of the mock would compile the project's modules again while the
+baseline's modules load compiled, which measures the shell's settings, not start-up.
 `--importtime` also prints the modules with the largest cumulative import time in
 `python -X importtime -m aiswitch_adapters.mock` (stdin an empty pipe) and in
 `aiswitch --help`,
@@ -230,6 +234,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aiswitch-bench-") as home:
         # The mock and the CLI never touch the real ~/.aiswitch from a benchmark.
         env = dict(os.environ, AISWITCH_HOME=home, AISWITCH_LOG_LEVEL="WARNING")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         result = summarise(asyncio.run(bench(args.runs, env)), args.runs)
         if args.json:
             print(json.dumps(result, indent=2))

@@ -3,6 +3,8 @@
 It starts as the adapter's own environment (which the parent built from the agent's
 preset). `switch` validates everything first and then applies all of it, or nothing;
 `snapshot` remembers the whole environment and `rollback` restores it exactly.
+The protocol models it returns are imported on first use, not with this module (an
+adapter's handshake must not wait for pydantic).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from aiswitch.protocol.models import EnvState, EnvSwitchParams
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
+
+if TYPE_CHECKING:
+    from aiswitch.protocol.models import EnvState, EnvSwitchParams
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Lists the variables the current preset set, so a later switch can remove them.
@@ -42,6 +47,8 @@ class Environment:
         return cls(env=dict(environ), preset=environ.get(PRESET_NAME) or None)
 
     def state(self) -> EnvState:
+        from aiswitch.protocol.models import EnvState
+
         names = [n for n in self.env.get(PRESET_VARS, "").split(",") if n]
         return EnvState(preset=self.preset, names=names)
 

@@ -3,6 +3,15 @@
 Contract: `run_task` returns a `TaskOutcome` (ok), raises `TaskFailed` (failed with its
 message), or is cancelled (`task.cancel`, shutdown, stdin EOF, parent gone). Any other
 exception fails the task with a one-line message; its traceback goes to the log only.
+
+Start-up: `agent.initialize` is answered before any pydantic model is built (building
+the protocol's models costs more than the rest of an adapter's start). Well-formed
+`InitializeParams` are checked by hand, with exactly the model's checks, and
+`Adapter.setup` gets a view of them with the same fields (any other attribute, such as
+`model_dump`, builds the model on first use); the reply is written as the
+`InitializeResult` model would write it. tests/test_handshake_fast_path.py holds both
+to the models. Anything else goes through the models as before. Right after the reply
+is written, the protocol models and orjson are loaded, before the first task comes.
 """
 
 from __future__ import annotations
@@ -15,36 +24,29 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiswitch.adapter_sdk.environment import Environment
-from aiswitch.protocol.models import (
-    AgentInfo,
-    AssignParams,
-    CancelParams,
-    CancelResult,
-    Capabilities,
-    EnvState,
-    EnvSwitchParams,
-    InitializeParams,
-    InitializeResult,
-    Metrics,
-    ProgressParams,
-    RollbackParams,
-    ShutdownParams,
-    ShutdownResult,
-    SnapshotResult,
-    StatusResult,
-    TaskRef,
-    TaskResult,
-    TaskStatusResult,
-    UsageParams,
-)
-from aiswitch.rpc import codes
+from aiswitch.rpc import codes, messages
 from aiswitch.rpc.errors import ConnectionClosedError, MethodError
 from aiswitch.rpc.messages import Params
 from aiswitch.rpc.peer import Peer, open_stdio
-from aiswitch.tokens.usage import Usage
+
+if TYPE_CHECKING:
+    # Imported where used: they are pydantic models (see the module docstring).
+    from aiswitch.protocol.models import (
+        AssignParams,
+        CancelResult,
+        EnvState,
+        InitializeParams,
+        Metrics,
+        ShutdownResult,
+        SnapshotResult,
+        StatusResult,
+        TaskResult,
+        TaskStatusResult,
+    )
+    from aiswitch.tokens.usage import Usage
 
 # Finished results kept for `task.result`; older ones are forgotten first.
 MAX_KEPT_RESULTS = 256
@@ -52,6 +54,9 @@ MAX_KEPT_RESULTS = 256
 SHUTDOWN_GRACE_S = 5.0
 # An error message on the wire is one line of at most this many characters.
 MAX_ERROR_CHARS = 2000
+# aiswitch.protocol.models.PROTOCOL_VERSION, without importing the models for it
+# (tests/test_handshake_fast_path.py checks that the two agree).
+PROTOCOL_VERSION = 1
 
 log = logging.getLogger("aiswitch.adapter")
 
@@ -86,7 +91,7 @@ class TaskContext:
     config: dict[str, Any]
     _server: AdapterServer
     started: float = field(default_factory=time.monotonic)
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = field(default_factory=lambda: _usage())
     last_progress: str | None = None
 
     @property
@@ -102,6 +107,8 @@ class TaskContext:
         return self.params.options
 
     async def progress(self, text: str, kind: str = "text") -> None:
+        from aiswitch.protocol.models import ProgressParams
+
         self.last_progress = text
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(
@@ -121,6 +128,8 @@ class TaskContext:
         request_id: str | None = None,
     ) -> None:
         """Send one `tokens.usage` event (the parent appends each to its ledger)."""
+        from aiswitch.protocol.models import UsageParams
+
         self.usage = self.usage + usage
         self._server.metrics_usage = self._server.metrics_usage + usage
         with contextlib.suppress(ConnectionClosedError):
@@ -153,7 +162,9 @@ class Adapter:
 
     async def setup(self, params: InitializeParams) -> None:
         """Called once at `agent.initialize`; raise `MethodError(CLI_UNAVAILABLE, …)`
-        when the underlying CLI cannot be used."""
+        when the underlying CLI cannot be used. `params` has the fields of
+        `InitializeParams` (for a well-formed handshake it is a view that builds the
+        model only if something other than its fields is asked of it)."""
 
     def cli_info(self) -> str | None:
         return None
@@ -180,7 +191,7 @@ class AdapterServer:
         self.done = asyncio.Event()
         self.running: dict[str, _Running] = {}
         self.results: dict[str, TaskResult] = {}
-        self.metrics_usage = Usage()
+        self._metrics_usage: Usage | None = None
         self.counts = {"started": 0, "ok": 0, "failed": 0, "cancelled": 0}
         self._capacity = max(1, adapter.max_concurrent_tasks)
         routes: dict[str, Any] = {
@@ -199,25 +210,37 @@ class AdapterServer:
         for method, handler in routes.items():
             peer.on_request(method, handler)
 
+    @property
+    def metrics_usage(self) -> Usage:
+        """Usage of every task since start (built on first use: a pydantic model)."""
+        if self._metrics_usage is None:
+            self._metrics_usage = _usage()
+        return self._metrics_usage
+
+    @metrics_usage.setter
+    def metrics_usage(self, usage: Usage) -> None:
+        self._metrics_usage = usage
+
     # -- agent.* ------------------------------------------------------------------
 
-    async def _initialize(self, params: Params) -> InitializeResult:
-        init = InitializeParams.model_validate(params or {})
+    async def _initialize(self, params: Params) -> dict[str, Any]:
+        init: InitializeView | InitializeParams | None = initialize_view(params)
+        if init is None:
+            from aiswitch.protocol.models import InitializeParams
+
+            init = InitializeParams.model_validate(params or {})
         self.agent_id = init.agent_id
         self.config = init.config
-        await self.adapter.setup(init)
+        # A view stands in for the model (module docstring).
+        await self.adapter.setup(cast("InitializeParams", init))
         _watch_parent(init.parent_pid, self.done)
-        return InitializeResult(
-            agent=AgentInfo(name=self.adapter.name, version=self.adapter.version),
-            capabilities=Capabilities(
-                max_concurrent_tasks=self._capacity,
-                resume=self.adapter.supports_resume,
-                cli=self.adapter.cli_info(),
-            ),
-            pid=os.getpid(),
-        )
+        # After this reply has gone out (it is written in this same loop turn).
+        asyncio.get_running_loop().call_soon(_load_after_handshake)
+        return initialize_result(self.adapter, self._capacity, os.getpid())
 
     async def _status(self, params: Params) -> StatusResult:
+        from aiswitch.protocol.models import StatusResult
+
         state = "stopping" if self.stopping else ("busy" if self.running else "ready")
         return StatusResult(
             state=state,
@@ -228,6 +251,8 @@ class AdapterServer:
         )
 
     async def _shutdown(self, params: Params) -> ShutdownResult:
+        from aiswitch.protocol.models import ShutdownParams, ShutdownResult
+
         ShutdownParams.model_validate(params or {})
         await self.stop()
         return ShutdownResult()
@@ -246,6 +271,8 @@ class AdapterServer:
     # -- task.* -------------------------------------------------------------------
 
     async def _assign(self, params: Params) -> TaskResult:
+        from aiswitch.protocol.models import AssignParams
+
         assign = AssignParams.model_validate(params or {})
         if self.stopping:
             raise MethodError(codes.SHUTTING_DOWN, "the agent is shutting down")
@@ -273,6 +300,8 @@ class AdapterServer:
                 self.running.pop(assign.task_id, None)
 
     async def _run(self, ctx: TaskContext) -> TaskResult:
+        from aiswitch.protocol.models import TaskResult
+
         status = "ok"
         output = ""
         error: str | None = None
@@ -315,6 +344,8 @@ class AdapterServer:
             self.results.pop(next(iter(self.results)))
 
     async def _cancel(self, params: Params) -> CancelResult:
+        from aiswitch.protocol.models import CancelParams, CancelResult
+
         ref = CancelParams.model_validate(params or {})
         running = self.running.get(ref.task_id)
         if running is None:
@@ -327,6 +358,8 @@ class AdapterServer:
         return CancelResult(task_id=ref.task_id, cancelled=True)
 
     async def _task_status(self, params: Params) -> TaskStatusResult:
+        from aiswitch.protocol.models import TaskRef, TaskStatusResult
+
         ref = TaskRef.model_validate(params or {})
         running = self.running.get(ref.task_id)
         if running is not None:
@@ -344,6 +377,8 @@ class AdapterServer:
         )
 
     async def _task_result(self, params: Params) -> TaskResult:
+        from aiswitch.protocol.models import TaskRef
+
         ref = TaskRef.model_validate(params or {})
         result = self.results.get(ref.task_id)
         if result is None:
@@ -355,16 +390,24 @@ class AdapterServer:
     # -- env.* --------------------------------------------------------------------
 
     async def _env_switch(self, params: Params) -> EnvState:
+        from aiswitch.protocol.models import EnvSwitchParams
+
         return self.env.switch(EnvSwitchParams.model_validate(params or {}))
 
     async def _env_snapshot(self, params: Params) -> SnapshotResult:
+        from aiswitch.protocol.models import SnapshotResult
+
         snapshot_id = self.env.snapshot()
         return SnapshotResult(snapshot_id=snapshot_id, state=self.env.state())
 
     async def _env_rollback(self, params: Params) -> EnvState:
+        from aiswitch.protocol.models import RollbackParams
+
         return self.env.rollback(RollbackParams.model_validate(params or {}).snapshot_id)
 
     async def _metrics(self, params: Params) -> Metrics:
+        from aiswitch.protocol.models import Metrics
+
         return Metrics(
             tasks_started=self.counts["started"],
             tasks_ok=self.counts["ok"],
@@ -374,6 +417,112 @@ class AdapterServer:
             usage=self.metrics_usage,
             uptime_s=time.monotonic() - self.started,
         )
+
+
+# -- the handshake without pydantic ---------------------------------------------------
+
+
+class InitializeView:
+    """`InitializeParams` without building the model: its fields, checked by
+    `initialize_view` exactly as the model checks them. Any other attribute (`client`,
+    `model_dump`, …) builds the model on first use and comes from it."""
+
+    __slots__ = ("_model", "_raw", "agent_id", "config", "parent_pid", "protocol_version")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+        self._model: InitializeParams | None = None
+        self.protocol_version: int = raw.get("protocol_version", PROTOCOL_VERSION)
+        self.agent_id: str = raw["agent_id"]
+        self.parent_pid: int = raw["parent_pid"]
+        self.config: dict[str, Any] = raw.get("config", {})
+
+    def __getattr__(self, name: str) -> Any:
+        model = self._model
+        if model is None:
+            from aiswitch.protocol.models import InitializeParams
+
+            model = self._model = InitializeParams.model_validate(self._raw)
+        return getattr(model, name)
+
+    def __repr__(self) -> str:
+        return (
+            f"InitializeView(agent_id={self.agent_id!r}, parent_pid={self.parent_pid!r}, "
+            f"protocol_version={self.protocol_version!r})"
+        )
+
+
+def initialize_view(params: Params) -> InitializeView | None:
+    """A view of well-formed `InitializeParams`, or None to let the model decide.
+
+    Accepts exactly what the model accepts with these exact types (extra keys are
+    ignored, as the model ignores them); anything else, valid or not, goes to the
+    model, which has the last word."""
+    if type(params) is not dict:
+        return None
+    if type(params.get("agent_id")) is not str or type(params.get("parent_pid")) is not int:
+        return None
+    if "protocol_version" in params and type(params["protocol_version"]) is not int:
+        return None
+    if "client" in params:
+        client = params["client"]
+        if type(client) is not dict or any(
+            name in client and type(client[name]) is not str for name in ("name", "version")
+        ):
+            return None
+    if "config" in params:
+        config = params["config"]
+        if type(config) is not dict or any(type(key) is not str for key in config):
+            return None
+    return InitializeView(params)
+
+
+def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, Any]:
+    """The `agent.initialize` reply: what `InitializeResult(...).model_dump(mode="json")`
+    gives, built by hand when every value has its field's exact type."""
+    name, version, resume = adapter.name, adapter.version, adapter.supports_resume
+    cli = adapter.cli_info()
+    if (
+        type(name) is str
+        and type(version) is str
+        and type(resume) is bool
+        and type(capacity) is int
+        and capacity >= 1
+        and (cli is None or type(cli) is str)
+        and type(pid) is int
+    ):
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "agent": {"name": name, "version": version},
+            "capabilities": {
+                "max_concurrent_tasks": capacity,
+                "env_switch": True,
+                "resume": resume,
+                "cli": cli,
+            },
+            "pid": pid,
+        }
+    from aiswitch.protocol.models import AgentInfo, Capabilities, InitializeResult
+
+    result = InitializeResult(
+        agent=AgentInfo(name=name, version=version),
+        capabilities=Capabilities(max_concurrent_tasks=capacity, resume=resume, cli=cli),
+        pid=pid,
+    )
+    return result.model_dump(mode="json")
+
+
+def _load_after_handshake() -> None:
+    """What the handshake put off: the protocol models (for the first task) and orjson."""
+    import aiswitch.protocol.models  # noqa: F401
+
+    messages.use_orjson()
+
+
+def _usage() -> Usage:
+    from aiswitch.tokens.usage import Usage
+
+    return Usage()
 
 
 def _one_line(text: str) -> str:
@@ -404,7 +553,8 @@ def _watch_parent(parent_pid: int, done: asyncio.Event) -> None:
 
 async def _serve(adapter: Adapter) -> None:
     reader, writer = await open_stdio()
-    peer = Peer(reader, writer, name=adapter.name)
+    # orjson is loaded after the handshake, not before (module docstring).
+    peer = Peer(reader, writer, name=adapter.name, fast_json=False)
     server = AdapterServer(adapter, peer)
     loop = asyncio.get_running_loop()
     # SIGTERM (the supervisor's second step, and the parent-death signal) ends us
