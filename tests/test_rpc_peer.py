@@ -664,3 +664,324 @@ def test_an_adapter_whose_stdin_is_dev_null_exits_instead_of_hanging() -> None:
         )
     assert proc.returncode == 0
     assert b"Traceback" not in proc.stderr
+
+
+# -- reading as data arrives (no reader task) ----------------------------------------
+
+
+async def test_an_oversized_reply_fails_its_request_as_soon_as_the_limit_is_passed() -> None:
+    left, raw = duplex(limit=SMALL_LIMIT)
+    client = Peer(left.reader, left.writer, name="client", line_limit=SMALL_LIMIT)
+    client.start()
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            big = asyncio.create_task(client.request("big"))
+            big_id = (await raw.read_message())["id"]
+            raw.writer.write(f'{{"jsonrpc":"2.0","id":{big_id},"result":"'.encode())
+            raw.writer.write(b"y" * (SMALL_LIMIT + 1))
+            # No newline yet: the line is not over, but it is already too long.
+            with pytest.raises(MessageTooLargeError):
+                await big
+            # However long it goes on, no more than the limit is held for it.
+            for _ in range(64):
+                raw.writer.write(b"y" * SMALL_LIMIT)
+            assert len(client._buf) <= SMALL_LIMIT
+            raw.writer.write(b'"}\n')
+            follow = asyncio.create_task(client.request("after"))
+            follow_id = (await raw.read_message())["id"]
+            await raw.send_line({"jsonrpc": "2.0", "id": follow_id, "result": "read"})
+            assert await follow == "read"
+    finally:
+        await client.close()
+    assert client.skipped_lines == 1
+
+
+async def test_a_line_in_many_pieces_is_read_whole() -> None:
+    left, raw = duplex()
+    server = Peer(left.reader, left.writer, name="server")
+    server.on_request("echo", echo)
+    server.start()
+    line = json.dumps(request(21, params={"text": "piece by piece " * 20})).encode() + b"\n"
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            for offset in range(0, len(line), 7):
+                raw.writer.write(line[offset : offset + 7])
+            reply = await raw.read_message()
+    finally:
+        await server.close()
+    assert reply == {"jsonrpc": "2.0", "id": 21, "result": {"text": "piece by piece " * 20}}
+
+
+async def test_what_arrived_before_start_is_read_at_start() -> None:
+    left, raw = duplex()
+    server = Peer(left.reader, left.writer, name="server")
+    server.on_request("echo", echo)
+    await raw.send_line(request(31, params=["early"]))
+    raw.writer.write(b'{"jsonrpc":"2.0","id":32,"method":"echo","params":["par')
+    server.start()
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            await raw.send_line(b'tial"]}')
+            first = await raw.read_message()
+            second = await raw.read_message()
+    finally:
+        await server.close()
+    assert first == {"jsonrpc": "2.0", "id": 31, "result": ["early"]}
+    assert second == {"jsonrpc": "2.0", "id": 32, "result": ["partial"]}
+
+
+async def test_a_last_line_without_a_newline_is_read_at_eof(calling: tuple[Peer, End]) -> None:
+    client, raw = calling
+    async with asyncio.timeout(HANG_GUARD_S):
+        call = asyncio.create_task(client.request("echo", timeout=None))
+        sent = await raw.read_message()
+        raw.writer.write(json.dumps({"jsonrpc": "2.0", "id": sent["id"], "result": 1}).encode())
+        raw.close()
+        assert await call == 1
+        await client.wait_closed()
+
+
+async def test_an_async_notification_handler_holds_what_comes_after_it(
+    calling: tuple[Peer, End],
+) -> None:
+    client, raw = calling
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def slow_note(params: Params) -> None:
+        await release.wait()
+        order.append("note")
+
+    client.on_notification("slow", slow_note)
+    async with asyncio.timeout(HANG_GUARD_S):
+        call = asyncio.create_task(client.request("echo"))
+        sent = await raw.read_message()
+        await raw.send_line(notification("slow"))
+        await raw.send_line({"jsonrpc": "2.0", "id": sent["id"], "result": "after the note"})
+        for _ in range(5):
+            await asyncio.sleep(0)
+        # The reply was read after the notification: it waits for its handler.
+        assert not call.done()
+        release.set()
+        assert await call == "after the note"
+        order.append("reply")
+    assert order == ["note", "reply"]
+
+
+async def test_a_line_nested_deeper_than_the_stack_is_a_parse_error(
+    served: tuple[Peer, End],
+) -> None:
+    server, raw = served
+    async with asyncio.timeout(HANG_GUARD_S):
+        await raw.send_line(b"[" * 100_000 + b"]" * 100_000)
+        reply = await raw.read_message()
+        await raw.send_line(request(41))
+        after = await raw.read_message()
+    assert reply["error"]["code"] == codes.PARSE_ERROR
+    assert after["id"] == 41
+    assert not server.closed.is_set()
+
+
+async def test_a_result_that_cannot_be_encoded_is_answered_internal_error(
+    served: tuple[Peer, End],
+) -> None:
+    server, raw = served
+
+    async def unencodable(params: Params) -> Any:
+        return {"value": object()}
+
+    server.on_request("odd", unencodable)
+    async with asyncio.timeout(HANG_GUARD_S):
+        await raw.send_line(request(42, "odd"))
+        reply = await raw.read_message()
+    assert reply["id"] == 42
+    assert reply["error"]["code"] == codes.INTERNAL_ERROR
+
+
+async def test_close_hands_the_reader_back(calling: tuple[Peer, End]) -> None:
+    client, raw = calling
+    await client.close()
+    await raw.send_line(b"after close")
+    assert await client._reader.readuntil(b"\n") == b"after close\n"
+
+
+# -- writing: a lone message at once, a burst in few writes -------------------------
+
+
+async def test_a_lone_request_is_written_at_once(calling: tuple[Peer, End]) -> None:
+    client, raw = calling
+    task = asyncio.create_task(client.request("echo", timeout=None))
+    await asyncio.sleep(0)  # the request's first step, and nothing after it
+    assert raw.unread().count(b"\n") == 1
+    task.cancel()
+
+
+async def test_requests_sent_in_one_turn_go_out_in_a_few_writes(
+    pair: tuple[Peer, Peer],
+) -> None:
+    client, _server = pair
+    writes_before = client._writer.writes  # type: ignore[attr-defined]
+    count = 100
+    async with asyncio.timeout(HANG_GUARD_S):
+        futures = [client.send_request("echo", {"n": n}) for n in range(count)]
+        assert [await f for f in futures] == [{"n": n} for n in range(count)]
+    writes = client._writer.writes - writes_before  # type: ignore[attr-defined]
+    assert writes < count // 4
+
+
+async def test_send_request_returns_the_future_of_the_reply_and_honours_its_timeout(
+    calling: tuple[Peer, End],
+) -> None:
+    client, raw = calling
+    async with asyncio.timeout(HANG_GUARD_S):
+        answered = client.send_request("echo", [1])
+        forgotten = client.send_request("slow", timeout=0.05)
+        first = await raw.read_message()
+        await raw.read_message()
+        await raw.send_line({"jsonrpc": "2.0", "id": first["id"], "result": "one"})
+        assert await answered == "one"
+        with pytest.raises(RequestTimeoutError):
+            await forgotten
+    assert client._pending == {}
+
+
+async def test_requests_with_different_timeouts_each_expire_on_time(
+    calling: tuple[Peer, End],
+) -> None:
+    client, raw = calling
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    short = [asyncio.create_task(client.request("s", timeout=0.05)) for _ in range(3)]
+    long = asyncio.create_task(client.request("l", timeout=0.4))
+    async with asyncio.timeout(HANG_GUARD_S):
+        for call in short:
+            with pytest.raises(RequestTimeoutError):
+                await call
+        short_done = loop.time() - started
+        assert not long.done()
+        with pytest.raises(RequestTimeoutError):
+            await long
+        long_done = loop.time() - started
+    assert 0.04 <= short_done < 0.3
+    assert long_done >= 0.39
+    assert client._pending == {} and client._deadlines == {}
+    assert raw.unread().count(b"\n") == 4
+
+
+# -- the codec and the envelopes -------------------------------------------------------
+
+# Lines whose meaning orjson and json could disagree on, and plain ones.
+CODEC_LINES = [
+    b'{"a":123456789012345678901234567890}',
+    b'{"a":-9223372036854775809}',
+    b'{"a":18446744073709551615}',
+    b'{"a":"\\ud800 lone"}',
+    b'{"a":"\\ud83d\\ude00 pair"}',
+    b'{"a":NaN,"b":Infinity,"c":-Infinity}',
+    b'{"a":1e400}',
+    b'\xef\xbb\xbf{"a":1}',
+    b'{"a":0.1,"b":-0.0,"c":1E5,"d":2.5e-300}',
+    b'{"a":1,"a":2}',
+    b'{"jsonrpc":"2.0","id":1,"method":"echo","params":{"text":"h\xc3\xa9"}}',
+    b"\xed\xa0\x80",
+    b'"\xed\xa0\x80 surrogate as UTF-8"',
+]
+
+
+@pytest.mark.parametrize("line", CODEC_LINES)
+def test_lines_read_exactly_as_json_reads_them(line: bytes) -> None:
+    from aiswitch.rpc import messages
+
+    messages.use_orjson()
+    try:
+        expected: Any = json.loads(line)
+    except ValueError as exc:
+        expected = type(exc)
+    try:
+        got: Any = messages.loads(line)
+    except ValueError as exc:
+        got = type(exc)
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": 2**70, "m": -(2**64)},
+        {"s": "half \ud800", "t": "é ✓ \u2028"},
+        {"f": [0.1, -0.0, 1e16, 5e-324, float("nan"), float("inf")]},
+        {1: "int key", None: "null key"},
+        {"t": (1, 2), "none": None, "bool": True},
+    ],
+)
+def test_messages_are_written_so_that_json_reads_back_what_was_sent(value: Any) -> None:
+    from aiswitch.rpc import messages
+
+    messages.use_orjson()
+    line = messages.dumps(value)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    line.decode("utf-8")  # valid UTF-8, whatever the text
+    plain = json.dumps(value, separators=(",", ":"))
+    assert repr(json.loads(line)) == repr(json.loads(plain))
+
+
+def test_enum_members_and_uuids_are_written_as_their_values() -> None:
+    import enum
+    import uuid
+
+    from aiswitch.rpc import messages
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    token = uuid.UUID(int=7)
+    assert json.loads(messages.dumps({"c": Colour.RED, "u": token})) == {
+        "c": "red",
+        "u": str(token),
+    }
+    with pytest.raises(TypeError):
+        messages.dumps({"x": object()})
+
+
+ENVELOPES: list[Any] = [
+    request(1),
+    request("s", params={"a": 1}),
+    request(1, params=[1]),
+    {"jsonrpc": "2.0", "id": 1, "method": "m", "params": None},
+    notification("n"),
+    notification("n", [1]),
+    {"jsonrpc": "2.0", "id": 1, "result": None},
+    {"jsonrpc": "2.0", "id": "x", "result": {"a": 1}},
+    {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "m"}},
+    {"jsonrpc": "2.0", "id": None, "error": {"code": -1, "message": "m", "data": [1]}},
+    {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "m", "extra": 1}},
+    {"jsonrpc": "2.0", "id": 1, "error": {"code": True, "message": "m"}},
+    {"jsonrpc": "2.0", "id": 1, "error": {"code": 1}},
+    {"jsonrpc": "2.0", "error": {"code": 1, "message": "m"}},
+    {"jsonrpc": "2.0", "id": 1, "result": 1, "error": {"code": 1, "message": "m"}},
+    {"jsonrpc": "2.0", "id": 1.0, "method": "m"},
+    {"jsonrpc": "2.0", "id": True, "result": 1},
+    {"jsonrpc": "2.0", "id": None, "method": "m"},
+    {"jsonrpc": "2.0", "id": 1, "method": None},
+    {"jsonrpc": "2.0", "method": "m", "params": "s"},
+    {"jsonrpc": "2.0", "method": "m", "params": 1},
+    {"jsonrpc": "2.0", "method": "m", "extra": 1},
+    {"jsonrpc": "2.0", "id": 1, "result": 1, "extra": 1},
+    {"jsonrpc": "1.0", "id": 1, "method": "m"},
+    {"id": 1, "method": "m"},
+    {"jsonrpc": "2.0", "id": 1},
+    {"jsonrpc": "2.0"},
+    {"jsonrpc": "2.0", "result": 1},
+]
+
+
+@pytest.mark.parametrize("obj", ENVELOPES)
+def test_the_hand_made_classification_agrees_with_the_envelope_models(obj: Any) -> None:
+    from aiswitch.rpc import envelopes, messages
+
+    fast = messages._fast(obj)
+    model = envelopes.validate(obj)
+    if fast is None:
+        assert isinstance(model, messages.Invalid), obj
+    else:
+        assert fast == model

@@ -34,10 +34,12 @@ task, so a message costs one event-loop turn, as a bare line echo does. What the
 had buffered before `start()` is taken over first; `close()` hands the reader back.
 
 How it writes: a line is written to the transport at once, unless a write already went
-out in this loop turn; then it joins the lines written after it, and they go out in one
-write at the start of the next turn (pipelined traffic makes one write syscall per turn,
-not per message). Answers to requests read in the same turn go out together the same
-way. `drain()` is awaited only when the transport holds unsent data.
+out in this loop turn; then it is held with the lines written after it, and they go out
+together at the start of the next turn, or as soon as `_JOIN_LINES` are held (so the
+other process starts on them while this one writes the rest). Answers to requests read
+in the same turn are held the same way. Pipelined traffic thus makes a write syscall
+per chunk of lines, not per line; a lone message goes out at once. `drain()` is awaited
+only when the transport holds unsent data.
 """
 
 from __future__ import annotations
