@@ -450,7 +450,9 @@ class Peer:
         try:
             self._write_now(data)
         except ConnectionClosedError:
-            # The peer is shut: its pending requests have failed already.
+            # Held requests can no longer go out: fail them (and the rest) now rather
+            # than at their deadlines.
+            self._shut("output stream closed")
             self._log.debug("could not send: stream closed")
 
     def _write_now(self, data: bytes) -> None:
@@ -519,6 +521,8 @@ class Peer:
         """The reader's `feed_data`: split and dispatch, never raise into the transport."""
         if not self._reading or not data:
             return
+        if type(data) is not bytes:
+            data = bytes(data)  # lines are bytes (the held-back queue tells them apart so)
         if self._feeding:
             # Written to by our own handler through an in-memory pipe: after this chunk.
             self._reentered.append(bytes(data))
@@ -578,7 +582,7 @@ class Peer:
             if newline - start > limit:
                 self._oversized(data[start : start + _ID_SNIFF_BYTES])
             elif self._held is None:
-                follow_up = self._dispatch(data[start:newline])
+                follow_up = self._dispatch_safely(data[start:newline])
                 if follow_up is not None:
                     self._hold_behind(follow_up)
             else:
@@ -610,9 +614,17 @@ class Peer:
         if self._held is not None:
             self._held.append(line)
             return
-        follow_up = self._dispatch(line)
+        follow_up = self._dispatch_safely(line)
         if follow_up is not None:
             self._hold_behind(follow_up)
+
+    def _dispatch_safely(self, line: bytes) -> Awaitable[Any] | None:
+        try:
+            return self._dispatch(line)
+        except Exception:
+            # A bug, not bad input (that is answered): the next line still counts.
+            self._log.exception("failed to handle a line")
+            return None
 
     def _oversized(self, head: bytes) -> None:
         if self._held is not None:
@@ -801,7 +813,7 @@ class Peer:
                 while held and waiting is None:
                     item = held.popleft()
                     if isinstance(item, bytes):
-                        waiting = self._dispatch(item)
+                        waiting = self._dispatch_safely(item)
                     elif isinstance(item, _Oversized):
                         self._discard_oversized(item.head)
                     else:
