@@ -582,7 +582,12 @@ class Peer:
             if newline - start > limit:
                 self._oversized(data[start : start + _ID_SNIFF_BYTES])
             elif self._held is None:
-                follow_up = self._dispatch_safely(data[start:newline])
+                try:
+                    follow_up = self._dispatch(data[start:newline])
+                except Exception:
+                    # A bug, not bad input (that is answered): the next line still counts.
+                    self._log.exception("failed to handle a line")
+                    follow_up = None
                 if follow_up is not None:
                     self._hold_behind(follow_up)
             else:
@@ -677,7 +682,18 @@ class Peer:
             elif size == 3 and "result" in obj:
                 request_id = obj.get("id")
                 if type(request_id) is int or type(request_id) is str:
-                    self._resolve(request_id, obj["result"], None)
+                    # `_resolve`, inlined: this is every reply's path.
+                    entry = self._pending.pop(request_id, None)
+                    if entry is None:
+                        self._unknown_reply(request_id)
+                        return None
+                    _method, future, timeout = entry
+                    if timeout is not None:
+                        waiting = self._deadlines.get(timeout)
+                        if waiting is not None:
+                            waiting.pop(request_id, None)
+                    if not future.done():
+                        future.set_result(obj["result"])
                     return None
         if type(obj) is list:
             if not obj:
@@ -719,8 +735,7 @@ class Peer:
     ) -> None:
         entry = self._take(request_id) if request_id is not None else None
         if entry is None:
-            self.skipped_lines += 1
-            self._log.warning("skipped a reply with unknown or expired id %r", request_id)
+            self._unknown_reply(request_id)
             return
         future = entry[1]
         if future.done():
@@ -730,6 +745,10 @@ class Peer:
         else:
             err = failure.error
             future.set_exception(RemoteError(err.code, err.message, err.data))
+
+    def _unknown_reply(self, request_id: int | str | None) -> None:
+        self.skipped_lines += 1
+        self._log.warning("skipped a reply with unknown or expired id %r", request_id)
 
     def _fail_pending(self, request_id: int | str, reason: str) -> None:
         entry = self._take(request_id)
