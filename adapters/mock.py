@@ -105,6 +105,11 @@ class Options:
             raise TaskFailed(f"mock option latency={spec!r} is not SECONDS or MIN-MAX") from None
 
 
+def session_id(ctx: TaskContext) -> str:
+    """A resumed task continues the session it was given, as real CLIs do."""
+    return ctx.params.session_id or f"mock-session-{ctx.task_id}"
+
+
 def default_output(prompt: str, agent_id: str) -> str:
     words = prompt.split()
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
@@ -171,7 +176,7 @@ class MockAdapter(Adapter):
             usage=usage,
             model=model,
             cost_usd=cost_usd,
-            session_id=f"mock-session-{ctx.task_id}",
+            session_id=session_id(ctx),
         )
 
     def _output(self, ctx: TaskContext, opts: Options) -> str:
@@ -218,7 +223,7 @@ class MockAdapter(Adapter):
                 model=model,
                 provider="mock",
                 cost_usd=part_cost,
-                session_id=f"mock-session-{ctx.task_id}",
+                session_id=session_id(ctx),
                 message_id=f"msg-{ctx.task_id}-{index}",
                 request_id=f"req-{ctx.task_id}-{index}",
             )

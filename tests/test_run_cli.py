@@ -291,3 +291,13 @@ def test_a_childs_garbage_goes_to_the_coordinator_log_not_the_terminal(
     log = (home.logs / "coordinator.log").read_text()
     assert log.count("skipped a line: not valid JSON") == 3
     assert oct((home.logs / "coordinator.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_resume_continues_an_earlier_session_of_one_agent(env: dict[str, str]) -> None:
+    first = run_cli("run", "--agent", "mock", "start", "--json", env=env).json()
+    session = first["results"][0]["session_id"]
+    again = run_cli("run", "--agent", "mock", "go on", "--resume", session, "--json", env=env)
+    assert again.json()["results"][0]["session_id"] == session
+    several = run_cli("run", "--parallel", "mock,mock", "x", "--resume", session, env=env)
+    assert several.code == 2
+    assert "--resume" in several.stderr

@@ -52,6 +52,11 @@ def run(
         help="What agents may do: read-only, edit or full (default: each adapter's, "
         "see docs/agents.md).",
     ),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue this session of the agent (its session_id from an earlier run).",
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON document (docs/run-json.md)."
     ),
@@ -85,6 +90,7 @@ def run(
         budget_usd=budget_usd,
         budget_tokens=budget_tokens,
         permissions=permissions,  # type: ignore[arg-type]
+        session_id=resume,
     )
     code = asyncio.run(_run(request, as_json))
     raise typer.Exit(code)

@@ -93,6 +93,7 @@ class RunRequest:
     budget_usd: float | None = None
     budget_tokens: int | None = None
     permissions: Literal["read-only", "edit", "full"] | None = None
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,8 @@ class Coordinator:
             raise UsageError("--budget-usd must be a positive amount")
         if request.budget_tokens is not None and request.budget_tokens <= 0:
             raise UsageError("--budget-tokens must be a positive number")
+        if request.session_id is not None and len(request.specs) != 1:
+            raise UsageError("--resume continues one agent's session; use it with --agent")
         if request.cwd is not None and not Path(request.cwd).is_dir():
             raise UsageError(f"--cwd {request.cwd!r} is not a directory")
         slots = []
@@ -344,6 +347,7 @@ class Coordinator:
             cwd=request.cwd,
             timeout_s=request.timeout_s,
             permissions=request.permissions,
+            session_id=request.session_id,
             options=request.task_options,
         )
         assign = asyncio.create_task(proc.assign(params))
