@@ -67,14 +67,18 @@ CHILD_PROFILE_ENV = "BENCH_RPC_CHILD_PROFILE"
 # -- children --------------------------------------------------------------------------
 
 
-async def _child_rpc() -> None:
+async def _child_rpc(inline: bool = False) -> None:
     reader, writer = await open_stdio()
     peer = Peer(reader, writer, name="bench-child")
 
     async def echo(params: Any) -> Any:
         return params
 
-    peer.on_request("echo", echo)
+    if inline:
+        # Answered as it is read, as the SDK answers agent.status, task.status, env.*.
+        peer.on_request_inline("echo", lambda params: params)
+    else:
+        peer.on_request("echo", echo)
     peer.start()
     await peer.closed.wait()
     await peer.close()
@@ -172,9 +176,10 @@ def _rate(
 
 class PeerCase(Case):
     name = "json-rpc peer"
+    child = "rpc"
 
     async def start(self) -> None:
-        self.proc = await _spawn("rpc")
+        self.proc = await _spawn(self.child)
         self.pid = self.proc.pid
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.peer = Peer(self.proc.stdout, self.proc.stdin, name="bench")
@@ -217,6 +222,13 @@ class PeerTasksCase(PeerCase):
             return window
 
         return await _timed(self.pid, seconds, step)
+
+
+class PeerInlineCase(PeerCase):
+    """The same driver, the child's echo registered inline (no task per request)."""
+
+    name = "json-rpc peer, inline"
+    child = "rpc-inline"
 
 
 class LineCase(Case):
@@ -363,7 +375,7 @@ class Figures:
 
 
 async def bench(seconds: float, repeats: int, window: int) -> list[Figures]:
-    cases: list[Case] = [RawCase(), LineCase(), PeerCase(), PeerTasksCase()]
+    cases: list[Case] = [RawCase(), LineCase(), PeerCase(), PeerInlineCase(), PeerTasksCase()]
     figures: dict[tuple[str, str], Figures] = {}
     for case in cases:
         await case.start()
@@ -394,6 +406,10 @@ def report(figures: list[Figures], args: argparse.Namespace) -> dict[str, Any]:
         mode: by["json-rpc peer", mode].median / by["asyncio line echo", mode].median
         for mode in ("sequential", "pipelined")
     }
+    inline = {
+        mode: by["json-rpc peer, inline", mode].median / by["asyncio line echo", mode].median
+        for mode in ("sequential", "pipelined")
+    }
     goals = {"sequential": GOAL_SEQUENTIAL, "pipelined": GOAL_PIPELINED}
     return {
         "python": sys.version.split()[0],
@@ -407,6 +423,10 @@ def report(figures: list[Figures], args: argparse.Namespace) -> dict[str, Any]:
         "peer_vs_asyncio": {
             mode: {"ratio": round(ratio, 3), "goal": goals[mode], "met": ratio >= goals[mode]}
             for mode, ratio in ratios.items()
+        },
+        "inline_peer_vs_asyncio": {
+            mode: {"ratio": round(ratio, 3), "goal": goals[mode], "met": ratio >= goals[mode]}
+            for mode, ratio in inline.items()
         },
     }
 
@@ -438,12 +458,13 @@ def print_table(result: dict[str, Any]) -> None:
         )
     print()
     print("us/rt is wall time per round trip; cpu is what each side spent per round trip.")
-    for mode, verdict in result["peer_vs_asyncio"].items():
-        status = "met" if verdict["met"] else "MISSED"
-        print(
-            f"goal {mode:<10} peer/asyncio = {verdict['ratio']:.2f}x "
-            f"(goal >= {verdict['goal']}x): {status}"
-        )
+    for key, label in (("peer_vs_asyncio", "task handler"), ("inline_peer_vs_asyncio", "inline")):
+        for mode, verdict in result[key].items():
+            status = "met" if verdict["met"] else "MISSED"
+            print(
+                f"goal {mode:<10} peer ({label}) / asyncio = {verdict['ratio']:.2f}x "
+                f"(goal >= {verdict['goal']}x): {status}"
+            )
 
 
 async def profile(seconds: float, window: int, mode: str) -> None:
@@ -485,13 +506,19 @@ def main() -> None:
         choices=["sequential", "pipelined"],
         help="cProfile both sides of the peer case in this mode, instead of the table",
     )
-    parser.add_argument("--child", choices=["rpc", "line", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["rpc", "rpc-inline", "line", "raw"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child == "raw":
         _child_raw()
         return
     if args.child is not None:
-        child = _child_rpc if args.child == "rpc" else _child_line
+        child = {
+            "rpc": _child_rpc,
+            "rpc-inline": lambda: _child_rpc(inline=True),
+            "line": _child_line,
+        }[args.child]
         dump_to = os.environ.get(CHILD_PROFILE_ENV)
         if dump_to:
             import cProfile

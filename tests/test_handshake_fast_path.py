@@ -229,6 +229,8 @@ NO_PYDANTIC_PROBE = textwrap.dedent(
         def on_request(self, method, handler):
             setattr(self, method.replace(".", "_"), handler)
 
+        on_request_inline = on_request
+
     async def main():
         server = AdapterServer(MockAdapter(os.environ), Peer())
         reply = await server._initialize({"agent_id": "mock#1", "parent_pid": os.getpid()})

@@ -985,3 +985,41 @@ def test_the_hand_made_classification_agrees_with_the_envelope_models(obj: Any) 
         assert isinstance(model, messages.Invalid), obj
     else:
         assert fast == model
+
+
+async def test_an_inline_handler_is_answered_as_read_and_its_errors_are_wire_errors(
+    pair: tuple[Peer, Peer],
+) -> None:
+    client, server = pair
+    calls: list[Any] = []
+
+    def status(params: Params) -> Any:
+        calls.append(params)
+        return {"state": "ready"}
+
+    def broken(params: Params) -> Any:
+        raise RuntimeError(f"inline failure with {SECRET}")
+
+    server.on_request_inline("status", status)
+    server.on_request_inline("broken", broken)
+    async with asyncio.timeout(HANG_GUARD_S):
+        assert await client.request("status", {"x": 1}) == {"state": "ready"}
+        with pytest.raises(RemoteError) as caught:
+            await client.request("broken")
+        # In a batch too (batches run their requests in a task).
+        replies = await asyncio.gather(client.request("status"), client.request("echo", [1]))
+    assert calls[0] == {"x": 1}
+    assert caught.value.code == codes.INTERNAL_ERROR
+    assert SECRET not in str(caught.value.data) and SECRET not in caught.value.remote_message
+    assert replies == [{"state": "ready"}, [1]]
+
+
+async def test_an_inline_handler_in_a_batch_is_answered_in_the_array(
+    served: tuple[Peer, End],
+) -> None:
+    server, raw = served
+    server.on_request_inline("ping", lambda params: "pong")
+    async with asyncio.timeout(HANG_GUARD_S):
+        await raw.send_line([request(1, "ping"), request(2, "echo", ["e"])])
+        answers = await raw.read_message()
+    assert sorted((a["id"], a["result"]) for a in answers) == [(1, "pong"), (2, ["e"])]

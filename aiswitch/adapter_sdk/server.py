@@ -194,12 +194,15 @@ class AdapterServer:
         self._metrics_usage: Usage | None = None
         self.counts = {"started": 0, "ok": 0, "failed": 0, "cancelled": 0}
         self._capacity = max(1, adapter.max_concurrent_tasks)
-        routes: dict[str, Any] = {
+        waiting: dict[str, Any] = {
             "agent.initialize": self._initialize,
-            "agent.status": self._status,
             "agent.shutdown": self._shutdown,
             "task.assign": self._assign,
             "task.cancel": self._cancel,
+        }
+        # These never wait: they are answered as their request is read, with no task.
+        immediate: dict[str, Any] = {
+            "agent.status": self._status,
             "task.status": self._task_status,
             "task.result": self._task_result,
             "env.switch": self._env_switch,
@@ -207,8 +210,10 @@ class AdapterServer:
             "env.rollback": self._env_rollback,
             "metrics.query": self._metrics,
         }
-        for method, handler in routes.items():
+        for method, handler in waiting.items():
             peer.on_request(method, handler)
+        for method, handler in immediate.items():
+            peer.on_request_inline(method, handler)
 
     @property
     def metrics_usage(self) -> Usage:
@@ -238,7 +243,7 @@ class AdapterServer:
         asyncio.get_running_loop().call_soon(_load_after_handshake)
         return initialize_result(self.adapter, self._capacity, os.getpid())
 
-    async def _status(self, params: Params) -> StatusResult:
+    def _status(self, params: Params) -> StatusResult:
         from aiswitch.protocol.models import StatusResult
 
         state = "stopping" if self.stopping else ("busy" if self.running else "ready")
@@ -357,7 +362,7 @@ class AdapterServer:
             await asyncio.wait({running.task}, timeout=SHUTDOWN_GRACE_S)
         return CancelResult(task_id=ref.task_id, cancelled=True)
 
-    async def _task_status(self, params: Params) -> TaskStatusResult:
+    def _task_status(self, params: Params) -> TaskStatusResult:
         from aiswitch.protocol.models import TaskRef, TaskStatusResult
 
         ref = TaskRef.model_validate(params or {})
@@ -376,7 +381,7 @@ class AdapterServer:
             task_id=ref.task_id, state=result.status, elapsed_s=result.duration_s
         )
 
-    async def _task_result(self, params: Params) -> TaskResult:
+    def _task_result(self, params: Params) -> TaskResult:
         from aiswitch.protocol.models import TaskRef
 
         ref = TaskRef.model_validate(params or {})
@@ -389,23 +394,23 @@ class AdapterServer:
 
     # -- env.* --------------------------------------------------------------------
 
-    async def _env_switch(self, params: Params) -> EnvState:
+    def _env_switch(self, params: Params) -> EnvState:
         from aiswitch.protocol.models import EnvSwitchParams
 
         return self.env.switch(EnvSwitchParams.model_validate(params or {}))
 
-    async def _env_snapshot(self, params: Params) -> SnapshotResult:
+    def _env_snapshot(self, params: Params) -> SnapshotResult:
         from aiswitch.protocol.models import SnapshotResult
 
         snapshot_id = self.env.snapshot()
         return SnapshotResult(snapshot_id=snapshot_id, state=self.env.state())
 
-    async def _env_rollback(self, params: Params) -> EnvState:
+    def _env_rollback(self, params: Params) -> EnvState:
         from aiswitch.protocol.models import RollbackParams
 
         return self.env.rollback(RollbackParams.model_validate(params or {}).snapshot_id)
 
-    async def _metrics(self, params: Params) -> Metrics:
+    def _metrics(self, params: Params) -> Metrics:
         from aiswitch.protocol.models import Metrics
 
         return Metrics(

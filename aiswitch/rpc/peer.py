@@ -8,7 +8,9 @@ Contract:
   A handler that returns an awaitable holds everything read after it (notifications,
   replies, requests) until that awaitable is done, and reading pauses meanwhile.
 - Requests are answered by handlers registered with `on_request`, each in its own task
-  (a long `task.assign` never blocks `task.status`). A handler's exception becomes a wire
+  (a long `task.assign` never blocks `task.status`). A synchronous handler registered
+  with `inline=True` (status queries, environment changes: work that never waits) is
+  run and answered right where its request is read, with no task. A handler's exception becomes a wire
   error in exactly one place, `_answer`: `MethodError` keeps its code and message, a
   pydantic `ValidationError` becomes -32602 naming only the fields, anything else
   becomes -32603 with no detail. No traceback or value ever goes on the wire. A result
@@ -103,6 +105,7 @@ _JOIN_LINES = 16
 _DEADLINE_SLACK_S = 0.001
 
 RequestHandler = Callable[[Params], Awaitable[Any]]
+InlineHandler = Callable[[Params], Any]
 NotificationHandler = Callable[[Params], Awaitable[None] | None]
 
 log = logging.getLogger("aiswitch.rpc")
@@ -177,6 +180,7 @@ class Peer:
         self._deadlines: dict[float, dict[int | str, float]] = {}
         self._timers: dict[float, asyncio.TimerHandle] = {}
         self._requests: dict[str, RequestHandler] = {}
+        self._inline: dict[str, InlineHandler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
         # Running handler tasks by serial number (close() cancels them).
         self._handler_tasks: dict[int, asyncio.Task[None]] = {}
@@ -204,7 +208,14 @@ class Peer:
     # -- registration -------------------------------------------------------------
 
     def on_request(self, method: str, handler: RequestHandler) -> None:
+        self._inline.pop(method, None)
         self._requests[method] = handler
+
+    def on_request_inline(self, method: str, handler: InlineHandler) -> None:
+        """A synchronous handler, answered as its request is read (it must not block)."""
+        self._requests.pop(method, None)
+        self._inline[method] = handler
+        self._requests[method] = _as_coroutine(handler)  # for batches, which run in a task
 
     def on_notification(self, method: str, handler: NotificationHandler) -> None:
         self._notifications[method] = handler
@@ -668,7 +679,7 @@ class Peer:
                     request_id = obj.get("id")
                     if type(request_id) is int or type(request_id) is str:
                         handler = self._requests.get(method)
-                        if handler is None:
+                        if handler is None or method in self._inline:
                             self._requested(request_id, method, params)
                             return None
                         serial = self._serial = self._serial + 1
@@ -770,6 +781,10 @@ class Peer:
         return None
 
     def _requested(self, request_id: int | str, method: str, params: Params) -> None:
+        inline = self._inline.get(method)
+        if inline is not None:
+            self._answer_inline(inline, request_id, method, params)
+            return
         handler = self._requests.get(method)
         if handler is None:
             self._put_answer(self._encode(_method_not_found(request_id, method)))
@@ -904,6 +919,19 @@ class Peer:
             return self._answer_failure(exc, request_id, method)
         return result_payload(request_id, result)
 
+    def _answer_inline(
+        self, handler: InlineHandler, request_id: int | str, method: str, params: Params
+    ) -> None:
+        try:
+            result = handler(params)
+            if type(result) not in _JSON_TYPES:
+                result = _plain(result)
+        except Exception as exc:
+            payload = self._answer_failure(exc, request_id, method)
+        else:
+            payload = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        self._put_answer(self._encode(payload))
+
     def _answer_failure(self, exc: Exception, request_id: int | str, method: str) -> dict[str, Any]:
         """The one place where a handler's exception becomes a wire error."""
         if isinstance(exc, MethodError):
@@ -1024,6 +1052,13 @@ def _internal_error(request_id: int | str | None) -> dict[str, Any]:
 
 
 _JSON_TYPES = (dict, list, str, int, float, bool, type(None))
+
+
+def _as_coroutine(handler: InlineHandler) -> RequestHandler:
+    async def run(params: Params) -> Any:
+        return handler(params)
+
+    return run
 
 
 def _plain(value: Any) -> Any:
