@@ -9,12 +9,13 @@ Contract:
   replies, requests) until that awaitable is done, and reading pauses meanwhile.
 - Requests are answered by handlers registered with `on_request`, each in its own task
   (a long `task.assign` never blocks `task.status`). A synchronous handler registered
-  with `inline=True` (status queries, environment changes: work that never waits) is
-  run and answered right where its request is read, with no task. A handler's exception becomes a wire
-  error in exactly one place, `_answer`: `MethodError` keeps its code and message, a
-  pydantic `ValidationError` becomes -32602 naming only the fields, anything else
-  becomes -32603 with no detail. No traceback or value ever goes on the wire. A result
-  that cannot be encoded is answered -32603 too.
+  with `on_request_inline` (status queries, environment changes: work that never
+  waits) is run and answered right where its request is read, with no task. A
+  handler's exception becomes a wire error in exactly one place, `_answer_failure`:
+  `MethodError` keeps its code and message, a pydantic `ValidationError` becomes
+  -32602 naming only the fields, anything else becomes -32603 with no detail. No
+  traceback or value ever goes on the wire. A result that cannot be encoded is
+  answered -32603 too.
 - The reader survives invalid JSON, wrong shapes, unknown ids and late replies. Batches
   are handled as the spec says: each request answered, the answers sent as one array,
   notifications unanswered, an empty batch answered with a single -32600.
