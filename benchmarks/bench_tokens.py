@@ -35,18 +35,8 @@ from support.claude_logs import LogSetSpec, write_claude_logs  # noqa: E402
 MODELS = ("claude-sonnet-4-5-20250929", "gpt-5-codex", "gemini-2.5-pro", "kimi-k2-0905-preview")
 AGENTS = ("claude", "codex", "gemini")
 
-REPORT_SNIPPET = """
-import json, sys
-from pathlib import Path
-from aiswitch.home import Home
-from aiswitch.tokens.report import parse_report_options
-from aiswitch.tokens.sources import report_for_source
-source, home, by, tz = sys.argv[1:5]
-env = json.loads(sys.argv[5])
-options = parse_report_options(by=by, timezone=tz)
-report = report_for_source(source, Home(Path(home)), options, env=env)
-sys.stdout.write(report.to_json())
-"""
+# The console script, as a user runs it (start-up, imports and the CLI's fast path included).
+AISWITCH = Path(sys.executable).with_name("aiswitch")
 
 
 # Fields a compact ledger line leaves out when they hold these values (`ledger_line`).
@@ -98,9 +88,10 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 
 
 def ours(source: str, home: Path, by: str, env: dict[str, str]) -> tuple[float, dict]:  # type: ignore[type-arg]
-    seconds, out = timed(
-        [sys.executable, "-c", REPORT_SNIPPET, source, str(home), by, "UTC", json.dumps(env)]
-    )
+    """`aiswitch tokens report --source SOURCE --by BY --timezone UTC --json`, timed."""
+    command = [str(AISWITCH), "tokens", "report", "--source", source, "--by", by]
+    run_env = {"PATH": os.environ.get("PATH", ""), **env, "AISWITCH_HOME": str(home)}
+    seconds, out = timed([*command, "--timezone", "UTC", "--json"], run_env)
     return seconds, json.loads(out)
 
 

@@ -25,9 +25,12 @@ API_EQUIVALENT_MARK = "≈"
 SOURCE_HELP = "aiswitch (the ledger), claude, codex, gemini, or all."
 
 
+def _warning_text(lines: list[str]) -> str:
+    return "".join(f"aiswitch: warning: {line}\n" for line in lines)
+
+
 def _warn(lines: list[str]) -> None:
-    for line in lines:
-        sys.stderr.write(f"aiswitch: warning: {line}\n")
+    sys.stderr.write(_warning_text(lines))
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -55,6 +58,7 @@ def _report(
 ) -> None:
     from aiswitch.errors import UsageError
     from aiswitch.home import Home
+    from aiswitch.tokens import fastpath
     from aiswitch.tokens.prices import load_price_table
     from aiswitch.tokens.report import parse_report_options
     from aiswitch.tokens.sources import check_source, preset_settings, report_for_source
@@ -78,10 +82,20 @@ def _report(
         preset_prices=presets.prices,
         subscription_presets=presets.subscription,
     )
+    # The command line to record for the CLI's fast path, and the inputs as they are now
+    # (taken before reading them: a file changed meanwhile makes the record miss).
+    args = fastpath.current_args if as_json and not no_cache else None
+    state = None
+    if args is not None and fastpath.enabled() and fastpath.eligible(args):
+        state = fastpath.snapshot(source, home)
     report = report_for_source(source, home, options, use_cache=not no_cache)
-    _warn(presets.warnings + report.warnings)
+    warnings = _warning_text(presets.warnings + report.warnings)
+    sys.stderr.write(warnings)
     if as_json:
-        sys.stdout.write(report.to_json() + "\n")
+        text = report.to_json() + "\n"
+        sys.stdout.write(text)
+        if args is not None and state is not None:
+            fastpath.remember(args, home, state, text, warnings)
     elif as_csv:
         sys.stdout.write(report.to_csv())
     else:

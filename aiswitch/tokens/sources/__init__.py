@@ -272,19 +272,9 @@ def load_records(
 
 def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -> list[Path]:
     """The files a report of `source` reads (for cache keys), without reading them."""
-    check_source(source)
-    files: list[Path] = []
-    if source in ("aiswitch", "all"):
-        from aiswitch.tokens.transfer import rollup_path
+    from aiswitch.tokens import inputs
 
-        files.extend([home.ledger, rollup_path(home)])
-    if source in ("claude", "all"):
-        files.extend(claude.claude_files(claude.claude_roots(env)))
-    if source in ("codex", "all"):
-        files.extend(codex.codex_files(env))
-    if source in ("gemini", "all"):
-        files.extend(gemini.gemini_files(env))
-    return files
+    return inputs.input_files(check_source(source), home, env)
 
 
 def report_for_source(

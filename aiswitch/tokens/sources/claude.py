@@ -35,12 +35,14 @@ The rules, as ccusage 20.0.24 applies them (checked against it by tests/test_ccu
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from aiswitch.tokens.inputs import claude_files as claude_files  # re-exported
+from aiswitch.tokens.inputs import claude_roots as claude_roots  # re-exported
 
 SOURCE = "claude"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,38 +81,6 @@ class ClaudeEntry(NamedTuple):
     cache_write_tokens: int
     cache_write_1h_tokens: int
     cost_usd: float | None
-
-
-def claude_roots(env: Mapping[str, str] | None = None) -> list[Path]:
-    """The Claude config directories to read, as ccusage finds them."""
-    env = os.environ if env is None else env
-    roots: list[Path] = []
-    configured = env.get("CLAUDE_CONFIG_DIR")
-    if configured is not None:
-        candidates = [Path(part.strip()).expanduser() for part in configured.split(",")]
-        candidates = [
-            path.parent if path.name == "projects" and path.is_dir() else path
-            for path in candidates
-            if str(path).strip()
-        ]
-    else:
-        home = Path(env.get("HOME") or Path.home())
-        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-        candidates = [xdg / "claude", home / ".claude"]
-    for path in candidates:
-        if (path / "projects").is_dir() and path not in roots:
-            roots.append(path)
-    return roots
-
-
-def claude_files(roots: Iterable[Path]) -> list[Path]:
-    """Every `*.jsonl` under each root's `projects/`, sorted by path as ccusage sorts them."""
-    files: list[Path] = []
-    for root in roots:
-        for dirpath, _dirnames, filenames in os.walk(root / "projects"):
-            files.extend(Path(dirpath, name) for name in filenames if name.endswith(".jsonl"))
-    files.sort(key=str)
-    return files
 
 
 def session_from_path(path: Path) -> str:

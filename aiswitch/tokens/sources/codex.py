@@ -21,30 +21,17 @@ Counts are normalised (see `aiswitch.tokens.usage`): OpenAI counts cached tokens
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aiswitch.tokens.inputs import codex_files as codex_files  # re-exported
+from aiswitch.tokens.inputs import codex_home as codex_home  # re-exported
 from aiswitch.tokens.report import Row
 from aiswitch.tokens.sources.claude import _JSONError, _loads
 
 SOURCE = "codex"
 _FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
-
-
-def codex_home(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    configured = env.get("CODEX_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(env.get("HOME") or Path.home()) / ".codex"
-
-
-def codex_files(env: Mapping[str, str] | None = None) -> list[Path]:
-    sessions = codex_home(env) / "sessions"
-    return sorted(sessions.rglob("rollout-*.jsonl"), key=str) if sessions.is_dir() else []
 
 
 def session_from_path(path: Path, sessions_dir: Path) -> str:

@@ -18,12 +18,13 @@ they are added to `input_tokens`; output = candidates + thoughts, and thoughts a
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aiswitch.tokens.inputs import gemini_files as gemini_files  # re-exported
+from aiswitch.tokens.inputs import gemini_home as gemini_home  # re-exported
 from aiswitch.tokens.report import Row
 from aiswitch.tokens.sources.claude import _JSONError, _loads
 
@@ -35,26 +36,6 @@ _ALIASES = {
     "thoughts": ("thoughts", "thoughtsTokenCount", "thoughts_tokens"),
     "tool": ("tool", "toolUsePromptTokenCount", "tool_tokens"),
 }
-
-
-def gemini_home(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    configured = env.get("GEMINI_DATA_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(env.get("HOME") or Path.home()) / ".gemini"
-
-
-def gemini_files(env: Mapping[str, str] | None = None) -> list[Path]:
-    tmp = gemini_home(env) / "tmp"
-    if not tmp.is_dir():
-        return []
-    files = [
-        path
-        for path in tmp.glob("*/chats/session-*")
-        if path.suffix in (".json", ".jsonl") and path.is_file()
-    ]
-    return sorted(files, key=str)
 
 
 def parse_gemini_bytes(data: bytes, path: Path) -> tuple[list[Row], int]:
