@@ -206,7 +206,11 @@ class FileIndex:
         chunks = [paths[index::workers] for index in range(workers)]
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for results in pool.map(_parse_fresh_chunk, chunks, [factory] * len(chunks)):
+            for packed in pool.map(_parse_fresh_chunk, chunks, [factory] * len(chunks)):
+                # Marshalled by the worker: for tuples of plain values, marshal writes and
+                # reads several times faster than the pool's pickle (measured: 0.2 s of the
+                # cold Claude report).
+                results: list[tuple[str, list[Any]]] = marshal.loads(packed)  # noqa: S302
                 for key, entry in results:
                     self.entries[key] = entry
                     self.dirty = True
@@ -240,8 +244,9 @@ class FileIndex:
         return FileRead(items, malformed, False)
 
 
-def _parse_fresh_chunk(paths: list[Path], factory: ParseFactory) -> list[tuple[str, list[Any]]]:
-    """Index entries for whole files (complete lines only), computed in a worker process."""
+def _parse_fresh_chunk(paths: list[Path], factory: ParseFactory) -> bytes:
+    """Index entries for whole files (complete lines only), computed in a worker process,
+    as the marshalled list of (path, entry) pairs."""
     out: list[tuple[str, list[Any]]] = []
     for path in paths:
         try:
@@ -255,7 +260,7 @@ def _parse_fresh_chunk(paths: list[Path], factory: ParseFactory) -> list[tuple[s
             continue
         entry = [stat.st_size, stat.st_mtime_ns, stat.st_ino, end, digest, malformed]
         out.append((str(path), [*entry, [tuple(item) for item in items]]))
-    return out
+    return marshal.dumps(out)
 
 
 def fingerprint_files(paths: Iterable[Path]) -> list[list[Any]]:
