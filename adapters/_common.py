@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlsplit
 
-from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome
+from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome
 from aiswitch.adapter_sdk.cli_process import CliRun
 from aiswitch.masking import redact_text, should_mask
 from aiswitch.rpc import codes
@@ -491,3 +491,30 @@ async def drive(
     except TaskFailed as exc:
         raise TaskFailed(failure_text(exc.message, env), output=exc.output) from None
     return outcome
+
+
+# A CLI process per task; each is mostly waiting on its provider, so a few at once.
+DEFAULT_MAX_CONCURRENT: Final = 4
+
+
+class CliAdapter(Adapter):
+    """What the claude, codex and gemini adapters share: the CLI found (and its version
+    checked) at `agent.initialize`, resumable sessions, and a few tasks at once."""
+
+    spec: CliSpec
+    version = "1"
+    max_concurrent_tasks = DEFAULT_MAX_CONCURRENT
+    supports_resume = True
+
+    def __init__(self) -> None:
+        self.cli: CliInfo | None = None
+
+    async def setup(self, params: Any) -> None:
+        self.cli = await locate_cli(self.spec, params.config, os.environ)
+
+    def cli_info(self) -> str | None:
+        return self.cli.describe(self.spec.name) if self.cli else None
+
+    def located(self) -> CliInfo:
+        assert self.cli is not None, "agent.initialize comes first"
+        return self.cli

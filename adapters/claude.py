@@ -30,12 +30,11 @@ import os
 import re
 from typing import Any, Final
 
-from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
-from aiswitch.protocol.models import InitializeParams
+from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome, serve
 from aiswitch.tokens.usage import Usage
 
 from ._common import (
-    CliInfo,
+    CliAdapter,
     CliSpec,
     Exit,
     Permission,
@@ -48,7 +47,6 @@ from ._common import (
     exit_failure,
     int_option,
     list_option,
-    locate_cli,
     permission_flags,
     permission_level,
     provider_name,
@@ -70,7 +68,6 @@ CONFIG_DIR_VAR: Final = "CLAUDE_CONFIG_DIR"
 _CONTEXT_TAG = re.compile(r"\[[^\]]*\]\Z")
 # The model of the messages claude makes up itself (API errors): never usage.
 SYNTHETIC_MODEL: Final = "<synthetic>"
-DEFAULT_MAX_CONCURRENT: Final = 4
 
 log = logging.getLogger("aiswitch.adapter.claude")
 
@@ -331,25 +328,14 @@ def stdin_message(prompt: str) -> bytes:
     return (json.dumps(message, ensure_ascii=False) + "\n").encode()
 
 
-class ClaudeAdapter(Adapter):
+class ClaudeAdapter(CliAdapter):
     name = "claude"
-    version = "1"
-    max_concurrent_tasks = DEFAULT_MAX_CONCURRENT
-    supports_resume = True
-
-    def __init__(self) -> None:
-        self.cli: CliInfo | None = None
-
-    async def setup(self, params: InitializeParams) -> None:
-        self.cli = await locate_cli(SPEC, params.config, os.environ)
-
-    def cli_info(self) -> str | None:
-        return self.cli.describe(SPEC.name) if self.cli else None
+    spec = SPEC
 
     async def run_task(self, ctx: TaskContext) -> TaskOutcome:
-        assert self.cli is not None, "agent.initialize comes first"
+        cli = self.located()
         level = permission_level(ctx)
-        argv = build_argv(self.cli.path, ctx, level)
+        argv = build_argv(cli.path, ctx, level)
         env = build_env(ctx, level)
         provider = provider_name(env.get("ANTHROPIC_BASE_URL"), "anthropic")
         return await drive(

@@ -27,17 +27,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
-from aiswitch.protocol.models import InitializeParams
+from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome, serve
 from aiswitch.tokens.usage import Usage
 
 from ._common import (
-    CliInfo,
+    CliAdapter,
     CliSpec,
     Exit,
     Permission,
@@ -50,7 +48,6 @@ from ._common import (
     exit_failure,
     int_option,
     list_option,
-    locate_cli,
     permission_flags,
     permission_level,
     provider_name,
@@ -72,7 +69,6 @@ KEY_VAR: Final = "OPENAI_API_KEY"
 MODEL_VAR: Final = "OPENAI_MODEL"
 # The id of the custom provider entry aiswitch adds to codex's config.
 PROVIDER_ID: Final = "aiswitch"
-DEFAULT_MAX_CONCURRENT: Final = 4
 # Reading codex's session file for the model stops after this many bytes: the model is in
 # its first turn_context record, near the top.
 SESSION_SCAN_BYTES: Final = 1024 * 1024
@@ -296,26 +292,15 @@ def _first_model(path: Path) -> str | None:
     return None
 
 
-class CodexAdapter(Adapter):
+class CodexAdapter(CliAdapter):
     name = "codex"
-    version = "1"
-    max_concurrent_tasks = DEFAULT_MAX_CONCURRENT
-    supports_resume = True
-
-    def __init__(self) -> None:
-        self.cli: CliInfo | None = None
-
-    async def setup(self, params: InitializeParams) -> None:
-        self.cli = await locate_cli(SPEC, params.config, os.environ)
-
-    def cli_info(self) -> str | None:
-        return self.cli.describe(SPEC.name) if self.cli else None
+    spec = SPEC
 
     async def run_task(self, ctx: TaskContext) -> TaskOutcome:
-        assert self.cli is not None, "agent.initialize comes first"
+        cli = self.located()
         level = permission_level(ctx)
         env = build_env(ctx)
-        argv = build_argv(self.cli.path, ctx, env, level)
+        argv = build_argv(cli.path, ctx, env, level)
         base_url = env.get(BASE_URL_VAR)
         provider = provider_name(base_url, "openai")
         translator = CodexTranslator(

@@ -33,12 +33,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
-from aiswitch.protocol.models import InitializeParams
+from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome, serve
 from aiswitch.tokens.usage import Usage
 
 from ._common import (
-    CliInfo,
+    CliAdapter,
     CliSpec,
     Exit,
     Permission,
@@ -52,7 +51,6 @@ from ._common import (
     exit_failure,
     int_option,
     list_option,
-    locate_cli,
     make_private_dirs,
     permission_flags,
     permission_level,
@@ -75,7 +73,6 @@ DEFAULT_SYSTEM_SETTINGS: Final = Path("/etc/gemini-cli/settings.json")
 MODEL_VAR: Final = "GEMINI_MODEL"
 KEY_VAR: Final = "GEMINI_API_KEY"
 BASE_URL_VAR: Final = "GOOGLE_GEMINI_BASE_URL"
-DEFAULT_MAX_CONCURRENT: Final = 4
 # gemini's own ceiling for general.maxAttempts.
 MAX_ATTEMPTS_LIMIT: Final = 10
 
@@ -355,26 +352,15 @@ def build_env(ctx: TaskContext) -> dict[str, str]:
     return env
 
 
-class GeminiAdapter(Adapter):
+class GeminiAdapter(CliAdapter):
     name = "gemini"
-    version = "1"
-    max_concurrent_tasks = DEFAULT_MAX_CONCURRENT
-    supports_resume = True
-
-    def __init__(self) -> None:
-        self.cli: CliInfo | None = None
-
-    async def setup(self, params: InitializeParams) -> None:
-        self.cli = await locate_cli(SPEC, params.config, os.environ)
-
-    def cli_info(self) -> str | None:
-        return self.cli.describe(SPEC.name) if self.cli else None
+    spec = SPEC
 
     async def run_task(self, ctx: TaskContext) -> TaskOutcome:
-        assert self.cli is not None, "agent.initialize comes first"
+        cli = self.located()
         level = permission_level(ctx)
         env = build_env(ctx)
-        argv = build_argv(self.cli.path, ctx, env, level)
+        argv = build_argv(cli.path, ctx, env, level)
         provider = provider_name(env.get(BASE_URL_VAR), "google")
         return await drive(
             ctx,
