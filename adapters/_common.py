@@ -35,9 +35,12 @@ from urllib.parse import urlsplit
 
 from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome
 from aiswitch.adapter_sdk.cli_process import CliRun
+from aiswitch.adapter_sdk.environment import PRESET_NAME as PRESET_ENV
+from aiswitch.adapter_sdk.environment import PRESET_VARS as PRESET_VARS_ENV
 from aiswitch.masking import redact_text, should_mask
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
+from aiswitch.supervisor.env import PRESET_BILLING as BILLING_ENV
 from aiswitch.tokens.usage import Usage
 
 Permission = Literal["read-only", "edit", "full"]
@@ -88,9 +91,6 @@ _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _HOME_MODE: Final = 0o700
 
-PRESET_ENV: Final = "AISWITCH_PRESET"
-PRESET_VARS_ENV: Final = "AISWITCH_PRESET_VARS"
-BILLING_ENV: Final = "AISWITCH_PRESET_BILLING"
 AISWITCH_HOME_ENV: Final = "AISWITCH_HOME"
 
 
