@@ -67,6 +67,13 @@ def _report(
         raise UsageError("give --json or --csv, not both")
     check_source(source)
     home = Home.current()
+    # The command line to record for the CLI's fast path, and the inputs as they are now
+    # (taken before reading them, the presets or the prices: a file changed meanwhile makes
+    # the record miss).
+    args = fastpath.current_args if as_json and not no_cache else None
+    state = None
+    if args is not None and fastpath.enabled() and fastpath.eligible(args):
+        state = fastpath.snapshot(source, home)
     presets = preset_settings(home)
     options = parse_report_options(
         by=by,
@@ -82,12 +89,6 @@ def _report(
         preset_prices=presets.prices,
         subscription_presets=presets.subscription,
     )
-    # The command line to record for the CLI's fast path, and the inputs as they are now
-    # (taken before reading them: a file changed meanwhile makes the record miss).
-    args = fastpath.current_args if as_json and not no_cache else None
-    state = None
-    if args is not None and fastpath.enabled() and fastpath.eligible(args):
-        state = fastpath.snapshot(source, home)
     report = report_for_source(source, home, options, use_cache=not no_cache)
     warnings = _warning_text(presets.warnings + report.warnings)
     sys.stderr.write(warnings)
