@@ -679,8 +679,12 @@ class Peer:
                     # Three keys besides params, two of them jsonrpc and method.
                     request_id = obj.get("id")
                     if type(request_id) is int or type(request_id) is str:
+                        inline = self._inline.get(method)
+                        if inline is not None:
+                            self._answer_inline(inline, request_id, method, params)
+                            return None
                         handler = self._requests.get(method)
-                        if handler is None or method in self._inline:
+                        if handler is None:
                             self._requested(request_id, method, params)
                             return None
                         serial = self._serial = self._serial + 1
@@ -931,7 +935,17 @@ class Peer:
             payload = self._answer_failure(exc, request_id, method)
         else:
             payload = {"jsonrpc": "2.0", "id": request_id, "result": result}
-        self._put_answer(self._encode(payload))
+        # The common case written directly; `_encode` decides anything unusual.
+        try:
+            data = messages.dumps(payload)
+        except (TypeError, ValueError, RecursionError):
+            data = self._encode(payload)
+        if len(data) > self.line_limit:
+            data = self._encode(payload)
+        try:
+            self._put(data)
+        except ConnectionClosedError:
+            self._log.debug("could not answer %s: stream closed", method)
 
     def _answer_failure(self, exc: Exception, request_id: int | str, method: str) -> dict[str, Any]:
         """The one place where a handler's exception becomes a wire error."""
