@@ -898,13 +898,7 @@ class Peer:
             else:
                 payload = {"jsonrpc": "2.0", "id": request_id, "result": result}
             try:
-                data = messages.dumps(payload)
-            except (TypeError, ValueError, RecursionError):
-                data = self._encode(payload)  # says why, and answers an error instead
-            if len(data) > self.line_limit:
-                data = self._encode(payload)
-            try:
-                self._put(data)
+                self._put_payload(payload)
                 if self._out is None and (self._unsent is None or self._unsent()):
                     await self._drain()
             except ConnectionClosedError:
@@ -935,17 +929,21 @@ class Peer:
             payload = self._answer_failure(exc, request_id, method)
         else:
             payload = {"jsonrpc": "2.0", "id": request_id, "result": result}
-        # The common case written directly; `_encode` decides anything unusual.
+        try:
+            self._put_payload(payload)
+        except ConnectionClosedError:
+            self._log.debug("could not answer %s: stream closed", method)
+
+    def _put_payload(self, payload: dict[str, Any]) -> None:
+        """Write an answer: the common case directly, anything unusual (unencodable, over
+        the limit) through `_encode`, which answers the error instead."""
         try:
             data = messages.dumps(payload)
         except (TypeError, ValueError, RecursionError):
             data = self._encode(payload)
         if len(data) > self.line_limit:
             data = self._encode(payload)
-        try:
-            self._put(data)
-        except ConnectionClosedError:
-            self._log.debug("could not answer %s: stream closed", method)
+        self._put(data)
 
     def _answer_failure(self, exc: Exception, request_id: int | str, method: str) -> dict[str, Any]:
         """The one place where a handler's exception becomes a wire error."""
