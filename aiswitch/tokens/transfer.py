@@ -301,7 +301,6 @@ def record_identity(record: LedgerRecord) -> str:
 
 
 def _records_from_csv(text: str, name: str) -> list[LedgerRecord]:
-    from pydantic import ValidationError
 
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
@@ -313,21 +312,27 @@ def _records_from_csv(text: str, name: str) -> list[LedgerRecord]:
     records = []
     for number, row in enumerate(reader, start=2):
         values = {key: value for key, value in row.items() if key and value not in ("", None)}
-        try:
-            records.append(LedgerRecord.model_validate(values))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise UsageError(
-                f"{name}: line {number} is not a ledger record ({where}: {first['msg']})",
-                hint="nothing was imported",
-            ) from None
+        records.append(_record(values, name, number))
     return records
+
+
+def _record(values: dict[str, Any], name: str, number: int) -> LedgerRecord:
+    """One line of an import file as a record, or the one-line error naming the line."""
+    from pydantic import ValidationError
+
+    try:
+        return LedgerRecord.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UsageError(
+            f"{name}: line {number} is not a ledger record ({where}: {first['msg']})",
+            hint="nothing was imported",
+        ) from None
 
 
 def _records_from_jsonl(data: bytes, name: str) -> list[LedgerRecord]:
     import orjson
-    from pydantic import ValidationError
 
     records = []
     for number, line in enumerate(data.split(b"\n"), start=1):
@@ -344,15 +349,7 @@ def _records_from_jsonl(data: bytes, name: str) -> list[LedgerRecord]:
                 f"{name}: line {number} is not a ledger record (an object with ts)",
                 hint="nothing was imported",
             )
-        try:
-            records.append(LedgerRecord.model_validate(obj))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise UsageError(
-                f"{name}: line {number} is not a ledger record ({where}: {first['msg']})",
-                hint="nothing was imported",
-            ) from None
+        records.append(_record(obj, name, number))
     return records
 
 
