@@ -98,19 +98,44 @@ def session_from_path(path: Path) -> str:
     return relative[-2] if len(relative) >= 2 else "unknown"
 
 
-def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[ClaudeEntry], int]:
-    """Entries of the complete lines in `data`, and how many lines were malformed JSON."""
-    entries: list[ClaudeEntry] = []
+def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, ...]], int]:
+    """Entries (`ClaudeEntry` fields, as plain tuples) of the complete lines in `data`, and
+    how many lines were malformed JSON.
+
+    This loop runs once per usage line, so the common shape (a direct assistant line without
+    `usage.iterations`) is checked inline here, with exactly `_direct_fields` and
+    `_usage_counts`'s rules; any other shape takes the general `_entries_of`. `type(x) is T`
+    stands for `isinstance` because JSON parsers build exact `str`/`int`/`dict` values (and
+    `type(x) is int` is how both helpers already exclude `bool`)."""
+    entries: list[tuple[Any, ...]] = []
+    append = entries.append
     malformed = 0
-    for line in data.split(b"\n"):
-        if USAGE_MARKER not in line:
-            continue
+    loads = _loads
+    json_error = _JSONError
+    fromiso = datetime.fromisoformat
+    epoch, millisecond = _EPOCH, _MILLISECOND
+    semver_ok: dict[str, bool] = {}  # a log holds a handful of versions: match each once
+    marker = USAGE_MARKER
+    find, rfind = data.find, data.rfind
+    position = 0
+    while True:
+        # Jump from one usage marker to the next: lines without one (user turns, summaries)
+        # are never copied out of `data`, which is what splitting every line would cost.
+        hit = find(marker, position)
+        if hit < 0:
+            break
+        start = rfind(b"\n", position, hit) + 1 or position
+        end = find(b"\n", hit)
+        if end < 0:
+            end = len(data)
+        line = data[start:end]
+        position = end + 1
         try:
-            obj = _loads(line)
-        except _JSONError:
+            obj = loads(line)
+        except json_error:
             malformed += 1
             continue
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             continue
         if (
             b":null" in line
@@ -118,7 +143,99 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[ClaudeEntry
             and not _only_iteration_model_nulls(line, obj)
         ):
             continue
-        entries.extend(_entries_of(obj, path_session))
+        get = obj.get
+        timestamp = get("timestamp")
+        message: Any = get("message")
+        usage = message.get("usage") if type(message) is dict else None
+        session_id = get("sessionId")
+        request_id = get("requestId")
+        sidechain = get("isSidechain")
+        cost = get("costUSD")
+        version = get("version")
+        if not (
+            type(timestamp) is str
+            and type(usage) is dict
+            and "iterations" not in usage
+            and (session_id is None or type(session_id) is str)
+            and (request_id is None or type(request_id) is str)
+            and (version is None or type(version) is str)
+            and (sidechain is None or type(sidechain) is bool)
+            and (cost is None or type(cost) is float or type(cost) is int)
+        ):
+            # Another shape (agent progress, advisor iterations, or not usage at all).
+            entries.extend(_entries_of(obj, path_session))
+            continue
+        # From here on `_entries_of` would take these direct fields: a failed check drops
+        # the line, as it would there.
+        try:
+            parsed = fromiso(timestamp)
+        except ValueError:
+            continue
+        if parsed.tzinfo is None or "T" not in timestamp.upper():  # as `_parse_ts_ms`
+            continue
+        usage_get = usage.get
+        inp = usage_get("input_tokens")
+        out = usage_get("output_tokens")
+        read = usage_get("cache_read_input_tokens", 0)
+        write = usage_get("cache_creation_input_tokens", 0)
+        if not (
+            type(inp) is int
+            and type(out) is int
+            and type(read) is int
+            and type(write) is int
+            and inp >= 0
+            and out >= 0
+            and read >= 0
+            and write >= 0
+        ):
+            continue
+        speed = usage_get("speed")
+        if speed is not None and speed != "standard" and speed != "fast":
+            continue
+        buckets = usage_get("cache_creation")
+        write_1h = 0
+        if buckets is not None:
+            if type(buckets) is not dict:
+                continue
+            five = buckets.get("ephemeral_5m_input_tokens", 0)
+            hour = buckets.get("ephemeral_1h_input_tokens", 0)
+            if not (type(five) is int and type(hour) is int and five >= 0 and hour >= 0):
+                continue
+            write = five + hour
+            write_1h = hour
+        model = message.get("model")
+        message_id = message.get("id")
+        if not (
+            (model is None or type(model) is str)
+            and (message_id is None or type(message_id) is str)
+        ):
+            continue
+        if version is not None:
+            ok = semver_ok.get(version)
+            if ok is None:
+                ok = semver_ok[version] = _SEMVER_PREFIX_RE.match(version) is not None
+            if not ok:
+                continue
+        if session_id == "" or request_id == "" or message_id == "" or model == "":
+            continue
+        if model is not None and speed == "fast":
+            model = f"{model}-fast"
+        append(
+            (
+                (parsed - epoch) // millisecond,
+                session_id if session_id is not None else path_session,
+                message_id,
+                request_id,
+                sidechain is True,
+                model,
+                inp,
+                out,
+                read,
+                write,
+                write_1h,
+                None if cost is None else float(cost),
+            )
+        )
     return entries, malformed
 
 

@@ -1,0 +1,129 @@
+"""The inlined per-line checks of `parse_claude_bytes` agree with the general `_entries_of`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiswitch.tokens.sources import claude
+
+BASE: dict[str, Any] = {
+    "type": "assistant",
+    "sessionId": "s1",
+    "requestId": "r1",
+    "version": "2.0.37",
+    "isSidechain": False,
+    "timestamp": "2026-03-23T19:32:26.487Z",
+    "message": {
+        "id": "m1",
+        "model": "claude-sonnet-4-20250514",
+        "usage": {
+            "input_tokens": 5,
+            "output_tokens": 7,
+            "cache_read_input_tokens": 11,
+            "cache_creation_input_tokens": 13,
+        },
+    },
+}
+
+
+def _variant(path: str, value: Any) -> dict[str, Any]:
+    obj = json.loads(json.dumps(BASE))
+    target = obj
+    *parents, last = path.split(".")
+    for name in parents:
+        target = target[name]
+    if value is _DROP:
+        target.pop(last, None)
+    else:
+        target[last] = value
+    return obj
+
+
+_DROP = object()
+VARIANTS = [
+    ("timestamp", "2026-03-23 19:32:26Z"),
+    ("timestamp", "2026-03-23T19:32:26"),
+    ("timestamp", "2026-03-23"),
+    ("timestamp", "not a time"),
+    ("timestamp", 5),
+    ("sessionId", ""),
+    ("sessionId", _DROP),
+    ("sessionId", 3),
+    ("requestId", ""),
+    ("requestId", _DROP),
+    ("version", "2.x"),
+    ("version", _DROP),
+    ("version", 2),
+    ("isSidechain", True),
+    ("isSidechain", 1),
+    ("costUSD", 0.5),
+    ("costUSD", 2),
+    ("costUSD", True),
+    ("costUSD", "1"),
+    ("message.id", ""),
+    ("message.id", _DROP),
+    ("message.model", ""),
+    ("message.model", 4),
+    ("message.model", _DROP),
+    ("message.usage.input_tokens", -1),
+    ("message.usage.input_tokens", 1.0),
+    ("message.usage.output_tokens", True),
+    ("message.usage.cache_read_input_tokens", _DROP),
+    ("message.usage.cache_creation_input_tokens", "3"),
+    ("message.usage.speed", "fast"),
+    ("message.usage.speed", "standard"),
+    ("message.usage.speed", "slow"),
+    ("message.usage.cache_creation", {"ephemeral_5m_input_tokens": 2}),
+    ("message.usage.cache_creation", {"ephemeral_1h_input_tokens": -2}),
+    ("message.usage.cache_creation", []),
+    (
+        "message.usage.iterations",
+        [
+            {
+                "type": "advisor_message",
+                "model": "claude-opus-4",
+                "input_tokens": 1,
+                "output_tokens": 2,
+            }
+        ],
+    ),
+    ("message", "text"),
+    ("message.usage", [1]),
+]
+
+
+def _reference(data: bytes, session: str) -> tuple[list[tuple[Any, ...]], int]:
+    """The plain loop: split every line, parse, apply `_entries_of`."""
+    entries: list[tuple[Any, ...]] = []
+    malformed = 0
+    for line in data.split(b"\n"):
+        if claude.USAGE_MARKER not in line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            malformed += 1
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if (
+            b":null" in line
+            and claude._NULL_FIELD_RE.search(line)
+            and not claude._only_iteration_model_nulls(line, obj)
+        ):
+            continue
+        entries.extend(tuple(entry) for entry in claude._entries_of(obj, session))
+    return entries, malformed
+
+
+def test_inline_checks_match_the_general_rules() -> None:
+    lines = [json.dumps(BASE, separators=(",", ":"))]
+    lines += [json.dumps(_variant(path, value), separators=(",", ":")) for path, value in VARIANTS]
+    lines += ['{"usage":{ broken', '["usage":{]', '{"type":"user","message":{"content":"x"}}', ""]
+    data = ("\n".join(lines) + "\n").encode()
+    got, malformed = claude.parse_claude_bytes(data, "path-session")
+    want, want_malformed = _reference(data, "path-session")
+    assert [tuple(entry) for entry in got] == want
+    assert malformed == want_malformed
+    assert len(want) > 10  # the variants exercise both kept and dropped lines
