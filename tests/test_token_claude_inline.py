@@ -28,7 +28,7 @@ BASE: dict[str, Any] = {
 
 
 def _variant(path: str, value: Any) -> dict[str, Any]:
-    obj = json.loads(json.dumps(BASE))
+    obj: dict[str, Any] = json.loads(json.dumps(BASE))
     target = obj
     *parents, last = path.split(".")
     for name in parents:
