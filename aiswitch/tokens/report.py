@@ -377,6 +377,10 @@ class _Slots:
         return found
 
 
+# A price cache miss (None is a cached "no price").
+_MISSING: Any = object()
+
+
 class _Pricer:
     """Price lookups memoised per (preset, model)."""
 
@@ -484,6 +488,12 @@ class Aggregator:
         model_ok = filters.model_ok
         need_time = filters.need_time
         slots = self.slots
+        # The slot and price caches are read inline (a method call per row costs more than
+        # the lookup); a miss goes through `_Slots.get` / `_Pricer.lookup`, which fill them.
+        # A float slot number finds its int key: equal numbers hash alike.
+        slot_cache = slots.cache
+        price_cache = pricer.cache
+        missing = _MISSING
         subscription = self.subscription
         getters = [_getter(name, pricer) for name in by]
         single_time = _TIME_INDEX.get(by[0]) if len(by) == 1 else None
@@ -512,7 +522,9 @@ class Aggregator:
             if models and not model_ok(model):
                 continue
             if need_time:
-                slot = slots.get(row[R_TS])
+                ts = row[R_TS]
+                found_slot = slot_cache.get(ts // TIME_SLOT_SECONDS)
+                slot = slots.get(ts) if found_slot is None else found_slot
                 if since is not None and slot[0] < since:
                     continue
                 if until is not None and slot[0] > until:
@@ -541,7 +553,9 @@ class Aggregator:
             if mode == "reported":
                 acc[8] += 1
                 continue
-            price = pricer.lookup(preset, model)
+            price = price_cache.get((preset, model), missing)
+            if price is missing:
+                price = pricer.lookup(preset, model)
             if price is None:
                 acc[8] += 1
             elif price.linear:

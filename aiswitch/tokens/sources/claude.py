@@ -457,12 +457,16 @@ def dedupe_claude_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any,
         route = (message_id, session)
         if index is None:
             found = routes.get(route)
-            if found is not None:
-                for candidate in [found] if isinstance(found, int) else found:
-                    held = kept[candidate]
-                    if held[E_MESSAGE] == message_id and (entry[E_SIDECHAIN] or held[E_SIDECHAIN]):
-                        index = candidate
-                        break
+            if found is None:
+                # The common case, a message met for the first time: `add_route` inlined.
+                exact[key] = routes[route] = len(kept)
+                kept.append(entry)
+                continue
+            for candidate in [found] if isinstance(found, int) else found:
+                held = kept[candidate]
+                if held[E_MESSAGE] == message_id and (entry[E_SIDECHAIN] or held[E_SIDECHAIN]):
+                    index = candidate
+                    break
         if index is None:
             exact[key] = len(kept)
             add_route(route, len(kept))
