@@ -417,3 +417,12 @@ def test_a_parallel_cold_read_equals_a_sequential_one_with_duplicates_across_ran
     rows, _ = parse_ledger_bytes(home.ledger.read_bytes())
     via = report_for_source("aiswitch", home, options, env={}, use_cache=False)
     assert via.totals == build_report(rows, options).totals
+
+
+def test_a_piped_table_keeps_every_column_whole(env: dict[str, str]) -> None:
+    run = run_cli("run", "--parallel", "mock,mock@slow", "x", "--json", env=env)
+    assert run.code == 0, run.stderr
+    out = run_cli("tokens", "report", "--by", "day,agent,preset,model", env=env)
+    assert out.code == 0, out.stderr
+    assert "mock-slow" in out.stdout  # not cut to "mo…" on an assumed 80 columns
+    assert "Cache rd" in out.stdout and "…" not in out.stdout

@@ -114,11 +114,18 @@ def _money(value: float | None, unpriced: int, api_equivalent: float) -> str:
     return text
 
 
+# Wide enough for every column of `--by day,agent,preset,model` with full values.
+PIPED_TABLE_WIDTH = 240
+
+
 def _print_table(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        # Piped or redirected: no terminal to fit, so never cut a column to a guessed 80.
+        console = Console(width=PIPED_TABLE_WIDTH)
     if not report.rows:
         console.print("No usage recorded for this selection.", highlight=False)
         return
