@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from aiswitch.tokens.inputs import claude_files as claude_files  # re-exported
 from aiswitch.tokens.inputs import claude_roots as claude_roots  # re-exported
@@ -320,17 +320,29 @@ _Fields = tuple[str, dict[str, Any], str | None, str | None, bool, float | None,
 
 
 def _direct_fields(obj: dict[str, Any]) -> _Fields | None:
-    timestamp = obj.get("timestamp")
-    message = obj.get("message")
+    return _message_fields(obj, obj.get("sessionId"), obj.get("version"))
+
+
+def _progress_fields(obj: dict[str, Any]) -> _Fields | None:
+    """A progress line carries the assistant record inside `data.message`; its session id
+    is the outer line's, and it has no version of its own."""
+    data = obj.get("data")
+    inner = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        return None
+    return _message_fields(inner, obj.get("sessionId"), None)
+
+
+def _message_fields(record: dict[str, Any], session_id: object, version: object) -> _Fields | None:
+    timestamp = record.get("timestamp")
+    message = record.get("message")
     if not isinstance(timestamp, str) or not isinstance(message, dict):
         return None
     if not isinstance(message.get("usage"), dict):
         return None
-    session_id = obj.get("sessionId")
-    request_id = obj.get("requestId")
-    sidechain = obj.get("isSidechain")
-    cost = obj.get("costUSD")
-    version = obj.get("version")
+    request_id = record.get("requestId")
+    sidechain = record.get("isSidechain")
+    cost = record.get("costUSD")
     if not (
         _opt_str(session_id)
         and _opt_str(request_id)
@@ -339,32 +351,9 @@ def _direct_fields(obj: dict[str, Any]) -> _Fields | None:
         and _opt_number(cost)
     ):
         return None
-    return timestamp, message, session_id, request_id, sidechain is True, _num(cost), version
-
-
-def _progress_fields(obj: dict[str, Any]) -> _Fields | None:
-    data = obj.get("data")
-    inner = data.get("message") if isinstance(data, dict) else None
-    if not isinstance(inner, dict):
-        return None
-    timestamp = inner.get("timestamp")
-    message = inner.get("message")
-    if not isinstance(timestamp, str) or not isinstance(message, dict):
-        return None
-    if not isinstance(message.get("usage"), dict):
-        return None
-    session_id = obj.get("sessionId")
-    request_id = inner.get("requestId")
-    sidechain = inner.get("isSidechain")
-    cost = inner.get("costUSD")
-    if not (
-        _opt_str(session_id)
-        and _opt_str(request_id)
-        and (sidechain is None or isinstance(sidechain, bool))
-        and _opt_number(cost)
-    ):
-        return None
-    return timestamp, message, session_id, request_id, sidechain is True, _num(cost), None
+    # The checks above made each of these a str or None.
+    text = cast("str | None", session_id), cast("str | None", request_id)
+    return timestamp, message, *text, sidechain is True, _num(cost), cast("str | None", version)
 
 
 def _opt_str(value: object) -> bool:
