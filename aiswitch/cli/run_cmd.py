@@ -123,7 +123,6 @@ async def _run(request: Any, as_json: bool) -> int:
 
     from aiswitch import logs
     from aiswitch.home import Home
-    from aiswitch.presets.resolve import run_resolver
     from aiswitch.tokens.quotas import make_quota_check
 
     home = Home.current().ensure()
@@ -131,7 +130,6 @@ async def _run(request: Any, as_json: bool) -> int:
     coordinator = Coordinator(
         home,
         on_event=on_event,
-        resolve_preset=run_resolver(home),
         check_quota=make_quota_check(home),
     )
     slots = coordinator.plan(request)
@@ -143,9 +141,9 @@ async def _run(request: Any, as_json: bool) -> int:
         if interactive:
             live = LiveView(err, [s.result for s in slots])
             with live:
-                run = await coordinator.run(request)
+                run = await coordinator.run(request, slots)
         else:
-            run = await coordinator.run(request)
+            run = await coordinator.run(request, slots)
     except asyncio.CancelledError:
         recorded = coordinator.run_result
         if recorded is None:

@@ -65,19 +65,6 @@ class PresetResolver(Protocol):
     def __call__(self, spec: AgentSpec, agent: AgentDef) -> ResolvedPreset: ...
 
 
-def builtin_resolver(spec: AgentSpec, agent: AgentDef) -> ResolvedPreset:
-    """Only the spec's `@PRESET`, from the built-in presets (the library's default)."""
-    if spec.preset is None:
-        return ResolvedPreset(None)
-    from aiswitch.errors import PresetError
-    from aiswitch.presets.builtin import builtin_presets
-
-    preset = builtin_presets().get(spec.preset)
-    if preset is None:
-        raise PresetError(f"unknown preset {spec.preset!r}")
-    return ResolvedPreset(preset.name, dict(preset.variables), tuple(preset.unset))
-
-
 QuotaCheck = Callable[[str, str | None], None]
 
 
@@ -104,7 +91,9 @@ class RunEvent:
 
 
 @dataclass
-class _Slot:
+class Planned:
+    """One agent of a run, checked and ready to start (from `plan`)."""
+
     spec: AgentSpec
     agent: AgentDef
     preset: ResolvedPreset
@@ -118,7 +107,7 @@ class Coordinator:
         home: Home | None = None,
         *,
         registry: AgentRegistry | None = None,
-        resolve_preset: PresetResolver = builtin_resolver,
+        resolve_preset: PresetResolver | None = None,
         parent_env: Mapping[str, str] | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
         check_quota: QuotaCheck | None = None,
@@ -126,20 +115,25 @@ class Coordinator:
         self.home = home or Home.current()
         self.store = StateStore(self.home)
         self.registry = registry or AgentRegistry.load(self.home)
-        self.resolve_preset = resolve_preset
         self.parent_env = dict(os.environ if parent_env is None else parent_env)
+        if resolve_preset is None:
+            # The preset store's resolution order (spec, shell, agent default, global).
+            from aiswitch.presets.resolve import run_resolver
+
+            resolve_preset = run_resolver(self.home, self.parent_env)
+        self.resolve_preset = resolve_preset
         self.on_event = on_event
         self.check_quota = check_quota
         self.runs = RunStore(self.store)
         self.table = ProcessTable(self.store)
         self.run_result: RunResult | None = None
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, Planned] = {}
         self._budget_hit = asyncio.Event()
         self._request: RunRequest | None = None
 
     # -- planning -----------------------------------------------------------------
 
-    def plan(self, request: RunRequest) -> list[_Slot]:
+    def plan(self, request: RunRequest) -> list[Planned]:
         """Check everything that can be checked before a process starts."""
         if not request.prompt.strip():
             raise UsageError(
@@ -167,13 +161,15 @@ class Coordinator:
             result = AgentResult(
                 agent=spec.name, agent_id=agent_id, preset=preset.name, task_id=agent_id
             )
-            slots.append(_Slot(spec, agent, preset, result))
+            slots.append(Planned(spec, agent, preset, result))
         return slots
 
     # -- running ------------------------------------------------------------------
 
-    async def run(self, request: RunRequest) -> RunResult:
-        slots = self.plan(request)
+    async def run(self, request: RunRequest, planned: list[Planned] | None = None) -> RunResult:
+        """Run `request`; `planned` is `plan(request)`'s result when the caller needed it
+        first (to show the agents), so nothing is resolved twice."""
+        slots = self.plan(request) if planned is None else planned
         self._request = request
         run = RunResult(
             run_id=new_run_id(),
@@ -222,7 +218,7 @@ class Coordinator:
     async def _sequential(
         self,
         run: RunResult,
-        slots: list[_Slot],
+        slots: list[Planned],
         ledger: LedgerWriter,
         procs: dict[str, AgentProcess],
     ) -> None:
@@ -246,7 +242,7 @@ class Coordinator:
             if slot.result.status == "ok":
                 previous = slot.result
 
-    def _child_env(self, run: RunResult, slot: _Slot) -> dict[str, str]:
+    def _child_env(self, run: RunResult, slot: Planned) -> dict[str, str]:
         return build_child_env(
             ChildEnvRequest(
                 parent=self.parent_env,
@@ -264,7 +260,7 @@ class Coordinator:
     async def _run_slot(
         self,
         run: RunResult,
-        slot: _Slot,
+        slot: Planned,
         prompt: str,
         ledger: LedgerWriter,
         procs: dict[str, AgentProcess],
@@ -337,7 +333,7 @@ class Coordinator:
         if stops:
             await asyncio.gather(*stops)
 
-    async def _assign(self, proc: AgentProcess, slot: _Slot, prompt: str) -> None:
+    async def _assign(self, proc: AgentProcess, slot: Planned, prompt: str) -> None:
         assert self._request is not None
         request = self._request
         result = slot.result
@@ -480,7 +476,7 @@ class Coordinator:
         if over_tokens or over_usd:
             self._budget_hit.set()
 
-    def _status(self, slot: _Slot, status: Any) -> None:
+    def _status(self, slot: Planned, status: Any) -> None:
         slot.result.status = status
         self._emit(RunEvent("status", slot.result))
 
