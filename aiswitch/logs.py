@@ -13,9 +13,9 @@ from logging.handlers import RotatingFileHandler
 
 from aiswitch.home import SECRET_FILE_MODE, Home
 
-# Same bounds as the agents' logs: a few files of a few MiB.
-MAX_LOG_BYTES = 5 * 1024 * 1024
-KEEP_ROTATED = 3
+# The same bounds as the agents' logs: a few files of a few MiB.
+from aiswitch.supervisor.logs import KEEP_ROTATED, MAX_LOG_BYTES
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
