@@ -230,21 +230,25 @@ class Sandbox:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def leftover_processes(self) -> list[str]:
-        """Processes started for this sandbox (they carry its AISWITCH_HOME) still alive."""
-        deadline = time.monotonic() + REAP_WAIT_S
-        while True:
-            alive = []
-            for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-                try:
-                    if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                        continue
-                    if proc.environ().get("AISWITCH_HOME") == str(self.ais):
-                        alive.append(f"{proc.pid}: {' '.join(proc.info['cmdline'] or [])}")
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        """Processes started for this sandbox (they carry its AISWITCH_HOME) still alive:
+        those found are waited on (up to REAP_WAIT_S), then the table is read once more."""
+        psutil.wait_procs(self._sandbox_processes(), timeout=REAP_WAIT_S)
+        return [
+            f"{proc.pid}: {' '.join(proc.info['cmdline'] or [])}"
+            for proc in self._sandbox_processes()
+        ]
+
+    def _sandbox_processes(self) -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE:
                     continue
-            if not alive or time.monotonic() > deadline:
-                return alive
-            time.sleep(0.1)
+                if proc.environ().get("AISWITCH_HOME") == str(self.ais):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
 
 
 @pytest.fixture(scope="module", autouse=True)
