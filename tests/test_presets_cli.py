@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.cli import Completed, run_cli
+from support.cli import Completed, assert_one_error_line, run_cli
 
 from aiswitch.home import Home
 
@@ -22,19 +22,6 @@ TOKEN = "tok-" + "a1B2c3D4" * 5
 def ok(out: Completed) -> Completed:
     assert out.code == 0, out.stderr
     return out
-
-
-def assert_clean_error(out: Completed, *fragments: str, code: int | None = None) -> None:
-    """One `aiswitch: error:` line on stderr, nothing on stdout, a non-zero exit."""
-    assert out.code != 0
-    if code is not None:
-        assert out.code == code, out.stderr
-    assert out.stdout == ""
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("aiswitch: error: "), out.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def store_text(home: Home) -> str:
@@ -78,8 +65,8 @@ def test_set_and_unset_change_variables_and_fields(env: dict[str, str], home: Ho
     doc = ok(run_cli("preset", "show", "p", "--json", env=env)).json()
     assert doc["variables"] == {"B": "3", "C": "4"}
     assert doc["model"] == "m1"
-    assert_clean_error(run_cli("preset", "unset", "p", "NOPE", env=env), "does not set NOPE")
-    assert_clean_error(run_cli("preset", "set", "p", env=env), "nothing to set")
+    assert_one_error_line(run_cli("preset", "unset", "p", "NOPE", env=env), "does not set NOPE")
+    assert_one_error_line(run_cli("preset", "set", "p", env=env), "nothing to set")
 
 
 def test_list_shows_built_ins_and_user_presets_and_marks_current_and_default(
@@ -153,8 +140,8 @@ def test_a_preset_applied_in_this_shell_or_a_default_cannot_be_removed(
     ok(run_cli("preset", "default", "dflt", "--agent", "mock", env=env))
     before = store_text(home)
     out = run_cli("preset", "remove", "cur", env={**env, "AISWITCH_PRESET": "cur"})
-    assert_clean_error(out, "applied in this shell", code=3)
-    assert_clean_error(run_cli("preset", "remove", "dflt", env=env), "default (agent mock)")
+    assert_one_error_line(out, "applied in this shell", code=3)
+    assert_one_error_line(run_cli("preset", "remove", "dflt", env=env), "default (agent mock)")
     assert store_text(home) == before
     ok(run_cli("preset", "default", "--unset", "--agent", "mock", env=env))
     ok(run_cli("preset", "remove", "dflt", env=env))
@@ -174,8 +161,10 @@ def test_default_sets_shows_and_unsets_and_rename_carries_it(env: dict[str, str]
     ok(run_cli("preset", "default", "--unset", env=env))
     assert ok(run_cli("preset", "default", "--json", env=env)).json()["global"] is None
     out = run_cli("preset", "default", "m", "--agent", "claude", env=env)
-    assert_clean_error(out, "meant for agent 'mock'")
-    assert_clean_error(run_cli("preset", "default", "g2", "--agent", "nosuch", env=env), "nosuch")
+    assert_one_error_line(out, "meant for agent 'mock'")
+    assert_one_error_line(
+        run_cli("preset", "default", "g2", "--agent", "nosuch", env=env), "nosuch"
+    )
 
 
 # --- validate, export, import, current --------------------------------------------------------
@@ -211,7 +200,7 @@ def test_export_redacts_secrets_and_import_refuses_redacted_values(
     redacted = tmp_path / "redacted.yaml"
     redacted.write_text(exported)
     other = {**env, "AISWITCH_HOME": str(tmp_path / "other-home")}
-    assert_clean_error(run_cli("preset", "import", str(redacted), env=other), "redacted")
+    assert_one_error_line(run_cli("preset", "import", str(redacted), env=other), "redacted")
     full = ok(run_cli("preset", "export", "p", "--include-secrets", "--json", env=env)).stdout
     assert OPENAI_KEY in full
     complete = tmp_path / "full.json"
@@ -222,7 +211,7 @@ def test_export_redacts_secrets_and_import_refuses_redacted_values(
     ok(run_cli("preset", "import", str(complete), env=other))
     shown = ok(run_cli("preset", "show", "p", "--reveal", "--json", env=other)).json()
     assert shown["variables"]["OPENAI_API_KEY"] == OPENAI_KEY
-    assert_clean_error(run_cli("preset", "import", str(complete), env=other), "already exist")
+    assert_one_error_line(run_cli("preset", "import", str(complete), env=other), "already exist")
     ok(run_cli("preset", "import", str(complete), "--replace", env=other))
 
 
@@ -295,7 +284,7 @@ def test_use_with_no_name_applies_the_directorys_preset(
     assert "export AISWITCH_PRESET='fast';" in out.stdout
     bare = tmp_path.parent / "no-project-here"
     bare.mkdir()
-    assert_clean_error(run_cli("preset", "use", env=env, cwd=bare), ".aiswitch.yaml")
+    assert_one_error_line(run_cli("preset", "use", env=env, cwd=bare), ".aiswitch.yaml")
 
 
 def test_use_unsets_the_previous_presets_variables(env: dict[str, str]) -> None:
@@ -355,7 +344,7 @@ def test_env_works_for_agents_whose_cli_is_not_installed(env: dict[str, str]) ->
                      env={**env, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}))  # fmt: skip
     assert out.json()["env"]["ANTHROPIC_API_KEY"] == "sk-ant-****"
     wrong = run_cli("preset", "env", "c", "--agent", "codex", env=env)
-    assert_clean_error(wrong, "meant for agent 'claude'")
+    assert_one_error_line(wrong, "meant for agent 'claude'")
 
 
 def test_env_without_a_name_resolves_like_a_run(env: dict[str, str]) -> None:
@@ -374,7 +363,7 @@ def test_shell_init_prints_the_wrapper_for_the_named_shell(env: dict[str, str]) 
     out = ok(run_cli("shell-init", "fish", env=env))
     assert "function aiswitch" in out.stdout and "AISWITCH_SHELL_WRAPPER=fish" in out.stdout
     assert ok(run_cli("shell-init", "bash", env=env)).stdout.startswith("# aiswitch")
-    assert_clean_error(run_cli("shell-init", "tcsh", env=env), "unknown shell")
+    assert_one_error_line(run_cli("shell-init", "tcsh", env=env), "unknown shell")
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -411,13 +400,13 @@ def test_bad_input_is_one_clean_error_line_and_changes_nothing(
     out = run_cli(*args, env=env)
     assert out.code != 0 and out.stdout == ""
     if fragment:
-        assert_clean_error(out, fragment)
+        assert_one_error_line(out, fragment)
     assert store_text(home) == before
 
 
 def test_a_malformed_argument_is_not_echoed_when_it_looks_like_a_key(env: dict[str, str]) -> None:
     out = run_cli("preset", "add", "p", ANTHROPIC_KEY, env=env)
-    assert_clean_error(out, "is not KEY=VALUE")
+    assert_one_error_line(out, "is not KEY=VALUE")
     assert ANTHROPIC_KEY not in out.stderr
 
 
@@ -425,10 +414,10 @@ def test_an_unresolved_reference_fails_use_with_nothing_on_stdout(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     ok(run_cli("preset", "add", "p", "A=${env:NOT_SET_ANYWHERE}", env=env))
-    assert_clean_error(run_cli("preset", "use", "p", "--shell", "bash", env=env),
+    assert_one_error_line(run_cli("preset", "use", "p", "--shell", "bash", env=env),
                        "${env:NOT_SET_ANYWHERE}", code=3)  # fmt: skip
     ok(run_cli("preset", "add", "f", f"A=${{file:{tmp_path / 'nope'}}}", env=env))
-    assert_clean_error(run_cli("preset", "use", "f", env=env), "does not exist")
+    assert_one_error_line(run_cli("preset", "use", "f", env=env), "does not exist")
 
 
 def test_invalid_yaml_in_the_store_is_one_error_naming_file_and_line(
@@ -440,6 +429,6 @@ def test_invalid_yaml_in_the_store_is_one_error_naming_file_and_line(
     before = path.read_bytes()
     for args in (["preset", "list"], ["preset", "add", "n", "A=1"], ["preset", "use", "fast"]):
         out = run_cli(*args, env=env)
-        assert_clean_error(out, str(path), "line ", code=3)
+        assert_one_error_line(out, str(path), "line ", code=3)
     assert path.read_bytes() == before
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(os.stat(path).st_mode)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from support.cli import Completed, run_cli
+from support.cli import assert_one_error_line, run_cli
 
 from aiswitch.errors import QuotaExceededError
 from aiswitch.home import Home
@@ -26,14 +26,6 @@ def spend(home: Home, agent: str, tokens: int, *, preset: str | None = None) -> 
     )
     with home.ledger.open("ab") as out:
         out.write(ledger_line(record) + b"\n")
-
-
-def one_error_line(done: Completed, code: int, *fragments: str) -> None:
-    assert done.code == code, (done.code, done.stdout, done.stderr)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_set_merges_limits_show_lists_them_with_usage_and_clear_removes_them(
@@ -65,7 +57,9 @@ def test_clear_all_removes_every_quota(home: Home, env: dict[str, str]) -> None:
     run_cli("tokens", "quota", "set", "--agent", "mock", "--daily-usd", "1", env=env)
     done = run_cli("tokens", "quota", "clear", "--all", env=env)
     assert done.code == 0 and "cleared 1" in done.stdout
-    one_error_line(run_cli("tokens", "quota", "clear", "--agent", "mock", env=env), 2, "no quota")
+    assert_one_error_line(
+        run_cli("tokens", "quota", "clear", "--agent", "mock", env=env), "no quota", code=2
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +76,7 @@ def test_clear_all_removes_every_quota(home: Home, env: dict[str, str]) -> None:
 def test_bad_quota_settings_are_one_line_errors_and_change_nothing(
     home: Home, env: dict[str, str], args: tuple[str, ...], code: int, fragment: str
 ) -> None:
-    one_error_line(run_cli("tokens", "quota", "set", *args, env=env), code, fragment)
+    assert_one_error_line(run_cli("tokens", "quota", "set", *args, env=env), fragment, code=code)
     assert not (home.config / "quotas.yaml").exists()
 
 
@@ -120,11 +114,9 @@ def test_a_preset_quota_counts_that_presets_usage_in_usd(home: Home, env: dict[s
 def test_a_broken_quotas_file_is_a_config_error(home: Home, env: dict[str, str]) -> None:
     home.config.mkdir(parents=True, exist_ok=True)
     (home.config / "quotas.yaml").write_text("agents:\n  mock: {daily_tokens: lots}\n")
-    one_error_line(run_cli("tokens", "quota", "show", env=env), 3, "daily_tokens")
+    assert_one_error_line(run_cli("tokens", "quota", "show", env=env), "daily_tokens", code=3)
 
 
-# QUOTA WIRING: this test needs `aiswitch run` to pass `make_quota_check(home)` as the
-# coordinator's `check_quota` (aiswitch/cli/run_cmd.py does).
 def test_run_refuses_the_next_task_once_a_run_spent_past_the_daily_token_quota(
     home: Home, env: dict[str, str]
 ) -> None:
@@ -134,4 +126,4 @@ def test_run_refuses_the_next_task_once_a_run_spent_past_the_daily_token_quota(
     first = run_cli("run", "--agent", "mock", "spend it", "--json", env=spender)
     assert first.code == 0, first.stderr
     second = run_cli("run", "--agent", "mock", "one more", env=spender)
-    one_error_line(second, 6, "daily token quota", "mock")
+    assert_one_error_line(second, "daily token quota", "mock", code=6)

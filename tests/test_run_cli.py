@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli import aiswitch_bin, run_cli
+from support.cli import aiswitch_bin, assert_one_error_line, run_cli
 
 from aiswitch.home import Home
 from aiswitch.tokens.records import LedgerRecord
@@ -32,15 +32,6 @@ def ledger_lines(home: Home) -> list[dict[str, Any]]:
         for line in home.ledger.read_text().splitlines()
         if line
     ]
-
-
-def assert_one_clean_error_line(stderr: str, *fragments: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("aiswitch: error: ")
-    assert "Traceback" not in stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_a_parallel_run_prints_one_json_document_with_every_field(
@@ -173,7 +164,7 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(
     out = run_cli(*args, env=env)
     assert out.code == code, out.stderr
     assert out.stdout == ""
-    assert_one_clean_error_line(out.stderr, *fragments)
+    assert_one_error_line(out, *fragments)
     assert ledger_lines(home) == []
 
 
@@ -186,7 +177,7 @@ def test_an_invalid_agents_yaml_is_named_with_its_line_and_left_untouched(
     config.write_text(text)
     out = run_cli("run", "--agent", "mock", "x", env=env)
     assert out.code == 3
-    assert_one_clean_error_line(out.stderr, str(config), "line 4")
+    assert_one_error_line(out, str(config), "line 4")
     assert config.read_text() == text
 
 
@@ -195,7 +186,7 @@ def test_an_agents_yaml_with_a_wrong_field_is_refused(env: dict[str, str], home:
     (home.config / "agents.yaml").write_text("agents:\n  mock:\n    max_concurrency: lots\n")
     out = run_cli("run", "--agent", "mock", "x", env=env)
     assert out.code == 3
-    assert_one_clean_error_line(out.stderr, "agents.mock.max_concurrency")
+    assert_one_error_line(out, "agents.mock.max_concurrency")
 
 
 def test_agents_yaml_adds_an_agent_and_overrides_a_builtin(env: dict[str, str], home: Home) -> None:
@@ -221,7 +212,7 @@ def test_an_agent_whose_program_is_missing_is_refused_before_anything_starts(
     (home.config / "agents.yaml").write_text("agents:\n  ghost:\n    command: [/no/such/bin]\n")
     out = run_cli("run", "--parallel", "mock,ghost", "x", env=env)
     assert out.code == 5
-    assert_one_clean_error_line(out.stderr, "/no/such/bin")
+    assert_one_error_line(out, "/no/such/bin")
     assert not (home.state / "tasks.json").exists()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli import Completed, run_cli
+from support.cli import assert_one_error_line, run_cli
 
 from aiswitch.home import Home
 from aiswitch.tokens.ledger import ledger_line
@@ -72,15 +72,6 @@ def report(env: dict[str, str], *args: str) -> dict[str, Any]:
     assert done.code == 0, done.stderr
     data: dict[str, Any] = done.json()
     return data
-
-
-def one_error_line(done: Completed, code: int, *fragments: str) -> None:
-    assert done.code == code, (done.code, done.stdout, done.stderr)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("aiswitch: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -228,7 +219,7 @@ def test_bad_report_options_are_one_line_errors_with_exit_2(
     home: Home, env: dict[str, str], args: tuple[str, ...], fragment: str
 ) -> None:
     sample(home)
-    one_error_line(run_cli("tokens", "report", *args, env=env), 2, fragment)
+    assert_one_error_line(run_cli("tokens", "report", *args, env=env), fragment, code=2)
 
 
 def test_a_torn_last_line_is_skipped_with_a_warning_and_never_hides_later_lines(
@@ -334,7 +325,7 @@ def test_an_import_file_of_the_wrong_shape_is_one_line_error_and_writes_nothing(
     before = home.ledger.read_bytes()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
-    one_error_line(run_cli("tokens", "import", str(bad), env=env), 2, fragment)
+    assert_one_error_line(run_cli("tokens", "import", str(bad), env=env), fragment, code=2)
     assert home.ledger.read_bytes() == before
 
 
@@ -379,7 +370,9 @@ def test_import_after_prune_skips_records_older_than_the_cutoff(
 def test_prune_with_a_bad_date_is_a_one_line_error(home: Home, env: dict[str, str]) -> None:
     sample(home)
     before = home.ledger.read_bytes()
-    one_error_line(run_cli("tokens", "prune", "--before", "soon", env=env), 2, "--before")
+    assert_one_error_line(
+        run_cli("tokens", "prune", "--before", "soon", env=env), "--before", code=2
+    )
     assert home.ledger.read_bytes() == before
 
 

@@ -64,3 +64,19 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def assert_one_error_line(done: Completed, *fragments: str, code: int | None = None) -> None:
+    """A user error as aiswitch reports one: a non-zero exit (`code`, when given), nothing
+    on stdout, and on stderr exactly one `aiswitch: error:` line, holding every fragment,
+    with no traceback."""
+    assert done.code != 0, (done.code, done.stdout, done.stderr)
+    if code is not None:
+        assert done.code == code, (done.code, done.stdout, done.stderr)
+    assert done.stdout == "", done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("aiswitch: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
