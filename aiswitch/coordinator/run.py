@@ -208,12 +208,12 @@ class Coordinator:
             if self._budget_hit.is_set() and run.status != "cancelled":
                 run.status = "budget_exceeded"
             run.settle()
-            await asyncio.to_thread(self.runs.finished, run)
+            await asyncio.to_thread(self.runs.record, run)
         return run
 
     def _begin(self, run: RunResult) -> None:
         self.table.reap_orphans()
-        self.runs.started(run)
+        self.runs.record(run)
 
     async def _sequential(
         self,

@@ -47,9 +47,6 @@ class ProcessTable:
         self.store = store
         self.path = store.home.state / "agents.json"
 
-    def ensure(self) -> None:
-        self._change(lambda agents: agents)
-
     def add(self, key: str, entry: dict[str, Any]) -> None:
         def change(agents: dict[str, Any]) -> dict[str, Any]:
             agents[key] = entry

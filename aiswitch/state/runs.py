@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiswitch.coordinator.results import RunResult
@@ -30,29 +31,18 @@ class RunStore:
         self.store = store
         self.index_path = store.home.state / "tasks.json"
 
-    def path(self, run_id: str) -> Any:
+    def path(self, run_id: str) -> Path:
         return self.store.home.runs / f"{run_id}.json"
 
     def save(self, run: RunResult) -> None:
+        """Rewrite the run's own file (on every task update)."""
         with self.store.lock(f"run-{run.run_id}"):
             self.store.write_json(self.path(run.run_id), run.json_document())
 
-    def started(self, run: RunResult) -> None:
+    def record(self, run: RunResult) -> None:
+        """Save the run and its index entry (when it starts and when it ends)."""
         self.save(run)
         self._index(run)
-
-    def finished(self, run: RunResult) -> None:
-        self.save(run)
-        self._index(run)
-
-    def load(self, run_id: str) -> RunResult | None:
-        data = self.store.read_json(self.path(run_id), None, strict=True)
-        return None if data is None else RunResult.model_validate(data)
-
-    def index(self) -> list[dict[str, Any]]:
-        data: Any = self.store.read_json(self.index_path, {"runs": []})
-        runs = data.get("runs", []) if isinstance(data, dict) else []
-        return [r for r in runs if isinstance(r, dict)]
 
     def _index(self, run: RunResult) -> None:
         entry = {
