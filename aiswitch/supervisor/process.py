@@ -161,11 +161,15 @@ class AgentProcess:
             )
         if isinstance(exc, RemoteError):
             return f"{self.agent_id} refused to start: {exc.remote_message}"
+        ended = await self._ended("before its handshake")
+        return f"{self.agent_id} {ended} (see {self.log_path})"
+
+    async def _ended(self, when: str) -> str:
+        """How the child's output ended, `when`, with the last line of its log."""
         code = await self.wait_exit(EXIT_AFTER_EOF_S)
         last = _last_line(tail(self.log_path))
-        detail = f": {last}" if last else ""
         how = f"exited with code {code}" if code is not None else "closed its output"
-        return f"{self.agent_id} {how} before its handshake{detail} (see {self.log_path})"
+        return f"{how} {when}" + (f": {last}" if last else "")
 
     def _progress(self, params: Params) -> None:
         if self.on_progress is not None:
@@ -186,11 +190,7 @@ class AgentProcess:
             from aiswitch.rpc.errors import ConnectionClosedError
 
             if isinstance(exc, ConnectionClosedError):
-                code = await self.wait_exit(EXIT_AFTER_EOF_S)
-                last = _last_line(tail(self.log_path))
-                how = f"exited with code {code}" if code is not None else "closed its output"
-                detail = f": {last}" if last else ""
-                message = f"the agent {how} during the task{detail}"
+                message = "the agent " + await self._ended("during the task")
             else:
                 message = str(exc)
             return TaskResult(task_id=params.task_id, status="failed", error=message)
