@@ -65,8 +65,6 @@ class LiveView:
         self.live.__exit__(*exc)
 
     def event(self, kind: str, result: AgentResult, text: str | None) -> None:
-        # Events carry the live result objects; rows follow them by agent id.
-        self.results = [result if r.agent_id == result.agent_id else r for r in self.results]
         now = time.monotonic()
         if result.status == "starting":
             self.started.setdefault(result.agent_id, now)
