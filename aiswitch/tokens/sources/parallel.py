@@ -83,7 +83,7 @@ def _read_range(path: Path, start: int, end: int) -> bytes:
 def _aggregate_range(
     path: Path, start: int, end: int, options: ReportOptions
 ) -> tuple[AggregateState, int]:
-    from aiswitch.tokens.sources import parse_ledger_bytes
+    from aiswitch.tokens.sources.ledger import parse_ledger_bytes
 
     rows, malformed = parse_ledger_bytes(_read_range(path, start, end))
     aggregator = Aggregator(options)
@@ -130,7 +130,7 @@ def aggregate_ledger(
     except OverlappingStates:
         aggregator = Aggregator(options)
         for start, end in ranges:
-            from aiswitch.tokens.sources import parse_ledger_bytes
+            from aiswitch.tokens.sources.ledger import parse_ledger_bytes
 
             rows, _ = parse_ledger_bytes(_read_range(path, start, end))
             aggregator.add(rows)
