@@ -41,6 +41,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+import msgspec
+
 from aiswitch.tokens.inputs import claude_files as claude_files  # re-exported
 from aiswitch.tokens.inputs import claude_roots as claude_roots  # re-exported
 
@@ -98,20 +100,62 @@ def session_from_path(path: Path) -> str:
     return relative[-2] if len(relative) >= 2 else "unknown"
 
 
+class _Buckets(msgspec.Struct):
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    speed: str | None = None
+    cache_creation: _Buckets | None = None
+    iterations: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+class _Message(msgspec.Struct):
+    usage: _Usage
+    id: str | None = None
+    model: str | None = None
+
+
+class _Line(msgspec.Struct):
+    """The common shape of a usage line: a direct assistant record. Every other field of
+    the line is skipped unread (JSON syntax still checked), which is what makes it fast."""
+
+    timestamp: str
+    message: _Message
+    sessionId: str | None = None
+    requestId: str | None = None
+    isSidechain: bool | None = None
+    costUSD: float | None = None
+    version: str | None = None
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+
+
 def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, ...]], int]:
     """Entries (`ClaudeEntry` fields, as plain tuples) of the complete lines in `data`, and
     how many lines were malformed JSON.
 
     This loop runs once per usage line, so the common shape (a direct assistant line without
-    `usage.iterations`) is checked inline here, with exactly `_direct_fields` and
-    `_usage_counts`'s rules; any other shape takes the general `_entries_of`. `type(x) is T`
-    stands for `isinstance` because JSON parsers build exact `str`/`int`/`dict` values (and
-    `type(x) is int` is how both helpers already exclude `bool`)."""
+    `usage.iterations` or a null in a checked field) is decoded by msgspec into `_Line`, whose
+    types are `_direct_fields`' and `_usage_counts`' type rules, and its remaining rules are
+    applied inline here. A line msgspec refuses for any reason (another shape, a wrong type,
+    bad JSON) goes to `_general_entries`, which decides it exactly as before.
+
+    Where msgspec is more lenient than orjson, and only in parts of a line no rule reads
+    (bytes that are not UTF-8, or a number beyond a double's range, inside text or fields
+    skipped unread), the line counts: as ccusage, which reads such lines, counts it."""
     entries: list[tuple[Any, ...]] = []
     append = entries.append
     malformed = 0
-    loads = _loads
-    json_error = _JSONError
+    decode = _decode_line
+    unset = msgspec.UNSET
+    null_field = _NULL_FIELD_RE.search
     fromiso = datetime.fromisoformat
     epoch, millisecond = _EPOCH, _MILLISECOND
     semver_ok: dict[str, bool] = {}  # a log holds a handful of versions: match each once
@@ -130,92 +174,56 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
             end = len(data)
         line = data[start:end]
         position = end + 1
-        try:
-            obj = loads(line)
-        except json_error:
-            malformed += 1
+        if b":null" in line and null_field(line):
+            record = None
+        else:
+            try:
+                record = decode(line)
+            except ValueError:  # msgspec's decode and validation errors, bad UTF-8
+                record = None
+        if record is None or record.message.usage.iterations is not unset:
+            found, bad = _general_entries(line, path_session)
+            entries.extend(found)
+            malformed += bad
             continue
-        if type(obj) is not dict:
-            continue
-        if (
-            b":null" in line
-            and _NULL_FIELD_RE.search(line)
-            and not _only_iteration_model_nulls(line, obj)
-        ):
-            continue
-        get = obj.get
-        timestamp = get("timestamp")
-        message: Any = get("message")
-        usage = message.get("usage") if type(message) is dict else None
-        session_id = get("sessionId")
-        request_id = get("requestId")
-        sidechain = get("isSidechain")
-        cost = get("costUSD")
-        version = get("version")
-        if not (
-            type(timestamp) is str
-            and type(usage) is dict
-            and "iterations" not in usage
-            and (session_id is None or type(session_id) is str)
-            and (request_id is None or type(request_id) is str)
-            and (version is None or type(version) is str)
-            and (sidechain is None or type(sidechain) is bool)
-            and (cost is None or type(cost) is float or type(cost) is int)
-        ):
-            # Another shape (agent progress, advisor iterations, or not usage at all).
-            entries.extend(_entries_of(obj, path_session))
-            continue
-        # From here on `_entries_of` would take these direct fields: a failed check drops
-        # the line, as it would there.
+        timestamp = record.timestamp
         try:
             parsed = fromiso(timestamp)
         except ValueError:
             continue
         if parsed.tzinfo is None or "T" not in timestamp.upper():  # as `_parse_ts_ms`
             continue
-        usage_get = usage.get
-        inp = usage_get("input_tokens")
-        out = usage_get("output_tokens")
-        read = usage_get("cache_read_input_tokens", 0)
-        write = usage_get("cache_creation_input_tokens", 0)
-        if not (
-            type(inp) is int
-            and type(out) is int
-            and type(read) is int
-            and type(write) is int
-            and inp >= 0
-            and out >= 0
-            and read >= 0
-            and write >= 0
-        ):
+        message = record.message
+        usage = message.usage
+        inp = usage.input_tokens
+        out = usage.output_tokens
+        read = usage.cache_read_input_tokens
+        write = usage.cache_creation_input_tokens
+        # Negative, or beyond 64 bits (orjson reads those as floats, which are refused).
+        if (inp | out | read | write) >> 64:
             continue
-        speed = usage_get("speed")
+        speed = usage.speed
         if speed is not None and speed != "standard" and speed != "fast":
             continue
-        buckets = usage_get("cache_creation")
+        buckets = usage.cache_creation
         write_1h = 0
         if buckets is not None:
-            if type(buckets) is not dict:
+            five = buckets.ephemeral_5m_input_tokens
+            write_1h = buckets.ephemeral_1h_input_tokens
+            if (five | write_1h) >> 64:
                 continue
-            five = buckets.get("ephemeral_5m_input_tokens", 0)
-            hour = buckets.get("ephemeral_1h_input_tokens", 0)
-            if not (type(five) is int and type(hour) is int and five >= 0 and hour >= 0):
-                continue
-            write = five + hour
-            write_1h = hour
-        model = message.get("model")
-        message_id = message.get("id")
-        if not (
-            (model is None or type(model) is str)
-            and (message_id is None or type(message_id) is str)
-        ):
-            continue
+            write = five + write_1h
+        version = record.version
         if version is not None:
             ok = semver_ok.get(version)
             if ok is None:
                 ok = semver_ok[version] = _SEMVER_PREFIX_RE.match(version) is not None
             if not ok:
                 continue
+        session_id = record.sessionId
+        request_id = record.requestId
+        message_id = message.id
+        model = message.model
         if session_id == "" or request_id == "" or message_id == "" or model == "":
             continue
         if model is not None and speed == "fast":
@@ -226,17 +234,34 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
                 session_id if session_id is not None else path_session,
                 message_id,
                 request_id,
-                sidechain is True,
+                record.isSidechain is True,
                 model,
                 inp,
                 out,
                 read,
                 write,
                 write_1h,
-                None if cost is None else float(cost),
+                record.costUSD,
             )
         )
     return entries, malformed
+
+
+def _general_entries(line: bytes, path_session: str) -> tuple[list[ClaudeEntry], int]:
+    """Entries of a usage line of any shape, and 1 if it is not JSON (else 0)."""
+    try:
+        obj = _loads(line)
+    except _JSONError:
+        return [], 1
+    if type(obj) is not dict:
+        return [], 0
+    if (
+        b":null" in line
+        and _NULL_FIELD_RE.search(line)
+        and not _only_iteration_model_nulls(line, obj)
+    ):
+        return [], 0
+    return _entries_of(obj, path_session), 0
 
 
 def _only_iteration_model_nulls(line: bytes, obj: dict[str, Any]) -> bool:
