@@ -76,15 +76,26 @@ def generated_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
+def workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Both ways a report reads Claude logs: in this process, or in forked workers (taken
+    for big log sets; forced here)."""
+    from aiswitch.tokens.sources import claude_parallel
+
+    count: int = request.param
+    monkeypatch.setattr(claude_parallel, "workers_for", lambda files: count)
+    return count
+
+
 @pytest.mark.parametrize("timezone", TIMEZONES)
 def test_per_day_and_model_totals_and_costs_equal_ccusage(
-    generated_logs: Path, tmp_path: Path, timezone: str
+    generated_logs: Path, tmp_path: Path, timezone: str, workers: int
 ) -> None:
     _assert_same_as_ccusage(generated_logs, tmp_path, timezone, use_cache=False)
 
 
 def test_a_warm_index_gives_the_same_totals_as_ccusage(
-    generated_logs: Path, tmp_path: Path
+    generated_logs: Path, tmp_path: Path, workers: int
 ) -> None:
     _ours(generated_logs, tmp_path, "Asia/Tokyo", use_cache=True)  # fills the index
     _assert_same_as_ccusage(generated_logs, tmp_path, "Asia/Tokyo", use_cache=True)
@@ -117,7 +128,7 @@ def _line(**fields: Any) -> str:
 
 
 def test_edge_cases_of_duplicates_sidechains_and_bad_fields_count_as_ccusage_counts_them(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
     config = tmp_path / "claude"
     files = {

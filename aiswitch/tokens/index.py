@@ -43,14 +43,7 @@ TAIL_PROBE_BYTES = 4096
 # Finished reports kept; older ones are dropped so the directory stays small.
 MAX_CACHED_REPORTS = 64
 
-# Below this many bytes to parse, starting worker processes costs more than it saves.
-PARALLEL_MIN_BYTES = 16 * 1024 * 1024
-# Worker processes for cold reads: parsing is CPU-bound Python, one process per core helps.
-MAX_WORKERS = 8
-
 Parse = Callable[[bytes], tuple[list[Any], int]]
-# Module-level function (path -> parser), so worker processes can receive it by reference.
-ParseFactory = Callable[[Path], Parse]
 
 
 @dataclass
@@ -184,37 +177,6 @@ class FileIndex:
             return FileRead(items + tail_items, malformed + tail_malformed, True)
         return FileRead(items, malformed, False)
 
-    def read_appendable_many(self, paths: Sequence[Path], factory: ParseFactory) -> list[FileRead]:
-        """`read_appendable` for each path; files not in the index are parsed in parallel."""
-        cold = [path for path in paths if str(path) not in self.entries]
-        cold_bytes = 0
-        for path in cold:
-            with contextlib.suppress(OSError):
-                cold_bytes += path.stat().st_size
-        workers = min(os.cpu_count() or 1, MAX_WORKERS, len(cold))
-        if workers > 1 and cold_bytes >= PARALLEL_MIN_BYTES:
-            self._prime_in_parallel(cold, factory, workers)
-        return [self.read_appendable(path, factory(path)) for path in paths]
-
-    def _prime_in_parallel(self, paths: list[Path], factory: ParseFactory, workers: int) -> None:
-        """Parse whole files in worker processes and file them as if read in order."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return  # without fork, start-up and pickling would eat the gain
-        chunks = [paths[index::workers] for index in range(workers)]
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for packed in pool.map(_parse_fresh_chunk, chunks, [factory] * len(chunks)):
-                # Marshalled by the worker: for tuples of plain values, marshal writes and
-                # reads several times faster than the pool's pickle (measured: 0.2 s of the
-                # cold Claude report).
-                results: list[tuple[str, list[Any]]] = marshal.loads(packed)  # noqa: S302
-                for key, entry in results:
-                    self.entries[key] = entry
-                    self.dirty = True
-
     def read_whole(self, path: Path, parse: Parse) -> FileRead:
         key = str(path)
         self.seen.add(key)
@@ -242,25 +204,6 @@ class FileIndex:
         ]
         self.dirty = True
         return FileRead(items, malformed, False)
-
-
-def _parse_fresh_chunk(paths: list[Path], factory: ParseFactory) -> bytes:
-    """Index entries for whole files (complete lines only), computed in a worker process,
-    as the marshalled list of (path, entry) pairs."""
-    out: list[tuple[str, list[Any]]] = []
-    for path in paths:
-        try:
-            with path.open("rb") as handle:
-                stat = os.fstat(handle.fileno())
-                data = handle.read()
-                end = data.rfind(b"\n") + 1
-                items, malformed = factory(path)(data[:end]) if end else ([], 0)
-                digest = _tail_digest(handle, end)
-        except OSError:
-            continue
-        entry = [stat.st_size, stat.st_mtime_ns, stat.st_ino, end, digest, malformed]
-        out.append((str(path), [*entry, [tuple(item) for item in items]]))
-    return marshal.dumps(out)
 
 
 def fingerprint_files(paths: Iterable[Path]) -> list[list[Any]]:

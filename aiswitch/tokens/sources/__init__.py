@@ -14,6 +14,8 @@ Contract, for the CLI layer:
   ledger too large for the row index (`parallel.PARALLEL_LEDGER_MIN_BYTES`) is parsed and
   aggregated in parallel processes instead (`aiswitch.tokens.sources.parallel`), and its rows
   are not indexed: re-parsing it in parallel is faster than loading a million indexed rows.
+  Claude logs of many files are read, deduplicated and aggregated by forked workers
+  (`aiswitch.tokens.sources.claude_parallel`), through the same per-file index.
 - An unknown source is a `UsageError`.
 
 Rows are report `Row`s (or plain tuples in the same field order, as the index stores them).
@@ -22,9 +24,8 @@ Rows are report `Row`s (or plain tuples in the same field order, as the index st
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ def check_source(source: str) -> str:
     return source
 
 
-def _warn(warnings: list[str], source: str, path: Path, read: FileRead) -> None:
+def warn_malformed(warnings: list[str], source: str, path: Path, read: FileRead) -> None:
+    """Add the one-line warning for the malformed lines of one file read, if any."""
     if read.malformed:
         tail = " (one is an unterminated last line)" if read.incomplete_tail else ""
         warnings.append(f"{source}: skipped {read.malformed} malformed line(s) in {path}{tail}")
@@ -78,14 +80,9 @@ def load_ledger(home: Home, *, use_index: bool = True) -> Loaded:
     if path.exists():
         read = index.read_appendable(path, parse_ledger_bytes)
         loaded.rows = read.items
-        _warn(loaded.warnings, "aiswitch", path, read)
+        warn_malformed(loaded.warnings, "aiswitch", path, read)
     index.save()
     return loaded
-
-
-def _claude_parser(path: Path) -> Callable[[bytes], tuple[list[Any], int]]:
-    session = claude.session_from_path(path)
-    return partial(claude.parse_claude_bytes, path_session=session)
 
 
 def load_claude(
@@ -95,10 +92,10 @@ def load_claude(
     index = _index(home, "claude", use_index)
     entries: list[tuple[Any, ...]] = []
     warnings: list[str] = []
-    reads = index.read_appendable_many(files, _claude_parser)
-    for path, read in zip(files, reads, strict=True):
+    for path in files:
+        read = index.read_appendable(path, claude.parser_for(path))
         entries.extend(read.items)
-        _warn(warnings, "claude", path, read)
+        warn_malformed(warnings, "claude", path, read)
     index.save()
     rows = claude.rows_from_entries(claude.dedupe_claude_entries(entries))
     return Loaded(rows=rows, files=files, warnings=warnings)
@@ -119,7 +116,7 @@ def load_codex(
 
         read = index.read_whole(path, parse)
         loaded.rows.extend(read.items)
-        _warn(loaded.warnings, "codex", path, read)
+        warn_malformed(loaded.warnings, "codex", path, read)
     index.save()
     return loaded
 
@@ -137,7 +134,7 @@ def load_gemini(
 
         read = index.read_whole(path, parse)
         loaded.rows.extend(read.items)
-        _warn(loaded.warnings, "gemini", path, read)
+        warn_malformed(loaded.warnings, "gemini", path, read)
     index.save()
     return loaded
 
@@ -213,7 +210,11 @@ def report_for_source(
     cached = cache.get(key)
     if cached is not None:
         return Report.from_dict(cached)
-    report = _ledger_report_in_parallel(home, options) if source == "aiswitch" else None
+    report = None
+    if source == "aiswitch":
+        report = _ledger_report_in_parallel(home, options)
+    elif source == "claude":
+        report = _claude_report_in_parallel(home if use_cache else None, options, env)
     if report is None:
         rollup: list[tuple[Any, ...]] = []
         warnings: list[str] = []
@@ -248,7 +249,26 @@ def _ledger_report_in_parallel(home: Home, options: ReportOptions) -> Report | N
     except OSError:
         return None
     aggregator.add_rollup(rollup)
-    _warn(warnings, "aiswitch", path, FileRead([], malformed, torn))
+    warn_malformed(warnings, "aiswitch", path, FileRead([], malformed, torn))
+    return aggregator.finish(warnings)
+
+
+def _claude_report_in_parallel(
+    home: Home | None, options: ReportOptions, env: Mapping[str, str] | None
+) -> Report | None:
+    """The Claude logs' report from parallel workers, or None when there are too few."""
+    from aiswitch.tokens.sources import claude_parallel
+
+    files = claude.claude_files(claude.claude_roots(env))
+    workers = claude_parallel.workers_for(files)
+    if workers < 2:
+        return None
+    index = _index(home, "claude", home is not None)
+    done = claude_parallel.aggregate_claude(files, index, options, workers)
+    if done is None:
+        return None
+    index.save()
+    aggregator, warnings = done
     return aggregator.finish(warnings)
 
 

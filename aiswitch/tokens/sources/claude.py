@@ -36,8 +36,9 @@ The rules, as ccusage 20.0.24 applies them (checked against it by tests/test_ccu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -135,6 +136,11 @@ class _Line(msgspec.Struct):
 
 
 _decode_line = msgspec.json.Decoder(_Line).decode
+
+
+def parser_for(path: Path) -> Callable[[bytes], tuple[list[tuple[Any, ...]], int]]:
+    """`parse_claude_bytes` for the lines of the file at `path`."""
+    return partial(parse_claude_bytes, path_session=session_from_path(path))
 
 
 def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, ...]], int]:

@@ -1,0 +1,228 @@
+"""A Claude-log report over many files, from forked workers that each read, dedupe and
+aggregate a share of the files.
+
+Contract:
+
+- `aggregate_claude(files, index, options, workers)` returns `(aggregator, warnings)`: the
+  same sums and warnings as `load_claude` + `build_report` over the same files (ccusage's
+  duplicate rules, then the report's own), or None when it cannot run here (no `fork`, a
+  worker failed), and the caller takes the one-process path. Costs may differ from the
+  one-process path in the last bits of a float, as they are summed in another order.
+- `workers_for(files, index)` says how many processes to use (1: do not fork).
+- Files are split into `workers` contiguous shares balanced by size; the parent reads one
+  share itself. Each share is read through the per-file index (a forked copy of the caller's
+  `FileIndex`), so cached files are not parsed again and parsed ones come back as index
+  updates, which the caller saves.
+- Every duplicate rule compares only entries with the same message id, so the entries are
+  split by message id: a worker dedupes and aggregates the ids only its share holds, in file
+  order, and sends back sums. Ids met in more than one share ("contested": a resumed session
+  copied into another file) are sent back as entries tagged with their place in the file
+  order, and the parent dedupes those in that order. Two rounds: the workers first send the
+  hashes of their message ids (forked children share the parent's string hash seed), the
+  parent answers with the contested ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import sys
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiswitch.tokens.index import FileIndex, FileRead
+from aiswitch.tokens.report import AggregateState, Aggregator, ReportOptions
+from aiswitch.tokens.sources import claude
+
+# Below this many bytes of logs, forking and merging cost more than they save.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+# Parsing is CPU-bound: one process per core, up to this many.
+MAX_WORKERS = 8
+# Entries are tuples; the message id is at this position (`ClaudeEntry.message_id`).
+_MESSAGE = claude.E_MESSAGE
+
+
+def workers_for(files: Sequence[Path]) -> int:
+    """How many processes should read `files` (1: no parallelism)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cpus = min(os.cpu_count() or 1, MAX_WORKERS, len(files))
+    if cpus < 2:
+        return 1
+    total = 0
+    for path in files:
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue
+        if total >= PARALLEL_MIN_BYTES:
+            return cpus
+    return 1
+
+
+def split_shares(files: Sequence[Path], parts: int) -> list[list[tuple[int, Path]]]:
+    """`parts` contiguous runs of (position, path), of about equal total size."""
+    sizes = []
+    for path in files:
+        try:
+            sizes.append(path.stat().st_size)
+        except OSError:
+            sizes.append(0)
+    total = sum(sizes) or 1
+    shares: list[list[tuple[int, Path]]] = [[] for _ in range(parts)]
+    running = 0
+    for position, (path, size) in enumerate(zip(files, sizes, strict=True)):
+        # A file goes to the share its middle byte falls in.
+        share = min(parts - 1, (running + size // 2) * parts // total)
+        shares[share].append((position, path))
+        running += size
+    return [share for share in shares if share]
+
+
+class _Share:
+    """One process's part of the work: read its files, then split and aggregate."""
+
+    def __init__(self, files: list[tuple[int, Path]], index: FileIndex, options: ReportOptions):
+        self.files = files
+        self.index = index
+        self.options = options
+        self.per_file: list[tuple[int, list[tuple[Any, ...]]]] = []
+        self.notes: list[tuple[int, int, bool]] = []  # (position, malformed, torn tail)
+        self.updates: dict[str, list[Any]] = {}
+
+    def read(self) -> array[int]:
+        """Round 1: read the share's files; the hashes of the message ids met."""
+        entries_of = self.index.entries
+        ids: set[int] = set()
+        for position, path in self.files:
+            key = str(path)
+            before = entries_of.get(key)
+            read = self.index.read_appendable(path, claude.parser_for(path))
+            after = entries_of.get(key)
+            if after is not None and after is not before:
+                self.updates[key] = after
+            if read.malformed:
+                self.notes.append((position, read.malformed, read.incomplete_tail))
+            items = read.items
+            self.per_file.append((position, items))
+            ids.update([hash(item[_MESSAGE]) for item in items if item[_MESSAGE] is not None])
+        return array("q", ids)
+
+    def finish(self, contested: set[int]) -> tuple[AggregateState, list[tuple[Any, ...]]]:
+        """Round 2: the sums of the ids only this share holds, and the contested entries
+        tagged (file position, line position, entry)."""
+        local: list[tuple[Any, ...]] = []
+        tagged: list[tuple[Any, ...]] = []
+        for position, items in self.per_file:
+            if not contested:
+                local.extend(items)
+                continue
+            for seq, item in enumerate(items):
+                message_id = item[_MESSAGE]
+                if message_id is not None and hash(message_id) in contested:
+                    tagged.append((position, seq, item))
+                else:
+                    local.append(item)
+        aggregator = Aggregator(self.options)
+        aggregator.add(claude.rows_from_entries(claude.dedupe_claude_entries(local)))
+        state = aggregator.state
+        # Keys are split by message id: no other share can hold these, merging needs none.
+        state.seen = set()
+        return state, tagged
+
+
+def _child(connection: Any, share: _Share) -> None:
+    """A worker process: the two rounds over a pipe, values marshalled."""
+    try:
+        connection.send_bytes(share.read().tobytes())
+        contested = set(array("q", connection.recv_bytes()))
+        state, tagged = share.finish(contested)
+        payload = ("ok", state.groups, state.linear, tagged, share.updates, share.notes)
+        connection.send_bytes(marshal.dumps(payload))
+    except BaseException as exc:  # reported to the parent, which takes the one-process path
+        with contextlib.suppress(OSError):  # unless the parent is gone
+            connection.send_bytes(marshal.dumps(("error", f"{type(exc).__name__}: {exc}")))
+
+
+class WorkerFailed(Exception):
+    """A worker process failed or vanished: the caller takes the one-process path."""
+
+
+def aggregate_claude(
+    files: Sequence[Path], index: FileIndex, options: ReportOptions, workers: int
+) -> tuple[Aggregator, list[str]] | None:
+    """The report's sums and warnings over `files` (module docstring), or None."""
+    import multiprocessing
+
+    shares = [_Share(part, index, options) for part in split_shares(files, workers)]
+    aggregator = Aggregator(options)  # also loads the zone and prices once, before forking
+    context = multiprocessing.get_context("fork")
+    sys.stdout.flush()  # a forked child must not write the parent's buffered output again
+    sys.stderr.flush()
+    children = []
+    try:
+        for share in shares[1:]:
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_child, args=(theirs, share), daemon=True)
+            process.start()
+            theirs.close()
+            children.append((process, mine))
+        try:
+            hashes = [shares[0].read()]
+            hashes.extend(array("q", _receive(connection)) for _, connection in children)
+            contested = _contested(hashes)
+            wire = array("q", contested).tobytes()
+            for _, connection in children:
+                connection.send_bytes(wire)
+            state, tagged = shares[0].finish(contested)
+            aggregator.merge(state)
+            notes = list(shares[0].notes)
+            for _, connection in children:
+                payload = marshal.loads(_receive(connection))  # noqa: S302 - our own child
+                if payload[0] != "ok":
+                    raise WorkerFailed(payload[1])
+                _, groups, linear, more, updates, their_notes = payload
+                aggregator.merge(AggregateState(groups, linear, set()))
+                tagged.extend(more)
+                index.entries.update(updates)
+                index.dirty = index.dirty or bool(updates)
+                notes.extend(their_notes)
+        except (OSError, EOFError, WorkerFailed):
+            return None
+    finally:
+        for process, connection in children:
+            connection.close()
+            process.join()
+    tagged.sort(key=lambda item: (item[0], item[1]))
+    contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
+    aggregator.add(claude.rows_from_entries(contested_entries))
+    index.seen.update(str(path) for path in files)
+    from aiswitch.tokens.sources import warn_malformed
+
+    warnings: list[str] = []
+    for position, malformed, torn in sorted(notes):
+        warn_malformed(warnings, claude.SOURCE, files[position], FileRead([], malformed, torn))
+    return aggregator, warnings
+
+
+def _receive(connection: Any) -> bytes:
+    data = connection.recv_bytes()
+    if not isinstance(data, bytes):
+        raise WorkerFailed("unexpected message from a worker")
+    return data
+
+
+def _contested(hashes: list[array[int]]) -> set[int]:
+    """The hashes met in more than one share."""
+    seen: set[int] = set()
+    contested: set[int] = set()
+    for part in hashes:
+        mine = set(part)
+        contested |= seen & mine
+        seen |= mine
+    return contested
