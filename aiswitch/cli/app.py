@@ -34,15 +34,23 @@ def _root(
     """aiswitch: a local-first coordinator for AI coding CLIs."""
 
 
-# Each module defines `register(app)`; it imports only typer at module level, so that
-# `aiswitch --help` stays fast, and imports what its commands need inside them.
-COMMAND_MODULES = ("run_cmd", "preset_cmd", "shell_cmd", "tokens_cmd")
+# Each module defines `register(app)`, which adds the command named here; it imports little
+# at module level, so that `aiswitch --help` stays fast, and imports what its commands need
+# inside them. A command line naming one of them registers only that module.
+COMMAND_MODULES = {
+    "run": "run_cmd",
+    "preset": "preset_cmd",
+    "shell-init": "shell_cmd",
+    "tokens": "tokens_cmd",
+}
 
 
-def _register() -> None:
+def _register(args: list[str]) -> None:
     import importlib
 
-    for name in COMMAND_MODULES:
+    first = args[0] if args else ""
+    names = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else COMMAND_MODULES.values()
+    for name in names:
         importlib.import_module(f"aiswitch.cli.{name}").register(app)
 
 
@@ -51,7 +59,7 @@ def error_line(exc: AiswitchError) -> str:
 
 
 def run_app(args: list[str]) -> int:
-    _register()
+    _register(args)
     try:
         app(args=args, prog_name="aiswitch", standalone_mode=True)
     except SystemExit as exc:
