@@ -454,7 +454,7 @@ class AggregateState:
 
     groups: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
     linear: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 class OverlappingStates(Exception):
@@ -502,16 +502,20 @@ class Aggregator:
         # Linear prices are applied to sums: linear[(group, preset, model)] = token sums.
         linear = self.state.linear
         seen = self.state.seen
+        take_reported = mode != "calculate"
+        only_reported = mode == "reported"
 
         # Rows may be plain tuples (from the index): fields are read by position (faster).
         for item in rows:
             row: tuple[Any, ...] = item if isinstance(item, tuple) else row_from_record(item)
             message_id = row[R_MESSAGE]
-            if message_id and row[R_REQUEST]:
-                dedupe = f"{row[R_SOURCE]}\x00{message_id}\x00{row[R_REQUEST]}"
-                if dedupe in seen:
-                    continue
-                seen.add(dedupe)
+            if message_id:
+                request_id = row[R_REQUEST]
+                if request_id:
+                    dedupe = (row[R_SOURCE], message_id, request_id)
+                    if dedupe in seen:
+                        continue
+                    seen.add(dedupe)
             if agents and row[R_AGENT] not in agents:
                 continue
             if presets and row[R_PRESET] not in presets:
@@ -536,7 +540,7 @@ class Aggregator:
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0]
-            inp, out, read, write, reasoning, write_1h, cost = row[R_INPUT:R_COST_SOURCE]
+            inp, out, read, write, reasoning, write_1h, cost, cost_source = row[R_INPUT:]
             acc[0] += inp
             acc[1] += out
             acc[2] += read
@@ -544,37 +548,40 @@ class Aggregator:
             acc[4] += reasoning
             acc[5] += 1
             preset = row[R_PRESET]
-            if mode != "calculate" and cost is not None and row[R_COST_SOURCE] == "reported":
+            if cost is not None and take_reported and cost_source == "reported":
                 acc[6] += cost
                 acc[7] += 1
                 if subscription and preset in subscription:
                     acc[9] += cost
                 continue
-            if mode == "reported":
+            if only_reported:
                 acc[8] += 1
                 continue
-            price = price_cache.get((preset, model), missing)
+            pair = (preset, model)
+            price = price_cache.get(pair, missing)
             if price is missing:
                 price = pricer.lookup(preset, model)
             if price is None:
                 acc[8] += 1
-            elif price.linear:
-                lkey = (key, preset, model)
-                sums = linear.get(lkey)
-                if sums is None:
-                    sums = linear[lkey] = [0, 0, 0, 0, 0]
-                sums[0] += inp
-                sums[1] += out
-                sums[2] += read
-                sums[3] += write
-                sums[4] += write_1h
-                acc[7] += 1
-            else:
+                continue
+            if price.tiers:
                 cost = price.cost(inp, out, read, write, write_1h, tier_rule)
                 acc[6] += cost
                 acc[7] += 1
                 if subscription and preset in subscription:
                     acc[9] += cost
+                continue
+            lkey = (key, pair)
+            sums = linear.get(lkey)
+            if sums is None:
+                linear[lkey] = [inp, out, read, write, write_1h]
+            else:
+                sums[0] += inp
+                sums[1] += out
+                sums[2] += read
+                sums[3] += write
+                sums[4] += write_1h
+            acc[7] += 1
 
     def add_rollup(self, entries: Iterable[Sequence[Any]]) -> None:
         """Count pruned usage: sums per slot and key, with costs frozen at prune time.
@@ -649,7 +656,7 @@ class Aggregator:
         pricer = self.pricer
         tier_rule = pricer.table.tier_rule
         groups = {key: list(acc) for key, acc in self.state.groups.items()}
-        for (key, preset, model), sums in self.state.linear.items():
+        for (key, (preset, model)), sums in self.state.linear.items():
             price = pricer.lookup(preset, model)
             assert price is not None  # only priced models were summed
             cost = price.cost(sums[0], sums[1], sums[2], sums[3], sums[4], tier_rule)
