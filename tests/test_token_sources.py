@@ -319,6 +319,40 @@ def test_a_corrupt_index_file_is_ignored_and_rewritten(tmp_path: Path) -> None:
     assert FileIndex(home, "t").read_appendable(path, _count_parse([])).items == [(b"a",)]
 
 
+def test_parts_adopted_from_workers_are_saved_unread_and_fresher_entries_override_them(
+    tmp_path: Path,
+) -> None:
+    import marshal
+
+    home = Home(tmp_path / "home")
+    paths = [tmp_path / f"{name}.jsonl" for name in "abc"]
+    for path in paths:
+        path.write_bytes(path.stem.encode() + b"\n")
+    worker = FileIndex(None, "t")  # what a worker read: files b and c
+    for path in paths[1:]:
+        worker.read_appendable(path, _count_parse([]))
+    part = marshal.dumps(worker.entries)
+    index = FileIndex(home, "t")
+    index.read_appendable(paths[0], _count_parse([]))
+    index.adopt(part, [str(path) for path in paths[1:]])
+    index.save()
+    calls: list[bytes] = []
+    again = FileIndex(home, "t")
+    assert [again.read_appendable(path, _count_parse(calls)).items for path in paths] == [
+        [(b"a",)],
+        [(b"b",)],
+        [(b"c",)],
+    ]
+    assert calls == []  # every file came from the saved index, adopted parts included
+    # A file read again after a part was adopted: the fresher entry wins on the next load.
+    paths[2].write_bytes(b"z\n")
+    again.read_appendable(paths[2], _count_parse(calls))
+    again.adopt(part, [str(paths[1])])
+    again.save()
+    assert FileIndex(home, "t").read_appendable(paths[2], _count_parse(calls)).items == [(b"z",)]
+    assert calls == [b"z\n"]
+
+
 def test_a_cached_report_is_not_reused_after_the_ledger_grows(tmp_path: Path) -> None:
     home = Home(tmp_path / "home").ensure()
     home.ledger.write_text(_record(1, ts="2026-01-01T00:00:00Z") + "\n")

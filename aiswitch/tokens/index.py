@@ -11,6 +11,8 @@ Contract (correct first, fast second):
   complete lines are consumed: an unterminated last line (a writer mid-append, or killed) is
   parsed on every read but never cached, so it counts once it parses and is re-read when it
   grows.
+- `adopt(part, keys)` takes entries marshalled by another process (a worker that read
+  those files) and writes them as they are, without loading them here.
 - `read_whole(path, parse)` is for files rewritten in place (Codex, Gemini): any change of
   size, mtime or inode re-parses the whole file.
 - `ReportCache(home)` stores finished reports keyed by the report options and the (path,
@@ -28,6 +30,7 @@ import hashlib
 import json
 import marshal
 import os
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +39,10 @@ from typing import Any
 
 from aiswitch.home import DIR_MODE, SECRET_FILE_MODE, Home
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+# An index file: the header's length, the marshalled header {v, parts: [lengths]}, then the
+# marshalled {path: entry} parts.
+_HEADER_SIZE = struct.Struct("<I")
 INDEX_DIR = "token-index"
 # Bytes before the consumed offset compared to detect a rewrite that kept or grew the size.
 TAIL_PROBE_BYTES = 4096
@@ -91,20 +97,38 @@ class FileIndex:
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
         self.seen: set[str] = set()
+        # Parts marshalled elsewhere (by worker processes), written as they are: `adopt`.
+        self.adopted: list[bytes] = []
         if self.path is not None:
             self._load()
 
     def _load(self) -> None:
         assert self.path is not None
         try:
+            data = memoryview(self.path.read_bytes())
+            size = _HEADER_SIZE.unpack_from(data)[0]
             # Our own file in the 0700 home; marshal cannot run code, only rebuild values.
-            data = marshal.loads(self.path.read_bytes())  # noqa: S302
-        except (OSError, EOFError, ValueError, TypeError):
+            header = marshal.loads(data[_HEADER_SIZE.size : _HEADER_SIZE.size + size])  # noqa: S302
+            if not (isinstance(header, dict) and header.get("v") == INDEX_VERSION):
+                return
+            offset = _HEADER_SIZE.size + size
+            entries: dict[str, list[Any]] = {}
+            for length in header["parts"]:
+                part = marshal.loads(data[offset : offset + length])  # noqa: S302
+                offset += length
+                entries.update(part)  # a later part overrides an earlier one
+        except (OSError, EOFError, ValueError, TypeError, KeyError, struct.error):
             return
-        if isinstance(data, dict) and data.get("v") == INDEX_VERSION:
-            entries = data.get("files")
-            if isinstance(entries, dict):
-                self.entries = entries
+        self.entries = entries
+
+    def adopt(self, part: bytes, keys: Sequence[str]) -> None:
+        """Take a marshalled {key: entry} part computed elsewhere for `keys` (read, so kept):
+        `save` writes it as it is, without loading it here."""
+        for key in keys:
+            self.entries.pop(key, None)
+        self.seen.update(keys)
+        self.adopted.append(part)
+        self.dirty = True
 
     def save(self) -> None:
         """Write the index if anything changed, dropping files no longer read."""
@@ -117,8 +141,11 @@ class FileIndex:
             self.dirty = True
         if not self.dirty:
             return
+        # This process's own entries last: read after any adopted part, they override it.
+        parts = [*self.adopted, marshal.dumps(self.entries)]
+        header = marshal.dumps({"v": INDEX_VERSION, "parts": [len(part) for part in parts]})
         with contextlib.suppress(OSError):
-            _atomic_write(self.path, marshal.dumps({"v": INDEX_VERSION, "files": self.entries}))
+            _atomic_write(self.path, b"".join([_HEADER_SIZE.pack(len(header)), header, *parts]))
         self.dirty = False
 
     def read_appendable(self, path: Path, parse: Parse) -> FileRead:

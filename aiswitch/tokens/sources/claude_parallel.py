@@ -142,8 +142,10 @@ def _child(connection: Any, share: _Share) -> None:
         connection.send_bytes(share.read().tobytes())
         contested = set(array("q", connection.recv_bytes()))
         state, tagged = share.finish(contested)
-        payload = ("ok", state.groups, state.linear, tagged, share.updates, share.notes)
+        payload = ("ok", state.groups, state.linear, tagged, list(share.updates), share.notes)
         connection.send_bytes(marshal.dumps(payload))
+        # The index entries the parent writes without loading them.
+        connection.send_bytes(marshal.dumps(share.updates))
     except BaseException as exc:  # reported to the parent, which takes the one-process path
         with contextlib.suppress(OSError):  # unless the parent is gone
             connection.send_bytes(marshal.dumps(("error", f"{type(exc).__name__}: {exc}")))
@@ -186,11 +188,12 @@ def aggregate_claude(
                 payload = marshal.loads(_receive(connection))  # noqa: S302 - our own child
                 if payload[0] != "ok":
                     raise WorkerFailed(payload[1])
-                _, groups, linear, more, updates, their_notes = payload
+                _, groups, linear, more, updated, their_notes = payload
                 aggregator.merge(AggregateState(groups, linear, set()))
                 tagged.extend(more)
-                index.entries.update(updates)
-                index.dirty = index.dirty or bool(updates)
+                part = _receive(connection)
+                if updated:
+                    index.adopt(part, updated)
                 notes.extend(their_notes)
         except (OSError, EOFError, WorkerFailed):
             return None
