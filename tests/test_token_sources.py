@@ -236,6 +236,23 @@ def test_malformed_ledger_lines_and_a_torn_last_line_are_counted_never_fatal(
     assert "unterminated last line" in loaded.warnings[0]
 
 
+def test_malformed_lines_in_many_files_name_three_files_then_sum_the_rest(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "claude" / "projects" / "p"
+    project.mkdir(parents=True)
+    for index in range(6):  # file i holds i + 1 torn usage lines
+        (project / f"s{index}.jsonl").write_text('{"usage":{"input_tokens":\n' * (index + 1))
+    env = {"CLAUDE_CONFIG_DIR": str(project.parent)}
+    loaded = load_rows("claude", Home(tmp_path / "home"), env)
+    assert loaded.warnings == [
+        f"claude: skipped 1 malformed line(s) in {project / 's0.jsonl'}",
+        f"claude: skipped 2 malformed line(s) in {project / 's1.jsonl'}",
+        f"claude: skipped 3 malformed line(s) in {project / 's2.jsonl'}",
+        "claude: skipped 15 more malformed line(s) in 3 more file(s)",
+    ]
+
+
 def test_ledger_lines_of_the_wrong_shape_count_as_malformed() -> None:
     rows, malformed = parse_ledger_bytes(
         b'{"ts":"2026-01-01T00:00:00Z","input_tokens":-1}\n[1]\n{"input_tokens":1}\n'

@@ -24,7 +24,7 @@ Rows are report `Row`s (or plain tuples in the same field order, as the index st
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +62,29 @@ def check_source(source: str) -> str:
     return source
 
 
-def warn_malformed(warnings: list[str], source: str, path: Path, read: FileRead) -> None:
-    """Add the one-line warning for the malformed lines of one file read, if any."""
-    if read.malformed:
-        tail = " (one is an unterminated last line)" if read.incomplete_tail else ""
-        warnings.append(f"{source}: skipped {read.malformed} malformed line(s) in {path}{tail}")
+# Files named one by one in the malformed-line warnings; the rest are summed in one line.
+MAX_FILE_WARNINGS = 3
+
+
+def malformed_warnings(source: str, reads: Iterable[tuple[Path, FileRead]]) -> list[str]:
+    """One-line warnings for the malformed lines of the files read: one per file for the
+    first `MAX_FILE_WARNINGS` files that had some, then one line for all the others."""
+    out: list[str] = []
+    more_lines = more_files = 0
+    for path, read in reads:
+        if not read.malformed:
+            continue
+        if len(out) < MAX_FILE_WARNINGS:
+            tail = " (one is an unterminated last line)" if read.incomplete_tail else ""
+            out.append(f"{source}: skipped {read.malformed} malformed line(s) in {path}{tail}")
+        else:
+            more_lines += read.malformed
+            more_files += 1
+    if more_files:
+        out.append(
+            f"{source}: skipped {more_lines} more malformed line(s) in {more_files} more file(s)"
+        )
+    return out
 
 
 def _index(home: Home | None, name: str, use_index: bool) -> FileIndex:
@@ -80,7 +98,7 @@ def load_ledger(home: Home, *, use_index: bool = True) -> Loaded:
     if path.exists():
         read = index.read_appendable(path, parse_ledger_bytes)
         loaded.rows = read.items
-        warn_malformed(loaded.warnings, "aiswitch", path, read)
+        loaded.warnings = malformed_warnings("aiswitch", [(path, read)])
     index.save()
     return loaded
 
@@ -91,14 +109,14 @@ def load_claude(
     files = claude.claude_files(claude.claude_roots(env))
     index = _index(home, "claude", use_index)
     entries: list[tuple[Any, ...]] = []
-    warnings: list[str] = []
+    reads = []
     for path in files:
         read = index.read_appendable(path, claude.parser_for(path))
         entries.extend(read.items)
-        warn_malformed(warnings, "claude", path, read)
+        reads.append((path, read))
     index.save()
     rows = claude.rows_from_entries(claude.dedupe_claude_entries(entries))
-    return Loaded(rows=rows, files=files, warnings=warnings)
+    return Loaded(rows=rows, files=files, warnings=malformed_warnings("claude", reads))
 
 
 def load_codex(
@@ -108,6 +126,7 @@ def load_codex(
     files = codex.codex_files(env)
     index = _index(home, "codex", use_index)
     loaded = Loaded(rows=[], files=files)
+    reads: list[tuple[Path, FileRead]] = []
     for path in files:
         session = codex.session_from_path(path, sessions)
 
@@ -116,8 +135,9 @@ def load_codex(
 
         read = index.read_whole(path, parse)
         loaded.rows.extend(read.items)
-        warn_malformed(loaded.warnings, "codex", path, read)
+        reads.append((path, read))
     index.save()
+    loaded.warnings = malformed_warnings("codex", reads)
     return loaded
 
 
@@ -127,6 +147,7 @@ def load_gemini(
     files = gemini.gemini_files(env)
     index = _index(home, "gemini", use_index)
     loaded = Loaded(rows=[], files=files)
+    reads: list[tuple[Path, FileRead]] = []
     for path in files:
 
         def parse(data: bytes, path: Path = path) -> tuple[list[Any], int]:
@@ -134,8 +155,9 @@ def load_gemini(
 
         read = index.read_whole(path, parse)
         loaded.rows.extend(read.items)
-        warn_malformed(loaded.warnings, "gemini", path, read)
+        reads.append((path, read))
     index.save()
+    loaded.warnings = malformed_warnings("gemini", reads)
     return loaded
 
 
@@ -249,7 +271,7 @@ def _ledger_report_in_parallel(home: Home, options: ReportOptions) -> Report | N
     except OSError:
         return None
     aggregator.add_rollup(rollup)
-    warn_malformed(warnings, "aiswitch", path, FileRead([], malformed, torn))
+    warnings += malformed_warnings("aiswitch", [(path, FileRead([], malformed, torn))])
     return aggregator.finish(warnings)
 
 

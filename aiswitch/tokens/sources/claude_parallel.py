@@ -205,12 +205,10 @@ def aggregate_claude(
     contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
     aggregator.add(claude.rows_from_entries(contested_entries))
     index.seen.update(str(path) for path in files)
-    from aiswitch.tokens.sources import warn_malformed
+    from aiswitch.tokens.sources import malformed_warnings
 
-    warnings: list[str] = []
-    for position, malformed, torn in sorted(notes):
-        warn_malformed(warnings, claude.SOURCE, files[position], FileRead([], malformed, torn))
-    return aggregator, warnings
+    reads = [(files[at], FileRead([], malformed, torn)) for at, malformed, torn in sorted(notes)]
+    return aggregator, malformed_warnings(claude.SOURCE, reads)
 
 
 def _receive(connection: Any) -> bytes:
