@@ -30,6 +30,7 @@ import os
 import sys
 from array import array
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,10 @@ class _Share:
         self.notes: list[tuple[int, int, bool]] = []  # (position, malformed, torn tail)
         self.updates: dict[str, list[Any]] = {}
 
-    def read(self) -> array[int]:
+    def read(self) -> set[int]:
         """Round 1: read the share's files; the hashes of the message ids met."""
         entries_of = self.index.entries
+        message_of = itemgetter(_MESSAGE)
         ids: set[int] = set()
         for position, path in self.files:
             key = str(path)
@@ -110,8 +112,9 @@ class _Share:
                 self.notes.append((position, read.malformed, read.incomplete_tail))
             items = read.items
             self.per_file.append((position, items))
-            ids.update([hash(item[_MESSAGE]) for item in items if item[_MESSAGE] is not None])
-        return array("q", ids)
+            # Message ids are None or non-empty (parse_claude_bytes drops empty ones).
+            ids.update(map(hash, filter(None, map(message_of, items))))
+        return ids
 
     def finish(self, contested: set[int]) -> tuple[AggregateState, list[tuple[Any, ...]]]:
         """Round 2: the sums of the ids only this share holds, and the contested entries
@@ -139,7 +142,7 @@ class _Share:
 def _child(connection: Any, share: _Share) -> None:
     """A worker process: the two rounds over a pipe, values marshalled."""
     try:
-        connection.send_bytes(share.read().tobytes())
+        connection.send_bytes(array("q", share.read()).tobytes())
         contested = set(array("q", connection.recv_bytes()))
         state, tagged = share.finish(contested)
         payload = ("ok", state.groups, state.linear, tagged, list(share.updates), share.notes)
@@ -169,15 +172,15 @@ def aggregate_claude(
     children = []
     try:
         for share in shares[1:]:
-            mine, theirs = context.Pipe()
-            process = context.Process(target=_child, args=(theirs, share), daemon=True)
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_child, args=(child_end, share), daemon=True)
             process.start()
-            theirs.close()
-            children.append((process, mine))
+            child_end.close()
+            children.append((process, parent_end))
         try:
-            hashes = [shares[0].read()]
-            hashes.extend(array("q", _receive(connection)) for _, connection in children)
-            contested = _contested(hashes)
+            mine = shares[0].read()
+            theirs = [array("q", _receive(connection)) for _, connection in children]
+            contested = _contested(mine, theirs)
             wire = array("q", contested).tobytes()
             for _, connection in children:
                 connection.send_bytes(wire)
@@ -218,12 +221,11 @@ def _receive(connection: Any) -> bytes:
     return data
 
 
-def _contested(hashes: list[array[int]]) -> set[int]:
-    """The hashes met in more than one share."""
-    seen: set[int] = set()
+def _contested(mine: set[int], theirs: list[array[int]]) -> set[int]:
+    """The hashes met in more than one share (the parent's, then each worker's)."""
+    seen = set(mine)
     contested: set[int] = set()
-    for part in hashes:
-        mine = set(part)
-        contested |= seen & mine
-        seen |= mine
+    for part in theirs:
+        contested.update(seen.intersection(part))
+        seen.update(part)
     return contested
