@@ -198,14 +198,16 @@ def test_a_failing_worker_falls_back_to_one_process(
     _assert_same(report, _report(logs, tmp_path / "b", by="day", timezone="UTC"))
 
 
-def test_shares_are_contiguous_balanced_and_cover_every_file(tmp_path: Path) -> None:
+def test_shares_are_contiguous_balanced_by_weight_and_cover_every_file(tmp_path: Path) -> None:
     files = []
     for index, size in enumerate([10, 10, 10, 100, 5, 5, 5, 5, 40, 10]):
         path = tmp_path / f"{index:02d}.jsonl"
         path.write_bytes(b"x" * size)
         files.append(path)
-    shares = claude_parallel.split_shares(files, 3)
-    assert [position for share in shares for position, _ in share] == list(range(len(files)))
-    assert [path for share in shares for _, path in share] == files
-    sizes = [sum(path.stat().st_size for _, path in share) for share in shares]
-    assert len(shares) == 3 and max(sizes) <= 120
+    for weight, expected in [
+        (1.0, [[0, 1, 2], [3, 4], [5, 6, 7, 8, 9]]),
+        (0.1, [[0], [1, 2, 3], [4, 5, 6, 7, 8, 9]]),
+    ]:
+        shares = claude_parallel.split_shares(files, 3, weight)
+        assert [[position for position, _ in share] for share in shares] == expected
+        assert [path for share in shares for _, path in share] == files

@@ -42,6 +42,9 @@ from aiswitch.tokens.sources import claude
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 # Parsing is CPU-bound: one process per core, up to this many.
 MAX_WORKERS = 8
+# The parent's share of the files, relative to a worker's: it also merges, dedupes the
+# contested entries and saves the index after the workers are done.
+PARENT_WEIGHT = 0.8
 # Entries are tuples; the message id is at this position (`ClaudeEntry.message_id`).
 _MESSAGE = claude.E_MESSAGE
 
@@ -66,8 +69,13 @@ def workers_for(files: Sequence[Path]) -> int:
     return 1
 
 
-def split_shares(files: Sequence[Path], parts: int) -> list[list[tuple[int, Path]]]:
-    """`parts` contiguous runs of (position, path), of about equal total size."""
+def split_shares(
+    files: Sequence[Path], parts: int, first_weight: float = 1.0
+) -> list[list[tuple[int, Path]]]:
+    """`parts` contiguous runs of (position, path), their sizes in proportion to their
+    weights: `first_weight` for the first run (the parent's), 1 for each other."""
+    import bisect
+
     sizes = []
     for path in files:
         try:
@@ -75,11 +83,14 @@ def split_shares(files: Sequence[Path], parts: int) -> list[list[tuple[int, Path
         except OSError:
             sizes.append(0)
     total = sum(sizes) or 1
+    weights = [first_weight] + [1.0] * (parts - 1)
+    # The fraction of all bytes where each run after the first starts.
+    starts = [sum(weights[:index]) / sum(weights) for index in range(1, parts)]
     shares: list[list[tuple[int, Path]]] = [[] for _ in range(parts)]
     running = 0
     for position, (path, size) in enumerate(zip(files, sizes, strict=True)):
-        # A file goes to the share its middle byte falls in.
-        share = min(parts - 1, (running + size // 2) * parts // total)
+        # A file goes to the run its middle byte falls in.
+        share = bisect.bisect_right(starts, (running + size / 2) / total)
         shares[share].append((position, path))
         running += size
     return [share for share in shares if share]
@@ -164,7 +175,8 @@ def aggregate_claude(
     """The report's sums and warnings over `files` (module docstring), or None."""
     import multiprocessing
 
-    shares = [_Share(part, index, options) for part in split_shares(files, workers)]
+    parts = split_shares(files, workers, PARENT_WEIGHT)
+    shares = [_Share(part, index, options) for part in parts]
     aggregator = Aggregator(options)  # also loads the zone and prices once, before forking
     context = multiprocessing.get_context("fork")
     sys.stdout.flush()  # a forked child must not write the parent's buffered output again
