@@ -90,6 +90,24 @@ VARIANTS = [
     ),
     ("message", "text"),
     ("message.usage", [1]),
+    # Counts past msgspec's int64 bound (orjson still reads them as ints up to 2**64 - 1).
+    ("message.usage.input_tokens", 2**63),
+    ("message.usage.output_tokens", 2**64 - 1),
+    ("message.usage.cache_read_input_tokens", 2**64),
+    ("message.usage.cache_creation", {"ephemeral_1h_input_tokens": 2**63 + 5}),
+    ("message.usage.cache_creation", None),
+    ("message.usage.cache_creation", {"ephemeral_5m_input_tokens": 1.5}),
+    ("message.usage.speed", None),
+    ("message.usage.speed", 1),
+    ("message.usage.iterations", None),
+    ("timestamp", "2026-03-23t19:32:26.487z"),
+    ("timestamp", "2026-03-23T19:32:26.487+09:00"),
+    ("timestamp", "2026-03-23T19:32:26.4871239Z"),
+    ("timestamp", ""),
+    ("version", ""),
+    ("isSidechain", "true"),
+    ("message.id", 7),
+    ("requestId", 7),
 ]
 
 
@@ -101,7 +119,7 @@ def _reference(data: bytes, session: str) -> tuple[list[tuple[Any, ...]], int]:
         if claude.USAGE_MARKER not in line:
             continue
         try:
-            obj = json.loads(line)
+            obj = claude._loads(line)  # the JSON reader of the general rules (orjson)
         except ValueError:
             malformed += 1
             continue

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import msgspec
 
@@ -101,35 +101,43 @@ def session_from_path(path: Path) -> str:
     return relative[-2] if len(relative) >= 2 else "unknown"
 
 
+# Token counts `_usage_counts` accepts: integers from 0 (up to 2**64 - 1, as orjson reads
+# larger ones as floats, which are refused; counts past msgspec's int64 bound take the
+# general path). Ids and names: `None` or non-empty.
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class _Buckets(msgspec.Struct):
-    ephemeral_5m_input_tokens: int = 0
-    ephemeral_1h_input_tokens: int = 0
+    ephemeral_5m_input_tokens: _Count = 0
+    ephemeral_1h_input_tokens: _Count = 0
 
 
 class _Usage(msgspec.Struct):
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    speed: str | None = None
+    input_tokens: _Count
+    output_tokens: _Count
+    cache_read_input_tokens: _Count = 0
+    cache_creation_input_tokens: _Count = 0
+    speed: Literal["standard", "fast"] | None = None
     cache_creation: _Buckets | None = None
     iterations: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
 class _Message(msgspec.Struct):
     usage: _Usage
-    id: str | None = None
-    model: str | None = None
+    id: _Text | None = None
+    model: _Text | None = None
 
 
 class _Line(msgspec.Struct):
     """The common shape of a usage line: a direct assistant record. Every other field of
-    the line is skipped unread (JSON syntax still checked), which is what makes it fast."""
+    the line is skipped unread (JSON syntax still checked), which is what makes it fast.
+    The field types are the checks of `_direct_fields` and `_usage_counts`."""
 
     timestamp: str
     message: _Message
-    sessionId: str | None = None
-    requestId: str | None = None
+    sessionId: _Text | None = None
+    requestId: _Text | None = None
     isSidechain: bool | None = None
     costUSD: float | None = None
     version: str | None = None
@@ -197,28 +205,17 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
             parsed = fromiso(timestamp)
         except ValueError:
             continue
-        if parsed.tzinfo is None or "T" not in timestamp.upper():  # as `_parse_ts_ms`
-            continue
+        if parsed.tzinfo is None or ("T" not in timestamp and "t" not in timestamp):
+            continue  # as `_parse_ts_ms`
         message = record.message
         usage = message.usage
-        inp = usage.input_tokens
-        out = usage.output_tokens
-        read = usage.cache_read_input_tokens
-        write = usage.cache_creation_input_tokens
-        # Negative, or beyond 64 bits (orjson reads those as floats, which are refused).
-        if (inp | out | read | write) >> 64:
-            continue
-        speed = usage.speed
-        if speed is not None and speed != "standard" and speed != "fast":
-            continue
         buckets = usage.cache_creation
-        write_1h = 0
-        if buckets is not None:
-            five = buckets.ephemeral_5m_input_tokens
+        if buckets is None:
+            write = usage.cache_creation_input_tokens
+            write_1h = 0
+        else:
             write_1h = buckets.ephemeral_1h_input_tokens
-            if (five | write_1h) >> 64:
-                continue
-            write = five + write_1h
+            write = buckets.ephemeral_5m_input_tokens + write_1h
         version = record.version
         if version is not None:
             ok = semver_ok.get(version)
@@ -227,24 +224,21 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
             if not ok:
                 continue
         session_id = record.sessionId
-        request_id = record.requestId
-        message_id = message.id
         model = message.model
-        if session_id == "" or request_id == "" or message_id == "" or model == "":
-            continue
+        speed = usage.speed
         if model is not None and speed == "fast":
             model = f"{model}-fast"
         append(
             (
                 (parsed - epoch) // millisecond,
                 session_id if session_id is not None else path_session,
-                message_id,
-                request_id,
+                message.id,
+                record.requestId,
                 record.isSidechain is True,
                 model,
-                inp,
-                out,
-                read,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_input_tokens,
                 write,
                 write_1h,
                 record.costUSD,
