@@ -83,7 +83,7 @@ def workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     from aiswitch.tokens.sources import claude_parallel
 
     count: int = request.param
-    monkeypatch.setattr(claude_parallel, "workers_for", lambda files: count)
+    monkeypatch.setattr(claude_parallel, "workers_for", lambda sizes: count)
     return count
 
 

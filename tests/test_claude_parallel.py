@@ -54,7 +54,7 @@ class _Paths:
             self.serial += 1
             return real_load(*args, **kwargs)
 
-        monkeypatch.setattr(claude_parallel, "workers_for", lambda files: workers)
+        monkeypatch.setattr(claude_parallel, "workers_for", lambda sizes: workers)
         monkeypatch.setattr(claude_parallel, "aggregate_claude", aggregate)
         monkeypatch.setattr(sources, "load_claude", load)
 
@@ -198,16 +198,16 @@ def test_a_failing_worker_falls_back_to_one_process(
     _assert_same(report, _report(logs, tmp_path / "b", by="day", timezone="UTC"))
 
 
-def test_shares_are_contiguous_balanced_by_weight_and_cover_every_file(tmp_path: Path) -> None:
-    files = []
-    for index, size in enumerate([10, 10, 10, 100, 5, 5, 5, 5, 40, 10]):
-        path = tmp_path / f"{index:02d}.jsonl"
-        path.write_bytes(b"x" * size)
-        files.append(path)
+def test_shares_are_contiguous_balanced_by_weight_and_cover_every_file() -> None:
+    sizes = [10, 10, 10, 100, 5, 5, 5, 5, 40, 10]
     for weight, expected in [
         (1.0, [[0, 1, 2], [3, 4], [5, 6, 7, 8, 9]]),
         (0.1, [[0], [1, 2, 3], [4, 5, 6, 7, 8, 9]]),
     ]:
-        shares = claude_parallel.split_shares(files, 3, weight)
-        assert [[position for position, _ in share] for share in shares] == expected
-        assert [path for share in shares for _, path in share] == files
+        assert claude_parallel.split_shares(sizes, 3, weight) == expected
+
+
+def test_small_log_sets_are_read_in_one_process() -> None:
+    assert claude_parallel.workers_for([1024] * 500) == 1
+    many = claude_parallel.workers_for([claude_parallel.PARALLEL_MIN_BYTES // 4] * 4)
+    assert many == min(os.cpu_count() or 1, claude_parallel.MAX_WORKERS)

@@ -251,8 +251,9 @@ class ReportCache:
     def __init__(self, home: Home | None) -> None:
         self.dir = index_dir(home) / "reports" if home is not None else None
 
-    def key(self, source: str, options_key: str, files: Sequence[Path]) -> str:
-        payload = json.dumps([INDEX_VERSION, source, options_key, fingerprint_files(files)])
+    def key(self, source: str, options_key: str, fingerprints: list[list[Any]]) -> str:
+        """The key of a report: `fingerprints` are `fingerprint_files` of its inputs."""
+        payload = json.dumps([INDEX_VERSION, source, options_key, fingerprints])
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
     def get(self, key: str) -> dict[str, Any] | None:

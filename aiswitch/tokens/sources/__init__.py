@@ -31,7 +31,7 @@ from typing import Any
 
 from aiswitch.errors import UsageError
 from aiswitch.home import Home
-from aiswitch.tokens.index import FileIndex, FileRead, ReportCache
+from aiswitch.tokens.index import FileIndex, FileRead, ReportCache, fingerprint_files
 from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.report import (
     Report,
@@ -228,15 +228,18 @@ def report_for_source(
         environment.get(name, "")
         for name in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_DATA_DIR", "HOME")
     ]
-    key = cache.key(f"{source}|{roots}", options.cache_key(), input_files(source, home, env))
+    files = input_files(source, home, env)
+    fingerprints = fingerprint_files(files)
+    key = cache.key(f"{source}|{roots}", options.cache_key(), fingerprints)
     cached = cache.get(key)
     if cached is not None:
         return Report.from_dict(cached)
     report = None
     if source == "aiswitch":
         report = _ledger_report_in_parallel(home, options)
-    elif source == "claude":
-        report = _claude_report_in_parallel(home if use_cache else None, options, env)
+    elif source == "claude":  # its input files are exactly the Claude logs
+        sizes = [size for _, size, _, _ in fingerprints]
+        report = _claude_report_in_parallel(home if use_cache else None, options, files, sizes)
     if report is None:
         rollup: list[tuple[Any, ...]] = []
         warnings: list[str] = []
@@ -276,17 +279,17 @@ def _ledger_report_in_parallel(home: Home, options: ReportOptions) -> Report | N
 
 
 def _claude_report_in_parallel(
-    home: Home | None, options: ReportOptions, env: Mapping[str, str] | None
+    home: Home | None, options: ReportOptions, files: list[Path], sizes: list[int]
 ) -> Report | None:
-    """The Claude logs' report from parallel workers, or None when there are too few."""
+    """The report of the Claude logs `files` (of `sizes` bytes) from parallel workers, or
+    None when there are too few."""
     from aiswitch.tokens.sources import claude_parallel
 
-    files = claude.claude_files(claude.claude_roots(env))
-    workers = claude_parallel.workers_for(files)
+    workers = claude_parallel.workers_for(sizes)
     if workers < 2:
         return None
     index = _index(home, "claude", home is not None)
-    done = claude_parallel.aggregate_claude(files, index, options, workers)
+    done = claude_parallel.aggregate_claude(files, sizes, index, options, workers)
     if done is None:
         return None
     index.save()

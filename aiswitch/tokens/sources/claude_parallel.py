@@ -3,12 +3,13 @@ aggregate a share of the files.
 
 Contract:
 
-- `aggregate_claude(files, index, options, workers)` returns `(aggregator, warnings)`: the
+- `aggregate_claude(files, sizes, index, options, workers)` returns `(aggregator, warnings)`: the
   same sums and warnings as `load_claude` + `build_report` over the same files (ccusage's
   duplicate rules, then the report's own), or None when it cannot run here (no `fork`, a
   worker failed), and the caller takes the one-process path. Costs may differ from the
   one-process path in the last bits of a float, as they are summed in another order.
-- `workers_for(files, index)` says how many processes to use (1: do not fork).
+- `workers_for(sizes)` says how many processes to use for files of `sizes` bytes (1: do
+  not fork).
 - Files are split into `workers` contiguous shares balanced by size; the parent reads one
   share itself. Each share is read through the per-file index (a forked copy of the caller's
   `FileIndex`), so cached files are not parsed again and parsed ones come back as index
@@ -49,49 +50,33 @@ PARENT_WEIGHT = 0.8
 _MESSAGE = claude.E_MESSAGE
 
 
-def workers_for(files: Sequence[Path]) -> int:
-    """How many processes should read `files` (1: no parallelism)."""
+def workers_for(sizes: Sequence[int]) -> int:
+    """How many processes should read files of `sizes` bytes (1: no parallelism)."""
     import multiprocessing
 
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    cpus = min(os.cpu_count() or 1, MAX_WORKERS, len(files))
-    if cpus < 2:
+    cpus = min(os.cpu_count() or 1, MAX_WORKERS, len(sizes))
+    if cpus < 2 or sum(sizes) < PARALLEL_MIN_BYTES:
         return 1
-    total = 0
-    for path in files:
-        try:
-            total += path.stat().st_size
-        except OSError:
-            continue
-        if total >= PARALLEL_MIN_BYTES:
-            return cpus
-    return 1
+    return cpus
 
 
-def split_shares(
-    files: Sequence[Path], parts: int, first_weight: float = 1.0
-) -> list[list[tuple[int, Path]]]:
-    """`parts` contiguous runs of (position, path), their sizes in proportion to their
-    weights: `first_weight` for the first run (the parent's), 1 for each other."""
+def split_shares(sizes: Sequence[int], parts: int, first_weight: float = 1.0) -> list[list[int]]:
+    """`parts` contiguous runs of the positions of files of `sizes` bytes, their total sizes in
+    proportion to their weights: `first_weight` for the first run (the parent's), 1 for each
+    other."""
     import bisect
 
-    sizes = []
-    for path in files:
-        try:
-            sizes.append(path.stat().st_size)
-        except OSError:
-            sizes.append(0)
     total = sum(sizes) or 1
     weights = [first_weight] + [1.0] * (parts - 1)
     # The fraction of all bytes where each run after the first starts.
     starts = [sum(weights[:index]) / sum(weights) for index in range(1, parts)]
-    shares: list[list[tuple[int, Path]]] = [[] for _ in range(parts)]
+    shares: list[list[int]] = [[] for _ in range(parts)]
     running = 0
-    for position, (path, size) in enumerate(zip(files, sizes, strict=True)):
+    for position, size in enumerate(sizes):
         # A file goes to the run its middle byte falls in.
-        share = bisect.bisect_right(starts, (running + size / 2) / total)
-        shares[share].append((position, path))
+        shares[bisect.bisect_right(starts, (running + size / 2) / total)].append(position)
         running += size
     return [share for share in shares if share]
 
@@ -170,13 +155,18 @@ class WorkerFailed(Exception):
 
 
 def aggregate_claude(
-    files: Sequence[Path], index: FileIndex, options: ReportOptions, workers: int
+    files: Sequence[Path],
+    sizes: Sequence[int],
+    index: FileIndex,
+    options: ReportOptions,
+    workers: int,
 ) -> tuple[Aggregator, list[str]] | None:
-    """The report's sums and warnings over `files` (module docstring), or None."""
+    """The report's sums and warnings over `files` of `sizes` bytes (module docstring), or
+    None."""
     import multiprocessing
 
-    parts = split_shares(files, workers, PARENT_WEIGHT)
-    shares = [_Share(part, index, options) for part in parts]
+    parts = split_shares(sizes, workers, PARENT_WEIGHT)
+    shares = [_Share([(at, files[at]) for at in part], index, options) for part in parts]
     aggregator = Aggregator(options)  # also loads the zone and prices once, before forking
     context = multiprocessing.get_context("fork")
     sys.stdout.flush()  # a forked child must not write the parent's buffered output again
