@@ -92,10 +92,36 @@ class ModelPrice:
     provider: str | None = None
     tiers: tuple[tuple[int, Rates], ...] = ()
 
-    @property
-    def linear(self) -> bool:
-        """True when cost is proportional to tokens, so sums may be priced instead of requests."""
-        return not self.tiers
+    def prompt_tier(self, prompt_tokens: int) -> int:
+        """Which rates a request with this prompt (input + cache read + cache write) pays under
+        the "prompt" rule: 0 for the base rates, i for `tiers[i - 1]`, the last tier whose
+        `above` it exceeds."""
+        tier = 0
+        for index, (above, _) in enumerate(self.tiers, 1):
+            if prompt_tokens > above:
+                tier = index
+        return tier
+
+    def cost_at(
+        self,
+        tier: int,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        cache_write_1h_tokens: int = 0,
+    ) -> float:
+        """USD at the rates of `tier` (see `prompt_tier`): linear in the counts, so it prices a
+        sum of requests of one tier as well as one request."""
+        rates = self.base if tier == 0 else self.tiers[tier - 1][1]
+        write_1h = min(cache_write_1h_tokens, cache_write_tokens)
+        return (
+            input_tokens * rates.input
+            + output_tokens * rates.output
+            + cache_read_tokens * rates.cache_read
+            + (cache_write_tokens - write_1h) * rates.cache_write
+            + write_1h * rates.cache_write_1h
+        ) / PER_MILLION
 
     def cost(
         self,
@@ -106,29 +132,25 @@ class ModelPrice:
         cache_write_1h_tokens: int = 0,
         tier_rule: TierRule = "prompt",
     ) -> float:
-        """USD for one request (or, for a linear price, for any sum of requests)."""
-        write_1h = min(cache_write_1h_tokens, cache_write_tokens)
-        write_5m = cache_write_tokens - write_1h
+        """USD for one request."""
         if tier_rule == "per_counter" and self.tiers:
+            write_1h = min(cache_write_1h_tokens, cache_write_tokens)
             return (
                 self._piecewise(input_tokens, "input")
                 + self._piecewise(output_tokens, "output")
                 + self._piecewise(cache_read_tokens, "cache_read")
-                + self._piecewise(write_5m, "cache_write")
+                + self._piecewise(cache_write_tokens - write_1h, "cache_write")
                 + self._piecewise(write_1h, "cache_write_1h")
             ) / PER_MILLION
-        rates = self.base
-        prompt = input_tokens + cache_read_tokens + cache_write_tokens
-        for above, tier in self.tiers:
-            if prompt > above:
-                rates = tier
-        return (
-            input_tokens * rates.input
-            + output_tokens * rates.output
-            + cache_read_tokens * rates.cache_read
-            + write_5m * rates.cache_write
-            + write_1h * rates.cache_write_1h
-        ) / PER_MILLION
+        tier = self.prompt_tier(input_tokens + cache_read_tokens + cache_write_tokens)
+        return self.cost_at(
+            tier,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+        )
 
     def _piecewise(self, tokens: int, counter: str) -> float:
         total = 0.0

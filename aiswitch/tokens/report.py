@@ -499,9 +499,11 @@ class Aggregator:
         single_time = _TIME_INDEX.get(by[0]) if len(by) == 1 else None
         slot: tuple[str, str, str] = ("", "", "")
         groups = self.state.groups
-        # Linear prices are applied to sums: linear[(group, preset, model)] = token sums.
+        # Prices linear in the counts (no tiers, or within the prompt's tier) are applied to
+        # sums at `finish`: linear[(group, (preset, model), tier)] = token sums.
         linear = self.state.linear
         seen = self.state.seen
+        per_counter = tier_rule == "per_counter"
         take_reported = mode != "calculate"
         only_reported = mode == "reported"
 
@@ -564,14 +566,17 @@ class Aggregator:
             if price is None:
                 acc[8] += 1
                 continue
-            if price.tiers:
+            if not price.tiers:
+                lkey = (key, pair, 0)
+            elif per_counter:  # tiers per counter: not linear, priced request by request
                 cost = price.cost(inp, out, read, write, write_1h, tier_rule)
                 acc[6] += cost
                 acc[7] += 1
                 if subscription and preset in subscription:
                     acc[9] += cost
                 continue
-            lkey = (key, pair)
+            else:  # linear within the tier the prompt falls in
+                lkey = (key, pair, price.prompt_tier(inp + read + write))
             sums = linear.get(lkey)
             if sums is None:
                 linear[lkey] = [inp, out, read, write, write_1h]
@@ -654,12 +659,11 @@ class Aggregator:
     def finish(self, warnings: Sequence[str] = ()) -> Report:
         options = self.options
         pricer = self.pricer
-        tier_rule = pricer.table.tier_rule
         groups = {key: list(acc) for key, acc in self.state.groups.items()}
-        for (key, (preset, model)), sums in self.state.linear.items():
+        for (key, (preset, model), tier), sums in self.state.linear.items():
             price = pricer.lookup(preset, model)
             assert price is not None  # only priced models were summed
-            cost = price.cost(sums[0], sums[1], sums[2], sums[3], sums[4], tier_rule)
+            cost = price.cost_at(tier, sums[0], sums[1], sums[2], sums[3], sums[4])
             groups[key][A_COST] += cost
             if preset in self.subscription:
                 groups[key][A_API_EQUIVALENT] += cost
