@@ -211,3 +211,34 @@ def test_small_log_sets_are_read_in_one_process() -> None:
     assert claude_parallel.workers_for([1024] * 500) == 1
     many = claude_parallel.workers_for([claude_parallel.PARALLEL_MIN_BYTES // 4] * 4)
     assert many == min(os.cpu_count() or 1, claude_parallel.MAX_WORKERS)
+
+
+def test_deduplicated_claude_entries_never_share_a_message_and_request_id() -> None:
+    """What lets the workers skip the report's own duplicate check: after ccusage's rules,
+    no two kept entries have the same message id and request id. Random sequences from
+    small pools of ids, sessions, instants and sidechain flags hit every rule."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(3_000):
+        entries = []
+        for _ in range(rng.randint(1, 12)):
+            entries.append(
+                (
+                    rng.choice([1, 2]),  # ts
+                    rng.choice(["s1", "s2"]),
+                    rng.choice(["m1", "m2", None]),
+                    rng.choice(["r1", "r2", None]),
+                    rng.random() < 0.4,  # sidechain
+                    "claude-sonnet-4-5",
+                    rng.randint(0, 3),
+                    rng.randint(0, 3),
+                    0,
+                    0,
+                    0,
+                    None,
+                )
+            )
+        kept = claude.dedupe_claude_entries(entries)
+        pairs = [(entry[2], entry[3]) for entry in kept if entry[2] and entry[3]]
+        assert len(pairs) == len(set(pairs)), entries

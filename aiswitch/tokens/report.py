@@ -475,7 +475,15 @@ class Aggregator:
     def _filters(self) -> _Filters:
         return _Filters(self.options, self.slots)
 
-    def add(self, rows: Iterable[tuple[Any, ...]] | Iterable[LedgerRecord]) -> None:
+    def add(
+        self,
+        rows: Iterable[tuple[Any, ...]] | Iterable[LedgerRecord],
+        *,
+        deduplicated: bool = False,
+    ) -> None:
+        """Sum `rows`. `deduplicated`: the caller guarantees that no two rows, here or in
+        earlier calls, share a source, message id and request id (Claude entries after
+        `dedupe_claude_entries`), so the report's own duplicate check is skipped."""
         options = self.options
         pricer = self.pricer
         tier_rule = pricer.table.tier_rule
@@ -504,6 +512,7 @@ class Aggregator:
         linear = self.state.linear
         seen = self.state.seen
         per_counter = tier_rule == "per_counter"
+        check_duplicates = not deduplicated
         take_reported = mode != "calculate"
         only_reported = mode == "reported"
 
@@ -511,7 +520,7 @@ class Aggregator:
         for item in rows:
             row: tuple[Any, ...] = item if isinstance(item, tuple) else row_from_record(item)
             message_id = row[R_MESSAGE]
-            if message_id:
+            if message_id and check_duplicates:
                 request_id = row[R_REQUEST]
                 if request_id:
                     dedupe = (row[R_SOURCE], message_id, request_id)

@@ -128,11 +128,11 @@ class _Share:
                 else:
                     local.append(item)
         aggregator = Aggregator(self.options)
-        aggregator.add(claude.rows_from_entries(claude.dedupe_claude_entries(local)))
-        state = aggregator.state
-        # Keys are split by message id: no other share can hold these, merging needs none.
-        state.seen = set()
-        return state, tagged
+        rows = claude.rows_from_entries(claude.dedupe_claude_entries(local))
+        aggregator.add(rows, deduplicated=True)
+        # Deduplicated rows leave `state.seen` empty: merging needs no keys, as every
+        # message id is summed in one process only.
+        return aggregator.state, tagged
 
 
 def _child(connection: Any, share: _Share) -> None:
@@ -208,7 +208,7 @@ def aggregate_claude(
             process.join()
     tagged.sort(key=lambda item: (item[0], item[1]))
     contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
-    aggregator.add(claude.rows_from_entries(contested_entries))
+    aggregator.add(claude.rows_from_entries(contested_entries), deduplicated=True)
     index.seen.update(str(path) for path in files)
     from aiswitch.tokens.sources import malformed_warnings
 
