@@ -1,5 +1,5 @@
 """The ledger's line parser (`aiswitch.tokens.sources.ledger`) against a copy of the orjson-only
-implementation it replaced.
+implementation it replaced, and the parallel cold path built on it (`...sources.parallel`).
 
 The msgspec path must give exactly the old answers: the same rows (values and their types:
 an int cost stays an int, -0.0 stays -0.0) in the same order, and the same malformed count.
@@ -13,12 +13,15 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from aiswitch.tokens.sources import ledger
+from aiswitch.home import Home
+from aiswitch.tokens.report import Aggregator, build_report, parse_report_options
+from aiswitch.tokens.sources import ledger, parallel
 from aiswitch.tokens.sources.ledger import parse_ledger_bytes
 
 
@@ -338,10 +341,13 @@ def mutate(rng: random.Random, line: bytes) -> bytes:
     return bytes(data).replace(b"\n", b" ")
 
 
-def generated_lines(count: int, seed: int) -> list[bytes]:
-    """`count` lines: good ones, mutated ones, odd ones."""
+def generated_lines(count: int, seed: int, *, reportable: bool = False) -> list[bytes]:
+    """`count` lines: good ones, mutated ones, odd ones. `reportable`: without the times a
+    report cannot place in a calendar (a UTC year 0 or 10000, which the parser accepts)."""
     rng = random.Random(seed)
     odd = odd_lines()
+    if reportable:
+        odd = [line for line in odd if b'"0001-' not in line and b'"9999-' not in line]
     lines: list[bytes] = []
     for index in range(count):
         roll = rng.random()
@@ -467,3 +473,86 @@ def test_a_naive_time_in_a_block_is_taken_as_utc() -> None:
     data = _good(1) + b"\n" + _good(2, ts="2026-01-01T00:00:02") + b"\n"
     rows, _ = assert_same(data)
     assert rows[1][0] == datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC).timestamp()
+
+
+# --- the parallel cold path -------------------------------------------------------------------
+
+
+def test_key_hashes_are_the_hashes_of_the_reports_dedupe_keys() -> None:
+    lines = generated_lines(3000, seed=5, reportable=True)
+    rows, _ = parse_ledger_bytes(b"\n".join(lines) + b"\n")
+    rows += [(*row[:8], None, row[9], *row[10:]) for row in rows[:50]]
+    rows += [(*row[:8], "", "r", *row[10:]) for row in rows[:50]]
+    aggregator = Aggregator(parse_report_options(by="day", timezone="UTC"))
+    aggregator.add(rows)
+    assert set(parallel._key_hashes(rows)) == set(map(hash, aggregator.state.seen))
+    assert aggregator.state.seen  # some rows have both ids
+
+
+def _ledger(home: Home, lines: list[bytes], tail: bytes = b"") -> Path:
+    path = home.ledger
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n" + tail)
+    return path
+
+
+def _rounded(value: Any) -> Any:
+    """Costs summed in another order may differ in their last bits: compare them rounded."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def _sequential(path: Path, by: str) -> Any:
+    options = parse_report_options(by=by, timezone="UTC")
+    rows, malformed = parse_ledger_bytes(path.read_bytes())
+    report = build_report(rows, options)
+    return _rounded((report.rows, report.totals, malformed))
+
+
+def _parallel(path: Path, by: str, workers: int) -> Any:
+    options = parse_report_options(by=by, timezone="UTC")
+    aggregator, malformed, _torn = parallel.aggregate_ledger(path, options, workers)
+    report = aggregator.finish()
+    return _rounded((report.rows, report.totals, malformed))
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_small_blocks_long_lines_and_a_torn_tail_give_the_one_process_report(
+    home: Home, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr(parallel, "READ_BYTES", 512)
+    lines = generated_lines(2000, seed=11, reportable=True)
+    lines[700] = _good(700, agent="x" * 5000)  # longer than many reads
+    path = _ledger(home, lines, tail=b'{"ts":"2026-01-01T00:00:00Z","input_')
+    for by in ("day", "day,agent,model"):
+        assert _parallel(path, by, workers) == _sequential(path, by)
+    _, malformed, torn = parallel.aggregate_ledger(
+        path, parse_report_options(by="day", timezone="UTC"), workers
+    )
+    assert torn and malformed == _sequential(path, "day")[2]
+
+
+def test_a_duplicate_across_ranges_is_counted_once_the_first_one(home: Home) -> None:
+    lines = [_good(index, input_tokens=index) for index in range(400)]
+    lines.append(_good(3, input_tokens=10**6))  # same ids as line 3, in the last range
+    path = _ledger(home, lines)
+    got = _parallel(path, "day", 2)
+    assert got == _sequential(path, "day")
+    assert got[1]["input_tokens"] == sum(range(400)) and got[1]["requests"] == 400
+
+
+def test_a_failed_worker_leaves_the_report_to_the_parent(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _ledger(home, [_good(index) for index in range(400)])
+
+    def vanish(connection: Any, *args: Any) -> None:
+        connection.close()  # no answer: the parent sees the pipe end
+
+    monkeypatch.setattr(parallel, "_child", vanish)
+    assert _parallel(path, "day", 2) == _sequential(path, "day")
