@@ -30,6 +30,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import itertools
 import marshal
@@ -147,8 +148,13 @@ def _child(connection: Any, path: Path, start: int, end: int, aggregator: Aggreg
         keys: array[int] = array("q")
         malformed = _aggregate_range(path, start, end, aggregator, keys)
         state = aggregator.state
-        payload = ("ok", state.groups, state.linear, malformed, keys.tobytes())
-        connection.send_bytes(marshal.dumps(payload))
+        # Every field of the state but `seen` (the keys' hashes stand in for it).
+        sums = {
+            field.name: getattr(state, field.name)
+            for field in dataclasses.fields(state)
+            if field.name != "seen"
+        }
+        connection.send_bytes(marshal.dumps(("ok", sums, malformed, keys.tobytes())))
     except BaseException as exc:  # reported to the parent, which reads every range itself
         with contextlib.suppress(OSError):  # unless the parent is gone
             connection.send_bytes(marshal.dumps(("error", f"{type(exc).__name__}: {exc}")))
@@ -226,11 +232,11 @@ def _aggregate_in_workers(
         for process, connection in children:
             connection.close()
             process.join()
-    malformed = sum(payload[3] for payload in payloads)
+    malformed = sum(payload[2] for payload in payloads)
     met: set[int] = set()
     for number, payload in enumerate(payloads):
         theirs: array[int] = array("q")
-        theirs.frombytes(payload[4])
+        theirs.frombytes(payload[3])
         if number == 0:
             met.update(theirs)
             continue
@@ -238,4 +244,4 @@ def _aggregate_in_workers(
             return malformed, None
         if number < len(payloads) - 1:
             met.update(theirs)
-    return malformed, [AggregateState(payload[1], payload[2], set()) for payload in payloads]
+    return malformed, [AggregateState(**payload[1], seen=set()) for payload in payloads]
