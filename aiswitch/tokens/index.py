@@ -86,7 +86,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def _tail_digest(handle: Any, offset: int) -> str:
     start = max(0, offset - TAIL_PROBE_BYTES)
     handle.seek(start)
-    return hashlib.blake2b(handle.read(offset - start), digest_size=16).hexdigest()
+    return _digest(handle.read(offset - start))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class FileIndex:
@@ -187,8 +191,12 @@ class FileIndex:
             or end
             or cached[:4] != [stat.st_size, stat.st_mtime_ns, stat.st_ino, consumed]
         ):
-            with path.open("rb") as again:
-                digest = _tail_digest(again, consumed)
+            probe = max(0, consumed - TAIL_PROBE_BYTES)
+            if probe >= offset:  # the probed bytes were just read: hash them from memory
+                digest = _digest(fresh[probe - offset : consumed - offset])
+            else:
+                with path.open("rb") as again:
+                    digest = _tail_digest(again, consumed)
             self.entries[key] = [
                 stat.st_size,
                 stat.st_mtime_ns,
