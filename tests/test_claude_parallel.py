@@ -8,6 +8,7 @@ malformed lines, and compare every report with the one-process path.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -96,6 +97,7 @@ def test_the_parallel_report_equals_the_one_process_report(
     paths = _Paths(monkeypatch, workers)
     parallel = _report(logs, tmp_path / "b", **options)
     assert (paths.parallel, paths.serial) == (1, 0)
+    assert gc.isenabled()  # turned off while the workers ran, and back on
     assert serial.totals["requests"] > 0
     assert any("malformed" in text for text in parallel.warnings)
     _assert_same(parallel, serial)
@@ -194,6 +196,7 @@ def test_a_failing_worker_falls_back_to_one_process(
     paths = _Paths(monkeypatch, 2)
     report = _report(logs, tmp_path / "a", by="day", timezone="UTC")
     assert (paths.parallel, paths.serial) == (1, 1)
+    assert gc.isenabled()
     monkeypatch.undo()
     _assert_same(report, _report(logs, tmp_path / "b", by="day", timezone="UTC"))
 
