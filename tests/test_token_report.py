@@ -39,6 +39,20 @@ def test_a_half_hour_offset_zone_cuts_days_at_the_right_minute() -> None:
     assert [row["day"] for row in report.rows] == ["2026-03-01", "2026-03-02"]
 
 
+def test_instants_beyond_the_calendar_count_on_its_first_and_last_days() -> None:
+    """Year 1 with an east offset is year 0 in UTC: no crash, counted on the first day."""
+    rows = [
+        (-62135600400.0, *[None] * 9, 1, 1, 0, 0, 0, 0, None, "unpriced"),  # 0001-01-01+01:00
+        (253402300799.0, *[None] * 9, 2, 2, 0, 0, 0, 0, None, "unpriced"),  # 9999-12-31Z
+    ]
+    rows = [(row[0], "aiswitch", *row[2:]) for row in rows]
+    report = build_report(rows, parse_report_options(by="day", timezone="Asia/Tokyo"))
+    assert [(row["day"], row["input_tokens"]) for row in report.rows] == [
+        ("0001-01-01", 1),
+        ("9999-12-31", 2),
+    ]
+
+
 def test_weeks_are_iso_weeks_and_months_are_year_month() -> None:
     records = [_rec("2026-12-31T12:00:00Z"), _rec("2027-01-04T12:00:00Z")]
     weeks = build_report(records, parse_report_options(by="week,month", timezone="UTC"))

@@ -367,6 +367,36 @@ def test_import_after_prune_skips_records_older_than_the_cutoff(
     assert report(env)["totals"] == totals
 
 
+def test_times_at_the_edges_of_the_calendar_never_crash_a_command(
+    home: Home, env: dict[str, str]
+) -> None:
+    """Year 1 at +01:00 is year 0 in UTC: a malformed time. Year 1 at 00:30Z exists in UTC but
+    is year 0 in Los Angeles: it counts, on the first day there is."""
+    sample(home)
+    write_ledger(
+        home,
+        [],
+        raw=b'{"v":1,"ts":"0001-01-01T00:00:00+01:00","input_tokens":5}\n'
+        b'{"v":1,"ts":"0001-01-01T00:30:00Z","input_tokens":7}\n',
+    )
+    zone = ("--timezone", "America/Los_Angeles")
+    shown = run_cli("tokens", "report", "--by", "day", *zone, "--json", env=env)
+    assert shown.code == 0, shown.stderr
+    days = {row["day"]: row["input_tokens"] for row in json.loads(shown.stdout)["rows"]}
+    assert days["0001-01-01"] == 7
+    assert "skipped 1 malformed line(s)" in shown.stderr
+    for command in (
+        ("tokens", "export", "--since", "2026-05-01", *zone),
+        ("tokens", "prune", "--before", "2026-05-02", *zone),
+    ):
+        done = run_cli(*command, env=env)
+        assert done.code == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    assert b"0001-01-01T00:00:00+01:00" in home.ledger.read_bytes()  # never lose a line
+    after = run_cli("tokens", "report", "--by", "day", *zone, "--json", env=env)
+    assert json.loads(after.stdout)["totals"] == json.loads(shown.stdout)["totals"]
+
+
 def test_prune_with_a_bad_date_is_a_one_line_error(home: Home, env: dict[str, str]) -> None:
     sample(home)
     before = home.ledger.read_bytes()

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
+from aiswitch.tokens.times import FIRST_TS, LAST_TS
 from aiswitch.tokens.usage import Usage
 
 LEDGER_SCHEMA_VERSION = 1
@@ -52,6 +53,14 @@ class LedgerRecord(BaseModel):
     reasoning_tokens: NonNegativeInt = 0
     cost_usd: float | None = None
     cost_source: CostSource = "unpriced"
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_exists_in_utc(cls, value: datetime) -> datetime:
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if not FIRST_TS <= moment.timestamp() <= LAST_TS:
+            raise ValueError("a time outside years 1-9999 in UTC")
+        return value
 
     @property
     def usage(self) -> Usage:

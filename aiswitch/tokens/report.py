@@ -366,13 +366,15 @@ class _Slots:
         slot = int(ts // TIME_SLOT_SECONDS)
         found = self.cache.get(slot)
         if found is None:
-            local = datetime.fromtimestamp(slot * TIME_SLOT_SECONDS, self.zone)
+            try:
+                local = datetime.fromtimestamp(slot * TIME_SLOT_SECONDS, self.zone)
+            except (OverflowError, OSError, ValueError):
+                # Beyond what datetime can show in this zone (year 1 or 9999 and an offset):
+                # counted on the first or last day there is, never a crash.
+                local = (datetime.min if slot < 0 else datetime.max).replace(tzinfo=self.zone)
             iso = local.isocalendar()
-            found = (
-                local.strftime("%Y-%m-%d"),
-                f"{iso.year:04d}-W{iso.week:02d}",
-                local.strftime("%Y-%m"),
-            )
+            month = f"{local.year:04d}-{local.month:02d}"  # strftime drops year 1's zeros
+            found = (f"{month}-{local.day:02d}", f"{iso.year:04d}-W{iso.week:02d}", month)
             self.cache[slot] = found
         return found
 

@@ -54,6 +54,7 @@ from aiswitch.home import SECRET_FILE_MODE, Home
 from aiswitch.tokens.ledger import RESOURCE as LEDGER_RESOURCE
 from aiswitch.tokens.ledger import ledger_line
 from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.times import local_date
 
 ROLLUP_FILE = "tokens-rollup.jsonl"
 ROLLUP_VERSION = 1
@@ -210,8 +211,7 @@ class RecordFilter:
         if self.runs and record.run_id not in self.runs:
             return False
         if self.since or self.until:
-            ts = record.ts if record.ts.tzinfo else record.ts.replace(tzinfo=UTC)
-            day = ts.astimezone(zone).date()
+            day = local_date(record.ts, zone)
             if (self.since and day < self.since) or (self.until and day > self.until):
                 return False
         return True
@@ -479,7 +479,7 @@ def prune(
                 malformed += 1
                 continue
             ts = record.ts if record.ts.tzinfo else record.ts.replace(tzinfo=UTC)
-            old = ts.astimezone(zone).date() < before
+            old = local_date(ts, zone) < before
             key = record.dedupe_key()
             if key is not None:
                 dedupe = "\x00".join(key)

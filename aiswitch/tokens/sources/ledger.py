@@ -2,7 +2,8 @@
 
 Contract: `parse_ledger_bytes(data)` turns the complete lines in `data` into rows (plain tuples
 in `aiswitch.tokens.report.Row` order) and counts the malformed ones: not JSON, or off-schema
-(a bad timestamp, a negative or non-integer count, a non-string id, an unknown `cost_source`).
+(a bad timestamp or one outside years 1-9999 in UTC, a negative or non-integer count, a
+non-string id, an unknown `cost_source`).
 A malformed line is skipped, never fatal.
 
 How (the same answers, faster): blocks of lines (128 KiB) are decoded by msgspec in one C call
@@ -21,6 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from aiswitch.tokens.sources.claude import _JSONError, _loads
+from aiswitch.tokens.times import FIRST_TS, LAST_TS
 
 _COST_SOURCES = frozenset({"reported", "calculated", "unpriced"})
 
@@ -120,6 +122,9 @@ def _block_rows(block: bytes, rows: list[tuple[Any, ...]]) -> bool:
         return False
     if not all(map(_get_tzinfo, times)):  # a time without a zone is UTC
         times = [ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC) for ts in times]
+    stamps = list(map(_timestamp, times))
+    if stamps and (min(stamps) < FIRST_TS or max(stamps) > LAST_TS):
+        return False  # a time outside the calendar in UTC: decided line by line
     rows.extend(
         [
             (
@@ -142,7 +147,7 @@ def _block_rows(block: bytes, rows: list[tuple[Any, ...]]) -> bool:
                 line.cost_usd,
                 line.cost_source,
             )
-            for stamp, line in zip(map(_timestamp, times), lines, strict=True)
+            for stamp, line in zip(stamps, lines, strict=True)
         ]
     )
     return True
@@ -164,26 +169,28 @@ def _lines_rows(data: bytes, rows: list[tuple[Any, ...]]) -> int:
         else:
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=UTC)
-            row = (
-                ts.timestamp(),
-                decoded.source,
-                decoded.agent,
-                decoded.preset,
-                decoded.provider,
-                decoded.model,
-                decoded.run_id,
-                decoded.session_id,
-                decoded.message_id,
-                decoded.request_id,
-                decoded.input_tokens,
-                decoded.output_tokens,
-                decoded.cache_read_tokens,
-                decoded.cache_write_tokens,
-                decoded.reasoning_tokens,
-                decoded.cache_write_1h_tokens,
-                decoded.cost_usd,
-                decoded.cost_source,
-            )
+            stamp = ts.timestamp()
+            if FIRST_TS <= stamp <= LAST_TS:  # else: not an instant in UTC's calendar
+                row = (
+                    stamp,
+                    decoded.source,
+                    decoded.agent,
+                    decoded.preset,
+                    decoded.provider,
+                    decoded.model,
+                    decoded.run_id,
+                    decoded.session_id,
+                    decoded.message_id,
+                    decoded.request_id,
+                    decoded.input_tokens,
+                    decoded.output_tokens,
+                    decoded.cache_read_tokens,
+                    decoded.cache_write_tokens,
+                    decoded.reasoning_tokens,
+                    decoded.cache_write_1h_tokens,
+                    decoded.cost_usd,
+                    decoded.cost_source,
+                )
         if row is None:
             malformed += 1
         else:
@@ -236,8 +243,11 @@ def _line_row(line: bytes) -> tuple[Any, ...] | None:
         ts = _fromiso(obj["ts"])
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)  # the ledger's times are UTC
+        stamp = ts.timestamp()
+        if not FIRST_TS <= stamp <= LAST_TS:
+            return None  # not an instant in UTC's calendar
         return (
-            ts.timestamp(),
+            stamp,
             *texts,
             inp,
             out,

@@ -1,0 +1,24 @@
+"""Ledger times at the edges of the calendar.
+
+Contract: a ledger line's `ts` must name an instant that exists in UTC, years 1 to 9999
+(`FIRST_TS <= seconds <= LAST_TS`, seconds since the epoch); a line outside is malformed,
+like any bad timestamp (`0001-01-01T00:00:00+01:00` is year 0 in UTC). `local_date(moment,
+zone)` is the calendar day of an instant in `zone`, the first or last day there is when the
+zone's offset pushes it past year 1 or 9999: never an error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, tzinfo
+
+FIRST_TS = datetime.min.replace(tzinfo=UTC).timestamp()
+LAST_TS = datetime.max.replace(tzinfo=UTC).timestamp()
+
+
+def local_date(moment: datetime, zone: tzinfo) -> date:
+    """The day of `moment` (aware; naive means UTC) in `zone`."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return aware.astimezone(zone).date()
+    except (OverflowError, ValueError):
+        return date.min if aware.year < 5000 else date.max
