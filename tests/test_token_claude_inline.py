@@ -108,6 +108,28 @@ VARIANTS = [
     ("isSidechain", "true"),
     ("message.id", 7),
     ("requestId", 7),
+    # Nulls: in a checked field anywhere (the line is skipped), or elsewhere (it is not).
+    ("sessionId", None),
+    ("requestId", None),
+    ("costUSD", None),
+    ("type", None),
+    ("message.id", None),
+    ("message.model", None),
+    ("message.stop_sequence", None),
+    ("message.usage.cache_read_input_tokens", None),
+    ("message.content", [{"type": "tool_use", "id": None}]),
+    ("message.content", [{"type": "text", "xid": None, "text": "id"}]),
+    ("message.usage.iterations", [{"type": "message", "model": None}]),
+]
+# Lines written by hand: the null check is textual, quotes and blanks included.
+RAW_LINES = [
+    ("sessionId", '"sessionId" \t:null'),
+    ("sessionId", '"sessionId": null'),
+    ("type", '"a\\"id":null'),
+    ("type", '"xid":null'),
+    ("type", '"i d":null'),
+    ("type", '"":null'),
+    ("type", ":null"),
 ]
 
 
@@ -139,6 +161,12 @@ def test_inline_checks_match_the_general_rules() -> None:
     lines = [json.dumps(BASE, separators=(",", ":"))]
     lines += [json.dumps(_variant(path, value), separators=(",", ":")) for path, value in VARIANTS]
     lines += ['{"usage":{ broken', '["usage":{]', '{"type":"user","message":{"content":"x"}}', ""]
+    compact = json.dumps(BASE, separators=(",", ":"))
+    for field, text in RAW_LINES:  # `"field":value,` replaced by the raw text
+        start = compact.index(f'"{field}":')
+        stop = compact.index(",", start)
+        lines.append(compact[:start] + text + compact[stop:])
+        lines.append(compact[:start] + text + "," + compact[start:])
     data = ("\n".join(lines) + "\n").encode()
     got, malformed = claude.parse_claude_bytes(data, "path-session")
     want, want_malformed = _reference(data, "path-session")

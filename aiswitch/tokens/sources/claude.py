@@ -51,10 +51,25 @@ SOURCE = "claude"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 USAGE_MARKER = b'"usage":{'
-_NULL_FIELD_RE = re.compile(
-    rb'"(id|cwd|model|speed|costUSD|version|sessionId|requestId|isApiErrorMessage|'
-    rb'cache_read_input_tokens|cache_creation_input_tokens)"\s*:null'
+# ccusage's non-nullable fields: a line with one of them `null` anywhere is skipped.
+_NULL_CHECKED = frozenset(
+    {
+        b"id",
+        b"cwd",
+        b"model",
+        b"speed",
+        b"costUSD",
+        b"version",
+        b"sessionId",
+        b"requestId",
+        b"isApiErrorMessage",
+        b"cache_read_input_tokens",
+        b"cache_creation_input_tokens",
+    }
 )
+_NULL_FIELD_RE = re.compile(b'"(' + b"|".join(sorted(_NULL_CHECKED)) + rb')"\s*:null')
+# What `\s` matches inside a line.
+_BLANKS = frozenset(b" \t\r\f\v")
 _SEMVER_PREFIX_RE = re.compile(r"^\d+\.\d+\.\d")
 
 try:  # orjson parses these lines several times faster; the stdlib is the fallback
@@ -170,13 +185,15 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
     malformed = 0
     decode = _decode_line
     unset = msgspec.UNSET
-    null_field = _NULL_FIELD_RE.search
     fromiso = datetime.fromisoformat
     epoch, millisecond = _EPOCH, _MILLISECOND
     semver_ok: dict[str, bool] = {}  # a log holds a handful of versions: match each once
     marker = USAGE_MARKER
     find, rfind = data.find, data.rfind
     position = 0
+    # The next `:null` in the data: a line holding one after a checked field's name takes the
+    # general path (found here with one scan of the data, not one scan per line).
+    null_at = find(b":null")
     while True:
         # Jump from one usage marker to the next: lines without one (user turns, summaries)
         # are never copied out of `data`, which is what splitting every line would cost.
@@ -189,7 +206,13 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
             end = len(data)
         line = data[start:end]
         position = end + 1
-        if b":null" in line and null_field(line):
+        checked_null = False
+        while 0 <= null_at < end:
+            if null_at >= start and _names_a_checked_field(data, start, null_at):
+                checked_null = True
+                break
+            null_at = find(b":null", null_at + 1)
+        if checked_null:
             record = None
         else:
             try:
@@ -246,6 +269,19 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
             )
         )
     return entries, malformed
+
+
+def _names_a_checked_field(data: bytes, start: int, at: int) -> bool:
+    """Whether the `:null` at `at` ends a match of `_NULL_FIELD_RE` within the line that
+    starts at `start`: `"<checked name>"`, then blanks. (The name holds no quote, so its
+    opening quote is the nearest one before its closing quote.)"""
+    end = at
+    while end > start and data[end - 1] in _BLANKS:
+        end -= 1
+    if end <= start or data[end - 1] != 0x22:  # '"'
+        return False
+    opening = data.rfind(b'"', start, end - 1)
+    return opening >= 0 and data[opening + 1 : end - 1] in _NULL_CHECKED
 
 
 def _general_entries(line: bytes, path_session: str) -> tuple[list[ClaudeEntry], int]:
