@@ -165,6 +165,7 @@ def _assistant_line(
         "model": "<synthetic>" if synthetic else rng.choice(MODELS),
         "content": [{"type": "text", "text": "x" * spec.content_bytes}],
         "stop_reason": "end_turn",
+        "stop_sequence": None,  # as Claude Code writes it: a null ccusage does not check
         "usage": usage,
     }
     line: dict[str, Any] = {
