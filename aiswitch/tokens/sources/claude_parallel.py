@@ -118,9 +118,10 @@ class _Share:
         tagged (file position, line position, entry)."""
         local: list[tuple[Any, ...]] = []
         tagged: list[tuple[Any, ...]] = []
+        message_of = itemgetter(_MESSAGE)
         for position, items in self.per_file:
-            if not contested:
-                local.extend(items)
+            if contested.isdisjoint(map(hash, filter(None, map(message_of, items)))):
+                local.extend(items)  # most files: nothing contested, no loop in Python
                 continue
             for seq, item in enumerate(items):
                 message_id = item[_MESSAGE]
