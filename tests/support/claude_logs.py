@@ -12,7 +12,11 @@ compact JSON object per line, user and assistant lines, assistant lines carrying
 - malformed lines: truncated JSON, garbage, a line with a non-nullable field set to null;
 - several projects, several models (and `<synthetic>`), 5-minute and 1-hour cache writes,
   an occasional reported `costUSD`, and timestamps spread over whole days so that days cut
-  differently in different timezones.
+  differently in different timezones;
+- the shapes of two Claude Code versions: 2.0 lines, and 2.1 lines whose usage also holds
+  `iterations: []`, `speed`, `server_tool_use` and whose message has `stop_details: null`
+  (copied from the lines the real CLI writes in the end-to-end tests); every assistant
+  message has `stop_sequence: null`, as the API sends it.
 
 Prompts stay under 200k tokens, where every tiering rule agrees.
 """
@@ -81,6 +85,8 @@ def write_claude_logs(root: Path, spec: LogSetSpec | None = None) -> LogSetStats
         project = projects[file_index % len(projects)]
         session = str(uuid.UUID(int=rng.getrandbits(128)))
         subagent = file_index % 11 == 5
+        # Every other session by Claude Code 2.1, whose usage lines carry more fields.
+        version = "2.1.197" if file_index % 2 else "2.0.37"
         if subagent:
             path = root / "projects" / project / session / "subagents" / "agent-a1.jsonl"
         else:
@@ -100,13 +106,13 @@ def write_claude_logs(root: Path, spec: LogSetSpec | None = None) -> LogSetStats
                         "type": "user",
                         "sessionId": session,
                         "timestamp": stamp,
-                        "version": "2.0.37",
+                        "version": version,
                         "cwd": "/home/dev/" + project,
                         "message": {"role": "user", "content": "please " * 8},
                     }
                 )
             )
-            line = _assistant_line(rng, spec, session, stamp, subagent)
+            line = _assistant_line(rng, spec, session, stamp, subagent, version)
             lines.append(line)
             written.append(line)
             stats.assistant_lines += 1
@@ -142,7 +148,7 @@ def write_claude_logs(root: Path, spec: LogSetSpec | None = None) -> LogSetStats
 
 
 def _assistant_line(
-    rng: random.Random, spec: LogSetSpec, session: str, stamp: str, subagent: bool
+    rng: random.Random, spec: LogSetSpec, session: str, stamp: str, subagent: bool, version: str
 ) -> str:
     synthetic = rng.random() < spec.synthetic_rate
     usage: dict[str, Any] = {
@@ -158,6 +164,11 @@ def _assistant_line(
             "ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"] - hour,
             "ephemeral_1h_input_tokens": hour,
         }
+    if version.startswith("2.1."):  # what Claude Code 2.1 adds to every usage
+        usage["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
+        usage["inference_geo"] = ""
+        usage["iterations"] = []
+        usage["speed"] = "standard"
     message: dict[str, Any] = {
         "id": f"msg_01{rng.getrandbits(96):024x}",
         "type": "message",
@@ -168,13 +179,15 @@ def _assistant_line(
         "stop_sequence": None,  # as Claude Code writes it: a null ccusage does not check
         "usage": usage,
     }
+    if version.startswith("2.1."):
+        message["stop_details"] = None
     line: dict[str, Any] = {
         "parentUuid": str(uuid.UUID(int=rng.getrandbits(128))),
         "isSidechain": subagent,
         "userType": "external",
         "cwd": "/home/dev/project",
         "sessionId": session,
-        "version": "2.0.37",
+        "version": version,
         "gitBranch": "main",
         "type": "assistant",
         "uuid": str(uuid.UUID(int=rng.getrandbits(128))),

@@ -135,7 +135,9 @@ class _Usage(msgspec.Struct, gc=False):
     cache_creation_input_tokens: _Count = 0
     speed: Literal["standard", "fast"] | None = None
     cache_creation: _Buckets | None = None
-    iterations: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    # Claude Code 2.1 writes `"iterations":[]` in every usage: empty, it adds nothing. Any
+    # other value (advisor iterations, null) fails here and takes the general path.
+    iterations: Annotated[list[Any], msgspec.Meta(max_length=0)] = []
 
 
 class _Message(msgspec.Struct, gc=False):
@@ -172,10 +174,11 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
     how many lines were malformed JSON.
 
     This loop runs once per usage line, so the common shape (a direct assistant line without
-    `usage.iterations` or a null in a checked field) is decoded by msgspec into `_Line`, whose
-    types are `_direct_fields`' and `_usage_counts`' type rules, and its remaining rules are
-    applied inline here. A line msgspec refuses for any reason (another shape, a wrong type,
-    bad JSON) goes to `_general_entries`, which decides it exactly as before.
+    advisor `usage.iterations` or a null in a checked field) is decoded by msgspec into
+    `_Line`, whose types are `_direct_fields`' and `_usage_counts`' type rules, and its
+    remaining rules are applied inline here. A line msgspec refuses for any reason (another
+    shape, a wrong type, bad JSON) goes to `_general_entries`, which decides it exactly as
+    before.
 
     Where msgspec is more lenient than orjson, and only in parts of a line no rule reads
     (bytes that are not UTF-8, or a number beyond a double's range, inside text or fields
@@ -184,7 +187,6 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
     append = entries.append
     malformed = 0
     decode = _decode_line
-    unset = msgspec.UNSET
     fromiso = datetime.fromisoformat
     epoch, millisecond = _EPOCH, _MILLISECOND
     semver_ok: dict[str, bool] = {}  # a log holds a handful of versions: match each once
@@ -219,7 +221,7 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
                 record = decode(line)
             except ValueError:  # msgspec's decode and validation errors, bad UTF-8
                 record = None
-        if record is None or record.message.usage.iterations is not unset:
+        if record is None:
             found, bad = _general_entries(line, path_session)
             entries.extend(found)
             malformed += bad
