@@ -13,7 +13,10 @@ Options: `--records N`, `--claude-lines N`, `--claude-files N`, `--keep DIR` (re
 field of every record, as ledgers written before `ledger_line` did; the default is the compact
 lines `LedgerWriter` writes now), `--repeat N` (cold Claude runs, each followed by a ccusage run
 so both see the same machine; their medians are compared; default 5), `--ledger-repeat N`
-(cold ledger runs, median; default 3).
+(cold ledger runs, median; default 3), `--legacy-lines` (Claude logs of Claude Code 2.0
+lines only and without `stop_sequence: null`, as earlier figures used; by default half the
+sessions are in Claude Code 2.1's shape and every assistant message has the null the API
+sends).
 """
 
 from __future__ import annotations
@@ -124,12 +127,15 @@ def ledger_part(args: argparse.Namespace, base: Path, table: list[tuple[str, str
 
 def claude_part(args: argparse.Namespace, base: Path, table: list[tuple[str, str, str]]) -> None:
     """Part 2: a generated Claude log set, ours beside ccusage."""
-    config = base / "claude"
+    config = base / ("claude-legacy" if args.legacy_lines else "claude")
     if not config.exists():
-        stats = write_claude_logs(
-            config,
-            LogSetSpec(files=args.claude_files, assistant_lines=args.claude_lines, days=30),
+        spec = LogSetSpec(
+            files=args.claude_files,
+            assistant_lines=args.claude_lines,
+            days=30,
+            legacy=args.legacy_lines,
         )
+        stats = write_claude_logs(config, spec)
         print(
             f"generated {stats.assistant_lines:,} assistant lines in {stats.files:,} "
             f"files ({stats.bytes / 1e6:.0f} MB)"
@@ -159,7 +165,8 @@ def claude_part(args: argparse.Namespace, base: Path, table: list[tuple[str, str
         and theirs["cacheCreationTokens"] == mine["cache_write_tokens"]
         and theirs["cacheReadTokens"] == mine["cache_read_tokens"]
     )
-    label = f"claude {args.claude_lines:,} lines"
+    shape = "2.0 lines, no nulls" if args.legacy_lines else "2.0 + 2.1 lines"
+    label = f"claude {args.claude_lines:,} lines ({shape})"
     runs = ", ".join(f"{value:.2f}" for value in cc_runs)
     table.append((label, "ccusage claude daily --json -O (1st)", f"{cc_first:.2f} s"))
     table.append((label, "ccusage, later runs (median)", f"{cc_warm:.2f} s ({runs})"))
@@ -183,6 +190,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--ledger-only", action="store_true")
     parser.add_argument("--claude-only", action="store_true")
+    parser.add_argument(
+        "--legacy-lines",
+        action="store_true",
+        help="Claude logs as this generator wrote them before: 2.0 lines without nulls",
+    )
     parser.add_argument("--full-records", action="store_true")
     parser.add_argument("--repeat", type=int, default=5, help="cold Claude runs (median)")
     parser.add_argument("--ledger-repeat", type=int, default=3, help="cold ledger runs (median)")

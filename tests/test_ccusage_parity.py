@@ -94,6 +94,14 @@ def test_per_day_and_model_totals_and_costs_equal_ccusage(
     _assert_same_as_ccusage(generated_logs, tmp_path, timezone, use_cache=False)
 
 
+def test_logs_of_claude_code_2_0_only_equal_ccusage_too(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, workers: int
+) -> None:
+    root = tmp_path_factory.mktemp("claude-legacy")
+    write_claude_logs(root, LogSetSpec(files=12, assistant_lines=1_200, days=3, legacy=True))
+    _assert_same_as_ccusage(root, tmp_path, "UTC", use_cache=False)
+
+
 def test_a_warm_index_gives_the_same_totals_as_ccusage(
     generated_logs: Path, tmp_path: Path, workers: int
 ) -> None:

@@ -16,7 +16,8 @@ compact JSON object per line, user and assistant lines, assistant lines carrying
 - the shapes of two Claude Code versions: 2.0 lines, and 2.1 lines whose usage also holds
   `iterations: []`, `speed`, `server_tool_use` and whose message has `stop_details: null`
   (copied from the lines the real CLI writes in the end-to-end tests); every assistant
-  message has `stop_sequence: null`, as the API sends it.
+  message has `stop_sequence: null`, as the API sends it (`LogSetSpec.legacy`: neither, the
+  lines this generator wrote before).
 
 Prompts stay under 200k tokens, where every tiering rule agrees.
 """
@@ -57,6 +58,9 @@ class LogSetSpec:
     malformed_rate: float = 0.01
     synthetic_rate: float = 0.01
     cost_rate: float = 0.02
+    # The lines earlier versions of this generator wrote: Claude Code 2.0 only, and no
+    # `stop_sequence: null` (kept for benchmarks comparable with earlier figures).
+    legacy: bool = False
 
 
 @dataclass
@@ -86,7 +90,7 @@ def write_claude_logs(root: Path, spec: LogSetSpec | None = None) -> LogSetStats
         session = str(uuid.UUID(int=rng.getrandbits(128)))
         subagent = file_index % 11 == 5
         # Every other session by Claude Code 2.1, whose usage lines carry more fields.
-        version = "2.1.197" if file_index % 2 else "2.0.37"
+        version = "2.1.197" if file_index % 2 and not spec.legacy else "2.0.37"
         if subagent:
             path = root / "projects" / project / session / "subagents" / "agent-a1.jsonl"
         else:
@@ -179,6 +183,8 @@ def _assistant_line(
         "stop_sequence": None,  # as Claude Code writes it: a null ccusage does not check
         "usage": usage,
     }
+    if spec.legacy:
+        del message["stop_sequence"]
     if version.startswith("2.1."):
         message["stop_details"] = None
     line: dict[str, Any] = {
