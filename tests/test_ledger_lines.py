@@ -557,5 +557,9 @@ def test_a_failed_worker_leaves_the_report_to_the_parent(
     def vanish(connection: Any, *args: Any) -> None:
         connection.close()  # no answer: the parent sees the pipe end
 
-    monkeypatch.setattr(parallel, "_child", vanish)
-    assert _parallel(path, "day", 2) == _sequential(path, "day")
+    def fail(connection: Any, *args: Any) -> None:
+        raise RuntimeError("worker broke")  # reported to the parent as a failure
+
+    for worker in (vanish, fail):
+        monkeypatch.setattr(parallel, "_worker", worker)
+        assert _parallel(path, "day", 2) == _sequential(path, "day")

@@ -458,6 +458,15 @@ class AggregateState:
     linear: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
     seen: set[tuple[str, str, str]] = field(default_factory=set)
 
+    def sums(self) -> dict[str, Any]:
+        """Every field but `seen`, as plain values (what a worker process sends back)."""
+        return {name: value for name, value in vars(self).items() if name != "seen"}
+
+    @classmethod
+    def from_sums(cls, sums: dict[str, Any]) -> AggregateState:
+        """The state of `sums()`, with an empty `seen`."""
+        return cls(**sums)
+
 
 class OverlappingStates(Exception):
     """Two parts hold the same dedupe key: only an in-order pass knows which one counts."""

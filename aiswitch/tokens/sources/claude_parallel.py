@@ -6,7 +6,8 @@ Contract:
 - `aggregate_claude(files, sizes, index, options, workers)` returns `(aggregator, warnings)`: the
   same sums and warnings as `load_claude` + `build_report` over the same files (ccusage's
   duplicate rules, then the report's own), or None when it cannot run here (no `fork`, a
-  worker failed), and the caller takes the one-process path. Costs may differ from the
+  worker failed), and the caller takes the one-process path. Workers, pipes and failures:
+  `aiswitch.tokens.sources.forked`; the cyclic GC is off while they run. Costs may differ from the
   one-process path in the last bits of a float, as they are summed in another order.
 - `workers_for(sizes)` says how many processes to use for files of `sizes` bytes (1: do
   not fork).
@@ -25,11 +26,8 @@ Contract:
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import marshal
 import os
-import sys
 from array import array
 from collections.abc import Sequence
 from operator import itemgetter
@@ -38,7 +36,7 @@ from typing import Any
 
 from aiswitch.tokens.index import FileIndex, FileRead
 from aiswitch.tokens.report import AggregateState, Aggregator, ReportOptions
-from aiswitch.tokens.sources import claude
+from aiswitch.tokens.sources import claude, forked
 
 # Below this many bytes of logs, forking and merging cost more than they save.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
@@ -53,9 +51,7 @@ _MESSAGE = claude.E_MESSAGE
 
 def workers_for(sizes: Sequence[int]) -> int:
     """How many processes should read files of `sizes` bytes (1: no parallelism)."""
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not forked.can_fork():
         return 1
     cpus = min(os.cpu_count() or 1, MAX_WORKERS, len(sizes))
     if cpus < 2 or sum(sizes) < PARALLEL_MIN_BYTES:
@@ -137,23 +133,14 @@ class _Share:
         return aggregator.state, tagged
 
 
-def _child(connection: Any, share: _Share) -> None:
-    """A worker process: the two rounds over a pipe, values marshalled."""
-    try:
-        connection.send_bytes(array("q", share.read()).tobytes())
-        contested = set(array("q", connection.recv_bytes()))
-        state, tagged = share.finish(contested)
-        payload = ("ok", state.groups, state.linear, tagged, list(share.updates), share.notes)
-        connection.send_bytes(marshal.dumps(payload))
-        # The index entries the parent writes without loading them.
-        connection.send_bytes(marshal.dumps(share.updates))
-    except BaseException as exc:  # reported to the parent, which takes the one-process path
-        with contextlib.suppress(OSError):  # unless the parent is gone
-            connection.send_bytes(marshal.dumps(("error", f"{type(exc).__name__}: {exc}")))
-
-
-class WorkerFailed(Exception):
-    """A worker process failed or vanished: the caller takes the one-process path."""
+def _worker(connection: Any, share: _Share) -> None:
+    """A worker process: the two rounds over its pipe."""
+    forked.send(connection, array("q", share.read()).tobytes())
+    contested = set(array("q", forked.receive(connection)))
+    state, tagged = share.finish(contested)
+    forked.send(connection, (state.sums(), tagged, list(share.updates), share.notes))
+    # The index entries, which the parent writes without loading them.
+    forked.send(connection, marshal.dumps(share.updates))
 
 
 def aggregate_claude(
@@ -165,85 +152,42 @@ def aggregate_claude(
 ) -> tuple[Aggregator, list[str]] | None:
     """The report's sums and warnings over `files` of `sizes` bytes (module docstring), or
     None."""
-    enabled = gc.isenabled()
-    # Tens of thousands of acyclic tuples a second: the cyclic collector would only spend
-    # time walking them (~7% of the work). The workers inherit the setting.
-    gc.disable()
-    try:
-        return _aggregate(files, sizes, index, options, workers)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _aggregate(
-    files: Sequence[Path],
-    sizes: Sequence[int],
-    index: FileIndex,
-    options: ReportOptions,
-    workers: int,
-) -> tuple[Aggregator, list[str]] | None:
-    import multiprocessing
-
+    if not forked.can_fork():
+        return None
     parts = split_shares(sizes, workers, PARENT_WEIGHT)
     shares = [_Share([(at, files[at]) for at in part], index, options) for part in parts]
     aggregator = Aggregator(options)  # also loads the zone and prices once, before forking
-    context = multiprocessing.get_context("fork")
-    sys.stdout.flush()  # a forked child must not write the parent's buffered output again
-    sys.stderr.flush()
-    children = []
+    mine, theirs = shares[0], shares[1:]
     try:
-        for share in shares[1:]:
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_child, args=(child_end, share), daemon=True)
-            process.start()
-            child_end.close()
-            children.append((process, parent_end))
-        try:
-            mine = shares[0].read()
-            theirs = [array("q", _receive(connection)) for _, connection in children]
-            contested = _contested(mine, theirs)
-            wire = array("q", contested).tobytes()
-            for _, connection in children:
-                connection.send_bytes(wire)
-            state, tagged = shares[0].finish(contested)
+        with forked.no_cyclic_gc(), forked.workers([(_worker, (s,)) for s in theirs]) as ends:
+            hashes = mine.read()
+            their_hashes = [array("q", forked.receive(end)) for end in ends]
+            contested = _contested(hashes, their_hashes)
+            for end in ends:
+                forked.send(end, array("q", contested).tobytes())
+            state, tagged = mine.finish(contested)
             aggregator.merge(state)
-            notes = list(shares[0].notes)
-            own = shares[0].updates
-            if own:  # marshalled now, while the workers still marshal theirs
-                index.adopt(marshal.dumps(own), list(own))
-            for _, connection in children:
-                payload = marshal.loads(_receive(connection))  # noqa: S302 - our own child
-                if payload[0] != "ok":
-                    raise WorkerFailed(payload[1])
-                _, groups, linear, more, updated, their_notes = payload
-                aggregator.merge(AggregateState(groups, linear, set()))
+            notes = list(mine.notes)
+            if mine.updates:  # marshalled now, while the workers still marshal theirs
+                index.adopt(marshal.dumps(mine.updates), list(mine.updates))
+            for end in ends:
+                sums, more, updated, their_notes = forked.receive(end)
+                aggregator.merge(AggregateState.from_sums(sums))
                 tagged.extend(more)
-                part = _receive(connection)
+                part = forked.receive(end)
                 if updated:
                     index.adopt(part, updated)
                 notes.extend(their_notes)
-        except (OSError, EOFError, WorkerFailed):
-            return None
-    finally:
-        for process, connection in children:
-            connection.close()
-            process.join()
-    tagged.sort(key=lambda item: (item[0], item[1]))
-    contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
-    aggregator.add(claude.rows_from_entries(contested_entries), deduplicated=True)
+            tagged.sort(key=lambda item: (item[0], item[1]))
+            contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
+            aggregator.add(claude.rows_from_entries(contested_entries), deduplicated=True)
+    except forked.WorkerFailed:
+        return None
     index.seen.update(str(path) for path in files)
     from aiswitch.tokens.sources import malformed_warnings
 
     reads = [(files[at], FileRead([], malformed, torn)) for at, malformed, torn in sorted(notes)]
     return aggregator, malformed_warnings(claude.SOURCE, reads)
-
-
-def _receive(connection: Any) -> bytes:
-    data = connection.recv_bytes()
-    if not isinstance(data, bytes):
-        raise WorkerFailed("unexpected message from a worker")
-    return data
 
 
 def _contested(mine: set[int], theirs: list[array[int]]) -> set[int]:

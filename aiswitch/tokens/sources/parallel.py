@@ -30,12 +30,8 @@ Contract:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import gc
 import itertools
-import marshal
 import os
-import sys
 from array import array
 from pathlib import Path
 from typing import Any
@@ -48,6 +44,7 @@ from aiswitch.tokens.report import (
     Aggregator,
     ReportOptions,
 )
+from aiswitch.tokens.sources import forked
 from aiswitch.tokens.sources.ledger import parse_ledger_bytes
 
 # Below this size a single process is faster: forking and merging cost ~0.1 s.
@@ -65,9 +62,7 @@ READ_BYTES = 128 * 1024
 
 def parallel_workers(size: int) -> int:
     """How many processes should parse a ledger of `size` bytes (1: no parallelism)."""
-    import multiprocessing
-
-    if size < PARALLEL_LEDGER_MIN_BYTES or "fork" not in multiprocessing.get_all_start_methods():
+    if size < PARALLEL_LEDGER_MIN_BYTES or not forked.can_fork():
         return 1
     cpus = os.cpu_count() or 1
     try:
@@ -141,27 +136,11 @@ def _key_hashes(rows: list[tuple[Any, ...]]) -> list[int]:
     ]
 
 
-def _child(connection: Any, path: Path, start: int, end: int, aggregator: Aggregator) -> None:
+def _worker(connection: Any, path: Path, start: int, end: int, aggregator: Aggregator) -> None:
     """A worker process: aggregate one range, send back its sums and its keys' hashes."""
-    gc.disable()  # short-lived, and its rows hold no cycles: collecting would only cost
-    try:
-        keys: array[int] = array("q")
-        malformed = _aggregate_range(path, start, end, aggregator, keys)
-        state = aggregator.state
-        # Every field of the state but `seen` (the keys' hashes stand in for it).
-        sums = {
-            field.name: getattr(state, field.name)
-            for field in dataclasses.fields(state)
-            if field.name != "seen"
-        }
-        connection.send_bytes(marshal.dumps(("ok", sums, malformed, keys.tobytes())))
-    except BaseException as exc:  # reported to the parent, which reads every range itself
-        with contextlib.suppress(OSError):  # unless the parent is gone
-            connection.send_bytes(marshal.dumps(("error", f"{type(exc).__name__}: {exc}")))
-
-
-class _WorkerFailed(Exception):
-    """A worker process failed or vanished: the parent aggregates every range in order."""
+    keys: array[int] = array("q")
+    malformed = _aggregate_range(path, start, end, aggregator, keys)
+    forked.send(connection, (aggregator.state.sums(), malformed, keys.tobytes()))
 
 
 def aggregate_ledger(
@@ -182,7 +161,7 @@ def aggregate_ledger(
     # Made before forking: the workers inherit its loaded timezone and price table.
     aggregator = Aggregator(options)
     if len(ranges) > 1:
-        with contextlib.suppress(_WorkerFailed):
+        with contextlib.suppress(forked.WorkerFailed):
             malformed, states = _aggregate_in_workers(path, ranges, aggregator)
             if states is not None:
                 for state in states:
@@ -203,40 +182,16 @@ def _aggregate_in_workers(
 ) -> tuple[int, list[AggregateState] | None]:
     """Each range aggregated into a copy of `aggregator` by a forked worker: the number of
     malformed lines, and the workers' states in range order (their `seen` left empty), or
-    None if two ranges may share a dedupe key. Raises `_WorkerFailed`."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    sys.stdout.flush()  # a forked child must not write the parent's buffered output again
-    sys.stderr.flush()
-    children = []
-    payloads = []
-    try:
-        for start, end in ranges:
-            parent_end, child_end = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_child, args=(child_end, path, start, end, aggregator), daemon=True
-            )
-            process.start()
-            child_end.close()
-            children.append((process, parent_end))
-        for _, connection in children:
-            try:
-                payload = marshal.loads(connection.recv_bytes())  # noqa: S302 - our own child
-            except (OSError, EOFError, ValueError) as exc:
-                raise _WorkerFailed(str(exc)) from None
-            if payload[0] != "ok":
-                raise _WorkerFailed(payload[1])
-            payloads.append(payload)
-    finally:
-        for process, connection in children:
-            connection.close()
-            process.join()
-    malformed = sum(payload[2] for payload in payloads)
+    None if two ranges may share a dedupe key. Raises `forked.WorkerFailed`."""
+    targets = [(_worker, (path, start, end, aggregator)) for start, end in ranges]
+    # Short-lived workers whose rows hold no cycles: collecting would only cost.
+    with forked.no_cyclic_gc(), forked.workers(targets) as ends:
+        payloads = [forked.receive(end) for end in ends]
+    malformed = sum(payload[1] for payload in payloads)
     met: set[int] = set()
     for number, payload in enumerate(payloads):
         theirs: array[int] = array("q")
-        theirs.frombytes(payload[3])
+        theirs.frombytes(payload[2])
         if number == 0:
             met.update(theirs)
             continue
@@ -244,4 +199,4 @@ def _aggregate_in_workers(
             return malformed, None
         if number < len(payloads) - 1:
             met.update(theirs)
-    return malformed, [AggregateState(**payload[1], seen=set()) for payload in payloads]
+    return malformed, [AggregateState.from_sums(payload[0]) for payload in payloads]
