@@ -245,3 +245,50 @@ def test_deduplicated_claude_entries_never_share_a_message_and_request_id() -> N
         kept = claude.dedupe_claude_entries(entries)
         pairs = [(entry[2], entry[3]) for entry in kept if entry[2] and entry[3]]
         assert len(pairs) == len(set(pairs)), entries
+
+
+def test_source_all_leaves_out_what_the_ledger_holds_with_workers_too(
+    logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiswitch.tokens.ledger import ledger_line
+    from aiswitch.tokens.records import LedgerRecord
+
+    entries = []
+    for path in claude.claude_files(claude.claude_roots(_env(logs)))[:6]:
+        found, _ = claude.parse_claude_bytes(path.read_bytes(), claude.session_from_path(path))
+        entries += [entry for entry in found if entry[2] and entry[3]][:5]
+    records = []
+    for number, entry in enumerate(entries):
+        # The same message in the ledger: same session, no session, or another session.
+        session = [entry[1], None, "another-session"][number % 3]
+        records.append(
+            LedgerRecord(
+                agent="claude",
+                model="claude-sonnet-4-5-20250929",
+                session_id=session,
+                message_id=entry[2],
+                request_id=entry[3],
+                input_tokens=1,
+                output_tokens=1,
+            )
+        )
+    reports = []
+    for workers, name in ((1, "a"), (2, "b")):
+        home = Home(tmp_path / name).ensure()
+        home.ledger.write_bytes(b"".join(ledger_line(record) + b"\n" for record in records))
+        monkeypatch.setattr(claude_parallel, "workers_for", lambda sizes, n=workers: n)
+        reports.append(
+            report_for_source(
+                "all",
+                home,
+                parse_report_options(by="day,model", timezone="UTC"),
+                _env(logs),
+                use_cache=False,
+            )
+        )
+    serial, parallel = reports
+    _assert_same(parallel, serial)
+    claude_only = _report(logs, tmp_path / "c", by="day,model", timezone="UTC")
+    # Two of every three copied messages are held by the ledger (same or no session).
+    held = len(entries) - len(entries) // 3
+    assert serial.totals["requests"] == claude_only.totals["requests"] + len(records) - held

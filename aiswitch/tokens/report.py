@@ -801,25 +801,37 @@ def _counters(acc: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def merge_ledger_and_cli(
-    ledger: Iterable[tuple[Any, ...]], cli: Iterable[tuple[Any, ...]]
-) -> Iterator[tuple[Any, ...]]:
-    """The ledger's rows, then the CLI-log rows the ledger does not already hold.
+# What the ledger holds of each (message id, request id): the session ids it was seen with.
+LedgerKeys = dict[tuple[str, str], set[str | None]]
 
-    A CLI-log row is already held when a ledger row has its message id and request id, and the
-    same session id (or either side has none): what aiswitch drove never counts twice.
-    """
-    known: dict[tuple[str, str], set[str | None]] = {}
+
+def ledger_keys(ledger: Iterable[tuple[Any, ...]]) -> LedgerKeys:
+    """The (message id, request id) pairs of the ledger's rows, with their sessions."""
+    known: LedgerKeys = {}
     for row in ledger:
         if row[R_MESSAGE] and row[R_REQUEST]:
             known.setdefault((row[R_MESSAGE], row[R_REQUEST]), set()).add(row[R_SESSION])
-        yield row
+    return known
+
+
+def held_by_ledger(row: tuple[Any, ...], known: LedgerKeys) -> bool:
+    """Whether a CLI-log row is one the ledger already holds: the same message id and
+    request id, and the same session id (or either side has none)."""
+    if not (row[R_MESSAGE] and row[R_REQUEST]):
+        return False
+    sessions = known.get((row[R_MESSAGE], row[R_REQUEST]))
+    session = row[R_SESSION]
+    return sessions is not None and (session is None or None in sessions or session in sessions)
+
+
+def merge_ledger_and_cli(
+    ledger: Iterable[tuple[Any, ...]], cli: Iterable[tuple[Any, ...]]
+) -> Iterator[tuple[Any, ...]]:
+    """The ledger's rows, then the CLI-log rows the ledger does not already hold
+    (`held_by_ledger`): what aiswitch drove never counts twice."""
+    rows = list(ledger)
+    known = ledger_keys(rows)
+    yield from rows
     for row in cli:
-        if row[R_MESSAGE] and row[R_REQUEST]:
-            sessions = known.get((row[R_MESSAGE], row[R_REQUEST]))
-            session = row[R_SESSION]
-            if sessions is not None and (
-                session is None or None in sessions or session in sessions
-            ):
-                continue
-        yield row
+        if not held_by_ledger(row, known):
+            yield row

@@ -38,6 +38,8 @@ from aiswitch.tokens.report import (
     ReportOptions,
     Row,
     build_report,
+    held_by_ledger,
+    ledger_keys,
     merge_ledger_and_cli,
     record_from_row,
 )
@@ -240,6 +242,8 @@ def report_for_source(
     elif source == "claude":  # its input files are exactly the Claude logs
         sizes = [size for _, size, _, _ in fingerprints]
         report = _claude_report_in_parallel(home if use_cache else None, options, files, sizes)
+    elif source == "all":
+        report = _all_report_in_parallel(home, options, env, fingerprints, use_cache)
     if report is None:
         rollup: list[tuple[Any, ...]] = []
         warnings: list[str] = []
@@ -295,6 +299,45 @@ def _claude_report_in_parallel(
     index.save()
     aggregator, warnings = done
     return aggregator.finish(warnings)
+
+
+def _all_report_in_parallel(
+    home: Home,
+    options: ReportOptions,
+    env: Mapping[str, str] | None,
+    fingerprints: list[list[Any]],
+    use_index: bool,
+) -> Report | None:
+    """`--source all` with the Claude logs read by parallel workers (as `load_rows` and
+    `build_report` would, without the Claude rows the ledger holds), or None when there are
+    too few Claude logs for workers."""
+    from aiswitch.tokens.sources import claude_parallel
+    from aiswitch.tokens.transfer import read_rollup
+
+    files = claude.claude_files(claude.claude_roots(env))
+    size_of = {path: size for path, size, _, _ in fingerprints}
+    sizes = [size_of.get(str(path), 0) for path in files]
+    workers = claude_parallel.workers_for(sizes)
+    if workers < 2:
+        return None
+    ledger = load_ledger(home, use_index=use_index)
+    known = ledger_keys(ledger.rows)
+    index = _index(home, "claude", use_index)
+    done = claude_parallel.aggregate_claude(files, sizes, index, options, workers, known)
+    if done is None:
+        return None
+    index.save()
+    aggregator, claude_warnings = done
+    others = [
+        load_codex(home, env, use_index=use_index),
+        load_gemini(home, env, use_index=use_index),
+    ]
+    rollup, warnings = read_rollup(home)
+    aggregator.add_rollup(rollup)
+    aggregator.add(ledger.rows)
+    aggregator.add(row for part in others for row in part.rows if not held_by_ledger(row, known))
+    warnings += ledger.warnings + claude_warnings
+    return aggregator.finish(warnings + [text for part in others for text in part.warnings])
 
 
 @dataclass

@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from aiswitch.tokens.index import FileIndex, FileRead
-from aiswitch.tokens.report import AggregateState, Aggregator, ReportOptions
+from aiswitch.tokens.report import (
+    AggregateState,
+    Aggregator,
+    LedgerKeys,
+    ReportOptions,
+    held_by_ledger,
+)
 from aiswitch.tokens.sources import claude, forked
 
 # Below this many bytes of logs, forking and merging cost more than they save.
@@ -81,10 +87,17 @@ def split_shares(sizes: Sequence[int], parts: int, first_weight: float = 1.0) ->
 class _Share:
     """One process's part of the work: read its files, then split and aggregate."""
 
-    def __init__(self, files: list[tuple[int, Path]], index: FileIndex, options: ReportOptions):
+    def __init__(
+        self,
+        files: list[tuple[int, Path]],
+        index: FileIndex,
+        options: ReportOptions,
+        ledger: LedgerKeys | None,
+    ):
         self.files = files
         self.index = index
         self.options = options
+        self.ledger = ledger
         self.per_file: list[tuple[int, list[tuple[Any, ...]]]] = []
         self.notes: list[tuple[int, int, bool]] = []  # (position, malformed, torn tail)
         self.updates: dict[str, list[Any]] = {}
@@ -127,7 +140,7 @@ class _Share:
                     local.append(item)
         aggregator = Aggregator(self.options)
         rows = claude.rows_from_entries(claude.dedupe_claude_entries(local))
-        aggregator.add(rows, deduplicated=True)
+        aggregator.add(_not_in_ledger(rows, self.ledger), deduplicated=True)
         # Deduplicated rows leave `state.seen` empty: merging needs no keys, as every
         # message id is summed in one process only.
         return aggregator.state, tagged
@@ -143,19 +156,27 @@ def _worker(connection: Any, share: _Share) -> None:
     forked.send(connection, marshal.dumps(share.updates))
 
 
+def _not_in_ledger(rows: list[tuple[Any, ...]], ledger: LedgerKeys | None) -> list[tuple[Any, ...]]:
+    if not ledger:
+        return rows
+    return [row for row in rows if not held_by_ledger(row, ledger)]
+
+
 def aggregate_claude(
     files: Sequence[Path],
     sizes: Sequence[int],
     index: FileIndex,
     options: ReportOptions,
     workers: int,
+    ledger: LedgerKeys | None = None,
 ) -> tuple[Aggregator, list[str]] | None:
     """The report's sums and warnings over `files` of `sizes` bytes (module docstring), or
-    None."""
+    None. `ledger`: for `--source all`, the ledger's keys; rows the ledger holds are left
+    out (`held_by_ledger`)."""
     if not forked.can_fork():
         return None
     parts = split_shares(sizes, workers, PARENT_WEIGHT)
-    shares = [_Share([(at, files[at]) for at in part], index, options) for part in parts]
+    shares = [_Share([(at, files[at]) for at in part], index, options, ledger) for part in parts]
     aggregator = Aggregator(options)  # also loads the zone and prices once, before forking
     mine, theirs = shares[0], shares[1:]
     try:
@@ -180,7 +201,8 @@ def aggregate_claude(
                 notes.extend(their_notes)
             tagged.sort(key=lambda item: (item[0], item[1]))
             contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
-            aggregator.add(claude.rows_from_entries(contested_entries), deduplicated=True)
+            rows = claude.rows_from_entries(contested_entries)
+            aggregator.add(_not_in_ledger(rows, ledger), deduplicated=True)
     except forked.WorkerFailed:
         return None
     index.seen.update(str(path) for path in files)
