@@ -89,7 +89,8 @@ def _report(
         preset_prices=presets.prices,
         subscription_presets=presets.subscription,
     )
-    report = report_for_source(source, home, options, use_cache=not no_cache)
+    inputs = state[1] if state is not None else None  # listed and stat-ed once
+    report = report_for_source(source, home, options, use_cache=not no_cache, fingerprints=inputs)
     warnings = _warning_text(presets.warnings + report.warnings)
     sys.stderr.write(warnings)
     if as_json:

@@ -222,16 +222,21 @@ def report_for_source(
     env: Mapping[str, str] | None = None,
     *,
     use_cache: bool = True,
+    fingerprints: list[list[Any]] | None = None,
 ) -> Report:
-    """The report of `source` under `options`, from the caches when the inputs are unchanged."""
+    """The report of `source` under `options`, from the caches when the inputs are unchanged.
+
+    `fingerprints`: the input files' `fingerprint_files`, if the caller just took them (the
+    CLI's fast-path snapshot does), so that they are listed and stat-ed once."""
     cache = ReportCache(home if use_cache else None)
     environment = os.environ if env is None else env
     roots = [
         environment.get(name, "")
         for name in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_DATA_DIR", "HOME")
     ]
-    files = input_files(source, home, env)
-    fingerprints = fingerprint_files(files)
+    if fingerprints is None:
+        fingerprints = fingerprint_files(input_files(source, home, env))
+    files = [Path(path) for path, _, _, _ in fingerprints]
     key = cache.key(f"{source}|{roots}", options.cache_key(), fingerprints)
     cached = cache.get(key)
     if cached is not None:
