@@ -6,8 +6,9 @@ Contract:
 - `with workers([(function, args), ...]) as ends:` forks one process per pair, where
   `function(connection, *args)` runs with its end of a duplex pipe; `ends` are the parent's
   ends, in the same order. On leaving the block the parent closes its ends and waits for
-  every worker. Buffered stdout/stderr are flushed first, so that no worker writes the
-  parent's output again.
+  every worker; leaving it with an exception (a failure, Ctrl-C) terminates them first.
+  Buffered stdout/stderr are flushed before forking, so that no worker writes the parent's
+  output again, and each worker closes the parent's ends it inherited.
 - In a worker, an exception (any `BaseException`) ends the worker and is sent to the parent
   as a failure; `receive` then raises `WorkerFailed`, as it does when the worker vanished
   (killed, or its pipe closed). Callers fall back to doing the work in one process.
@@ -50,22 +51,36 @@ def workers(targets: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> I
     context = multiprocessing.get_context("fork")
     sys.stdout.flush()
     sys.stderr.flush()
-    started = []
+    started: list[tuple[Any, Any]] = []
     try:
         for function, args in targets:
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=_run, args=(child_end, function, args), daemon=True)
+            # The child must not keep the parent's ends open (its own and the earlier
+            # workers'): a pipe whose other end a worker still holds never reaches its end,
+            # and a worker waiting on it would wait for ever once the parent has gone.
+            inherited = [parent_end, *(end for _, end in started)]
+            process = context.Process(
+                target=_run, args=(child_end, inherited, function, args), daemon=True
+            )
             process.start()
             child_end.close()
             started.append((process, parent_end))
         yield [end for _, end in started]
+    except BaseException:
+        for process, _ in started:  # an error or Ctrl-C in the parent: stop them now
+            process.terminate()
+        raise
     finally:
         for process, end in started:
             end.close()
             process.join()
 
 
-def _run(connection: Any, function: Callable[..., None], args: tuple[Any, ...]) -> None:
+def _run(
+    connection: Any, inherited: list[Any], function: Callable[..., None], args: tuple[Any, ...]
+) -> None:
+    for end in inherited:
+        end.close()
     try:
         function(connection, *args)
     except BaseException as exc:  # reported to the parent, which does the work itself
