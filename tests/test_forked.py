@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,3 +83,50 @@ def test_a_worker_sees_the_end_of_its_pipe_once_the_parent_closed_it() -> None:
             end.close()
     # Leaving the block without an error only waits: the workers ended by themselves.
     assert all(_gone(pid) for pid in pids)
+
+
+def _busy(connection: Any) -> None:
+    """Not reading its pipe (as a worker parsing): only the death signal can end it."""
+    import signal
+
+    forked.send(connection, os.getpid())
+    signal.pause()
+
+
+PARENT_SCRIPT = """
+import sys
+from tests.test_forked import _busy
+from aiswitch.tokens.sources import forked
+
+with forked.workers([(_busy, ())] * 2) as ends:
+    print(*[forked.receive(end) for end in ends], flush=True)
+    sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT_SCRIPT],
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        workers = [psutil.Process(pid) for pid in pids]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert len(pids) == 2 and alive == []
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)

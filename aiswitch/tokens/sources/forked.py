@@ -8,7 +8,8 @@ Contract:
   ends, in the same order. On leaving the block the parent closes its ends and waits for
   every worker; leaving it with an exception (a failure, Ctrl-C) terminates them first.
   Buffered stdout/stderr are flushed before forking, so that no worker writes the parent's
-  output again, and each worker closes the parent's ends it inherited.
+  output again, and each worker closes the parent's ends it inherited. A worker dies with the
+  parent (Linux: a death signal), so none outlives a killed report.
 - In a worker, an exception (any `BaseException`) ends the worker and is sent to the parent
   as a failure; `receive` then raises `WorkerFailed`, as it does when the worker vanished
   (killed, or its pipe closed). Callers fall back to doing the work in one process.
@@ -26,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import marshal
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -48,7 +51,12 @@ def workers(targets: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> I
     """Fork one worker per (function, args); yield the parent's pipe ends (module doc)."""
     import multiprocessing
 
+    from aiswitch.process_group import death_signal
+
     context = multiprocessing.get_context("fork")
+    # A worker dies with the parent (killed, or SIGTERM): none outlives the report.
+    die_with_parent = death_signal(signal.SIGKILL)
+    parent = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     started: list[tuple[Any, Any]] = []
@@ -60,7 +68,9 @@ def workers(targets: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> I
             # and a worker waiting on it would wait for ever once the parent has gone.
             inherited = [parent_end, *(end for _, end in started)]
             process = context.Process(
-                target=_run, args=(child_end, inherited, function, args), daemon=True
+                target=_run,
+                args=(child_end, inherited, (die_with_parent, parent), function, args),
+                daemon=True,
             )
             process.start()
             child_end.close()
@@ -77,8 +87,17 @@ def workers(targets: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> I
 
 
 def _run(
-    connection: Any, inherited: list[Any], function: Callable[..., None], args: tuple[Any, ...]
+    connection: Any,
+    inherited: list[Any],
+    parent: tuple[Callable[[], None] | None, int],
+    function: Callable[..., None],
+    args: tuple[Any, ...],
 ) -> None:
+    die_with_parent, parent_pid = parent
+    if die_with_parent is not None:
+        die_with_parent()
+        if os.getppid() != parent_pid:  # the parent died before the line above
+            os._exit(1)
     for end in inherited:
         end.close()
     try:
