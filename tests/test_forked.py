@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from pathlib import Path
@@ -119,6 +120,7 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    workers: list[psutil.Process] = []
     try:
         assert parent.stdout is not None
         pids = [int(pid) for pid in parent.stdout.readline().split()]
@@ -130,3 +132,6 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait(timeout=10)
+        for worker in workers:  # should the test fail, leave nothing behind
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
