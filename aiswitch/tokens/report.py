@@ -659,22 +659,8 @@ class Aggregator:
         if not self.state.seen.isdisjoint(other.seen):
             raise OverlappingStates
         self.state.seen |= other.seen
-        groups = self.state.groups
-        for key, acc in other.groups.items():
-            mine = groups.get(key)
-            if mine is None:
-                groups[key] = list(acc)
-            else:
-                for index, value in enumerate(acc):
-                    mine[index] += value
-        linear = self.state.linear
-        for lkey, sums in other.linear.items():
-            mine = linear.get(lkey)
-            if mine is None:
-                linear[lkey] = list(sums)
-            else:
-                for index, value in enumerate(sums):
-                    mine[index] += value
+        _add_sums(self.state.groups, other.groups)
+        _add_sums(self.state.linear, other.linear)
 
     def finish(self, warnings: Sequence[str] = ()) -> Report:
         options = self.options
@@ -712,6 +698,17 @@ class Aggregator:
             prices_as_of=pricer.table.as_of,
             api_equivalent_usd=round(float(total[A_API_EQUIVALENT]), 10),
         )
+
+
+def _add_sums(into: dict[Any, list[Any]], other: Mapping[Any, Sequence[Any]]) -> None:
+    """Add `other`'s lists of sums to `into`'s, key by key, position by position."""
+    for key, sums in other.items():
+        mine = into.get(key)
+        if mine is None:
+            into[key] = list(sums)
+        else:
+            for index, value in enumerate(sums):
+                mine[index] += value
 
 
 class _Filters:

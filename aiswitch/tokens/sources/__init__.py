@@ -24,14 +24,15 @@ Rows are report `Row`s (or plain tuples in the same field order, as the index st
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiswitch.errors import UsageError
 from aiswitch.home import Home
-from aiswitch.tokens.index import FileIndex, FileRead, ReportCache, fingerprint_files
+from aiswitch.tokens.index import FileIndex, FileRead, Parse, ReportCache, fingerprint_files
 from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.report import (
     Report,
@@ -105,62 +106,60 @@ def load_ledger(home: Home, *, use_index: bool = True) -> Loaded:
     return loaded
 
 
+def _read_files(
+    read: Callable[[Path, Parse], FileRead], files: list[Path], parser_for: Callable[[Path], Parse]
+) -> list[tuple[Path, FileRead]]:
+    """Each file read through the index (`read`: `read_appendable` or `read_whole`)."""
+    return [(path, read(path, parser_for(path))) for path in files]
+
+
 def load_claude(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
     files = claude.claude_files(claude.claude_roots(env))
     index = _index(home, "claude", use_index)
-    entries: list[tuple[Any, ...]] = []
-    reads = []
-    for path in files:
-        read = index.read_appendable(path, claude.parser_for(path))
-        entries.extend(read.items)
-        reads.append((path, read))
+    reads = _read_files(index.read_appendable, files, claude.parser_for)
     index.save()
+    entries = [entry for _, read in reads for entry in read.items]
     rows = claude.rows_from_entries(claude.dedupe_claude_entries(entries))
     return Loaded(rows=rows, files=files, warnings=malformed_warnings("claude", reads))
+
+
+def _load_rewritten(
+    home: Home | None,
+    source: str,
+    files: list[Path],
+    parser_for: Callable[[Path], Parse],
+    use_index: bool,
+) -> Loaded:
+    """The rows of files rewritten in place (Codex, Gemini): each read whole when changed."""
+    index = _index(home, source, use_index)
+    reads = _read_files(index.read_whole, files, parser_for)
+    index.save()
+    rows = [row for _, read in reads for row in read.items]
+    return Loaded(rows=rows, files=files, warnings=malformed_warnings(source, reads))
 
 
 def load_codex(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
     sessions = codex.codex_home(env) / "sessions"
-    files = codex.codex_files(env)
-    index = _index(home, "codex", use_index)
-    loaded = Loaded(rows=[], files=files)
-    reads: list[tuple[Path, FileRead]] = []
-    for path in files:
-        session = codex.session_from_path(path, sessions)
 
-        def parse(data: bytes, session: str = session) -> tuple[list[Any], int]:
-            return codex.parse_codex_bytes(data, session)
+    def parser_for(path: Path) -> Parse:
+        return partial(
+            codex.parse_codex_bytes, path_session=codex.session_from_path(path, sessions)
+        )
 
-        read = index.read_whole(path, parse)
-        loaded.rows.extend(read.items)
-        reads.append((path, read))
-    index.save()
-    loaded.warnings = malformed_warnings("codex", reads)
-    return loaded
+    return _load_rewritten(home, "codex", codex.codex_files(env), parser_for, use_index)
 
 
 def load_gemini(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
-    files = gemini.gemini_files(env)
-    index = _index(home, "gemini", use_index)
-    loaded = Loaded(rows=[], files=files)
-    reads: list[tuple[Path, FileRead]] = []
-    for path in files:
+    def parser_for(path: Path) -> Parse:
+        return partial(gemini.parse_gemini_bytes, path=path)
 
-        def parse(data: bytes, path: Path = path) -> tuple[list[Any], int]:
-            return gemini.parse_gemini_bytes(data, path)
-
-        read = index.read_whole(path, parse)
-        loaded.rows.extend(read.items)
-        reads.append((path, read))
-    index.save()
-    loaded.warnings = malformed_warnings("gemini", reads)
-    return loaded
+    return _load_rewritten(home, "gemini", gemini.gemini_files(env), parser_for, use_index)
 
 
 def load_rows(

@@ -46,6 +46,8 @@ import msgspec
 
 from aiswitch.tokens.inputs import claude_files as claude_files  # re-exported
 from aiswitch.tokens.inputs import claude_roots as claude_roots  # re-exported
+from aiswitch.tokens.sources.jsonl import JSONError as _JSONError
+from aiswitch.tokens.sources.jsonl import loads as _loads
 
 SOURCE = "claude"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,17 +73,6 @@ _NULL_FIELD_RE = re.compile(b'"(' + b"|".join(sorted(_NULL_CHECKED)) + rb')"\s*:
 # What `\s` matches inside a line.
 _BLANKS = frozenset(b" \t\r\f\v")
 _SEMVER_PREFIX_RE = re.compile(r"^\d+\.\d+\.\d")
-
-try:  # orjson parses these lines several times faster; the stdlib is the fallback
-    import orjson
-
-    _loads: Any = orjson.loads
-    _JSONError: Any = orjson.JSONDecodeError
-except ImportError:  # pragma: no cover - orjson is a declared dependency
-    import json
-
-    _loads = json.loads
-    _JSONError = ValueError
 
 
 class ClaudeEntry(NamedTuple):

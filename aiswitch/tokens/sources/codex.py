@@ -28,7 +28,7 @@ from typing import Any
 from aiswitch.tokens.inputs import codex_files as codex_files  # re-exported
 from aiswitch.tokens.inputs import codex_home as codex_home  # re-exported
 from aiswitch.tokens.report import Row
-from aiswitch.tokens.sources.claude import _JSONError, _loads
+from aiswitch.tokens.sources.jsonl import json_objects
 
 SOURCE = "codex"
 _FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
@@ -56,21 +56,11 @@ def _usage(value: object) -> tuple[int, int, int, int] | None:
 
 def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
     rows: list[Row] = []
-    malformed = 0
+    objects, malformed = json_objects(data)
     session = path_session
     model: str | None = None
     previous: tuple[int, int, int, int] | None = None
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = _loads(line)
-        except _JSONError:
-            malformed += 1
-            continue
-        if not isinstance(obj, dict):
-            malformed += 1
-            continue
+    for obj in objects:
         kind = obj.get("type")
         payload = obj.get("payload")
         if not isinstance(payload, dict):

@@ -26,7 +26,9 @@ from typing import Any
 from aiswitch.tokens.inputs import gemini_files as gemini_files  # re-exported
 from aiswitch.tokens.inputs import gemini_home as gemini_home  # re-exported
 from aiswitch.tokens.report import Row
-from aiswitch.tokens.sources.claude import _JSONError, _loads
+from aiswitch.tokens.sources.jsonl import JSONError as _JSONError
+from aiswitch.tokens.sources.jsonl import json_objects
+from aiswitch.tokens.sources.jsonl import loads as _loads
 
 SOURCE = "gemini"
 _ALIASES = {
@@ -56,22 +58,12 @@ def parse_gemini_bytes(data: bytes, path: Path) -> tuple[list[Row], int]:
 
 
 def _parse_lines(data: bytes, path: Path) -> tuple[list[Row], int]:
-    malformed = 0
+    records, malformed = json_objects(data)
     session = path.stem
     start: float | None = None
     by_id: dict[str, int] = {}
     messages: list[dict[str, Any]] = []
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = _loads(line)
-        except _JSONError:
-            malformed += 1
-            continue
-        if not isinstance(record, dict):
-            malformed += 1
-            continue
+    for record in records:
         if record.get("sessionId"):
             session = str(record["sessionId"])
         start = start or _timestamp(record.get("startTime"))

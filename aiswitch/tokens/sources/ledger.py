@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from aiswitch.tokens.sources.claude import _JSONError, _loads
+from aiswitch.tokens.sources.jsonl import JSONError as _JSONError
+from aiswitch.tokens.sources.jsonl import loads as _loads
 from aiswitch.tokens.times import FIRST_TS, LAST_TS
 
 _COST_SOURCES = frozenset({"reported", "calculated", "unpriced"})
