@@ -43,6 +43,7 @@ from aiswitch.tokens.prices import (
     parse_price_specs,
 )
 from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.times import local_day
 
 REPORT_SCHEMA_VERSION = 1
 BY_KEYS = ("day", "week", "month", "agent", "preset", "model", "provider", "run", "session")
@@ -366,12 +367,7 @@ class _Slots:
         slot = int(ts // TIME_SLOT_SECONDS)
         found = self.cache.get(slot)
         if found is None:
-            try:
-                local = datetime.fromtimestamp(slot * TIME_SLOT_SECONDS, self.zone)
-            except (OverflowError, OSError, ValueError):
-                # Beyond what datetime can show in this zone (year 1 or 9999 and an offset):
-                # counted on the first or last day there is, never a crash.
-                local = (datetime.min if slot < 0 else datetime.max).replace(tzinfo=self.zone)
+            local = local_day(slot * TIME_SLOT_SECONDS, self.zone)
             iso = local.isocalendar()
             month = f"{local.year:04d}-{local.month:02d}"  # strftime drops year 1's zeros
             found = (f"{month}-{local.day:02d}", f"{iso.year:04d}-W{iso.week:02d}", month)
