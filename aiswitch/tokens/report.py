@@ -43,7 +43,7 @@ from aiswitch.tokens.prices import (
     parse_price_specs,
 )
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.times import local_day
+from aiswitch.tokens.times import SLOT_SECONDS, local_day
 
 REPORT_SCHEMA_VERSION = 1
 BY_KEYS = ("day", "week", "month", "agent", "preset", "model", "provider", "run", "session")
@@ -61,9 +61,6 @@ COUNTERS = (
 # Rows also say which part of `cost_usd` is only an API equivalent (subscription presets);
 # the report's total of it is the top-level `api_equivalent_usd`.
 ROW_COUNTERS = (*COUNTERS, "api_equivalent_usd")
-# Every UTC offset in use is a multiple of 15 minutes, so all instants of one 15-minute slot
-# fall on the same local day: the slot's calendar strings are computed once and reused.
-TIME_SLOT_SECONDS = 900
 
 
 class Row(NamedTuple):
@@ -364,10 +361,10 @@ class _Slots:
         self.cache: dict[int, tuple[str, str, str]] = {}
 
     def get(self, ts: float) -> tuple[str, str, str]:
-        slot = int(ts // TIME_SLOT_SECONDS)
+        slot = int(ts // SLOT_SECONDS)
         found = self.cache.get(slot)
         if found is None:
-            local = local_day(slot * TIME_SLOT_SECONDS, self.zone)
+            local = local_day(slot * SLOT_SECONDS, self.zone)
             iso = local.isocalendar()
             month = f"{local.year:04d}-{local.month:02d}"  # strftime drops year 1's zeros
             found = (f"{month}-{local.day:02d}", f"{iso.year:04d}-W{iso.week:02d}", month)
@@ -545,7 +542,7 @@ class Aggregator:
                 continue
             if need_time:
                 ts = row[R_TS]
-                found_slot = slot_cache.get(ts // TIME_SLOT_SECONDS)
+                found_slot = slot_cache.get(ts // SLOT_SECONDS)
                 slot = slots.get(ts) if found_slot is None else found_slot
                 if since is not None and slot[0] < since:
                     continue

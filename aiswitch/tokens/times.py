@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, tzinfo
 
+# Every UTC offset in use is a multiple of 15 minutes, so all instants of one 15-minute slot
+# fall on the same local day in every timezone: reports compute a slot's calendar once, and
+# the prune rollup keeps sums per slot, so reports by day stay exact after a prune.
+SLOT_SECONDS = 900
 FIRST_TS = datetime.min.replace(tzinfo=UTC).timestamp()
 LAST_TS = datetime.max.replace(tzinfo=UTC).timestamp()
 

@@ -54,14 +54,11 @@ from aiswitch.home import SECRET_FILE_MODE, Home
 from aiswitch.tokens.ledger import RESOURCE as LEDGER_RESOURCE
 from aiswitch.tokens.ledger import ledger_line
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.times import local_date
+from aiswitch.tokens.times import SLOT_SECONDS, local_date  # the rollup's time grain
 
 ROLLUP_FILE = "tokens-rollup.jsonl"
 ROLLUP_VERSION = 1
 EXPORT_FORMATS = ("jsonl", "csv")
-# The rollup's time grain: every UTC offset in use is a multiple of 15 minutes, so a slot
-# lies within one local day in every timezone and reports by day stay exact after a prune.
-SLOT_SECONDS = 900
 TOKEN_FIELDS = (
     "input_tokens",
     "output_tokens",
