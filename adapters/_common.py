@@ -35,12 +35,12 @@ from urllib.parse import urlsplit
 
 from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome
 from aiswitch.adapter_sdk.cli_process import CliRun
+from aiswitch.adapter_sdk.environment import PRESET_BILLING as BILLING_ENV
 from aiswitch.adapter_sdk.environment import PRESET_NAME as PRESET_ENV
 from aiswitch.adapter_sdk.environment import PRESET_VARS as PRESET_VARS_ENV
 from aiswitch.masking import redact_text, should_mask
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
-from aiswitch.supervisor.env import PRESET_BILLING as BILLING_ENV
 from aiswitch.tokens.usage import Usage
 
 Permission = Literal["read-only", "edit", "full"]

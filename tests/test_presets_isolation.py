@@ -17,7 +17,7 @@ import pytest
 from support.cli import clean_env, run_cli
 
 from aiswitch.agents import AgentRegistry
-from aiswitch.coordinator.specs import AgentSpec, parse_specs
+from aiswitch.coordinator.specs import parse_specs
 from aiswitch.errors import PresetError
 from aiswitch.home import Home
 from aiswitch.presets.model import Preset
@@ -181,11 +181,11 @@ def test_the_resolver_resolves_references_from_the_callers_environment(home: Hom
     save(home, Preset(name="r", variables={"K": "${env:SRC}"}, unset=["U"], billing="api"))
     registry = AgentRegistry.load(home)
     resolve = run_resolver(home, {"SRC": "value"})
-    result = resolve(AgentSpec("mock", "r"), registry.get("mock"))
+    result = resolve("r", registry.get("mock"))
     assert (result.name, dict(result.variables), result.unset) == ("r", {"K": "value"}, ("U",))
     assert result.billing == "api"
     with pytest.raises(PresetError, match=r"\$\{env:SRC\}"):
-        run_resolver(home, {})(AgentSpec("mock", "r"), registry.get("mock"))
+        run_resolver(home, {})("r", registry.get("mock"))
 
 
 # --- real runs ---------------------------------------------------------------------------------

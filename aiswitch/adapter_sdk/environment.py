@@ -25,6 +25,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Lists the variables the current preset set, so a later switch can remove them.
 PRESET_VARS = "AISWITCH_PRESET_VARS"
 PRESET_NAME = "AISWITCH_PRESET"
+# `api` or `subscription`: how the child's preset is billed (adapters read it).
+PRESET_BILLING = "AISWITCH_PRESET_BILLING"
 # A bound on remembered snapshots: each holds a whole environment.
 MAX_SNAPSHOTS = 64
 

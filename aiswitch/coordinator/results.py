@@ -17,6 +17,8 @@ RunMode = Literal["parallel", "sequential"]
 RunStatus = Literal["running", "ok", "partial", "failed", "cancelled", "budget_exceeded"]
 AgentStatus = Literal["pending", "starting", "running", "ok", "failed", "timeout", "cancelled"]
 FINAL_AGENT_STATUSES = ("ok", "failed", "timeout", "cancelled")
+# The index shows the start of a run's prompt, not all of it.
+PROMPT_PREVIEW_CHARS = 120
 
 
 def utc_now() -> datetime:
@@ -79,3 +81,15 @@ class RunResult(BaseModel):
 
     def json_document(self) -> dict[str, object]:
         return self.model_dump(mode="json")
+
+    def index_entry(self) -> dict[str, object]:
+        """The run's short entry in `state/tasks.json`."""
+        return {
+            "mode": self.mode,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "agents": [r.agent_id for r in self.results],
+            "prompt": self.prompt[:PROMPT_PREVIEW_CHARS],
+            "total_tokens": self.usage.total_tokens,
+        }

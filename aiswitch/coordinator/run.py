@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from aiswitch.agents import AgentDef, AgentRegistry
 from aiswitch.coordinator.results import AgentResult, RunMode, RunResult
 from aiswitch.coordinator.specs import AgentSpec, agent_ids
 from aiswitch.errors import AgentStartError, UsageError
 from aiswitch.home import Home
+from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
 from aiswitch.protocol.models import AssignParams, EnvState, ProgressParams, UsageParams
 from aiswitch.state.processes import ProcessTable
 from aiswitch.state.runs import RunStore, new_run_id
@@ -48,21 +49,6 @@ from aiswitch.tokens.records import LedgerRecord
 DEFAULT_HANDOFF_TEMPLATE = (
     "{task}\n\n--- Output of the previous agent ({previous_agent}) ---\n{previous_output}\n"
 )
-
-
-@dataclass(frozen=True)
-class ResolvedPreset:
-    """A preset ready for a child: references resolved, nothing left to fail."""
-
-    name: str | None
-    variables: Mapping[str, str] = field(default_factory=dict)
-    unset: tuple[str, ...] = ()
-    prices: Mapping[str, Any] = field(default_factory=dict)
-    billing: str | None = None
-
-
-class PresetResolver(Protocol):
-    def __call__(self, spec: AgentSpec, agent: AgentDef) -> ResolvedPreset: ...
 
 
 QuotaCheck = Callable[[str, str | None], None]
@@ -155,7 +141,7 @@ class Coordinator:
         for spec, agent_id in zip(request.specs, agent_ids(request.specs), strict=True):
             agent = self.registry.get(spec.name)
             agent.check_available()
-            preset = self.resolve_preset(spec, agent)
+            preset = self.resolve_preset(spec.preset, agent)
             if self.check_quota is not None:
                 self.check_quota(spec.name, preset.name)
             result = AgentResult(
@@ -208,12 +194,14 @@ class Coordinator:
             if self._budget_hit.is_set() and run.status != "cancelled":
                 run.status = "budget_exceeded"
             run.settle()
-            await asyncio.to_thread(self.runs.record, run)
+            await asyncio.to_thread(
+                self.runs.record, run.run_id, run.json_document(), run.index_entry()
+            )
         return run
 
     def _begin(self, run: RunResult) -> None:
         self.table.reap_orphans()
-        self.runs.record(run)
+        self.runs.record(run.run_id, run.json_document(), run.index_entry())
 
     async def _sequential(
         self,
@@ -315,7 +303,7 @@ class Coordinator:
             if result.status in ("starting", "running"):
                 result.status = "cancelled"
             self._emit(RunEvent("status", result))
-            await asyncio.to_thread(self.runs.save, run)
+            await asyncio.to_thread(self.runs.save, run.run_id, run.json_document())
 
     def _cwd(self) -> str | None:
         return self._request.cwd if self._request else None
@@ -403,8 +391,7 @@ class Coordinator:
 
         The preset is resolved first (unknown preset, unresolved reference: the error is
         raised and nothing is sent, so the agent keeps what it had)."""
-        spec = AgentSpec(name=proc.agent.name, preset=preset)
-        resolved = self.resolve_preset(spec, proc.agent) if preset else ResolvedPreset(None)
+        resolved = self.resolve_preset(preset, proc.agent) if preset else ResolvedPreset(None)
         target = build_child_env(
             ChildEnvRequest(
                 parent=self.parent_env,

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aiswitch.errors import PresetError
 from aiswitch.home import Home
@@ -32,10 +32,25 @@ from aiswitch.presets.store import PresetStore, StoreData, unknown_preset
 
 if TYPE_CHECKING:
     from aiswitch.agents import AgentDef
-    from aiswitch.coordinator.run import PresetResolver, ResolvedPreset
-    from aiswitch.coordinator.specs import AgentSpec
 
 Source = Literal["spec", "shell", "agent default", "global default"]
+
+
+@dataclass(frozen=True)
+class ResolvedPreset:
+    """A preset ready for a child: references resolved, nothing left to fail."""
+
+    name: str | None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    prices: Mapping[str, Any] = field(default_factory=dict)
+    billing: str | None = None
+
+
+class PresetResolver(Protocol):
+    """`(the preset asked for, or None; the agent) -> the preset its child gets`."""
+
+    def __call__(self, preset: str | None, agent: AgentDef) -> ResolvedPreset: ...
 
 
 @dataclass(frozen=True)
@@ -104,8 +119,6 @@ def choose_preset(
 
 def resolved(preset: Preset | None, caller_env: Mapping[str, str]) -> ResolvedPreset:
     """`preset` ready for a child: references resolved (PresetError when one does not)."""
-    from aiswitch.coordinator.run import ResolvedPreset
-
     if preset is None:
         return ResolvedPreset(None)
     return ResolvedPreset(
@@ -120,7 +133,7 @@ def resolved(preset: Preset | None, caller_env: Mapping[str, str]) -> ResolvedPr
 def run_resolver(
     home: Home | None = None, caller_env: Mapping[str, str] | None = None
 ) -> PresetResolver:
-    """The resolver `aiswitch run` gives the Coordinator: `(spec, agent) -> ResolvedPreset`.
+    """The resolver `aiswitch run` gives the Coordinator: `(preset, agent) -> ResolvedPreset`.
 
     The store is read once, on the first call, so every child of a run sees the same store.
     `caller_env` defaults to this process's environment (the shell that ran aiswitch).
@@ -129,10 +142,10 @@ def run_resolver(
     env = dict(os.environ if caller_env is None else caller_env)
     cache: list[StoreData] = []
 
-    def resolve(spec: AgentSpec, agent: AgentDef) -> ResolvedPreset:
+    def resolve(preset: str | None, agent: AgentDef) -> ResolvedPreset:
         if not cache:
             cache.append(store.load())
-        choice = choose_preset(spec.preset, agent.name, env, store, cache[0])
+        choice = choose_preset(preset, agent.name, env, store, cache[0])
         return resolved(choice.preset, env)
 
     return resolve

@@ -29,10 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from aiswitch.adapter_sdk.environment import NAME_PATTERN, PRESET_NAME, PRESET_VARS
-
-# `api` or `subscription`: how the child's preset is billed (adapters read it).
-PRESET_BILLING = "AISWITCH_PRESET_BILLING"
+from aiswitch.adapter_sdk.environment import NAME_PATTERN, PRESET_BILLING, PRESET_NAME, PRESET_VARS
 
 # Provider families: the prefixes of the variables one provider (or one CLI talking to it)
 # reads. The mock's MOCK_* knobs are behaviour, not credentials, so they are not a family.
