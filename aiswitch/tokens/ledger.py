@@ -1,22 +1,60 @@
-"""Appending usage to the ledger, `state/tokens.jsonl`, in batches.
+"""Appending usage to the ledger, `state/tokens.jsonl`: each record's line as it arrives.
 
-Every `tokens.usage` notification becomes one `LedgerRecord` line; none is dropped.
-Records wait at most `FLUSH_INTERVAL_S` in memory: the first record of a batch arms a
-timer (no polling), and `flush()` is also called at each task end and at exit. A flush
-takes the ledger's lock once and fsyncs once, whatever the batch size.
+Contract:
+
+- `add(record)` prices the record and, before it returns, writes its line to the ledger with
+  one `os.write` of the whole line on an `O_APPEND` descriptor the writer holds open (opened
+  at the first record, mode 0600). There is no user-space buffer: once `add()` has returned,
+  the line is in the kernel's page cache, so a parent killed even by SIGKILL loses none of
+  the usage its children reported before the kill.
+- fsync is batched: the first line written after an fsync arms a timer of `FSYNC_INTERVAL_S`
+  (no polling) that fsyncs, in a thread, every line written meanwhile; `flush()` (at each
+  task end) and `close()` (at the run's end) fsync what is outstanding. The fsync bounds what
+  a machine crash or power loss may take; a killed process loses nothing either way.
+- Lines never interleave. Other runs (other processes) append to the same file the same way,
+  one whole line per write. On Linux a write(2) to a regular file holds the inode's lock
+  (`i_rwsem`) for the whole call, and `O_APPEND` moves the offset to the end under that lock,
+  so two appends land one after the other, each whole. (POSIX promises atomic appends only
+  for pipes; this holds on local file systems, not on NFS.) A write cut short (a full disk,
+  a fatal signal) is finished or its line terminated, see below.
+- The ledger's rewriters (`tokens prune` replaces the file, `tokens import` appends a batch,
+  `aiswitch.tokens.transfer`) hold the ledger's lock, `locks/ledger.lock`, exclusively. Each
+  write here holds that lock *shared*, so writers never wait for one another, only for a
+  rewriter, and checks under it that its descriptor still names the ledger (a prune leaves
+  it on the replaced inode: it reopens). So no line lands in a file a prune has already read.
+  On the event loop the lock is only tried; while a rewriter holds it, lines wait in memory,
+  in order, and a thread writes them as soon as it gets the lock: the one case where a line
+  is not in the file when `add()` returns, and it lasts only as long as the rewrite.
+- Opening (and reopening) takes the ledger's lock exclusively and, when the file's last byte
+  is not a newline (a writer killed in the middle of its line), appends one first: the torn
+  line stays one bad line, which readers skip, and the next record's line is whole.
+- A write that fails (ENOSPC, EDQUOT, EIO, …) raises `StateError` naming the file and what to
+  do. Part of a line already written is terminated with a newline at once (a strict prefix
+  of a JSON object never parses), or, when that fails too, before this writer's next line.
+  A failure in the thread (a rewriter's lock, a timed fsync) is raised by the next `flush()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import threading
 from collections.abc import Callable
 
+from aiswitch.errors import StateError
+from aiswitch.home import DIR_MODE, SECRET_FILE_MODE
 from aiswitch.state.store import StateStore
 from aiswitch.tokens.records import LedgerRecord
 
 RESOURCE = "ledger"
-# The issue's bound on how long a usage record may wait before it is on disk.
-FLUSH_INTERVAL_S = 0.1
+# The issue's bound on how long a written usage record may wait for its fsync.
+FSYNC_INTERVAL_S = 0.1
+
+# Read as well as append: opening checks the file's last byte for a torn line.
+_LEDGER_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+_WRITE_HINT = "free space on that disk (or fix its permissions); the record was not recorded"
 
 
 def ledger_line(record: LedgerRecord) -> bytes:
@@ -40,44 +78,221 @@ class LedgerWriter:
         self.path = store.home.ledger
         self.written = 0
         self._price = price
-        self._pending: list[LedgerRecord] = []
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
+        # The ledger descriptor's lifetime (reopen, close) against the fsync thread using it.
+        self._fd_guard = threading.Lock()
+        # Part of a line is in the file without its newline: reopen (and repair) before more.
+        self._torn = False
+        self._unsynced = False
         self._timer: asyncio.TimerHandle | None = None
-        self._flush_lock = asyncio.Lock()
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._fsyncs: set[asyncio.Task[None]] = set()
+        self._backlog: list[bytes] = []  # lines waiting for a rewriter's lock, oldest first
+        self._drain: asyncio.Task[None] | None = None
+        self._error: StateError | None = None  # from the thread, raised by the next flush()
 
     def add(self, record: LedgerRecord) -> LedgerRecord:
         if self._price is not None:
             record = self._price(record)
-        self._pending.append(record)
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(FLUSH_INTERVAL_S, self._flush_soon)
+        line = ledger_line(record) + b"\n"
+        if self._backlog or not self._write_if_free(line):
+            self._backlog.append(line)
+            if self._drain is None:
+                self._drain = asyncio.get_running_loop().create_task(self._drain_backlog())
+            return record
+        self.written += 1
+        self._arm_fsync()
         return record
 
-    def _flush_soon(self) -> None:
-        self._timer = None
-        task = asyncio.get_running_loop().create_task(self.flush())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
     async def flush(self) -> None:
-        async with self._flush_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            batch, self._pending = self._pending, []
-            if not batch:
-                return
-            lines = [ledger_line(r) for r in batch]
-            try:
-                await asyncio.to_thread(self.store.append_lines, RESOURCE, self.path, lines)
-            except BaseException:
-                # Nothing is lost: the batch goes back in front for the next flush.
-                self._pending[:0] = batch
-                raise
-            self.written += len(batch)
+        """Wait for waiting lines and fsync everything written so far."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
+        for task in list(self._fsyncs):
+            await asyncio.shield(task)
+        if self._unsynced:
+            await self._fsync()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     async def close(self) -> None:
-        for task in list(self._flushes):
-            await asyncio.shield(task)
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            with self._fd_guard:
+                for fd in (self._fd, self._lock_fd):
+                    if fd is not None:
+                        os.close(fd)
+                self._fd = self._lock_fd = None
+
+    # -- writing -------------------------------------------------------------------
+
+    def _write_if_free(self, line: bytes) -> bool:
+        """Write `line` now unless a rewriter holds the ledger's lock (then: False)."""
+        lock_fd = self._lock_file()
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            if not self._current():
+                # Opening may write a newline after a torn line: no other writer may be
+                # writing then, so the lock becomes exclusive (only tried, never awaited:
+                # two writers converting at once must not wait for each other).
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                self._open()
+            self._append(line)
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        return True
+
+    def _write_locked(self, lines: list[bytes]) -> tuple[int, StateError | None]:
+        """In a thread: wait for the ledger's lock, then write `lines` in order.
+
+        Returns how many were written, and the error that stopped the rest."""
+        done = 0
+        try:
+            with self.store.lock(RESOURCE):
+                if not self._current():
+                    self._open()
+                for line in lines:
+                    self._append(line)
+                    done += 1
+        except StateError as exc:
+            return done, exc
+        return done, None
+
+    async def _drain_backlog(self) -> None:
+        try:
+            while self._backlog:
+                batch = list(self._backlog)
+                done, error = await asyncio.to_thread(self._write_locked, batch)
+                # Only this loop's thread changes the backlog: `add()` appends behind `batch`.
+                del self._backlog[:done]
+                self.written += done
+                if done:
+                    self._arm_fsync()
+                if error is not None:
+                    self._error = error  # the lines stay; the next add() tries again
+                    return
+        finally:
+            self._drain = None
+
+    def _lock_file(self) -> int:
+        if self._lock_fd is not None and os.fstat(self._lock_fd).st_nlink:
+            return self._lock_fd
+        # First use, or the lock file was deleted: lock the one rewriters lock now.
+        path = self.store.home.lock_path(RESOURCE)
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, _LOCK_FLAGS, SECRET_FILE_MODE)
+        except OSError as exc:
+            raise StateError(f"cannot open {path}: {exc.strerror}", hint=_WRITE_HINT) from None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self._lock_fd = fd
+        return fd
+
+    def _current(self) -> bool:
+        """Whether the held descriptor still names the ledger, with no torn line of ours."""
+        return self._fd is not None and not self._torn and os.fstat(self._fd).st_nlink > 0
+
+    def _open(self) -> None:
+        """Open the ledger (the caller holds its lock exclusively); end a torn last line."""
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, _LEDGER_FLAGS, SECRET_FILE_MODE)
+        except OSError as exc:
+            raise StateError(f"cannot open {self.path}: {exc.strerror}", hint=_WRITE_HINT) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(
+                f"cannot end the torn last line of {self.path}: {exc.strerror}",
+                hint=_WRITE_HINT,
+            ) from None
+        with self._fd_guard:
+            old, self._fd = self._fd, fd
+            self._torn = False
+            if old is not None:
+                # Lines written to a replaced ledger were read by the prune that replaced it
+                # (it held the lock exclusively): nothing there needs an fsync.
+                os.close(old)
+
+    def _append(self, line: bytes) -> None:
+        """One write of the whole line; a write cut short is finished or its line ended."""
+        assert self._fd is not None
+        fd = self._fd
+        done = 0
+        try:
+            done = os.write(fd, line)
+            while done < len(line):
+                # Only an error (disk full, a fatal signal) cuts a regular file's write short.
+                done += os.write(fd, line[done:])
+        except OSError as exc:
+            if done and not self._end_torn_line(fd) and done == len(line) - 1:
+                return  # only the newline was missing: the line is whole now
+            raise StateError(
+                f"cannot append a usage record to {self.path}: {exc.strerror}",
+                hint=_WRITE_HINT,
+            ) from None
+        self._unsynced = True
+
+    def _end_torn_line(self, fd: int) -> bool:
+        """Terminate a part line; True when that failed too (then reopening will)."""
+        try:
+            os.write(fd, b"\n")
+        except OSError:
+            self._torn = True
+            return True
+        self._unsynced = True
+        return False
+
+    # -- fsync ---------------------------------------------------------------------
+
+    def _arm_fsync(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FSYNC_INTERVAL_S, self._fsync_soon)
+
+    def _fsync_soon(self) -> None:
+        self._timer = None
+        task = asyncio.get_running_loop().create_task(self._fsync())
+        self._fsyncs.add(task)
+        task.add_done_callback(self._fsync_done)
+
+    def _fsync_done(self, task: asyncio.Task[None]) -> None:
+        self._fsyncs.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, StateError) and self._error is None:
+            self._error = error
+
+    async def _fsync(self) -> None:
+        self._unsynced = False
+        try:
+            await asyncio.to_thread(self._fsync_fd)
+        except BaseException:
+            self._unsynced = True
+            raise
+
+    def _fsync_fd(self) -> None:
+        with self._fd_guard:
+            if self._fd is None:
+                return
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot fsync {self.path}: {exc.strerror}",
+                    hint="check that disk; usage written since the last fsync may not survive "
+                    "a machine crash",
+                ) from None
