@@ -13,7 +13,10 @@ is a bug and keeps its traceback.
     ├── AgentError                     an agent cannot be used (exit 5)
     │   ├── UnknownAgentError          no such agent defined
     │   ├── AgentUnavailableError      its binary is missing or too old
-    │   └── AgentStartError            it did not start or did not finish its handshake
+    │   ├── AgentStartError            it did not start or did not finish its handshake
+    │   │                              (or its start retries are spent: fatal)
+    │   └── AgentDiedError             its process ended (crashed, or was killed as hung)
+    │                                  while it ran a task
     ├── QuotaExceededError             a quota forbids starting the task (exit 6)
     └── RpcError                       a JSON-RPC failure (see aiswitch.rpc.errors)
         ├── RemoteError                the peer answered with an error object
@@ -80,6 +83,15 @@ class AgentUnavailableError(AgentError):
 
 class AgentStartError(AgentError):
     """The agent's process did not start, or did not finish its handshake."""
+
+
+class AgentDiedError(AgentError):
+    """The agent's process ended while it ran a task; `hung` when the supervisor killed it
+    for missing its heartbeat."""
+
+    def __init__(self, message: str, *, hung: bool = False) -> None:
+        super().__init__(message)
+        self.hung = hung
 
 
 class QuotaExceededError(AiswitchError):

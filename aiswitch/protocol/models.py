@@ -9,10 +9,12 @@ version is checked at `agent.initialize`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
+from aiswitch.protocol import names
 from aiswitch.tokens.usage import Usage
 
 PROTOCOL_VERSION = 1
@@ -83,7 +85,15 @@ class ShutdownResult(_Model):
 
 # -- task.* -------------------------------------------------------------------------
 
-TaskState = Literal["ok", "failed", "cancelled"]
+
+class TaskState(StrEnum):
+    """How a task ended, as the agent reports it."""
+
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The task ran past its `timeout_s` (the adapter's own deadline).
+    TIMEOUT = "timeout"
 
 
 class AssignParams(_Model):
@@ -126,7 +136,7 @@ class CancelResult(_Model):
 
 class TaskStatusResult(_Model):
     task_id: str
-    state: Literal["running", "ok", "failed", "cancelled"]
+    state: Literal["running", "ok", "failed", "cancelled", "timeout"]
     elapsed_s: NonNegativeFloat = 0.0
     last_progress: str | None = None
 
@@ -202,68 +212,89 @@ class LogParams(_Model):
     message: str
 
 
+P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class MethodSpec:
+class MethodSpec(Generic[P, R]):
+    """One request method: its name, params model and result model."""
+
     name: str
-    params: type[BaseModel]
-    result: type[BaseModel]
+    params: type[P]
+    result: type[R]
     summary: str
 
 
 @dataclass(frozen=True)
-class NotificationSpec:
+class NotificationSpec(Generic[P]):
     name: str
-    params: type[BaseModel]
+    params: type[P]
     summary: str
 
 
-METHODS: tuple[MethodSpec, ...] = (
-    MethodSpec(
-        "agent.initialize",
-        InitializeParams,
-        InitializeResult,
-        "Handshake; the first message. The reply says what the agent can do.",
-    ),
-    MethodSpec("agent.status", Empty, StatusResult, "Current state and running tasks."),
-    MethodSpec(
-        "agent.shutdown",
-        ShutdownParams,
-        ShutdownResult,
-        "Cancel running tasks, reply, then exit. Closing stdin has the same effect.",
-    ),
-    MethodSpec(
-        "task.assign",
-        AssignParams,
-        TaskResult,
-        "Run a task. The reply comes when the task ends; a failed task is a result with "
-        "`status: failed`, not an error.",
-    ),
-    MethodSpec(
-        "task.cancel",
-        CancelParams,
-        CancelResult,
-        "Cancel a running task; its `task.assign` then replies with `status: cancelled`.",
-    ),
-    MethodSpec("task.status", TaskRef, TaskStatusResult, "The state of one task."),
-    MethodSpec(
-        "task.result", TaskRef, TaskResult, "The result of a finished task (kept in memory)."
-    ),
-    MethodSpec(
-        "env.switch",
-        EnvSwitchParams,
-        EnvState,
-        "Change the environment given to the CLI from the next task on.",
-    ),
-    MethodSpec("env.snapshot", Empty, SnapshotResult, "Remember the current environment."),
-    MethodSpec(
-        "env.rollback", RollbackParams, EnvState, "Restore a snapshot exactly (-32006 if unknown)."
-    ),
-    MethodSpec("metrics.query", Empty, Metrics, "Counters since the agent started."),
+INITIALIZE = MethodSpec(
+    names.INITIALIZE,
+    InitializeParams,
+    InitializeResult,
+    "Handshake; the first message. The reply says what the agent can do.",
 )
+STATUS = MethodSpec(names.STATUS, Empty, StatusResult, "Current state and running tasks.")
+SHUTDOWN = MethodSpec(
+    names.SHUTDOWN,
+    ShutdownParams,
+    ShutdownResult,
+    "Cancel running tasks, reply, then exit. Closing stdin has the same effect.",
+)
+ASSIGN = MethodSpec(
+    names.ASSIGN,
+    AssignParams,
+    TaskResult,
+    "Run a task. The reply comes when the task ends; a failed task is a result with "
+    "`status: failed`, not an error.",
+)
+CANCEL = MethodSpec(
+    names.CANCEL,
+    CancelParams,
+    CancelResult,
+    "Cancel a running task; its `task.assign` then replies with `status: cancelled`.",
+)
+TASK_STATUS = MethodSpec(names.TASK_STATUS, TaskRef, TaskStatusResult, "The state of one task.")
+TASK_RESULT = MethodSpec(
+    names.TASK_RESULT, TaskRef, TaskResult, "The result of a finished task (kept in memory)."
+)
+ENV_SWITCH = MethodSpec(
+    names.ENV_SWITCH,
+    EnvSwitchParams,
+    EnvState,
+    "Change the environment given to the CLI from the next task on.",
+)
+ENV_SNAPSHOT = MethodSpec(
+    names.ENV_SNAPSHOT, Empty, SnapshotResult, "Remember the current environment."
+)
+ENV_ROLLBACK = MethodSpec(
+    names.ENV_ROLLBACK, RollbackParams, EnvState, "Restore a snapshot exactly (-32006 if unknown)."
+)
+METRICS_QUERY = MethodSpec(names.METRICS_QUERY, Empty, Metrics, "Counters since the agent started.")
 
-NOTIFICATIONS: tuple[NotificationSpec, ...] = (
-    NotificationSpec("task.progress", ProgressParams, "A line of progress from a running task."),
-    NotificationSpec("tokens.usage", UsageParams, "Tokens spent; sent as soon as known."),
-    NotificationSpec("metrics.report", Metrics, "Unsolicited metrics (optional)."),
-    NotificationSpec("log", LogParams, "A log line for the parent's log of this agent."),
+PROGRESS = NotificationSpec(
+    names.PROGRESS, ProgressParams, "A line of progress from a running task."
 )
+USAGE = NotificationSpec(names.USAGE, UsageParams, "Tokens spent; sent as soon as known.")
+METRICS_REPORT = NotificationSpec(names.METRICS_REPORT, Metrics, "Unsolicited metrics (optional).")
+LOG = NotificationSpec(names.LOG, LogParams, "A log line for the parent's log of this agent.")
+
+METHODS: tuple[MethodSpec[Any, Any], ...] = (
+    INITIALIZE,
+    STATUS,
+    SHUTDOWN,
+    ASSIGN,
+    CANCEL,
+    TASK_STATUS,
+    TASK_RESULT,
+    ENV_SWITCH,
+    ENV_SNAPSHOT,
+    ENV_ROLLBACK,
+    METRICS_QUERY,
+)
+NOTIFICATIONS: tuple[NotificationSpec[Any], ...] = (PROGRESS, USAGE, METRICS_REPORT, LOG)

@@ -1,0 +1,85 @@
+"""The typed client of the protocol: calls and notifications checked against the table.
+
+Contract:
+- `call(METHOD, params)` sends `METHOD.name` with `params` (an instance of
+  `METHOD.params`) and returns the reply validated as `METHOD.result`. A reply that does
+  not fit raises `InvalidReplyError` naming the method and the offending fields (never
+  their values): a malformed reply is the agent's fault, so it fails that one call, not
+  the connection. Transport failures are the peer's `RpcError`s, unchanged.
+- `on(NOTIFICATION, handler)` delivers validated params; a notification that does not fit
+  is logged (fields only) and counted in `invalid_notifications`, and never reaches the
+  handler or breaks the reader.
+
+This is the only place where a method name meets its models on the parent's side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from aiswitch.rpc.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from aiswitch.protocol.models import MethodSpec, NotificationSpec
+    from aiswitch.rpc.peer import Peer
+
+P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+log = logging.getLogger("aiswitch.protocol")
+
+
+class InvalidReplyError(ProtocolError):
+    """A reply that does not fit its method's result model."""
+
+    def __init__(self, method: str, fields: list[str]) -> None:
+        where = ", ".join(fields[:5]) or "the reply"
+        super().__init__(f"the agent's reply to {method} is not valid ({where})")
+        self.method = method
+        self.fields = fields
+
+
+def invalid_fields(exc: ValidationError) -> list[str]:
+    """The dotted paths of the fields a validation error names (no values)."""
+    return [".".join(str(p) for p in error["loc"]) or "(root)" for error in exc.errors()]
+
+
+class AgentClient:
+    """Typed requests and notifications over one `Peer`."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.invalid_notifications = 0
+
+    async def call(
+        self, method: MethodSpec[P, R], params: P | None = None, *, timeout: float | None
+    ) -> R:
+        reply = await self.peer.request(method.name, params, timeout=timeout)
+        try:
+            return method.result.model_validate(reply)
+        except ValidationError as exc:
+            raise InvalidReplyError(method.name, invalid_fields(exc)) from None
+
+    def on(self, notification: NotificationSpec[P], handler: Callable[[P], None]) -> None:
+        model = notification.params
+        name = notification.name
+
+        def deliver(raw: Any) -> None:
+            try:
+                params = model.model_validate(raw or {})
+            except ValidationError as exc:
+                self.invalid_notifications += 1
+                log.warning(
+                    "%s: invalid %s notification skipped (%s)",
+                    self.peer.name,
+                    name,
+                    ", ".join(invalid_fields(exc)[:5]),
+                )
+                return
+            handler(params)
+
+        self.peer.on_notification(name, deliver)

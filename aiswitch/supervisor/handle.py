@@ -1,0 +1,491 @@
+"""An agent handle: one supervised agent process, and the typed way to use it.
+
+The coordinator talks to handles only (`start`, `assign`, `cancel`, `status`,
+`switch_env`, `stop`), never to processes, pids or pipes; that is the seam where an
+executor on another machine plugs in.
+
+Contract:
+- Every state change goes through `states.transition` (checked, then announced to
+  `on_change`) and is mirrored in `state/agents.json` (`ProcessTable`): an entry while the
+  process may be alive, none after.
+- `start()` spawns and handshakes; a failed start is retried after the policy's backoff,
+  and after `start_retries` the handle is `fatal` and `start()` raises `AgentStartError`
+  with the reason. `stop()` cancels a pending backoff too.
+- An exit nobody asked for moves the handle to `exited`; the restart policy (a pure
+  function, `policy.after_exit`) decides: restart at once, back off (flapping), or stay
+  exited. Tasks in flight on the process that ended raise `AgentDiedError` (`hung` when
+  the handle killed it for a missed heartbeat).
+- Heartbeats: `agent.status` every `heartbeat_interval_s`; no answer within
+  `heartbeat_timeout_s` and the process group is killed (then restarted by the policy).
+- `assign()` returns the agent's `TaskResult`; a reply that does not fit the protocol raises
+  `InvalidReplyError` (that task fails, the process goes on).
+- Progress and usage notifications reach `on_progress` / `on_usage` with the handle, so
+  the caller can tell which process a task id came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiswitch.errors import AgentDiedError, AgentStartError
+from aiswitch.protocol.client import AgentClient
+from aiswitch.protocol.models import (
+    ASSIGN,
+    CANCEL,
+    ENV_SWITCH,
+    PROGRESS,
+    STATUS,
+    USAGE,
+    AssignParams,
+    CancelParams,
+    Empty,
+    EnvState,
+    EnvSwitchParams,
+    ProgressParams,
+    StatusResult,
+    TaskResult,
+    UsageParams,
+)
+from aiswitch.rpc.errors import ConnectionClosedError, RequestTimeoutError, RpcError
+from aiswitch.supervisor import policy as restart_policy
+from aiswitch.supervisor.process import (
+    CANCEL_REPLY_TIMEOUT_S,
+    EXIT_AFTER_EOF_S,
+    HANDSHAKE_TIMEOUT_S,
+    AgentProcess,
+)
+from aiswitch.supervisor.states import LIVE, ProcessState, StateChange, transition
+
+if TYPE_CHECKING:
+    from aiswitch.agents import AgentDef
+    from aiswitch.home import Home
+    from aiswitch.state.processes import ProcessTable
+
+S = ProcessState
+
+# A status query answers at once; this long covers a loaded machine.
+STATUS_TIMEOUT_S = 10.0
+# Heartbeats: often enough to replace a wedged child within half a minute, rare enough to
+# cost nothing (one inline reply).
+DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
+DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """How a handle keeps its process alive (from the agent's definition)."""
+
+    policy: restart_policy.RestartPolicy = field(default_factory=restart_policy.RestartPolicy)
+    start_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    heartbeat_interval_s: float | None = DEFAULT_HEARTBEAT_INTERVAL_S
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
+
+
+ProgressSink = Callable[["AgentHandle", ProgressParams], None]
+UsageSink = Callable[["AgentHandle", UsageParams], None]
+
+
+class AgentHandle:
+    def __init__(
+        self,
+        agent: AgentDef,
+        agent_id: str,
+        *,
+        home: Home,
+        run_id: str,
+        env: dict[str, str],
+        cwd: str | None = None,
+        preset: str | None = None,
+        supervision: Supervision | None = None,
+        table: ProcessTable | None = None,
+        on_change: Callable[[StateChange], None] | None = None,
+        on_progress: ProgressSink | None = None,
+        on_usage: UsageSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent = agent
+        self.agent_id = agent_id
+        self.home = home
+        self.run_id = run_id
+        self.env = env
+        self.cwd = cwd
+        self.preset = preset
+        self.supervision = supervision or Supervision()
+        self.table = table
+        self.on_change = on_change
+        self.on_progress = on_progress
+        self.on_usage = on_usage
+        self.clock = clock
+        self.state = S.STOPPED
+        self.reason = ""
+        self.capacity = 1
+        self.running: set[str] = set()
+        self.tasks_done = 0
+        self.restarts = 0
+        self.started_at: float | None = None
+        self._process: AgentProcess | None = None
+        self._client: AgentClient | None = None
+        self._crashes: list[float] = []
+        self._start_failures = 0
+        self._stop_requested = False
+        self._hung = False
+        self._running_event = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting: asyncio.Task[None] | None = None
+        self._table_write: asyncio.Task[None] | None = None
+
+    # -- what others may read -------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def free_slots(self) -> int:
+        return self.capacity - len(self.running) if self.state is S.RUNNING else 0
+
+    @property
+    def log_path(self) -> Any:
+        from aiswitch.supervisor.logs import agent_log_path
+
+        return agent_log_path(self.home, self.agent_id)
+
+    # -- state ---------------------------------------------------------------------
+
+    def _set(self, new: ProcessState, reason: str = "") -> None:
+        change = transition(self.agent_id, self.state, new, reason, self.pid)
+        self.state = new
+        self.reason = reason
+        if new is S.RUNNING:
+            self._running_event.set()
+        else:
+            self._running_event.clear()
+        self._record(change)
+        if self.on_change is not None:
+            self.on_change(change)
+
+    def _record(self, change: StateChange) -> None:
+        """Mirror the change in agents.json, in order (each write waits for the last)."""
+        table = self.table
+        if table is None:
+            return
+        key = f"{self.run_id}/{self.agent_id}"
+        if change.new is S.RUNNING and self._process is not None:
+            entry = self._process.table_entry()
+            entry.update(preset=self.preset, state=str(change.new), restarts=self.restarts)
+
+            def write() -> None:
+                table.add(key, entry)
+        elif change.new not in LIVE and change.old in LIVE:
+
+            def write() -> None:
+                table.remove(key)
+        else:
+            return
+        previous = self._table_write
+
+        async def chained() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await asyncio.to_thread(write)
+
+        self._table_write = asyncio.get_running_loop().create_task(chained())
+
+    def _spawn_task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- start ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the process (retrying per policy); returns once it is running."""
+        if self.state is S.RUNNING:
+            return
+        if self._starting is None or self._starting.done():
+            self._stop_requested = False
+            self._start_failures = 0
+            self._starting = self._spawn_task(self._start_loop("start"))
+        await asyncio.shield(self._starting)
+
+    async def wait_running(self) -> None:
+        """Until the process is running; raises AgentStartError once the handle is fatal."""
+        while self.state is not S.RUNNING:
+            if self.state is S.FATAL:
+                raise AgentStartError(f"{self.agent_id}: {self.reason}")
+            if self.state in (S.STOPPED, S.STOPPING):
+                raise AgentStartError(f"{self.agent_id} is stopped")
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await waiter
+            finally:
+                waiter.cancel()
+
+    def stop_requested(self) -> bool:
+        # A method, not the attribute: other tasks change it while this one awaits.
+        return self._stop_requested
+
+    def _notify_waiters(self) -> None:
+        self._wake.set()
+
+    async def _start_loop(self, why: str) -> None:
+        policy = self.supervision.policy
+        while not self._stop_requested:
+            self._set(S.STARTING, why)
+            self._notify_waiters()
+            try:
+                await self._spawn()
+            except AgentStartError as exc:
+                if self.stop_requested():
+                    return
+                self._start_failures += 1
+                decision = restart_policy.after_start_failure(
+                    policy, self._start_failures, exc.message
+                )
+                if decision.action is restart_policy.Action.FATAL:
+                    self._set(S.FATAL, decision.reason)
+                    self._notify_waiters()
+                    raise AgentStartError(decision.reason) from None
+                self._set(S.BACKOFF, f"{exc.message}; retrying in {decision.delay_s:g}s")
+                self._notify_waiters()
+                if not await self._pause(decision.delay_s):
+                    return
+                why = "retry"
+                continue
+            if self.stop_requested():
+                return
+            self._start_failures = 0
+            self._set(S.RUNNING, why)
+            self._notify_waiters()
+            return
+        if self.state not in (S.STOPPED, S.STOPPING):
+            self._set(S.STOPPED, "stop requested")
+
+    async def _pause(self, delay: float) -> bool:
+        """Back off for `delay`; False when a stop came meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stop_signal()
+        if self._stop_requested:
+            self._set(S.STOPPED, "stopped during backoff")
+            self._notify_waiters()
+            return False
+        return True
+
+    async def _stop_signal(self) -> None:
+        while not self._stop_requested:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _spawn(self) -> None:
+        process = AgentProcess(
+            self.agent,
+            self.agent_id,
+            home=self.home,
+            run_id=self.run_id,
+            env=self.env,
+            cwd=self.cwd,
+        )
+        self._process = process
+        self._hung = False
+        try:
+            info = await process.start(self.supervision.start_timeout_s)
+        except AgentStartError:
+            await process.stop("failed start")
+            raise
+        except asyncio.CancelledError:
+            await process.stop("start cancelled")
+            raise
+        assert process.peer is not None
+        client = AgentClient(process.peer)
+        client.on(PROGRESS, self._progress)
+        client.on(USAGE, self._usage)
+        self._client = client
+        self.capacity = info.capabilities.max_concurrent_tasks
+        self.started_at = self.clock()
+        self._spawn_task(self._watch(process))
+        if self.supervision.heartbeat_interval_s:
+            self._spawn_task(self._heartbeat(process, client))
+
+    def _progress(self, params: ProgressParams) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self, params)
+
+    def _usage(self, params: UsageParams) -> None:
+        if self.on_usage is not None:
+            self.on_usage(self, params)
+
+    # -- exits ---------------------------------------------------------------------
+
+    async def _watch(self, process: AgentProcess) -> None:
+        code = await process.wait_exit(None)
+        if self._stop_requested or process is not self._process:
+            return
+        hung = self._hung
+        reason = (
+            f"killed: no heartbeat within {self.supervision.heartbeat_timeout_s:g}s"
+            if hung
+            else f"exited with code {code}"
+        )
+        # Reap what is left of its group, and its pipes.
+        await process.stop(reason)
+        self._set(S.EXITED, reason)
+        self._notify_waiters()
+        now = self.clock()
+        decision = restart_policy.after_exit(
+            self.supervision.policy,
+            restart_policy.Exit(code, requested=False, reason=reason),
+            self._crashes,
+            now,
+        )
+        if restart_policy.is_crash(self.supervision.policy, restart_policy.Exit(code)) or hung:
+            window = self.supervision.policy.crash_window_s
+            self._crashes = [t for t in self._crashes if now - t < window] + [now]
+        if decision.action is restart_policy.Action.STAY:
+            return
+        self.restarts += 1
+        if decision.action is restart_policy.Action.WAIT:
+            self._set(S.BACKOFF, decision.reason)
+            self._notify_waiters()
+            if not await self._pause(decision.delay_s):
+                return
+        self._starting = self._spawn_task(self._start_loop("restart"))
+
+    async def _heartbeat(self, process: AgentProcess, client: AgentClient) -> None:
+        interval = self.supervision.heartbeat_interval_s
+        assert interval is not None
+        while process is self._process and process.returncode is None:
+            await asyncio.sleep(interval)
+            if self._stop_requested or process.returncode is not None:
+                return
+            try:
+                await client.call(STATUS, Empty(), timeout=self.supervision.heartbeat_timeout_s)
+            except RequestTimeoutError:
+                self._hung = True
+                if process.pid is not None:
+                    from aiswitch.process_group import signal_group
+
+                    signal_group(process.pid, signal.SIGKILL)
+                return
+            except RpcError:
+                return
+
+    # -- tasks ---------------------------------------------------------------------
+
+    async def assign(self, params: AssignParams) -> TaskResult:
+        """Run a task on the process; see the module docstring for what it raises."""
+        client, process = self._client, self._process
+        if self.state is not S.RUNNING or client is None or process is None:
+            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
+        self.running.add(params.task_id)
+        try:
+            result = await client.call(ASSIGN, params, timeout=None)
+        except ConnectionClosedError:
+            raise AgentDiedError(await self._died(process), hung=self._hung) from None
+        finally:
+            self.running.discard(params.task_id)
+        self.tasks_done += 1
+        return result
+
+    async def _died(self, process: AgentProcess) -> str:
+        code = await process.wait_exit(EXIT_AFTER_EOF_S)
+        if self._hung:
+            return (
+                f"{self.agent_id} stopped answering (no heartbeat within "
+                f"{self.supervision.heartbeat_timeout_s:g}s) and was killed"
+            )
+        from aiswitch.supervisor.logs import tail
+
+        last = _last_line(tail(self.log_path))
+        how = f"exited with code {code}" if code is not None else "closed its output"
+        return f"the agent {how} during the task" + (f": {last}" if last else "")
+
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        client = self._client
+        if client is None or client.peer.closed.is_set() or task_id not in self.running:
+            return
+        with contextlib.suppress(RpcError):
+            await client.call(
+                CANCEL, CancelParams(task_id=task_id, reason=reason), timeout=CANCEL_REPLY_TIMEOUT_S
+            )
+
+    async def status(self) -> StatusResult:
+        if self._client is None or self.state is not S.RUNNING:
+            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
+        return await self._client.call(STATUS, Empty(), timeout=STATUS_TIMEOUT_S)
+
+    async def switch_env(self, target: dict[str, str], preset: str | None) -> EnvState:
+        """Give the child `target` from its next task on (only the difference is sent)."""
+        if self._client is None or self.state is not S.RUNNING:
+            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
+        changed = {k: v for k, v in target.items() if self.env.get(k) != v}
+        removed = sorted(k for k in self.env if k not in target)
+        reply = await self._client.call(
+            ENV_SWITCH,
+            EnvSwitchParams(preset=preset, set=changed, unset=removed),
+            timeout=STATUS_TIMEOUT_S,
+        )
+        # A restart gives the new process the same environment.
+        self.env = dict(target)
+        self.preset = preset
+        return reply
+
+    # -- stop ----------------------------------------------------------------------
+
+    async def stop(self, reason: str = "stop") -> None:
+        """Stop the process (the full stop sequence) and any pending restart."""
+        self._stop_requested = True
+        self._notify_waiters()
+        process = self._process
+        if self.state in (S.RUNNING, S.STARTING):
+            self._set(S.STOPPING, reason)
+        if process is not None:
+            await process.stop(reason)
+        if self.state is S.STOPPING or self.state in (S.EXITED, S.BACKOFF, S.FATAL):
+            self._set(S.STOPPED, reason)
+        self._notify_waiters()
+        current = asyncio.current_task()
+        pending = [t for t in self._tasks if t is not current]
+        for task in pending:
+            if not task.done() and task is not self._starting:
+                task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._table_write is not None:
+            # Not cancelled: agents.json must not keep the entry of a stopped process.
+            await asyncio.shield(self._table_write)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What `ps` and the live view show of this process."""
+        return {
+            "agent_id": self.agent_id,
+            "agent": self.agent.name,
+            "preset": self.preset,
+            "state": str(self.state),
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "in_flight": len(self.running),
+            "capacity": self.capacity,
+            "tasks_done": self.tasks_done,
+            "reason": self.reason,
+            "parent_pid": os.getpid(),
+        }
+
+
+def _last_line(text: str) -> str:
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("====")
+    ]
+    return lines[-1][:300] if lines else ""
