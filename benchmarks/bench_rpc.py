@@ -2,13 +2,13 @@
 
     .venv/bin/python benchmarks/bench_rpc.py [--seconds 2] [--repeats 5] [--window 100]
 
-Cases, each against its own child process (all children spawned the same way:
-`asyncio.create_subprocess_exec` with pipes and `limit=LINE_LIMIT`; the child side uses
-`open_stdio`), measured sequentially (await each round trip) and pipelined (`window`
-round trips in flight, awaited together):
+Cases, each against its own child process over pipes, measured sequentially (await
+each round trip) and pipelined (`window` round trips in flight, awaited together):
 
-- `json-rpc peer`: a parent `Peer` sends `echo` requests; the child runs a `Peer` whose
-  `echo` handler returns its params. Sequential: `await peer.request(...)` in a loop.
+- `json-rpc peer`: the parent starts the child with `aiswitch.rpc.child.spawn` (as the
+  supervisor does) and its `Peer` sends `echo` requests; the child runs the `Peer` of
+  `aiswitch.rpc.stdio.stdio_peer` (as an adapter does), whose `echo` handler returns its
+  params. Sequential: `await peer.request(...)` in a loop.
   Pipelined: `window` x `peer.send_request(...)` (each sends at once and returns the
   future of its reply), then each future awaited in turn, as the baseline writes
   `window` lines and then reads them back in turn.
@@ -17,8 +17,10 @@ round trips in flight, awaited together):
   sequential is the same as above). asyncio's own cost for a task per request (create,
   step, wake, gather's callback) is more than the baseline's whole cost per line, so
   this row shows what that way of pipelining costs, beside the peer's own cost above.
-- `asyncio line echo` (the baseline: the limit for an asyncio peer on this machine): the
-  same stream setup and the same line bytes, no JSON; the child echoes each line.
+- `asyncio line echo` (the baseline: the limit for an asyncio peer on this machine):
+  asyncio's own streams on both sides (`asyncio.create_subprocess_exec` with
+  `limit=LINE_LIMIT`; the child's stdin/stdout as a `StreamReader`/`StreamWriter` over
+  the same pipe transports), the same line bytes, no JSON; the child echoes each line.
 - `blocking raw echo` (reference only): plain `os.read`/`os.write` on pipes, no asyncio.
 
 Each case runs for `--seconds` per repeat; repeats are interleaved across cases (so
@@ -47,8 +49,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiswitch.rpc.child import Child, spawn
 from aiswitch.rpc.messages import dumps, request_payload
-from aiswitch.rpc.peer import LINE_LIMIT, Peer, open_stdio
+from aiswitch.rpc.peer import LINE_LIMIT
+from aiswitch.rpc.stdio import stdio_peer
 
 # What a small control request carries (task.status-sized); both baselines echo a line
 # of exactly the size of this request.
@@ -68,8 +72,7 @@ CHILD_PROFILE_ENV = "BENCH_RPC_CHILD_PROFILE"
 
 
 async def _child_rpc(inline: bool = False) -> None:
-    reader, writer = await open_stdio()
-    peer = Peer(reader, writer, name="bench-child")
+    peer = await stdio_peer("bench-child")
 
     async def echo(params: Any) -> Any:
         return params
@@ -84,8 +87,19 @@ async def _child_rpc(inline: bool = False) -> None:
     await peer.close()
 
 
+async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """This process's stdin/stdout as asyncio's own streams (the baseline's child side)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, sys.stdout
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 async def _child_line() -> None:
-    reader, writer = await open_stdio()
+    reader, writer = await _stdio_streams()
     while True:
         try:
             line = await reader.readuntil(b"\n")
@@ -176,19 +190,24 @@ def _rate(
 
 class PeerCase(Case):
     name = "json-rpc peer"
-    child = "rpc"
+    kind = "rpc"
 
     async def start(self) -> None:
-        self.proc = await _spawn(self.child)
-        self.pid = self.proc.pid
-        assert self.proc.stdout is not None and self.proc.stdin is not None
-        self.peer = Peer(self.proc.stdout, self.proc.stdin, name="bench")
+        self.child: Child = await spawn(
+            [sys.executable, SCRIPT, "--child", self.kind],
+            env=None,
+            cwd=None,
+            stderr=sys.stderr.fileno(),
+            name="bench",
+        )
+        self.pid = self.child.pid
+        self.peer = self.child.peer
         self.peer.start()
         assert await self.peer.request("echo", PARAMS) == PARAMS
 
     async def stop(self) -> None:
         await self.peer.close()
-        await self.proc.wait()
+        await self.child.wait()
 
     async def sequential(self, seconds: float) -> Rate:
         request = self.peer.request
@@ -228,7 +247,7 @@ class PeerInlineCase(PeerCase):
     """The same driver, the child's echo registered inline (no task per request)."""
 
     name = "json-rpc peer, inline"
-    child = "rpc-inline"
+    kind = "rpc-inline"
 
 
 class LineCase(Case):

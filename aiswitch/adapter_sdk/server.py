@@ -30,7 +30,8 @@ from aiswitch.adapter_sdk.environment import Environment
 from aiswitch.rpc import codes, messages
 from aiswitch.rpc.errors import ConnectionClosedError, MethodError
 from aiswitch.rpc.messages import Params
-from aiswitch.rpc.peer import Peer, open_stdio
+from aiswitch.rpc.peer import Peer
+from aiswitch.rpc.stdio import stdio_peer
 
 if TYPE_CHECKING:
     # Imported where used: they are pydantic models (see the module docstring).
@@ -557,9 +558,8 @@ def _watch_parent(parent_pid: int, done: asyncio.Event) -> None:
 
 
 async def _serve(adapter: Adapter) -> None:
-    reader, writer = await open_stdio()
     # orjson is loaded after the handshake, not before (module docstring).
-    peer = Peer(reader, writer, name=adapter.name, fast_json=False)
+    peer = await stdio_peer(adapter.name, fast_json=False)
     server = AdapterServer(adapter, peer)
     loop = asyncio.get_running_loop()
     # SIGTERM (the supervisor's second step, and the parent-death signal) ends us
@@ -573,7 +573,7 @@ async def _serve(adapter: Adapter) -> None:
     if not server.stopping:
         await server.stop()
     with contextlib.suppress(Exception):
-        await writer.drain()
+        await peer.drain()
     await peer.close("adapter exiting")
     for task in (closed, done):
         task.cancel()

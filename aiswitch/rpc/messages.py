@@ -5,11 +5,14 @@ Contract:
   `Notification`, `Response`, `ErrorResponse`) or an `Invalid` that says what to answer.
   `id` is strictly an int or a string (a float, bool or object id is an invalid
   request); an error response whose request id could not be read carries `id: null`.
-- Well-formed messages are recognised by hand, with exactly the checks the pydantic
-  envelope models in `aiswitch.rpc.envelopes` make (tests/test_rpc_peer.py holds the
-  two to the same verdicts); only what fails those checks goes through the models, for
-  the verdict and a reason that names fields, never values. So a process that only ever
-  sees well-formed messages (an adapter's handshake) never builds a pydantic model.
+- `classify` is the one envelope check: every message either side reads goes through
+  it. It checks by hand exactly what the pydantic models in `aiswitch.rpc.envelopes`
+  check (tests/test_rpc_envelopes.py holds the two to the same verdicts, and those
+  models are the schema, not a second check), and for a malformed message it gives a
+  reason that names the wrong fields, never their values. No pydantic on this path, so
+  an adapter's handshake never builds a model.
+- The message classes are plain slotted dataclasses (cheap to build: one per message);
+  treat them as read-only.
 - `dumps` writes one compact line (never pretty-printed), newline-terminated, valid
   UTF-8; text that is not valid Unicode (a lone surrogate) is sent with ASCII escapes
   instead of failing the message. Enum members go out as their values and UUIDs as
@@ -33,33 +36,33 @@ from aiswitch.rpc import codes
 Params = dict[str, Any] | list[Any] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     id: int | str
     method: str
     params: Params = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notification:
     method: str
     params: Params = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     id: int | str
     result: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorObject:
     code: int
     message: str
     data: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorResponse:
     id: int | str | None
     error: ErrorObject
@@ -88,61 +91,96 @@ class Invalid:
 Incoming = Message | Invalid
 
 
-def _fast(obj: dict[str, Any]) -> Message | None:
-    """The well-formed shapes, with exactly the checks the envelope models make
-    (`extra="forbid"`, strict int or str ids, str methods, object/array/null params,
-    an error object with an int code and a str message); None for anything else."""
-    if obj.get("jsonrpc") != "2.0":
-        return None
-    size = len(obj)
-    if "method" in obj:
-        method = obj["method"]
-        params = obj.get("params")
-        if type(method) is not str or not (
-            params is None or type(params) is dict or type(params) is list
-        ):
-            return None
-        has_params = "params" in obj
-        if "id" in obj:
-            request_id = obj["id"]
-            if (type(request_id) is int or type(request_id) is str) and size == 3 + has_params:
-                return Request(request_id, method, params)
-            return None
-        if size == 2 + has_params:
-            return Notification(method, params)
-        return None
-    if size != 3:
-        return None
-    request_id = obj.get("id")
-    if "result" in obj:
-        if type(request_id) is int or type(request_id) is str:
-            return Response(request_id, obj["result"])
-        return None
-    error = obj.get("error")
-    if (
-        "id" in obj
-        and (request_id is None or type(request_id) is int or type(request_id) is str)
-        and type(error) is dict
-        and type(error.get("code")) is int
-        and type(error.get("message")) is str
-    ):
-        return ErrorResponse(
-            request_id, ErrorObject(error["code"], error["message"], error.get("data"))
-        )
-    return None
-
-
 def classify(obj: Any) -> Incoming:
-    """Turn one decoded JSON value (not a batch) into a typed message or an `Invalid`."""
+    """Turn one decoded JSON value (not a batch) into a typed message or an `Invalid`.
+
+    The checks are the envelope models' (`extra="forbid"`, strict int or str ids, str
+    methods, object/array/null params, an error object with an int code and a str
+    message); the well-formed shapes are recognised first, in the order they are common."""
     if type(obj) is not dict:
         return Invalid(codes.INVALID_REQUEST, "a message must be a JSON object")
-    fast = _fast(obj)
-    if fast is not None:
-        return fast
-    # Only malformed messages get here: the models say what is wrong with them.
-    from aiswitch.rpc.envelopes import validate
+    if obj.get("jsonrpc") == "2.0":
+        size = len(obj)
+        method = obj.get("method")
+        if type(method) is str:
+            params = obj.get("params")
+            if params is None or type(params) is dict or type(params) is list:
+                if "params" in obj:
+                    size -= 1
+                if size == 3:
+                    request_id = obj.get("id")
+                    if type(request_id) is int or type(request_id) is str:
+                        return Request(request_id, method, params)
+                elif size == 2:
+                    return Notification(method, params)
+        elif size == 3 and "method" not in obj:
+            request_id = obj.get("id")
+            if "result" in obj:
+                if type(request_id) is int or type(request_id) is str:
+                    return Response(request_id, obj["result"])
+            else:
+                error = obj.get("error")
+                if (
+                    "id" in obj
+                    and (request_id is None or type(request_id) is int or type(request_id) is str)
+                    and type(error) is dict
+                    and type(error.get("code")) is int
+                    and type(error.get("message")) is str
+                ):
+                    return ErrorResponse(
+                        request_id, ErrorObject(error["code"], error["message"], error.get("data"))
+                    )
+    return _explain(obj)
 
-    return validate(obj)
+
+def _explain(obj: dict[Any, Any]) -> Invalid:
+    """Why `obj` is not a valid envelope: the fields that are wrong, never their values."""
+    raw_id = obj.get("id")
+    known_id = raw_id if type(raw_id) is int or type(raw_id) is str else None
+    wrong: list[str] = []
+    if obj.get("jsonrpc") != "2.0":
+        wrong.append("jsonrpc")
+    if "method" in obj:
+        allowed = {"jsonrpc", "method", "params", "id"}
+        if type(obj["method"]) is not str:
+            wrong.append("method")
+        params = obj.get("params")
+        if not (params is None or type(params) is dict or type(params) is list):
+            wrong.append("params")
+        if "id" in obj and known_id is None:
+            wrong.append("id")
+        wrong.extend(_extra(obj, allowed))
+        return Invalid(codes.INVALID_REQUEST, _reason("invalid request", wrong), known_id)
+    if "error" in obj:
+        wrong.extend(_extra(obj, {"jsonrpc", "id", "error"}))
+        if "id" not in obj or (raw_id is not None and known_id is None):
+            wrong.append("id")
+        error = obj["error"]
+        if type(error) is not dict:
+            wrong.append("error")
+        else:
+            if type(error.get("code")) is not int:
+                wrong.append("error.code")
+            if type(error.get("message")) is not str:
+                wrong.append("error.message")
+    elif "result" in obj:
+        wrong.extend(_extra(obj, {"jsonrpc", "id", "result"}))
+        if known_id is None:
+            wrong.append("id")
+    else:
+        # Answered (the spec answers an invalid request): nothing says it is a reply.
+        return Invalid(codes.INVALID_REQUEST, "neither a request nor a response", known_id)
+    return Invalid(
+        codes.INVALID_REQUEST, _reason("invalid response", wrong), known_id, response=True
+    )
+
+
+def _extra(obj: dict[Any, Any], allowed: set[str]) -> list[str]:
+    return sorted(str(key) for key in obj if key not in allowed)
+
+
+def _reason(what: str, wrong: list[str]) -> str:
+    return f"{what} ({', '.join(wrong)})" if wrong else what
 
 
 # Errors that mean "not valid JSON" (RecursionError: nesting deeper than the stack).

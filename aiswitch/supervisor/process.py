@@ -1,7 +1,7 @@
 """One agent child process: spawn, handshake, requests, and the stop sequence.
 
 Contract:
-- Spawned with `asyncio.create_subprocess_exec` (never a shell) in a new session (its own
+- Spawned with `aiswitch.rpc.child.spawn` (never a shell) in a new session (its own
   process group, so signals reach the whole group and a terminal's Ctrl-C does not);
   stdin/stdout are the protocol, stderr is `logs/agents/<agent-id>.log`.
 - On Linux the child also gets SIGTERM when the parent dies (PR_SET_PDEATHSIG), on top
@@ -41,6 +41,7 @@ from aiswitch.protocol.models import (
     TaskResult,
     UsageParams,
 )
+from aiswitch.rpc.child import Child, spawn
 from aiswitch.rpc.errors import RpcError
 from aiswitch.rpc.messages import Params
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
@@ -83,7 +84,7 @@ class AgentProcess:
         self.cwd = cwd
         self.on_progress = on_progress
         self.on_usage = on_usage
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Child | None = None
         self.peer: Peer | None = None
         self.info: InitializeResult | None = None
         self.create_time: float | None = None
@@ -107,16 +108,14 @@ class AgentProcess:
     async def start(self, handshake_timeout: float = HANDSHAKE_TIMEOUT_S) -> InitializeResult:
         log_fd = open_agent_log(self.home, self.agent_id, self.run_id)
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.agent.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_fd,
+            self.proc = await spawn(
+                self.agent.command,
                 env=self.env,
                 cwd=self.cwd,
-                start_new_session=True,
-                limit=LINE_LIMIT,
+                stderr=log_fd,
+                name=self.agent_id,
                 preexec_fn=_PREEXEC,
+                line_limit=LINE_LIMIT,
             )
         except OSError as exc:
             raise AgentStartError(
@@ -127,8 +126,7 @@ class AgentProcess:
         from aiswitch.state.processes import process_identity
 
         self.create_time = process_identity(self.proc.pid)
-        assert self.proc.stdout is not None and self.proc.stdin is not None
-        self.peer = Peer(self.proc.stdout, self.proc.stdin, name=self.agent_id)
+        self.peer = self.proc.peer
         self.peer.on_notification("task.progress", self._progress)
         self.peer.on_notification("tokens.usage", self._usage)
         self.peer.start()
@@ -258,8 +256,7 @@ class AgentProcess:
                 await peer.request(
                     "agent.shutdown", {"reason": reason}, timeout=SHUTDOWN_REPLY_TIMEOUT_S
                 )
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
+        proc.close_stdin()
         code = await self.wait_exit(EXIT_AFTER_EOF_S)
         if code is None:
             self._signal_group(signal.SIGTERM)
