@@ -12,6 +12,13 @@ An agent is any program that speaks the aiswitch protocol on stdio. `config/agen
         capabilities: [review]
         options: {model: big}    # sent in agent.initialize's `config`
         cli: reviewer-cli        # a binary that must be on PATH (checked before start)
+        pool: {min: 0, max: 4, idle_timeout: 60}   # processes per agent+preset
+        restart: on-failure      # or always, never
+        start_timeout: 10        # seconds for agent.initialize
+        start_retries: 3         # failed starts (with backoff) before it is fatal
+        heartbeat_interval: 10   # agent.status every N seconds; null: none
+        heartbeat_timeout: 10    # no answer within N seconds: killed and replaced
+        rate: 30/min             # task starts per agent (COUNT/s, /min or /hour)
 
 Errors (unreadable or invalid YAML, unknown fields, bad types) are `ConfigError`s that
 name the file and, for YAML errors, the line.
@@ -23,9 +30,16 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aiswitch.errors import (
     AgentUnavailableError,
@@ -33,8 +47,34 @@ from aiswitch.errors import (
     UnknownAgentError,
 )
 from aiswitch.home import Home
+from aiswitch.supervisor import limits
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+RestartSetting = Literal["on-failure", "always", "never"]
+
+
+class PoolSettings(BaseModel):
+    """`pool:` of an agent: processes kept per agent+preset (supervisor/pool.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(limits.DEFAULT_POOL_MIN, ge=0)
+    max: int = Field(limits.DEFAULT_POOL_MAX, ge=1)
+    idle_timeout: float = Field(limits.DEFAULT_IDLE_TIMEOUT_S, gt=0)
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> PoolSettings:
+        if self.min > self.max:
+            raise ValueError(f"pool.min ({self.min}) is above pool.max ({self.max})")
+        return self
+
+
+def check_rate(value: str | None) -> str | None:
+    if value is not None:
+        from aiswitch.coordinator.scheduler import parse_rate
+
+        parse_rate(value)
+    return value
 
 
 class AgentDef(BaseModel):
@@ -45,12 +85,23 @@ class AgentDef(BaseModel):
     env: dict[str, str] = {}
     cli: str | None = Field(None, description="The CLI binary the adapter drives.")
     cli_path: str | None = Field(None, description="Where that binary is, instead of PATH.")
-    max_concurrency: int = Field(1, ge=1)
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Tasks in flight across its processes (none: its pools')."
+    )
     capabilities: list[str] = []
     options: dict[str, Any] = {}
     description: str = ""
     unavailable: str | None = Field(None, description="Why it cannot run here, if it can't.")
     install: str | None = Field(None, description="How to install `cli` (said when missing).")
+    pool: PoolSettings = PoolSettings()
+    restart: RestartSetting = "on-failure"
+    start_timeout: float = Field(limits.DEFAULT_START_TIMEOUT_S, gt=0)
+    start_retries: int = Field(limits.DEFAULT_START_RETRIES, ge=0)
+    heartbeat_interval: float | None = Field(limits.DEFAULT_HEARTBEAT_INTERVAL_S, gt=0)
+    heartbeat_timeout: float = Field(limits.DEFAULT_HEARTBEAT_TIMEOUT_S, gt=0)
+    rate: str | None = Field(None, description="Task starts allowed: COUNT/s, /min, /hour.")
+
+    _rate = field_validator("rate")(classmethod(lambda cls, v: check_rate(v)))
 
     @model_validator(mode="after")
     def _cli_path_in_options(self) -> AgentDef:
@@ -95,6 +146,15 @@ class _Override(BaseModel):
     capabilities: list[str] | None = None
     options: dict[str, Any] | None = None
     description: str | None = None
+    pool: PoolSettings | None = None
+    restart: RestartSetting | None = None
+    start_timeout: float | None = Field(None, gt=0)
+    start_retries: int | None = Field(None, ge=0)
+    heartbeat_interval: float | None = Field(None, gt=0)
+    heartbeat_timeout: float | None = Field(None, gt=0)
+    rate: str | None = None
+
+    _rate = field_validator("rate")(classmethod(lambda cls, v: check_rate(v)))
 
 
 class _File(BaseModel):
@@ -122,7 +182,6 @@ def builtin_agents() -> dict[str, AgentDef]:
         "mock": AgentDef(
             name="mock",
             command=_adapter("mock"),
-            max_concurrency=4,
             description="A simulated agent: no API key, no network (docs/mock.md).",
         ),
     }

@@ -15,31 +15,33 @@ from aiswitch.errors import PresetError
 from aiswitch.home import Home
 from aiswitch.protocol.models import AssignParams
 from aiswitch.rpc import codes
+from aiswitch.protocol.models import ENV_SWITCH, EnvSwitchParams
 from aiswitch.rpc.errors import RemoteError
-from aiswitch.supervisor.process import AgentProcess
+from aiswitch.supervisor.handle import AgentHandle
 
 STEP_S = 15.0
 
 
-async def dumped_env(proc: AgentProcess, task_id: str) -> dict[str, str]:
-    result = await proc.assign(AssignParams(task_id=task_id, prompt="env"))
+async def dumped_env(handle: AgentHandle, task_id: str) -> dict[str, str]:
+    result = await handle.assign(AssignParams(task_id=task_id, prompt="env"))
     assert result.status == "ok", result.error
     return json.loads(result.output)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-async def child(home: Home) -> AsyncIterator[AgentProcess]:
+async def child(home: Home) -> AsyncIterator[AgentHandle]:
     home.ensure()
     agent = AgentRegistry.load(home).get("mock")
     env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0", "MOCK_DUMP_ENV": "1"}
-    proc = AgentProcess(agent, "mock#1", home=home, run_id="r", env=env)
-    await proc.start()
-    yield proc
-    await proc.stop()
+    handle = AgentHandle(agent, "mock#1", home=home, run_id="r", env=env)
+    async with asyncio.timeout(STEP_S):
+        await handle.start()
+    yield handle
+    await handle.stop()
 
 
 async def test_a_switch_applies_from_the_next_task_and_rollback_restores_it_exactly(
-    home: Home, child: AgentProcess
+    home: Home, child: AgentHandle
 ) -> None:
     coordinator = Coordinator(home, parent_env=dict(child.env))
     async with asyncio.timeout(STEP_S):
@@ -57,7 +59,7 @@ async def test_a_switch_applies_from_the_next_task_and_rollback_restores_it_exac
 
 
 async def test_an_unknown_preset_is_refused_before_anything_is_sent(
-    home: Home, child: AgentProcess
+    home: Home, child: AgentHandle
 ) -> None:
     coordinator = Coordinator(home, parent_env=dict(child.env))
     async with asyncio.timeout(STEP_S):
@@ -69,20 +71,22 @@ async def test_an_unknown_preset_is_refused_before_anything_is_sent(
 
 
 async def test_an_invalid_switch_is_refused_whole_and_changes_nothing(
-    child: AgentProcess,
+    child: AgentHandle,
 ) -> None:
     async with asyncio.timeout(STEP_S):
         before = await dumped_env(child, "t1")
         with pytest.raises(RemoteError) as caught:
-            await child.request(
-                "env.switch", {"preset": "x", "set": {"GOOD": "1", "BAD-NAME": "2"}}
+            await child._running_client().call(
+                ENV_SWITCH,
+                EnvSwitchParams(preset="x", set={"GOOD": "1", "BAD-NAME": "2"}),
+                timeout=STEP_S,
             )
         after = await dumped_env(child, "t2")
     assert caught.value.code == codes.ENV_INVALID
     assert after == before
 
 
-async def test_rolling_back_to_an_unknown_snapshot_is_an_error(child: AgentProcess) -> None:
+async def test_rolling_back_to_an_unknown_snapshot_is_an_error(child: AgentHandle) -> None:
     async with asyncio.timeout(STEP_S):
         with pytest.raises(RemoteError) as caught:
             await child.rollback_env("snap-404")

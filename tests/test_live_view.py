@@ -9,18 +9,20 @@ import os
 from rich.console import Console
 
 from aiswitch.cli.live import LiveView
-from aiswitch.coordinator.results import AgentResult
-from aiswitch.coordinator.run import Coordinator, RunRequest
+from aiswitch.coordinator.results import TaskStatus
+from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
 from aiswitch.coordinator.specs import parse_specs
 from aiswitch.home import Home
 from aiswitch.tokens.usage import Usage
 
 
-def test_the_live_table_shows_status_tokens_and_the_last_line() -> None:
-    console = Console(file=io.StringIO(), width=120)
-    result = AgentResult(agent="mock", agent_id="mock#1", task_id="t")
-    view = LiveView(console, [result])
-    result.status = "running"
+def test_the_live_table_shows_status_tokens_and_the_last_line(home: Home) -> None:
+    console = Console(file=io.StringIO(), width=160)
+    coordinator = Coordinator(home, parent_env=dict(os.environ))
+    run = coordinator.new_run(RunRequest(mode="single", specs=parse_specs("mock"), prompt="x"))
+    (result,) = run.result.results
+    view = LiveView(console, run)
+    result.status = TaskStatus.RUNNING
     result.usage = Usage(input_tokens=42)
     view.event("progress", result, "step 1/3: reading")
     console.print(view.render())
@@ -28,6 +30,25 @@ def test_the_live_table_shows_status_tokens_and_the_last_line() -> None:
     assert "running" in text
     assert "42 in" in text
     assert "step 1/3: reading" in text
+    assert "0/1 done · 1 running · 0 waiting" in text
+
+
+def test_a_batch_is_shown_as_progress_figures_not_one_row_per_task(home: Home) -> None:
+    console = Console(file=io.StringIO(), width=200)
+    coordinator = Coordinator(home, parent_env=dict(os.environ))
+    items = [BatchItem(prompt=f"task {n}") for n in range(40)]
+    run = coordinator.new_run(
+        RunRequest(mode="batch", specs=parse_specs("mock"), prompt="", batch=items)
+    )
+    for result in run.result.results[:10]:
+        result.status = TaskStatus.OK
+    run.result.results[10].status = TaskStatus.FAILED
+    run.result.results[11].status = TaskStatus.RUNNING
+    view = LiveView(console, run)
+    console.print(view.render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "11/40 done · 1 running · 28 waiting · 1 failed" in text
+    assert "task 5" not in text
 
 
 async def test_a_run_updates_the_results_its_plan_handed_out(home: Home) -> None:
@@ -37,5 +58,5 @@ async def test_a_run_updates_the_results_its_plan_handed_out(home: Home) -> None
     planned = coordinator.plan(request)
     async with asyncio.timeout(30):
         run = await coordinator.run(request, planned)
-    assert [r.status for r in (p.result for p in planned)] == ["ok", "ok"]
-    assert all(a is p.result for a, p in zip(run.results, planned, strict=True))
+    assert [r.status for r in planned.results] == ["ok", "ok"]
+    assert all(a is b for a, b in zip(run.results, planned.results, strict=True))

@@ -248,9 +248,11 @@ def test_ctrl_c_cancels_the_tasks_stops_the_children_and_records_the_run(
             line = proc.stderr.readline()
             assert line, "aiswitch exited before its agents were running"
             running += line.strip().endswith(" running")
+        # Both tasks may share one process of the mock's pool; every child goes.
         table = json.loads((home.state / "agents.json").read_text())["agents"]
-        children = [psutil.Process(entry["pid"]) for entry in table.values()]
-        assert len(children) == 2
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert {entry["pid"] for entry in table.values()} <= {c.pid for c in children}
+        assert table
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     finally:

@@ -1,4 +1,4 @@
-"""Coordination beyond one task per child: sequential reuse with env.switch, budgets."""
+"""Coordination beyond one task per child: sequential steps on per-preset pools, budgets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiswitch.home import Home
 from aiswitch.tokens.records import LedgerRecord
 
 
-def test_sequential_steps_of_one_agent_reuse_its_child_and_switch_its_preset(
+def test_sequential_steps_with_other_presets_run_on_their_own_pools(
     env: dict[str, str], home: Home
 ) -> None:
     env["MOCK_DUMP_ENV"] = "1"
@@ -22,11 +22,27 @@ def test_sequential_steps_of_one_agent_reuse_its_child_and_switch_its_preset(
     step2 = json.loads(results[1]["output"])
     assert step1["AISWITCH_PRESET"] == "fast" and step1["MOCK_LATENCY"] == "0"
     assert step2["AISWITCH_PRESET"] == "slow" and step2["MOCK_LATENCY"] == "2.5-4"
-    assert step2["AISWITCH_AGENT_ID"] == "mock#2"
+    assert step2["AISWITCH_AGENT_ID"] == "mock@slow.p1"
     assert "MOCK_STEPS" in step2 and step2["MOCK_STEPS"] == "6"
-    # One child served both steps: only the first step's log exists.
-    assert (home.agent_logs / "mock#1.log").exists()
-    assert not (home.agent_logs / "mock#2.log").exists()
+    # Processes with different presets never share a pool: each has its own log.
+    assert (home.agent_logs / "mock@fast.p1.log").exists()
+    assert (home.agent_logs / "mock@slow.p1.log").exists()
+
+
+def test_a_step_whose_preset_changes_a_start_time_setting_gets_a_fresh_child(
+    env: dict[str, str], home: Home
+) -> None:
+    # MOCK_EXIT_AT_START is read only when a mock starts: the second step's preset must
+    # reach a process started with it, not a reused one switched with env.switch.
+    home.ensure()
+    (home.config / "presets.yaml").write_text(
+        "version: 1\npresets:\n  dies:\n    variables: {MOCK_EXIT_AT_START: '4'}\n"
+    )
+    out = run_cli("run", "--sequential", "mock@fast,mock@dies", "x", "--json", env=env)
+    first, second = out.json()["results"]
+    assert first["status"] == "ok"
+    assert second["status"] == "failed"
+    assert "exited with code 4" in second["error"]
 
 
 def test_a_switch_removes_the_variables_of_the_previous_preset(

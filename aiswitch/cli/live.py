@@ -1,7 +1,10 @@
-"""What `aiswitch run` shows a person: a live table while agents work, then results.
+"""What `aiswitch run` shows a person: a live view while agents work, then results.
 
-The live table goes to stderr, and only when stderr is a terminal, so stdout carries
-the results alone (and exactly one JSON document with --json).
+The live view goes to stderr, and only when stderr is a terminal, so stdout carries the
+results alone (exactly one JSON document with --json). A few tasks get a table, one row
+each; a batch gets progress figures (done, running, waiting, failed, retried, tasks/s, ETA,
+tokens and cost so far, pool sizes). Without a terminal, `StatusLines` prints plain lines:
+one per task change for a few tasks, one per tenth of a batch.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from aiswitch.coordinator.results import AgentResult, RunResult
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from aiswitch.coordinator.run import Run
+
 STATUS_STYLE = {
     "pending": ("·", "dim"),
     "starting": ("…", "yellow"),
     "running": ("▶", "cyan"),
+    "retrying": ("↻", "yellow"),
     "ok": ("✓", "green"),
     "failed": ("✗", "red"),
     "timeout": ("⏱", "red"),
@@ -26,6 +32,10 @@ STATUS_STYLE = {
 # Live refresh rate: smooth elapsed-time counters without burning a core.
 REFRESH_PER_SECOND = 8
 LAST_LINE_CHARS = 60
+# Up to this many tasks get a row each; more are a batch, shown as figures.
+TABLE_MAX_ROWS = 12
+# Without a terminal, a batch prints a line each time this share of it is done.
+PLAIN_PROGRESS_STEP = 0.1
 
 
 def format_tokens(result: AgentResult) -> str:
@@ -40,13 +50,15 @@ def format_cost(cost: float | None) -> str:
 
 
 class LiveView:
-    """A rich Live table, one row per agent, fed by coordinator events."""
+    """A rich Live view of a run, fed by its events."""
 
-    def __init__(self, console: Console, results: list[AgentResult]) -> None:
+    def __init__(self, console: Console, run: Run) -> None:
         from rich.live import Live
 
         self.console = console
-        self.results = results
+        self.run = run
+        self.results = run.result.results
+        self.begun = time.monotonic()
         self.last_line: dict[str, str] = {}
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
@@ -74,6 +86,15 @@ class LiveView:
             self.last_line[result.agent_id] = text.splitlines()[-1] if text.strip() else ""
 
     def render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.text import Text
+
+        summary = Text(progress_line(self.run, time.monotonic() - self.begun), style="dim")
+        if len(self.results) > TABLE_MAX_ROWS:
+            return summary
+        return Group(self.table(), summary)
+
+    def table(self) -> RenderableType:
         from rich.table import Table
 
         table = Table(box=None, pad_edge=False, expand=False)
@@ -99,8 +120,68 @@ class LiveView:
         return table
 
 
+def progress_line(run: Run, elapsed: float) -> str:
+    """done / running / waiting / failed / retried, rate, ETA, tokens, cost, processes."""
+    results = run.result.results
+    total = len(results)
+    done = sum(1 for r in results if r.final)
+    failed = sum(1 for r in results if r.final and r.status != "ok")
+    running = sum(1 for r in results if r.status in ("starting", "running", "retrying"))
+    waiting = total - done - running
+    retried = run.scheduler.figures.retried if run.scheduler is not None else 0
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = f"{(total - done) / rate:.0f}s" if rate > 0 and done < total else "-"
+    processes = 0
+    if run.executor is not None:
+        processes = sum(p.size for p in run.executor.pools.values())
+    cost = "unpriced" if not run.spent_cost else f"${run.spent_cost:.4f}"
+    return (
+        f"{done}/{total} done · {running} running · {waiting} waiting · {failed} failed · "
+        f"{retried} retried · {rate:.1f} tasks/s · ETA {eta} · "
+        f"{run.spent.total_tokens:,} tokens · {cost} · {processes} processes"
+    )
+
+
+class StatusLines:
+    """Plain status lines on stderr when it is not a terminal (logs, scripts)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.run: Run | None = None
+        self.begun = time.monotonic()
+        self.next_share = PLAIN_PROGRESS_STEP
+
+    def watch(self, run: Run) -> None:
+        self.run = run
+
+    def status(self, result: AgentResult) -> None:
+        run = self.run
+        if run is not None and len(run.result.results) > TABLE_MAX_ROWS:
+            self._batch(run)
+            return
+        if result.status == "failed":
+            self._print(f"aiswitch: {result.agent_id}: {result.error}")
+        else:
+            self._print(f"aiswitch: {result.agent_id} {result.status}")
+
+    def _batch(self, run: Run) -> None:
+        results = run.result.results
+        done = sum(1 for r in results if r.final)
+        if done / len(results) + 1e-9 >= self.next_share:
+            while self.next_share <= done / len(results) + 1e-9:
+                self.next_share += PLAIN_PROGRESS_STEP
+            self._print("aiswitch: " + progress_line(run, time.monotonic() - self.begun))
+
+    def _print(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False)
+
+
 def render_results(console: Console, run: RunResult) -> None:
-    """Each agent's result in a panel (side by side when they fit), then totals."""
+    """Each agent's result in a panel (side by side when they fit), then totals; a batch
+    gets one line per task instead."""
+    if len(run.results) > TABLE_MAX_ROWS:
+        render_batch(console, run)
+        return
     from rich.columns import Columns
     from rich.panel import Panel
     from rich.text import Text
@@ -129,7 +210,30 @@ def render_results(console: Console, run: RunResult) -> None:
     else:
         for panel in panels:
             console.print(panel)
+    render_totals(console, run)
+
+
+def render_batch(console: Console, run: RunResult) -> None:
+    for result in run.results:
+        mark, style = STATUS_STYLE.get(result.status, ("?", ""))
+        what = result.error if result.error else result.output.strip().splitlines()[:1]
+        text = what if isinstance(what, str) else (what[0] if what else "")
+        console.print(
+            f"[{style}]{mark}[/] {result.id or result.task_id} {result.agent_id} "
+            f"{result.status} · {text[:LAST_LINE_CHARS]}",
+            highlight=False,
+        )
+    render_totals(console, run)
+
+
+def render_totals(console: Console, run: RunResult) -> None:
     u = run.usage
+    f = run.figures
+    console.print(
+        f"{f.succeeded}/{len(run.results)} ok · {f.retried} retried · "
+        f"p95 {f.p95_response_s or 0:.2f}s · peak {f.peak_concurrency} in flight",
+        highlight=False,
+    )
     console.print(
         f"run {run.run_id} [bold]{run.status}[/] · {run.mode} · "
         f"{u.total_tokens:,} tokens ({u.input_tokens:,} in, {u.output_tokens:,} out, "

@@ -24,14 +24,42 @@ def read_task(task: str) -> str:
     return task
 
 
+def read_tasks(path: str) -> tuple[str, str]:
+    """The batch file's text and a name for it in errors (`-` is stdin)."""
+    if path == "-":
+        return sys.stdin.read(), "stdin"
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except FileNotFoundError:
+        raise UsageError(f"--tasks {path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--tasks {path!r}: cannot read it ({exc})") from None
+
+
 def run(
-    task: str = typer.Argument(..., help="The task, or - to read it from stdin."),
+    task: str | None = typer.Argument(
+        None, help="The task, or - to read it from stdin (not with --tasks)."
+    ),
     agent: str | None = typer.Option(None, "--agent", "-a", help="One agent: NAME[@PRESET]."),
     parallel: str | None = typer.Option(
         None, "--parallel", "-p", help="Agents given the same task at once: A,B[@PRESET],…"
     ),
     sequential: str | None = typer.Option(
         None, "--sequential", "-s", help="Agents run in turn, each given the previous output."
+    ),
+    tasks_file: str | None = typer.Option(
+        None,
+        "--tasks",
+        help="A batch: one task per line (a prompt, or a JSON object); - for stdin.",
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Tasks in flight at once (all agents together)."
+    ),
+    retries: int = typer.Option(
+        2, "--retries", help="Attempts after a child died, hung or failed to start."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Also retry tasks the agent itself reported failed."
     ),
     timeout: float | None = typer.Option(None, "--timeout", "-t", help="Seconds per task."),
     cwd: Path | None = typer.Option(None, "--cwd", help="Working directory for the agents."),
@@ -60,6 +88,9 @@ def run(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON document (docs/run-json.md)."
     ),
+    as_jsonl: bool = typer.Option(
+        False, "--jsonl", help="Print one JSON line per task as it ends, then one for the run."
+    ),
 ) -> None:
     """Run a task on agents (child processes) and show their results side by side."""
     from aiswitch.coordinator.run import DEFAULT_HANDOFF_TEMPLATE, RunRequest
@@ -80,10 +111,27 @@ def run(
         raise UsageError(
             f"unknown --permissions {permissions!r}", hint="use read-only, edit or full"
         )
+    if as_json and as_jsonl:
+        raise UsageError("give --json or --jsonl, not both")
+    batch = None
+    if tasks_file is not None:
+        from aiswitch.coordinator.batch import parse_batch
+
+        if task is not None:
+            raise UsageError("give the tasks with --tasks or as an argument, not both")
+        if flag == "--sequential":
+            raise UsageError("--tasks runs each task on --agent or on every --parallel agent")
+        batch = parse_batch(*read_tasks(tasks_file))
+    elif task is None:
+        raise UsageError(
+            "no task given",
+            hint="pass the task as an argument, - for stdin, or a file of tasks with --tasks FILE",
+        )
+    mode = {"--agent": "single", "--parallel": "parallel", "--sequential": "sequential"}[flag]
     request = RunRequest(
-        mode="sequential" if flag == "--sequential" else "parallel",
+        mode="batch" if batch is not None else mode,  # type: ignore[arg-type]
         specs=specs,
-        prompt=read_task(task),
+        prompt="" if batch is not None else read_task(task or ""),
         timeout_s=timeout,
         cwd=str(cwd) if cwd else None,
         handoff_template=handoff or DEFAULT_HANDOFF_TEMPLATE,
@@ -91,73 +139,127 @@ def run(
         budget_tokens=budget_tokens,
         permissions=permissions,  # type: ignore[arg-type]
         session_id=resume,
+        batch=batch,
+        concurrency=concurrency,
+        retries=retries,
+        retry_failed=retry_failed,
     )
-    code = asyncio.run(_run(request, as_json))
+    output = "json" if as_json else "jsonl" if as_jsonl else "human"
+    code = asyncio.run(_run(request, output))
     raise typer.Exit(code)
 
 
-async def _run(request: Any, as_json: bool) -> int:
-    from rich.console import Console
+async def _run(request: Any, output: str) -> int:
 
-    from aiswitch.cli.live import LiveView, render_results
-    from aiswitch.coordinator.run import Coordinator, RunEvent
+    coordinator = _coordinator()
+    plan = coordinator.plan(request)
+    return await present(
+        coordinator, lambda on_event: coordinator.new_run(request, plan, on_event=on_event), output
+    )
 
-    err = Console(stderr=True)
-    live: LiveView | None = None
 
-    interactive = err.is_terminal and not as_json
-
-    def on_event(event: RunEvent) -> None:
-        if live is not None:
-            live.event(event.kind, event.result, event.text)
-        if event.kind != "status" or as_json:
-            return
-        result = event.result
-        if interactive:
-            return  # the live table and the result panels say it all
-        if result.status == "failed":
-            err.print(f"aiswitch: {result.agent_id}: {result.error}", highlight=False)
-        else:
-            # Plain status lines for logs and scripts (the live table needs a terminal).
-            err.print(f"aiswitch: {result.agent_id} {result.status}", highlight=False)
-
+def _coordinator() -> Any:
     from aiswitch import logs
+    from aiswitch.coordinator.run import Coordinator
     from aiswitch.home import Home
     from aiswitch.tokens.quotas import make_quota_check
 
     home = Home.current().ensure()
     logs.configure(home)
-    coordinator = Coordinator(
-        home,
-        on_event=on_event,
-        check_quota=make_quota_check(home),
-    )
-    slots = coordinator.plan(request)
+    return Coordinator(home, check_quota=make_quota_check(home))
+
+
+async def present(coordinator: Any, make_run: Any, output: str) -> int:
+    """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON."""
+    from rich.console import Console
+
+    from aiswitch.cli.live import LiveView, StatusLines, render_results
+    from aiswitch.coordinator.run import RunEvent
+
+    err = Console(stderr=True)
+    interactive = err.is_terminal and output == "human"
+    live: LiveView | None = None
+    lines = None if interactive or output == "json" else StatusLines(err)
+    printed: set[str] = set()
+
+    def task_line(result: Any) -> None:
+        if result.task_id in printed:
+            return
+        printed.add(result.task_id)
+        sys.stdout.write(json.dumps(jsonl_task(result), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def on_event(event: RunEvent) -> None:
+        if live is not None:
+            live.event(event.kind, event.result, event.text)
+        if event.kind != "status":
+            return
+        if output == "jsonl" and event.result.final:
+            task_line(event.result)
+        if lines is not None:
+            lines.status(event.result)
+
+    run = make_run(on_event)
+    if lines is not None:
+        lines.watch(run)
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if main is not None:
         loop.add_signal_handler(signal.SIGTERM, main.cancel)
     try:
         if interactive:
-            live = LiveView(err, [s.result for s in slots])
+            live = LiveView(err, run)
             with live:
-                run = await coordinator.run(request, slots)
+                result = await run.execute()
         else:
-            run = await coordinator.run(request, slots)
+            result = await run.execute()
     except asyncio.CancelledError:
-        recorded = coordinator.run_result
-        if recorded is None:
-            return exitcodes.CANCELLED
-        run = recorded
+        result = run.result
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
     for warning in coordinator.store.warnings:
         err.print(f"aiswitch: warning: {warning}", highlight=False)
-    if as_json:
-        sys.stdout.write(json.dumps(run.json_document(), ensure_ascii=False) + "\n")
+    if output == "json":
+        sys.stdout.write(json.dumps(result.json_document(), ensure_ascii=False) + "\n")
+    elif output == "jsonl":
+        for task_result in result.results:
+            task_line(task_result)
+        sys.stdout.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
     else:
-        render_results(Console(), run)
-    return exitcodes.RUN_STATUS.get(run.status, exitcodes.FAILED)
+        render_results(Console(), result)
+    return exitcodes.RUN_STATUS.get(str(result.status), exitcodes.FAILED)
+
+
+def jsonl_task(result: Any) -> dict[str, Any]:
+    """One `--jsonl` line for a task that ended."""
+    return {
+        "type": "task",
+        "id": result.id or result.agent_id,
+        "task_id": result.task_id,
+        "agent_id": result.agent_id,
+        "attempts": result.attempts,
+        "status": str(result.status),
+        "output": result.output,
+        "error": result.error,
+        "usage": result.usage.model_dump(),
+        "cost_usd": result.cost_usd,
+        "duration_s": result.duration_s,
+    }
+
+
+def jsonl_run(run: Any) -> dict[str, Any]:
+    """The last `--jsonl` line: the run's totals."""
+    return {
+        "type": "run",
+        "run_id": run.run_id,
+        "mode": run.mode,
+        "status": str(run.status),
+        "tasks": len(run.results),
+        "ok": sum(1 for r in run.results if r.status == "ok"),
+        "usage": run.usage.model_dump(),
+        "cost_usd": run.cost_usd,
+        "figures": run.figures.model_dump(),
+    }
 
 
 def register(app: typer.Typer) -> None:

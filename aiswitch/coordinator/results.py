@@ -1,4 +1,4 @@
-"""What a run produces: per-agent results and the run as a whole.
+"""What a run produces: per-task results and the run as a whole.
 
 These models are the `aiswitch run --json` document (docs/run-json.md) and the content
 of `state/runs/<run_id>.json`: one shape for both.
@@ -7,16 +7,41 @@ of `state/runs/<run_id>.json`: one shape for both.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiswitch.tokens.usage import Usage
 
-RunMode = Literal["parallel", "sequential"]
-RunStatus = Literal["running", "ok", "partial", "failed", "cancelled", "budget_exceeded"]
-AgentStatus = Literal["pending", "starting", "running", "ok", "failed", "timeout", "cancelled"]
-FINAL_AGENT_STATUSES = ("ok", "failed", "timeout", "cancelled")
+RunMode = Literal["single", "parallel", "sequential", "batch"]
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    # Its coordinator died (kill -9, power loss); `aiswitch runs resume` finishes it.
+    INTERRUPTED = "interrupted"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+FINAL_TASK_STATUSES = frozenset(
+    {TaskStatus.OK, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED}
+)
 # The index shows the start of a run's prompt, not all of it.
 PROMPT_PREVIEW_CHARS = 120
 
@@ -26,13 +51,17 @@ def utc_now() -> datetime:
 
 
 class AgentResult(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """One task of a run: an agent lane given one prompt."""
+
+    model_config = ConfigDict(extra="ignore", use_enum_values=True)
 
     agent: str = Field(description="The bare agent name, e.g. `claude`.")
-    agent_id: str = Field(description="`NAME#N`, unique within the run.")
+    agent_id: str = Field(description="`NAME#N`, unique within the run: the agent lane.")
     preset: str | None = None
-    task_id: str
-    status: AgentStatus = "pending"
+    task_id: str = Field(description="`RUN_ID/N`, unique: the task.")
+    id: str | None = Field(None, description="The task's own id in a batch (`--tasks`).")
+    prompt: str | None = Field(None, description="The task's prompt, when not the run's.")
+    status: TaskStatus = TaskStatus.PENDING
     output: str = ""
     error: str | None = None
     usage: Usage = Usage()
@@ -40,14 +69,51 @@ class AgentResult(BaseModel):
     model: str | None = None
     duration_s: float = 0.0
     session_id: str | None = None
+    attempts: int = Field(0, description="Attempts made (retries after crashes add to it).")
+    priority: int = 0
+    options: dict[str, Any] = Field(default_factory=dict, description="Task options sent.")
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_TASK_STATUSES
+
+
+class RunFigures(BaseModel):
+    """How the run went, as numbers (the seeds' figures)."""
+
+    operations: int = 0
+    succeeded: int = 0
+    success_rate: float = 0.0
+    retried: int = 0
+    avg_response_s: float | None = None
+    p95_response_s: float | None = None
+    peak_concurrency: int = 0
+    operations_per_s: float | None = None
+    peak_processes: int = 0
+
+
+class RunSettings(BaseModel):
+    """What the run was asked for beyond its tasks (kept so that it can be resumed)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    timeout_s: float | None = None
+    permissions: Literal["read-only", "edit", "full"] | None = None
+    session_id: str | None = None
+    handoff_template: str | None = None
+    concurrency: int | None = None
+    retries: int = 0
+    retry_failed: bool = False
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
 
 
 class RunResult(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", use_enum_values=True)
 
     run_id: str
     mode: RunMode
-    status: RunStatus = "running"
+    status: RunStatus = RunStatus.RUNNING
     prompt: str
     cwd: str | None = None
     started_at: datetime = Field(default_factory=utc_now)
@@ -55,41 +121,52 @@ class RunResult(BaseModel):
     results: list[AgentResult] = []
     usage: Usage = Usage()
     cost_usd: float | None = None
+    figures: RunFigures = RunFigures()
+    settings: RunSettings = RunSettings()
+    pid: int | None = Field(None, description="The coordinator's process while it runs.")
+    pid_create_time: float | None = None
+    resumed_from: str | None = None
 
-    def totals(self) -> None:
-        """Recompute the run's usage and cost from its results."""
-        usage = Usage()
+    def totals(self, extra: Usage | None = None, extra_cost: float | None = None) -> None:
+        """Recompute the run's usage and cost from its results (plus usage no task owns)."""
+        usage = extra or Usage()
         for result in self.results:
             usage = usage + result.usage
         self.usage = usage
         costs = [r.cost_usd for r in self.results if r.cost_usd is not None]
+        if extra_cost is not None:
+            costs.append(extra_cost)
         self.cost_usd = round(sum(costs), 6) if costs else None
 
     def settle(self) -> None:
         """Set the run's status from its results (unless cancelled or over budget)."""
-        self.totals()
         self.ended_at = utc_now()
-        if self.status in ("cancelled", "budget_exceeded"):
+        if self.status in (RunStatus.CANCELLED, RunStatus.BUDGET_EXCEEDED):
             return
-        ok = sum(1 for r in self.results if r.status == "ok")
+        ok = sum(1 for r in self.results if r.status == TaskStatus.OK)
         if ok == len(self.results) and ok:
-            self.status = "ok"
+            self.status = RunStatus.OK
         elif ok:
-            self.status = "partial"
+            self.status = RunStatus.PARTIAL
         else:
-            self.status = "failed"
+            self.status = RunStatus.FAILED
 
     def json_document(self) -> dict[str, object]:
         return self.model_dump(mode="json")
 
     def index_entry(self) -> dict[str, object]:
         """The run's short entry in `state/tasks.json`."""
+        agents = list(dict.fromkeys(r.agent_id for r in self.results))
         return {
             "mode": self.mode,
             "status": self.status,
             "started_at": self.started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "agents": [r.agent_id for r in self.results],
+            "agents": agents,
+            "tasks": len(self.results),
             "prompt": self.prompt[:PROMPT_PREVIEW_CHARS],
             "total_tokens": self.usage.total_tokens,
+            "cost_usd": self.cost_usd,
+            "pid": self.pid,
+            "pid_create_time": self.pid_create_time,
         }

@@ -1,29 +1,38 @@
-"""The coordinator: a run of one task over several agents, parallel or sequential.
+"""The coordinator: turns a request into a `Run`, a graph of tasks on the scheduler.
 
 Contract:
-- Everything that can be checked before a process starts is checked first (empty
-  task, unknown agent, missing program, unknown preset, unresolved reference, quota):
-  such errors raise and start nothing.
-- Parallel: every agent gets the same task at once. Sequential: each agent gets the
-  task plus the previous agent's output, through a handoff template (placeholders
-  `{task}`, `{previous_output}`, `{previous_agent}`; replaced literally, so braces in
-  a prompt are safe). A failed step hands on the last successful output. Steps of the
-  same agent reuse its child process: the next step's preset is applied with
-  `env.switch` (validated before it is sent) instead of a restart.
-- A child that fails to start, crashes, or runs past the timeout fails only its own
-  result; the run returns partial results. Every usage notification goes to the
-  ledger as it arrives, priced (`aiswitch.tokens.pricing`).
-- A budget (`budget_usd`, `budget_tokens`) is checked on every usage notification;
-  when the run crosses it, running tasks get `task.cancel`, no further step starts,
-  and the run ends `budget_exceeded` with what was spent recorded.
-- Cancelling `run()` (Ctrl-C) cancels the tasks, stops every child, records the run
-  as `cancelled`, and re-raises; the recorded run is in `self.run_result`.
+- `Coordinator.plan(request)` checks everything that can be checked before a process
+  starts (empty task, unknown agent, missing program, unknown preset, unresolved reference,
+  quota, bad limits) and raises without starting anything. It returns the run's tasks.
+- A `Run` holds one run's state (tasks, budget, ledger, events); the coordinator keeps
+  none, so one process can host many runs.
+- Parallel: every lane gets the same task at once. Sequential: a chain; each step gets
+  the task plus the previous successful step's output, through the handoff template
+  (placeholders `{task}`, `{previous_output}`, `{previous_agent}`, replaced literally).
+  A batch (`--tasks`): every task on every lane, under `--concurrency`.
+- Every attempt runs on a process of its lane's pool (agent + preset); a task whose child
+  died, hung or failed to start is retried (`retries`), one the agent failed only with
+  `retry_failed`. A task's final result is recorded once: in its result, in the run's
+  journal (`state/runs/<run>.jsonl`, one line), and in the throttled run file.
+- Usage: every `tokens.usage` notification goes to the ledger as it arrives, as its
+  attempt's. That is the one source of truth: a result whose own usage differs from its
+  notifications is logged and the notifications win; a result with usage and no
+  notifications is recorded to the ledger once, as that attempt's; a notification for a
+  task id no attempt owns is logged, recorded to the ledger against the run, and counted
+  in the run's totals; an invalid one is logged and counted.
+- A budget (`budget_usd`, `budget_tokens`) is checked on every usage notification; when
+  crossed, nothing more starts, running attempts are cancelled, finished tasks keep their
+  results, and the run ends `budget_exceeded`.
+- Cancelling `Run.execute()` (Ctrl-C) cancels the tasks, stops every child, records the
+  run as `cancelled`, and re-raises; the recorded run stays in `Run.result`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -31,27 +40,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aiswitch.agents import AgentDef, AgentRegistry
-from aiswitch.coordinator.results import AgentResult, RunMode, RunResult
+from aiswitch.agents import AgentRegistry
+from aiswitch.coordinator.executor import LocalExecutor, TaskSettings
+from aiswitch.coordinator.results import (
+    AgentResult,
+    RunFigures,
+    RunMode,
+    RunResult,
+    RunSettings,
+    RunStatus,
+    TaskStatus,
+)
+from aiswitch.coordinator.scheduler import Limits, RateLimit, Scheduler, parse_rate
 from aiswitch.coordinator.specs import AgentSpec, agent_ids
-from aiswitch.errors import AgentStartError, UsageError
+from aiswitch.coordinator.tasks import DEFAULT_RETRIES, Attempt, End, Lane, Task
+from aiswitch.errors import ConfigError, UsageError
 from aiswitch.home import Home
 from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
-from aiswitch.protocol.models import AssignParams, EnvState, ProgressParams, UsageParams
-from aiswitch.state.processes import ProcessTable
+from aiswitch.protocol.models import EnvState, ProgressParams, UsageParams
 from aiswitch.state.runs import RunStore, new_run_id
 from aiswitch.state.store import StateStore
-from aiswitch.supervisor.env import ChildEnvRequest, build_child_env
-from aiswitch.supervisor.process import AgentProcess
+from aiswitch.supervisor.handle import AgentHandle
 from aiswitch.tokens.ledger import LedgerWriter
 from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.usage import Usage
 
 DEFAULT_HANDOFF_TEMPLATE = (
     "{task}\n\n--- Output of the previous agent ({previous_agent}) ---\n{previous_output}\n"
 )
+# The run file is rewritten at most this often while a run goes (and at its end): a big
+# batch must not rewrite its file once per task. The journal has every result at once.
+RUN_SAVE_INTERVAL_S = 1.0
 
+log = logging.getLogger("aiswitch.coordinator")
 
 QuotaCheck = Callable[[str, str | None], None]
+Permissions = Literal["read-only", "edit", "full"]
+
+
+@dataclass
+class BatchItem:
+    """One task of a batch file."""
+
+    prompt: str
+    id: str | None = None
+    priority: int = 0
+    timeout_s: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,8 +100,12 @@ class RunRequest:
     task_options: dict[str, Any] = field(default_factory=dict)
     budget_usd: float | None = None
     budget_tokens: int | None = None
-    permissions: Literal["read-only", "edit", "full"] | None = None
+    permissions: Permissions | None = None
     session_id: str | None = None
+    batch: list[BatchItem] | None = None
+    concurrency: int | None = None
+    retries: int = DEFAULT_RETRIES
+    retry_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,17 +116,20 @@ class RunEvent:
 
 
 @dataclass
-class Planned:
-    """One agent of a run, checked and ready to start (from `plan`)."""
+class Plan:
+    """A request checked and turned into tasks, ready to run."""
 
-    spec: AgentSpec
-    agent: AgentDef
-    preset: ResolvedPreset
-    result: AgentResult
-    started: float = 0.0
+    request: RunRequest
+    tasks: list[Task]
+
+    @property
+    def results(self) -> list[AgentResult]:
+        return [t.result for t in self.tasks]
 
 
 class Coordinator:
+    """What every run needs from this machine: the home, agents, presets, quotas."""
+
     def __init__(
         self,
         home: Home | None = None,
@@ -95,7 +137,6 @@ class Coordinator:
         registry: AgentRegistry | None = None,
         resolve_preset: PresetResolver | None = None,
         parent_env: Mapping[str, str] | None = None,
-        on_event: Callable[[RunEvent], None] | None = None,
         check_quota: QuotaCheck | None = None,
     ) -> None:
         self.home = home or Home.current()
@@ -108,365 +149,581 @@ class Coordinator:
 
             resolve_preset = run_resolver(self.home, self.parent_env)
         self.resolve_preset = resolve_preset
-        self.on_event = on_event
         self.check_quota = check_quota
         self.runs = RunStore(self.store)
-        self.table = ProcessTable(self.store)
-        self.run_result: RunResult | None = None
-        self._slots: dict[str, Planned] = {}
-        self._budget_hit = asyncio.Event()
-        self._request: RunRequest | None = None
 
     # -- planning -----------------------------------------------------------------
 
-    def plan(self, request: RunRequest) -> list[Planned]:
+    def plan(self, request: RunRequest) -> Plan:
         """Check everything that can be checked before a process starts."""
-        if not request.prompt.strip():
-            raise UsageError(
-                "the task is empty", hint="pass the task as an argument, or - for stdin"
-            )
-        if not request.specs:
-            raise UsageError("no agents given", hint="use --agent, --parallel or --sequential")
-        if request.timeout_s is not None and request.timeout_s <= 0:
-            raise UsageError("--timeout must be a positive number of seconds")
-        if request.budget_usd is not None and request.budget_usd <= 0:
-            raise UsageError("--budget-usd must be a positive amount")
-        if request.budget_tokens is not None and request.budget_tokens <= 0:
-            raise UsageError("--budget-tokens must be a positive number")
-        if request.session_id is not None and len(request.specs) != 1:
-            raise UsageError("--resume continues one agent's session; use it with --agent")
-        if request.cwd is not None and not Path(request.cwd).is_dir():
-            raise UsageError(f"--cwd {request.cwd!r} is not a directory")
-        slots = []
-        for spec, agent_id in zip(request.specs, agent_ids(request.specs), strict=True):
-            agent = self.registry.get(spec.name)
-            agent.check_available()
-            preset = self.resolve_preset(spec.preset, agent)
-            if self.check_quota is not None:
-                self.check_quota(spec.name, preset.name)
-            result = AgentResult(
-                agent=spec.name, agent_id=agent_id, preset=preset.name, task_id=agent_id
-            )
-            slots.append(Planned(spec, agent, preset, result))
-        return slots
+        _check_request(request)
+        lanes = [self._lane(spec) for spec in request.specs]
+        ids = agent_ids(request.specs)
+        tasks: list[Task] = []
+        items = request.batch or [BatchItem(prompt=request.prompt)]
+        for item in items:
+            for lane, lane_id in zip(lanes, ids, strict=True):
+                index = len(tasks) + 1
+                options = {**request.task_options, **item.options}
+                result = AgentResult(
+                    agent=lane.agent.name,
+                    agent_id=lane_id,
+                    preset=lane.preset.name,
+                    task_id=str(index),
+                    id=item.id,
+                    prompt=item.prompt if request.batch is not None else None,
+                    priority=item.priority,
+                    options=options,
+                )
+                depends = (index - 1,) if request.mode == "sequential" and index > 1 else ()
+                tasks.append(
+                    Task(
+                        index=index,
+                        lane=lane,
+                        result=result,
+                        prompt=item.prompt if request.mode != "sequential" else None,
+                        priority=item.priority,
+                        timeout_s=item.timeout_s or request.timeout_s,
+                        options=options,
+                        depends_on=depends,
+                    )
+                )
+        return Plan(request, tasks)
 
-    # -- running ------------------------------------------------------------------
+    def new_run(
+        self,
+        request: RunRequest,
+        plan: Plan | None = None,
+        *,
+        on_event: Callable[[RunEvent], None] | None = None,
+        resumed: RunResult | None = None,
+    ) -> Run:
+        return Run(self, plan or self.plan(request), on_event=on_event, resumed=resumed)
 
-    async def run(self, request: RunRequest, planned: list[Planned] | None = None) -> RunResult:
-        """Run `request`; `planned` is `plan(request)`'s result when the caller needed it
-        first (to show the agents), so nothing is resolved twice."""
-        slots = self.plan(request) if planned is None else planned
-        self._request = request
-        run = RunResult(
-            run_id=new_run_id(),
+    def resume(self, run_id: str, *, on_event: Callable[[RunEvent], None] | None = None) -> Run:
+        """The interrupted run `run_id` again: its unfinished tasks run, finished ones stay."""
+        from aiswitch.coordinator.reconcile import interrupted_run
+
+        previous, finished = interrupted_run(self.store, run_id)
+        settings = previous.settings
+        lane_of: dict[str, AgentSpec] = {}
+        for result in previous.results:
+            lane_of.setdefault(result.agent_id, AgentSpec(result.agent, result.preset))
+        batch = any(r.prompt is not None for r in previous.results)
+        request = RunRequest(
+            mode=previous.mode,
+            specs=list(lane_of.values()),
+            prompt=previous.prompt,
+            timeout_s=settings.timeout_s,
+            cwd=previous.cwd,
+            handoff_template=settings.handoff_template or DEFAULT_HANDOFF_TEMPLATE,
+            budget_usd=settings.budget_usd,
+            budget_tokens=settings.budget_tokens,
+            permissions=settings.permissions,
+            session_id=settings.session_id,
+            concurrency=settings.concurrency,
+            retries=settings.retries,
+            retry_failed=settings.retry_failed,
+        )
+        _check_request(request)
+        lanes = {lane_id: self._lane(spec) for lane_id, spec in lane_of.items()}
+        tasks = []
+        for index, result in enumerate(previous.results, start=1):
+            prompt = result.prompt if batch else previous.prompt
+            task = Task(
+                index=index,
+                lane=lanes[result.agent_id],
+                result=result,
+                prompt=None if previous.mode == "sequential" else prompt,
+                priority=result.priority,
+                timeout_s=settings.timeout_s,
+                options=result.options,
+                depends_on=(index - 1,) if previous.mode == "sequential" and index > 1 else (),
+                final=result.task_id in finished,
+                attempt_base=result.attempts,
+            )
+            if not task.final:
+                task.prior_usage, task.prior_cost = result.usage, result.cost_usd
+                result.status, result.error = TaskStatus.PENDING, None
+            tasks.append(task)
+        return Run(self, Plan(request, tasks), on_event=on_event, resumed=previous)
+
+    def _lane(self, spec: AgentSpec) -> Lane:
+        agent = self.registry.get(spec.name)
+        agent.check_available()
+        preset = self.resolve_preset(spec.preset, agent)
+        if self.check_quota is not None:
+            self.check_quota(spec.name, preset.name)
+        return Lane(agent, preset)
+
+    async def run(
+        self,
+        request: RunRequest,
+        plan: Plan | None = None,
+        *,
+        on_event: Callable[[RunEvent], None] | None = None,
+    ) -> RunResult:
+        """Plan (unless given) and run `request` to its end."""
+        return await self.new_run(request, plan, on_event=on_event).execute()
+
+    async def switch_preset(self, handle: AgentHandle, preset: str | None) -> EnvState:
+        """Give a live agent another preset from its next task on, without a restart.
+
+        The preset is resolved first (unknown preset, unresolved reference: the error is
+        raised and nothing is sent, so the agent keeps what it had). Settings an adapter
+        reads only at start need a new process: a pool per preset gives one."""
+        resolved = self.resolve_preset(preset, handle.agent) if preset else ResolvedPreset(None)
+        lane = Lane(handle.agent, resolved)
+        target = LocalExecutor.lane_env(
+            self.home, self.parent_env, handle.run_id, lane, handle.agent_id
+        )
+        return await handle.switch_env(target, resolved.name)
+
+    def limits(self, plan: Plan) -> Limits:
+        """The scheduler's limits for `plan`: --concurrency, the agents' own, rates."""
+        limits = Limits(concurrency=plan.request.concurrency)
+        for task in plan.tasks:
+            agent = task.lane.agent
+            if agent.max_concurrency is not None:
+                limits.per_agent[agent.name] = agent.max_concurrency
+            if agent.rate is not None and agent.name not in limits.rates:
+                limits.rates[agent.name] = parse_rate(agent.rate)
+            rate = task.lane.preset.rate
+            if rate is not None and task.lane.key not in limits.rates:
+                limits.rates[task.lane.key] = _preset_rate(task.lane.preset.name, rate)
+        return limits
+
+
+def _preset_rate(preset: str | None, rate: str) -> RateLimit:
+    try:
+        return parse_rate(rate)
+    except ValueError as exc:
+        raise ConfigError(f"preset {preset!r}: {exc}") from None
+
+
+def _check_request(request: RunRequest) -> None:
+    if request.batch is None and not request.prompt.strip():
+        raise UsageError("the task is empty", hint="pass the task as an argument, or - for stdin")
+    if request.batch is not None and not request.batch:
+        raise UsageError("the tasks file has no tasks")
+    if not request.specs:
+        raise UsageError("no agents given", hint="use --agent, --parallel or --sequential")
+    if request.timeout_s is not None and request.timeout_s <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if request.budget_usd is not None and request.budget_usd <= 0:
+        raise UsageError("--budget-usd must be a positive amount")
+    if request.budget_tokens is not None and request.budget_tokens <= 0:
+        raise UsageError("--budget-tokens must be a positive number")
+    if request.concurrency is not None and request.concurrency <= 0:
+        raise UsageError("--concurrency must be a positive number")
+    if request.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    if request.session_id is not None and len(request.specs) != 1:
+        raise UsageError("--resume continues one agent's session; use it with --agent")
+    if request.cwd is not None and not Path(request.cwd).is_dir():
+        raise UsageError(f"--cwd {request.cwd!r} is not a directory")
+
+
+class Run:
+    """One run: its tasks, budget, ledger and events. Made by `Coordinator.new_run`."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        plan: Plan,
+        *,
+        on_event: Callable[[RunEvent], None] | None = None,
+        resumed: RunResult | None = None,
+    ) -> None:
+        from aiswitch.state.processes import process_identity
+
+        self.coordinator = coordinator
+        self.plan = plan
+        self.request = plan.request
+        self.tasks = plan.tasks
+        self.on_event = on_event
+        request = self.request
+        self.result = RunResult(
+            run_id=resumed.run_id if resumed else new_run_id(),
             mode=request.mode,
             prompt=request.prompt,
             cwd=request.cwd,
-            results=[s.result for s in slots],
+            results=plan.results,
+            pid=os.getpid(),
+            pid_create_time=process_identity(os.getpid()),
+            settings=RunSettings(
+                timeout_s=request.timeout_s,
+                permissions=request.permissions,
+                session_id=request.session_id,
+                handoff_template=(
+                    request.handoff_template if request.mode == "sequential" else None
+                ),
+                concurrency=request.concurrency,
+                retries=request.retries,
+                retry_failed=request.retry_failed,
+                budget_usd=request.budget_usd,
+                budget_tokens=request.budget_tokens,
+            ),
         )
-        for index, slot in enumerate(slots, start=1):
-            slot.result.task_id = f"{run.run_id}/{index}"
-            self._slots[slot.result.task_id] = slot
-        self.run_result = run
-        await asyncio.to_thread(self._begin, run)
+        if resumed is not None:
+            self.result.started_at = resumed.started_at
+            self.result.resumed_from = resumed.status
+        for task in self.tasks:
+            task.result.task_id = f"{self.result.run_id}/{task.index}"
+        self.budget_hit = False
+        self.spent = Usage()
+        self.spent_cost = 0.0
+        self.stray_usage = Usage()
+        self.stray_cost: float | None = None
+        self.scheduler: Scheduler | None = None
+        self.executor: LocalExecutor | None = None
+        self._ledger: LedgerWriter | None = None
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._saves: set[asyncio.Task[None]] = set()
+        self._journal: list[bytes] = []
+        self._durations: list[float] = []
+        self._started = 0.0
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
+
+    # -- running ------------------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        coordinator = self.coordinator
+        run = self.result
+        self._started = time.monotonic()
+        await asyncio.to_thread(self._begin)
         from aiswitch.tokens.pricing import record_pricer
 
-        pricer = record_pricer(self.home, {s.preset.name: s.preset.prices for s in slots})
-        ledger = LedgerWriter(self.store, price=pricer)
-        procs: dict[str, AgentProcess] = {}
+        prices = {t.lane.preset.name: t.lane.preset.prices for t in self.tasks}
+        self._ledger = LedgerWriter(
+            coordinator.store, price=record_pricer(coordinator.home, prices)
+        )
+        from aiswitch.state.processes import ProcessTable
+
+        request = self.request
+        self.executor = LocalExecutor(
+            home=coordinator.home,
+            run_id=run.run_id,
+            parent_env=coordinator.parent_env,
+            settings=TaskSettings(
+                cwd=request.cwd, permissions=request.permissions, session_id=request.session_id
+            ),
+            table=ProcessTable(coordinator.store),
+            on_progress=self._progress,
+            on_usage=self._usage,
+            on_stray_usage=self._stray_usage,
+            on_assigned=self._assigned,
+        )
+        self.scheduler = Scheduler(
+            self._attempt,
+            limits=coordinator.limits(self.plan),
+            retries=request.retries,
+            retry_failed=request.retry_failed,
+            on_final=self._final,
+            on_start=self._started_attempt,
+            prepare=self._prepare,
+        )
         try:
-            if request.mode == "parallel":
-                await asyncio.gather(
-                    *(self._run_slot(run, s, request.prompt, ledger, procs, False) for s in slots)
-                )
-            else:
-                await self._sequential(run, slots, ledger, procs)
+            self.scheduler.submit(self.tasks)
+            await self.scheduler.run()
         except asyncio.CancelledError:
-            run.status = "cancelled"
-            for slot in slots:
-                if slot.result.status not in ("ok", "failed", "timeout"):
-                    slot.result.status = "cancelled"
-                    slot.result.error = slot.result.error or "cancelled"
+            run.status = RunStatus.CANCELLED
+            await asyncio.shield(self.scheduler.cancel())
             raise
         finally:
-            await self._stop_all(run, procs)
-            await ledger.close()
-            if self._budget_hit.is_set() and run.status != "cancelled":
-                run.status = "budget_exceeded"
-            run.settle()
-            await asyncio.to_thread(
-                self.runs.record, run.run_id, run.json_document(), run.index_entry()
-            )
+            await asyncio.shield(self._finish())
         return run
 
-    def _begin(self, run: RunResult) -> None:
-        self.table.reap_orphans()
-        self.runs.record(run.run_id, run.json_document(), run.index_entry())
+    def _begin(self) -> None:
+        from aiswitch.coordinator.reconcile import reconcile
 
-    async def _sequential(
-        self,
-        run: RunResult,
-        slots: list[Planned],
-        ledger: LedgerWriter,
-        procs: dict[str, AgentProcess],
-    ) -> None:
-        assert self._request is not None
-        request = self._request
-        previous: AgentResult | None = None
-        for slot in slots:
-            if self._budget_hit.is_set():
-                slot.result.status = "cancelled"
-                slot.result.error = "not started: the run's budget was exceeded"
-                self._emit(RunEvent("status", slot.result))
-                continue
-            prompt = request.prompt
-            if previous is not None:
-                prompt = (
-                    request.handoff_template.replace("{previous_output}", previous.output)
-                    .replace("{previous_agent}", previous.agent_id)
-                    .replace("{task}", request.prompt)
-                )
-            await self._run_slot(run, slot, prompt, ledger, procs, True)
-            if slot.result.status == "ok":
-                previous = slot.result
-
-    def _child_env(self, run: RunResult, slot: Planned) -> dict[str, str]:
-        return build_child_env(
-            ChildEnvRequest(
-                parent=self.parent_env,
-                agent_env=slot.agent.env,
-                preset=slot.preset.name,
-                preset_vars=slot.preset.variables,
-                preset_unset=slot.preset.unset,
-                preset_billing=slot.preset.billing,
-                agent_id=slot.result.agent_id,
-                run_id=run.run_id,
-                home=str(self.home.root),
-            )
+        reconcile(self.coordinator.store)
+        self.coordinator.runs.record(
+            self.run_id, self.result.json_document(), self.result.index_entry()
         )
 
-    async def _run_slot(
-        self,
-        run: RunResult,
-        slot: Planned,
-        prompt: str,
-        ledger: LedgerWriter,
-        procs: dict[str, AgentProcess],
-        reuse: bool,
-    ) -> None:
-        result = slot.result
-        slot.started = time.monotonic()
-        self._status(slot, "starting")
-        env = self._child_env(run, slot)
-        proc = procs.get(slot.agent.name) if reuse else None
-        try:
-            if proc is not None and proc.returncode is None:
-                await proc.switch_env(env, slot.preset.name)
-            else:
-                proc = AgentProcess(
-                    slot.agent,
-                    result.agent_id,
-                    home=self.home,
-                    run_id=run.run_id,
-                    env=env,
-                    cwd=self._cwd(),
-                    on_progress=self._progress,
-                    on_usage=lambda u: self._usage(run, u, ledger),
-                )
-                procs[slot.agent.name if reuse else result.agent_id] = proc
-                try:
-                    await proc.start()
-                except AgentStartError as exc:
-                    result.status, result.error = "failed", exc.message
-                    return
-                key = self._table_key(run, proc)
-                await asyncio.to_thread(self.table.add, key, proc.table_entry())
-            self._status(slot, "running")
-            await self._assign(proc, slot, prompt)
-        except asyncio.CancelledError:
-            if proc is not None:
-                await proc.cancel(result.task_id, "run cancelled")
-            raise
-        except Exception as exc:
-            # An RPC failure outside the task itself (a refused env.switch, a dead pipe):
-            # this agent fails, the run goes on.
-            from aiswitch.errors import AiswitchError
+    async def _finish(self) -> None:
+        run = self.result
+        if self.executor is not None:
+            await self.executor.close()
+        if self._ledger is not None:
+            await self._ledger.close()
+        if self.budget_hit and run.status != RunStatus.CANCELLED:
+            run.status = RunStatus.BUDGET_EXCEEDED
+        for task in self.tasks:
+            if not task.result.final:
+                task.result.status = TaskStatus.CANCELLED
+                task.result.error = task.result.error or "cancelled"
+        run.totals(self.stray_usage, self.stray_cost)
+        run.figures = self._figures()
+        run.settle()
+        run.pid = None
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        for save in list(self._saves):
+            with contextlib.suppress(Exception):
+                await save
+        journal, self._journal = self._journal, []
+        await asyncio.to_thread(self._write_end, journal)
 
-            if not isinstance(exc, AiswitchError):
-                raise
-            result.status, result.error = "failed", exc.one_line()
-        finally:
-            if not reuse and proc is not None:
-                await self._stop(run, proc)
-            result.duration_s = round(time.monotonic() - slot.started, 3)
-            await ledger.flush()
-            if result.status in ("starting", "running"):
-                result.status = "cancelled"
-            self._emit(RunEvent("status", result))
-            await asyncio.to_thread(self.runs.save, run.run_id, run.json_document())
+    def _write_end(self, journal: list[bytes]) -> None:
+        runs = self.coordinator.runs
+        if journal:
+            runs.append_journal(self.run_id, journal)
+        runs.record(self.run_id, self.result.json_document(), self.result.index_entry())
 
-    def _cwd(self) -> str | None:
-        return self._request.cwd if self._request else None
+    def _figures(self) -> RunFigures:
+        figures = RunFigures()
+        results = self.result.results
+        figures.operations = sum(1 for r in results if r.attempts)
+        figures.succeeded = sum(1 for r in results if r.status == TaskStatus.OK)
+        if figures.operations:
+            figures.success_rate = round(figures.succeeded / figures.operations, 4)
+        durations = sorted(self._durations)
+        if durations:
+            figures.avg_response_s = round(sum(durations) / len(durations), 4)
+            # Nearest rank: the smallest duration at or above 95 % of them.
+            rank = max(0, math.ceil(0.95 * len(durations)) - 1)
+            figures.p95_response_s = round(durations[rank], 4)
+        elapsed = time.monotonic() - self._started
+        if elapsed > 0 and figures.operations:
+            figures.operations_per_s = round(figures.operations / elapsed, 2)
+        if self.scheduler is not None:
+            figures.retried = self.scheduler.figures.retried
+            figures.peak_concurrency = self.scheduler.figures.peak_running
+        if self.executor is not None:
+            figures.peak_processes = sum(p.peak_processes for p in self.executor.pools.values())
+        return figures
 
-    def _table_key(self, run: RunResult, proc: AgentProcess) -> str:
-        return f"{run.run_id}/{proc.agent_id}"
+    # -- tasks ----------------------------------------------------------------------
 
-    async def _stop(self, run: RunResult, proc: AgentProcess) -> None:
-        await proc.stop("task finished")
-        if proc.create_time is not None:
-            await asyncio.to_thread(self.table.remove, self._table_key(run, proc))
-
-    async def _stop_all(self, run: RunResult, procs: dict[str, AgentProcess]) -> None:
-        stops = [self._stop(run, p) for p in procs.values()]
-        if stops:
-            await asyncio.gather(*stops)
-
-    async def _assign(self, proc: AgentProcess, slot: Planned, prompt: str) -> None:
-        assert self._request is not None
-        request = self._request
-        result = slot.result
-        params = AssignParams(
-            task_id=result.task_id,
-            prompt=prompt,
-            cwd=request.cwd,
-            timeout_s=request.timeout_s,
-            permissions=request.permissions,
-            session_id=request.session_id,
-            options=request.task_options,
+    def _prepare(self, task: Task) -> bool:
+        if task.prompt is not None:
+            return True
+        # A sequential step: the task, plus the last successful step's output.
+        request = self.request
+        previous = next(
+            (t.result for t in reversed(self.tasks[: task.index - 1]) if t.result.status == "ok"),
+            None,
         )
-        assign = asyncio.create_task(proc.assign(params))
-        budget = asyncio.create_task(self._budget_hit.wait())
-        try:
-            async with asyncio.timeout(request.timeout_s):
-                await asyncio.wait({assign, budget}, return_when=asyncio.FIRST_COMPLETED)
-        except TimeoutError:
-            await proc.cancel(result.task_id, "timeout")
-            await self._settle(assign)
-            result.status = "timeout"
-            result.error = f"timed out after {request.timeout_s:g}s"
-            return
-        except asyncio.CancelledError:
-            assign.cancel()
-            raise
-        finally:
-            budget.cancel()
-        if not assign.done():
-            await proc.cancel(result.task_id, "budget exceeded")
-            reply = await self._settle(assign)
-            if reply is None or reply.status == "cancelled":
-                result.status = "cancelled"
-                result.error = "cancelled: the run's budget was exceeded"
-                if reply is not None:
-                    result.output = reply.output
-                return
+        if previous is None:
+            task.prompt = request.prompt
         else:
-            reply = assign.result()
-        # A task that ended before the cancel reached it keeps its own outcome.
-        result.status = reply.status
-        result.output = reply.output
-        result.error = reply.error
-        if reply.usage.total_tokens:
-            result.usage = reply.usage
-        result.model = reply.model or result.model
-        result.session_id = reply.session_id or result.session_id
-        if reply.cost_usd is not None:
-            result.cost_usd = reply.cost_usd
-        # A timeout enforced by the adapter itself is still a timeout.
-        if reply.status == "failed" and reply.error and reply.error.startswith("timed out"):
-            result.status = "timeout"
-
-    async def _settle(self, assign: asyncio.Task[Any]) -> Any:
-        """The task's reply after a cancel, if it comes within the cancel bound."""
-        from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S
-
-        with contextlib.suppress(Exception):
-            return await asyncio.wait_for(asyncio.shield(assign), CANCEL_REPLY_TIMEOUT_S)
-        assign.cancel()
-        return None
-
-    # -- live agents ----------------------------------------------------------------
-
-    async def switch_preset(self, proc: AgentProcess, preset: str | None) -> EnvState:
-        """Give a running agent another preset from its next task on, without a restart.
-
-        The preset is resolved first (unknown preset, unresolved reference: the error is
-        raised and nothing is sent, so the agent keeps what it had)."""
-        resolved = self.resolve_preset(preset, proc.agent) if preset else ResolvedPreset(None)
-        target = build_child_env(
-            ChildEnvRequest(
-                parent=self.parent_env,
-                agent_env=proc.agent.env,
-                preset=resolved.name,
-                preset_vars=resolved.variables,
-                preset_unset=resolved.unset,
-                preset_billing=resolved.billing,
-                agent_id=proc.agent_id,
-                run_id=proc.run_id,
-                home=str(self.home.root),
+            task.prompt = (
+                request.handoff_template.replace("{previous_output}", previous.output)
+                .replace("{previous_agent}", previous.agent_id)
+                .replace("{task}", request.prompt)
             )
-        )
-        return await proc.switch_env(target, resolved.name)
+        return True
+
+    def _started_attempt(self, task: Task, attempt: Attempt) -> None:
+        result = task.result
+        result.status = TaskStatus.STARTING if attempt.number == 1 else TaskStatus.RETRYING
+        result.attempts = attempt.number
+        self._emit(RunEvent("status", result))
+
+    async def _attempt(self, task: Task, attempt: Attempt, stop: Any) -> None:
+        assert self.executor is not None
+        try:
+            await self.executor.execute(task, attempt, stop)
+        finally:
+            self._settle_usage(task, attempt)
+
+    def _assigned(self, task: Task, attempt: Attempt) -> None:
+        task.result.status = TaskStatus.RUNNING
+        self._emit(RunEvent("status", task.result))
+
+    def _settle_usage(self, task: Task, attempt: Attempt) -> None:
+        """The notifications are the truth; a result's own usage only fills a gap."""
+        reply = attempt.reply
+        if reply is None or not reply.usage.total_tokens:
+            return
+        if attempt.usage.total_tokens == 0:
+            self._record_usage(
+                task,
+                attempt,
+                UsageParams(
+                    task_id=attempt.id,
+                    usage=reply.usage,
+                    model=reply.model,
+                    cost_usd=reply.cost_usd,
+                    session_id=reply.session_id,
+                ),
+            )
+        elif reply.usage != attempt.usage:
+            log.warning(
+                "%s attempt %s: its result says %d tokens, its usage notifications %d; "
+                "the notifications (in the ledger) count",
+                task.result.agent_id,
+                attempt.id,
+                reply.usage.total_tokens,
+                attempt.usage.total_tokens,
+            )
+
+    def _final(self, task: Task) -> None:
+        result = task.result
+        attempts = task.attempts
+        result.attempts = len(attempts)
+        if attempts:
+            last = attempts[-1]
+            end = last.end or End.FAILED
+            result.status = _STATUS[end]
+            result.error = None if end is End.OK else (last.error or str(end))
+            reply = last.reply
+            if reply is not None:
+                result.output = reply.output
+                result.model = reply.model or result.model
+                result.session_id = reply.session_id or result.session_id
+            usage = task.prior_usage
+            costs = [] if task.prior_cost is None else [task.prior_cost]
+            for attempt in attempts:
+                usage = usage + attempt.usage
+                if attempt.cost_usd is not None:
+                    costs.append(attempt.cost_usd)
+            result.usage = usage
+            result.cost_usd = round(sum(costs), 8) if costs else None
+            result.duration_s = round(last.ended - attempts[0].started, 3)
+            self._durations.append(result.duration_s)
+        self._journal.append(_journal_line(result))
+        self._emit(RunEvent("status", result))
+        self._save_soon()
 
     # -- notifications ------------------------------------------------------------
 
-    def _progress(self, params: ProgressParams) -> None:
-        slot = self._slots.get(params.task_id)
-        if slot is not None:
-            self._emit(RunEvent("progress", slot.result, params.text))
+    def _progress(self, task: Task, attempt: Attempt, params: ProgressParams) -> None:
+        self._emit(RunEvent("progress", task.result, params.text))
 
-    def _usage(self, run: RunResult, params: UsageParams, ledger: LedgerWriter) -> None:
-        slot = self._slots.get(params.task_id)
-        if slot is None:
-            return
-        result = slot.result
-        record = ledger.add(
-            LedgerRecord(
-                run_id=run.run_id,
-                task_id=result.task_id,
-                agent=result.agent,
-                agent_id=result.agent_id,
-                preset=result.preset,
-                provider=params.provider,
-                model=params.model,
-                session_id=params.session_id,
-                message_id=params.message_id,
-                request_id=params.request_id,
-                input_tokens=params.usage.input_tokens,
-                output_tokens=params.usage.output_tokens,
-                cache_read_tokens=params.usage.cache_read_tokens,
-                cache_write_tokens=params.usage.cache_write_tokens,
-                reasoning_tokens=params.usage.reasoning_tokens,
-                cost_usd=params.cost_usd,
+    def _usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
+        self._record_usage(task, attempt, params)
+        self._emit(RunEvent("usage", task.result))
+
+    def _record_usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
+        assert self._ledger is not None
+        result = task.result
+        record = self._ledger.add(
+            _ledger_record(
+                self.run_id,
+                result.task_id,
+                result.agent,
+                result.agent_id,
+                result.preset,
+                attempt.number,
+                params,
             )
         )
+        attempt.add_usage(params.usage, record.cost_usd)
+        # The live view shows what the task has spent so far, over all its attempts.
         result.usage = result.usage + params.usage
-        result.model = params.model or result.model
-        result.session_id = params.session_id or result.session_id
         if record.cost_usd is not None:
             result.cost_usd = round((result.cost_usd or 0.0) + record.cost_usd, 8)
-        self._check_budget(run)
-        self._emit(RunEvent("usage", result))
+        result.model = params.model or result.model
+        result.session_id = params.session_id or result.session_id
+        self._check_budget(params.usage, record.cost_usd)
 
-    def _check_budget(self, run: RunResult) -> None:
-        request = self._request
-        if request is None or self._budget_hit.is_set():
+    def _stray_usage(self, handle: Any, params: UsageParams) -> None:
+        assert self._ledger is not None
+        log.warning(
+            "%s sent usage for task id %r, which no attempt of this run owns; recorded "
+            "against the run",
+            handle.agent_id,
+            params.task_id,
+        )
+        record = self._ledger.add(
+            _ledger_record(
+                self.run_id, None, handle.agent.name, handle.agent_id, handle.preset, None, params
+            )
+        )
+        self.stray_usage = self.stray_usage + params.usage
+        if record.cost_usd is not None:
+            self.stray_cost = round((self.stray_cost or 0.0) + record.cost_usd, 8)
+        self._check_budget(params.usage, record.cost_usd)
+
+    def _check_budget(self, usage: Usage, cost: float | None) -> None:
+        request = self.request
+        self.spent = self.spent + usage
+        self.spent_cost += cost or 0.0
+        if self.budget_hit:
             return
-        run.totals()
         over_tokens = (
-            request.budget_tokens is not None and run.usage.total_tokens >= request.budget_tokens
+            request.budget_tokens is not None and self.spent.total_tokens >= request.budget_tokens
         )
-        over_usd = (
-            request.budget_usd is not None
-            and run.cost_usd is not None
-            and run.cost_usd >= request.budget_usd
-        )
-        if over_tokens or over_usd:
-            self._budget_hit.set()
+        over_usd = request.budget_usd is not None and self.spent_cost >= request.budget_usd
+        if (over_tokens or over_usd) and self.scheduler is not None:
+            self.budget_hit = True
+            self.scheduler.stop_new("not started: the run's budget was exceeded")
 
-    def _status(self, slot: Planned, status: Any) -> None:
-        slot.result.status = status
-        self._emit(RunEvent("status", slot.result))
+    # -- saving ---------------------------------------------------------------------
+
+    def _save_soon(self) -> None:
+        if self._save_timer is None:
+            loop = asyncio.get_running_loop()
+            self._save_timer = loop.call_later(RUN_SAVE_INTERVAL_S, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_timer = None
+        journal, self._journal = self._journal, []
+        document = self.result.json_document()
+        runs = self.coordinator.runs
+        run_id = self.run_id
+
+        def write() -> None:
+            if journal:
+                runs.append_journal(run_id, journal)
+            runs.save(run_id, document)
+
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
 
     def _emit(self, event: RunEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+
+_STATUS = {
+    End.OK: TaskStatus.OK,
+    End.FAILED: TaskStatus.FAILED,
+    End.TIMEOUT: TaskStatus.TIMEOUT,
+    End.CANCELLED: TaskStatus.CANCELLED,
+    End.CRASHED: TaskStatus.FAILED,
+    End.HUNG: TaskStatus.FAILED,
+    End.START_FAILED: TaskStatus.FAILED,
+    End.INVALID: TaskStatus.FAILED,
+}
+
+
+def _journal_line(result: AgentResult) -> bytes:
+    return result.model_dump_json().encode()
+
+
+def _ledger_record(
+    run_id: str,
+    task_id: str | None,
+    agent: str,
+    agent_id: str,
+    preset: str | None,
+    attempt: int | None,
+    params: UsageParams,
+) -> LedgerRecord:
+    return LedgerRecord(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        agent=agent,
+        agent_id=agent_id,
+        preset=preset,
+        provider=params.provider,
+        model=params.model,
+        session_id=params.session_id,
+        message_id=params.message_id,
+        request_id=params.request_id,
+        input_tokens=params.usage.input_tokens,
+        output_tokens=params.usage.output_tokens,
+        cache_read_tokens=params.usage.cache_read_tokens,
+        cache_write_tokens=params.usage.cache_write_tokens,
+        reasoning_tokens=params.usage.reasoning_tokens,
+        cost_usd=params.cost_usd,
+    )

@@ -81,6 +81,9 @@ class Preset(BaseModel):
     model: str | None = None
     billing: Literal["api", "subscription"] | None = None
     prices: dict[str, ModelPrice] = {}
+    rate: str | None = Field(
+        None, description="Task starts allowed on lanes with this preset: COUNT/s, /min, /hour."
+    )
 
     @field_validator("name")
     @classmethod

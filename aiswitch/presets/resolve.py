@@ -45,6 +45,8 @@ class ResolvedPreset:
     unset: tuple[str, ...] = ()
     prices: Mapping[str, Any] = field(default_factory=dict)
     billing: str | None = None
+    # Task starts allowed on this preset's lanes (`30/min`), if limited.
+    rate: str | None = None
 
 
 class PresetResolver(Protocol):
@@ -127,6 +129,7 @@ def resolved(preset: Preset | None, caller_env: Mapping[str, str]) -> ResolvedPr
         unset=tuple(preset.unset),
         prices={m: p.model_dump(exclude_none=True) for m, p in preset.prices.items()},
         billing=preset.billing,
+        rate=preset.rate,
     )
 
 

@@ -10,6 +10,7 @@ values that the coordinator builds (files know no run logic).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -43,6 +44,38 @@ class RunStore:
         """Rewrite the run's own file (on every task update)."""
         with self.store.lock(RUNS_RESOURCE):
             self.store.write_json(self.path(run_id), document)
+
+    def journal_path(self, run_id: str) -> Path:
+        return self.store.home.runs / f"{run_id}.jsonl"
+
+    def append_journal(self, run_id: str, lines: list[bytes]) -> None:
+        """Append final task results to the run's journal (one line each, one fsync)."""
+        self.store.append_lines(RUNS_RESOURCE, self.journal_path(run_id), lines)
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        """The journal's entries; a torn last line (a killed writer) is skipped."""
+        import json
+
+        try:
+            data = self.journal_path(run_id).read_bytes()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in data.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        return entries
+
+    def load(self, run_id: str) -> dict[str, Any] | None:
+        data = self.store.read_json(self.path(run_id), None, strict=True)
+        return data if isinstance(data, dict) else None
+
+    def index(self) -> list[dict[str, Any]]:
+        data: Any = self.store.read_json(self.index_path, {"runs": []})
+        runs = data.get("runs", []) if isinstance(data, dict) else []
+        return [r for r in runs if isinstance(r, dict)]
 
     def record(self, run_id: str, document: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
         """Save the run and its index entry (when it starts and when it ends)."""

@@ -39,6 +39,8 @@ from aiswitch.protocol.client import AgentClient
 from aiswitch.protocol.models import (
     ASSIGN,
     CANCEL,
+    ENV_ROLLBACK,
+    ENV_SNAPSHOT,
     ENV_SWITCH,
     PROGRESS,
     STATUS,
@@ -49,18 +51,19 @@ from aiswitch.protocol.models import (
     EnvState,
     EnvSwitchParams,
     ProgressParams,
+    RollbackParams,
     StatusResult,
     TaskResult,
     UsageParams,
 )
 from aiswitch.rpc.errors import ConnectionClosedError, RequestTimeoutError, RpcError
 from aiswitch.supervisor import policy as restart_policy
-from aiswitch.supervisor.process import (
-    CANCEL_REPLY_TIMEOUT_S,
-    EXIT_AFTER_EOF_S,
-    HANDSHAKE_TIMEOUT_S,
-    AgentProcess,
+from aiswitch.supervisor.limits import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    DEFAULT_START_TIMEOUT_S,
 )
+from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S, EXIT_AFTER_EOF_S, AgentProcess
 from aiswitch.supervisor.states import LIVE, ProcessState, StateChange, transition
 
 if TYPE_CHECKING:
@@ -72,10 +75,6 @@ S = ProcessState
 
 # A status query answers at once; this long covers a loaded machine.
 STATUS_TIMEOUT_S = 10.0
-# Heartbeats: often enough to replace a wedged child within half a minute, rare enough to
-# cost nothing (one inline reply).
-DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
-DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class Supervision:
     """How a handle keeps its process alive (from the agent's definition)."""
 
     policy: restart_policy.RestartPolicy = field(default_factory=restart_policy.RestartPolicy)
-    start_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    start_timeout_s: float = DEFAULT_START_TIMEOUT_S
     heartbeat_interval_s: float | None = DEFAULT_HEARTBEAT_INTERVAL_S
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
 
@@ -141,6 +140,7 @@ class AgentHandle:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
         self._table_write: asyncio.Task[None] | None = None
+        self._snapshots: dict[str, tuple[dict[str, str], str | None]] = {}
 
     # -- what others may read -------------------------------------------------------
 
@@ -172,24 +172,29 @@ class AgentHandle:
         if self.on_change is not None:
             self.on_change(change)
 
+    async def _register(self) -> None:
+        """Put the new process in agents.json before anyone is told it runs."""
+        table, process = self.table, self._process
+        if table is None or process is None:
+            return
+        entry = process.table_entry()
+        entry.update(preset=self.preset, restarts=self.restarts)
+        key = f"{self.run_id}/{self.agent_id}"
+        if self._table_write is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._table_write)
+        await asyncio.to_thread(table.add, key, entry)
+
     def _record(self, change: StateChange) -> None:
-        """Mirror the change in agents.json, in order (each write waits for the last)."""
+        """Drop the entry of a process that ended, in order with the other writes."""
         table = self.table
-        if table is None:
+        if table is None or change.new in LIVE or change.old not in LIVE:
             return
         key = f"{self.run_id}/{self.agent_id}"
-        if change.new is S.RUNNING and self._process is not None:
-            entry = self._process.table_entry()
-            entry.update(preset=self.preset, state=str(change.new), restarts=self.restarts)
 
-            def write() -> None:
-                table.add(key, entry)
-        elif change.new not in LIVE and change.old in LIVE:
+        def write() -> None:
+            table.remove(key)
 
-            def write() -> None:
-                table.remove(key)
-        else:
-            return
         previous = self._table_write
 
         async def chained() -> None:
@@ -263,6 +268,7 @@ class AgentHandle:
                     return
                 why = "retry"
                 continue
+            await self._register()
             if self.stop_requested():
                 return
             self._start_failures = 0
@@ -421,17 +427,14 @@ class AgentHandle:
             )
 
     async def status(self) -> StatusResult:
-        if self._client is None or self.state is not S.RUNNING:
-            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
-        return await self._client.call(STATUS, Empty(), timeout=STATUS_TIMEOUT_S)
+        return await self._running_client().call(STATUS, Empty(), timeout=STATUS_TIMEOUT_S)
 
     async def switch_env(self, target: dict[str, str], preset: str | None) -> EnvState:
         """Give the child `target` from its next task on (only the difference is sent)."""
-        if self._client is None or self.state is not S.RUNNING:
-            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
+        client = self._running_client()
         changed = {k: v for k, v in target.items() if self.env.get(k) != v}
         removed = sorted(k for k in self.env if k not in target)
-        reply = await self._client.call(
+        reply = await client.call(
             ENV_SWITCH,
             EnvSwitchParams(preset=preset, set=changed, unset=removed),
             timeout=STATUS_TIMEOUT_S,
@@ -440,6 +443,27 @@ class AgentHandle:
         self.env = dict(target)
         self.preset = preset
         return reply
+
+    async def snapshot_env(self) -> str:
+        """Remember the child's environment; returns the snapshot's id."""
+        client = self._running_client()
+        reply = await client.call(ENV_SNAPSHOT, Empty(), timeout=STATUS_TIMEOUT_S)
+        self._snapshots[reply.snapshot_id] = (dict(self.env), self.preset)
+        return reply.snapshot_id
+
+    async def rollback_env(self, snapshot_id: str) -> EnvState:
+        """Restore a snapshot exactly (a RemoteError -32006 when it is unknown)."""
+        client = self._running_client()
+        reply = await client.call(
+            ENV_ROLLBACK, RollbackParams(snapshot_id=snapshot_id), timeout=STATUS_TIMEOUT_S
+        )
+        self.env, self.preset = self._snapshots.get(snapshot_id, (self.env, self.preset))
+        return reply
+
+    def _running_client(self) -> AgentClient:
+        if self._client is None or self.state is not S.RUNNING:
+            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
+        return self._client
 
     # -- stop ----------------------------------------------------------------------
 

@@ -19,23 +19,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+
+from aiswitch.supervisor.limits import (
+    DEFAULT_BACKOFF_BASE_S,
+    DEFAULT_BACKOFF_CAP_S,
+    DEFAULT_CRASH_BUDGET,
+    DEFAULT_CRASH_WINDOW_S,
+    DEFAULT_START_RETRIES,
+)
 
 
 class Restart(StrEnum):
     ON_FAILURE = "on-failure"
     ALWAYS = "always"
     NEVER = "never"
-
-
-# Defaults (docs/agents.md lists them): a few quick retries cover a loaded machine; the
-# cap keeps a broken agent from being retried in a tight loop; five crashes a minute is
-# more than any healthy agent has.
-DEFAULT_START_RETRIES: Final = 3
-DEFAULT_BACKOFF_BASE_S: Final = 0.5
-DEFAULT_BACKOFF_CAP_S: Final = 30.0
-DEFAULT_CRASH_BUDGET: Final = 5
-DEFAULT_CRASH_WINDOW_S: Final = 60.0
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,11 @@ from typing import Any, Final
 
 from aiswitch.errors import AgentStartError
 from aiswitch.supervisor.handle import AgentHandle
+from aiswitch.supervisor.limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_POOL_MAX, DEFAULT_POOL_MIN
 from aiswitch.supervisor.states import ProcessState, StateChange
 
 S = ProcessState
 
-# Defaults (docs/agents.md): no process kept warm between bursts by default; four
-# processes cover most agents' concurrency; a minute idle is long enough to keep a process
-# between a run's tasks, short enough not to hold memory for nothing.
-DEFAULT_POOL_MIN: Final = 0
-DEFAULT_POOL_MAX: Final = 4
-DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
 # States from which a handle is expected to be running soon.
 _COMING: Final = frozenset({S.STARTING, S.BACKOFF})
 

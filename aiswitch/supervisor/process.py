@@ -232,7 +232,7 @@ class AgentProcess:
 
     # -- stop ---------------------------------------------------------------------
 
-    async def wait_exit(self, timeout: float) -> int | None:
+    async def wait_exit(self, timeout: float | None) -> int | None:
         if self.proc is None:
             return None
         try:

@@ -35,6 +35,8 @@ class LedgerRecord(BaseModel):
     source: str = "aiswitch"
     run_id: str | None = None
     task_id: str | None = None
+    # Which attempt of the task spent it (1 for the first; retries count up).
+    attempt: int | None = None
     agent: str | None = None
     agent_id: str | None = None
     preset: str | None = None
