@@ -13,9 +13,8 @@ from aiswitch.agents import AgentRegistry
 from aiswitch.coordinator.run import Coordinator
 from aiswitch.errors import PresetError
 from aiswitch.home import Home
-from aiswitch.protocol.models import AssignParams
+from aiswitch.protocol.models import ENV_SWITCH, AssignParams, EnvSwitchParams
 from aiswitch.rpc import codes
-from aiswitch.protocol.models import ENV_SWITCH, EnvSwitchParams
 from aiswitch.rpc.errors import RemoteError
 from aiswitch.supervisor.handle import AgentHandle
 
