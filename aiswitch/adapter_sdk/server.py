@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from aiswitch.adapter_sdk.environment import Environment
+from aiswitch.protocol import names
 from aiswitch.rpc import codes, messages
 from aiswitch.rpc.errors import ConnectionClosedError, MethodError
 from aiswitch.rpc.messages import Params
@@ -113,7 +114,7 @@ class TaskContext:
         self.last_progress = text
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(
-                "task.progress",
+                names.PROGRESS,
                 ProgressParams(task_id=self.task_id, kind=kind, text=text),
             )
 
@@ -135,7 +136,7 @@ class TaskContext:
         self._server.metrics_usage = self._server.metrics_usage + usage
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(
-                "tokens.usage",
+                names.USAGE,
                 UsageParams(
                     task_id=self.task_id,
                     usage=usage,
@@ -193,23 +194,23 @@ class AdapterServer:
         self.running: dict[str, _Running] = {}
         self.results: dict[str, TaskResult] = {}
         self._metrics_usage: Usage | None = None
-        self.counts = {"started": 0, "ok": 0, "failed": 0, "cancelled": 0}
+        self.counts = {"started": 0, "ok": 0, "failed": 0, "cancelled": 0, "timeout": 0}
         self._capacity = max(1, adapter.max_concurrent_tasks)
         waiting: dict[str, Any] = {
-            "agent.initialize": self._initialize,
-            "agent.shutdown": self._shutdown,
-            "task.assign": self._assign,
-            "task.cancel": self._cancel,
+            names.INITIALIZE: self._initialize,
+            names.SHUTDOWN: self._shutdown,
+            names.ASSIGN: self._assign,
+            names.CANCEL: self._cancel,
         }
         # These never wait: they are answered as their request is read, with no task.
         immediate: dict[str, Any] = {
-            "agent.status": self._status,
-            "task.status": self._task_status,
-            "task.result": self._task_result,
-            "env.switch": self._env_switch,
-            "env.snapshot": self._env_snapshot,
-            "env.rollback": self._env_rollback,
-            "metrics.query": self._metrics,
+            names.STATUS: self._status,
+            names.TASK_STATUS: self._task_status,
+            names.TASK_RESULT: self._task_result,
+            names.ENV_SWITCH: self._env_switch,
+            names.ENV_SNAPSHOT: self._env_snapshot,
+            names.ENV_ROLLBACK: self._env_rollback,
+            names.METRICS_QUERY: self._metrics,
         }
         for method, handler in waiting.items():
             peer.on_request(method, handler)
@@ -322,7 +323,8 @@ class AdapterServer:
         except TaskFailed as exc:
             status, error, output = "failed", _one_line(exc.message), exc.output
         except TimeoutError:
-            status, error = "failed", f"timed out after {ctx.params.timeout_s:g}s"
+            # Typed, so that the parent never reads an outcome from its text.
+            status, error = "timeout", f"timed out after {ctx.params.timeout_s:g}s"
         except asyncio.CancelledError:
             status, error = "cancelled", "cancelled"
         except Exception as exc:
@@ -417,7 +419,7 @@ class AdapterServer:
         return Metrics(
             tasks_started=self.counts["started"],
             tasks_ok=self.counts["ok"],
-            tasks_failed=self.counts["failed"],
+            tasks_failed=self.counts["failed"] + self.counts["timeout"],
             tasks_cancelled=self.counts["cancelled"],
             running=len(self.running),
             usage=self.metrics_usage,
