@@ -39,6 +39,7 @@ def _root(
 # inside them. A command line naming one of them registers only that module.
 COMMAND_MODULES = {
     "run": "run_cmd",
+    "runs": "runs_cmd",
     "preset": "preset_cmd",
     "shell-init": "shell_cmd",
     "tokens": "tokens_cmd",

@@ -150,15 +150,15 @@ def run(
 
 
 async def _run(request: Any, output: str) -> int:
-
-    coordinator = _coordinator()
+    coordinator = coordinator_for_cli()
     plan = coordinator.plan(request)
     return await present(
         coordinator, lambda on_event: coordinator.new_run(request, plan, on_event=on_event), output
     )
 
 
-def _coordinator() -> Any:
+def coordinator_for_cli() -> Any:
+    """The coordinator the CLI's commands use: this home, its logs, its quotas."""
     from aiswitch import logs
     from aiswitch.coordinator.run import Coordinator
     from aiswitch.home import Home

@@ -1,0 +1,182 @@
+"""Batches (`run --tasks`), --jsonl, and the defects the runtime fixed: a malformed reply
+fails one task, usage has one source of truth, a budget stop keeps finished results."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from support.cli import assert_one_error_line, run_cli
+
+from aiswitch.home import Home
+from aiswitch.tokens.records import LedgerRecord
+
+
+def ledger(home: Home) -> list[LedgerRecord]:
+    if not home.ledger.exists():
+        return []
+    return [LedgerRecord.model_validate_json(line) for line in home.ledger.read_text().splitlines()]
+
+
+def jsonl(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_a_batch_prints_one_line_per_task_as_it_ends_then_the_run(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(
+        "# a comment, then a blank line\n\n"
+        "first task\n"
+        '{"id": "b", "prompt": "second task", "priority": 5, "options": {"output_tokens": 7}}\n'
+        '{"prompt": "third task", "timeout": 30}\n'
+    )
+    out = run_cli("run", "--agent", "mock", "--tasks", str(tasks), "--jsonl", env=env)
+    assert out.code == 0, out.stderr
+    lines = jsonl(out.stdout)
+    task_lines = [line for line in lines if line["type"] == "task"]
+    assert lines[-1]["type"] == "run"
+    assert sorted(str(line["id"]) for line in task_lines) == ["b", "line-3", "line-5"]
+    assert all(line["status"] == "ok" and line["attempts"] == 1 for line in task_lines)
+    (b,) = [line for line in task_lines if line["id"] == "b"]
+    assert b["usage"]["output_tokens"] == 7  # type: ignore[index]
+    run = lines[-1]
+    assert run["status"] == "ok" and run["tasks"] == 3 and run["ok"] == 3
+    total = sum(r.input_tokens + r.output_tokens for r in ledger(home))
+    assert run["usage"]["input_tokens"] + run["usage"]["output_tokens"] == total  # type: ignore[index]
+    index = json.loads((home.state / "tasks.json").read_text())["runs"]
+    assert index[-1]["mode"] == "batch" and index[-1]["tasks"] == 3
+
+
+def test_a_batch_from_stdin_runs_every_task_on_each_parallel_agent(env: dict[str, str]) -> None:
+    out = run_cli(
+        "run",
+        "--parallel",
+        "mock,mock@fast",
+        "--tasks",
+        "-",
+        "--json",
+        env=env,
+        input="one\ntwo\n",
+    )
+    assert out.code == 0, out.stderr
+    doc = out.json()
+    pairs = sorted((r["id"], r["agent_id"]) for r in doc["results"])
+    assert pairs == [
+        ("line-1", "mock#1"),
+        ("line-1", "mock#2"),
+        ("line-2", "mock#1"),
+        ("line-2", "mock#2"),
+    ]
+    assert doc["figures"]["operations"] == 4 and doc["figures"]["success_rate"] == 1.0
+
+
+def test_invalid_batch_lines_are_reported_with_their_numbers_before_anything_starts(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(
+        'fine\n{"prompt": ""}\n{not json\n{"prompt": "x", "colour": "red"}\n'
+        '{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n'
+    )
+    out = run_cli("run", "--agent", "mock", "--tasks", str(tasks), "--json", env=env)
+    assert_one_error_line(
+        out, "line 2", "line 3", "line 4", "'colour'", "line 6", "also on line 5", code=2
+    )
+    assert not (home.state / "tasks.json").exists()
+
+
+def test_run_agent_is_recorded_as_a_single_run(env: dict[str, str]) -> None:
+    out = run_cli("run", "--agent", "mock", "hi", "--json", env=env)
+    assert out.json()["mode"] == "single"
+
+
+# A child that speaks the protocol but breaks it: a malformed task.assign reply, usage for
+# a task id it was never given, and an invalid usage notification.
+ROGUE = textwrap.dedent(
+    """
+    import json, sys
+    def send(obj):
+        sys.stdout.write(json.dumps(obj) + "\\n"); sys.stdout.flush()
+    for line in sys.stdin:
+        msg = json.loads(line)
+        method, rid = msg.get("method"), msg.get("id")
+        if method == "agent.initialize":
+            send({"jsonrpc": "2.0", "id": rid, "result": {"agent": {"name": "rogue"}, "pid": 1}})
+        elif method == "task.assign":
+            tid = msg["params"]["task_id"]
+            send({"jsonrpc": "2.0", "method": "tokens.usage",
+                  "params": {"task_id": "nobody", "usage": {"input_tokens": 11}}})
+            send({"jsonrpc": "2.0", "method": "tokens.usage",
+                  "params": {"task_id": tid, "usage": {"input_tokens": -5}}})
+            send({"jsonrpc": "2.0", "method": "tokens.usage",
+                  "params": {"task_id": tid, "usage": {"input_tokens": 3}}})
+            send({"jsonrpc": "2.0", "id": rid, "result": {"task_id": tid, "status": "weird"}})
+        elif method == "agent.shutdown":
+            send({"jsonrpc": "2.0", "id": rid, "result": {"ok": True}})
+            break
+    """
+)
+
+
+def test_a_malformed_task_reply_fails_that_task_only_and_stray_usage_is_counted_once(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    script = tmp_path / "rogue.py"
+    script.write_text(ROGUE)
+    home.ensure()
+    (home.config / "agents.yaml").write_text(
+        f"agents:\n  rogue:\n    command: [{sys.executable}, {script}]\n"
+    )
+    out = run_cli("run", "--parallel", "rogue,mock", "x", "--json", env=env)
+    assert out.code == 7, out.stderr  # partial
+    assert "Traceback" not in out.stderr
+    doc = out.json()
+    rogue, mock = doc["results"]
+    assert rogue["status"] == "failed"
+    assert "task.assign" in rogue["error"] and "status" in rogue["error"]
+    assert mock["status"] == "ok"
+    # The valid notification is the rogue task's; the stray one the run's; the invalid one
+    # is dropped (and logged). Ledger and run totals agree.
+    assert rogue["usage"]["input_tokens"] == 3
+    records = ledger(home)
+    assert sorted(r.input_tokens for r in records if r.agent == "rogue") == [3, 11]
+    assert doc["usage"]["input_tokens"] == sum(r.input_tokens for r in records)
+
+
+def test_a_budget_stop_keeps_the_results_of_tasks_that_had_finished(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    # One at a time, by priority: "quick" finishes, "spender" crosses the budget with the
+    # usage it reports just before its result, "later" must not start.
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(
+        '{"id": "quick", "prompt": "a", "priority": 9, "options": {"input_tokens": 5}}\n'
+        '{"id": "spender", "prompt": "b", "priority": 5, "options": {"input_tokens": 1000}}\n'
+        '{"id": "later", "prompt": "c"}\n'
+    )
+    out = run_cli(
+        "run",
+        "--agent",
+        "mock",
+        "--tasks",
+        str(tasks),
+        "--concurrency",
+        "1",
+        "--budget-tokens",
+        "500",
+        "--json",
+        env=env,
+    )
+    doc = out.json()
+    assert doc["status"] == "budget_exceeded", out.stderr
+    results = {r["id"]: r for r in doc["results"]}
+    assert results["quick"]["status"] == "ok" and results["quick"]["output"]
+    assert results["spender"]["status"] == "ok" and results["spender"]["output"]
+    assert results["later"]["status"] == "cancelled"
+    assert "budget" in results["later"]["error"]
+    assert results["later"]["attempts"] == 0
+    assert out.code == 8
