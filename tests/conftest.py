@@ -9,6 +9,15 @@ from support.cli import clean_env
 
 from aiswitch.home import Home
 
+# Tests with these markers belong to the slow tier too (`-m "not slow"` is the fast one).
+SLOW_MARKERS = ("realcli", "shells")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
