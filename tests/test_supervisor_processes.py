@@ -1,4 +1,8 @@
-"""The supervisor against real child processes (the mock adapter), as the OS runs them."""
+"""The supervisor against real child processes (the mock adapter), as the OS runs them.
+
+`AgentProcess` (spawn, handshake, stop sequence) is tested alone; whatever is said to a
+running child (tasks, cancel, status) goes through `AgentHandle`, as in production.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +19,31 @@ import psutil
 import pytest
 
 from aiswitch.agents import AgentRegistry
-from aiswitch.errors import AgentStartError
+from aiswitch.errors import AgentDiedError, AgentStartError
 from aiswitch.home import Home
 from aiswitch.protocol.models import AssignParams, ProgressParams, UsageParams
+from aiswitch.rpc.errors import MessageTooLargeError
+from aiswitch.supervisor.handle import AgentHandle
 from aiswitch.supervisor.process import AgentProcess
 
 # Generous bounds that only stop a hung test; the happy paths take milliseconds.
 STEP_S = 15.0
 
 
+def mock_env(**env: str) -> dict[str, str]:
+    return {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "1", **env}
+
+
 def mock_process(home: Home, agent_id: str = "mock#1", **env: str) -> AgentProcess:
     home.ensure()
     agent = AgentRegistry.load(home).get("mock")
-    child_env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "1", **env}
-    return AgentProcess(agent, agent_id, home=home, run_id="test-run", env=child_env)
+    return AgentProcess(agent, agent_id, home=home, run_id="test-run", env=mock_env(**env))
+
+
+def mock_handle(home: Home, agent_id: str = "mock#1", **env: str) -> AgentHandle:
+    home.ensure()
+    agent = AgentRegistry.load(home).get("mock")
+    return AgentHandle(agent, agent_id, home=home, run_id="test-run", env=mock_env(**env))
 
 
 def gone(pid: int) -> bool:
@@ -38,24 +53,32 @@ def gone(pid: int) -> bool:
         return True
 
 
-async def test_a_mock_child_completes_its_handshake_and_a_task(home: Home) -> None:
-    progress: list[ProgressParams] = []
-    usage: list[UsageParams] = []
-    proc = mock_process(home, MOCK_STEPS="2", MOCK_INPUT_TOKENS="7", MOCK_OUTPUT_TOKENS="3")
-    proc.on_progress = progress.append
-    proc.on_usage = usage.append
+async def test_a_mock_child_completes_its_handshake(home: Home) -> None:
+    proc = mock_process(home)
     async with asyncio.timeout(STEP_S):
         info = await proc.start()
-        assert info.agent.name == "mock"
-        assert info.pid == proc.pid
-        result = await proc.assign(AssignParams(task_id="t1", prompt="say hi"))
         code = await proc.stop()
+    assert info.agent.name == "mock"
+    assert info.pid == proc.pid
+    assert code == 0
+
+
+async def test_a_handle_runs_a_task_with_its_progress_and_usage(home: Home) -> None:
+    progress: list[ProgressParams] = []
+    usage: list[UsageParams] = []
+    handle = mock_handle(home, MOCK_STEPS="2", MOCK_INPUT_TOKENS="7", MOCK_OUTPUT_TOKENS="3")
+    handle.on_progress = lambda h, p: progress.append(p)
+    handle.on_usage = lambda h, u: usage.append(u)
+    async with asyncio.timeout(STEP_S):
+        await handle.start()
+        result = await handle.assign(AssignParams(task_id="t1", prompt="say hi"))
+        await handle.stop()
     assert result.status == "ok"
     assert "say hi" in result.output
     assert [p.text.split(":")[0] for p in progress] == ["step 1/2", "step 2/2"]
     assert sum(u.usage.input_tokens for u in usage) == 7
     assert result.usage.output_tokens == 3
-    assert code == 0
+    assert handle.tasks_done == 1
 
 
 async def test_a_child_that_exits_at_once_fails_its_start_with_the_exit_code(home: Home) -> None:
@@ -78,24 +101,30 @@ async def test_a_child_that_never_answers_the_handshake_times_out(home: Home) ->
     assert proc.pid is not None and gone(proc.pid)
 
 
-async def test_a_child_that_crashes_mid_task_fails_only_that_task(home: Home) -> None:
-    proc = mock_process(home, MOCK_CRASH_RATE="1", MOCK_CRASH_EXIT_CODE="4")
+async def test_a_child_that_crashes_mid_task_fails_that_task_with_agent_died(
+    home: Home,
+) -> None:
+    handle = mock_handle(home, MOCK_CRASH_RATE="1", MOCK_CRASH_EXIT_CODE="4")
     async with asyncio.timeout(STEP_S):
-        await proc.start()
-        result = await proc.assign(AssignParams(task_id="t1", prompt="work"))
-        await proc.stop()
-    assert result.status == "failed"
-    assert result.error is not None and "exited with code 4" in result.error
+        await handle.start()
+        with pytest.raises(AgentDiedError) as caught:
+            await handle.assign(AssignParams(task_id="t1", prompt="work"))
+        await handle.stop()
+    assert "exited with code 4" in caught.value.message
+    assert not caught.value.hung
 
 
 async def test_garbage_on_a_childs_stdout_is_logged_and_skipped(home: Home) -> None:
-    proc = mock_process(home, MOCK_GARBAGE="5")
+    handle = mock_handle(home, MOCK_GARBAGE="5")
     async with asyncio.timeout(STEP_S):
-        await proc.start()
-        result = await proc.assign(AssignParams(task_id="t1", prompt="work"))
-        await proc.stop()
+        await handle.start()
+        result = await handle.assign(AssignParams(task_id="t1", prompt="work"))
+        # The peer is not part of the handle's interface; the test looks underneath.
+        process = handle._process
+        await handle.stop()
     assert result.status == "ok"
-    assert proc.peer is not None and proc.peer.skipped_lines == 5
+    assert process is not None and process.peer is not None
+    assert process.peer.skipped_lines == 5
 
 
 async def test_an_oversized_reply_fails_the_task_at_once_instead_of_hanging(
@@ -106,15 +135,15 @@ async def test_an_oversized_reply_fails_the_task_at_once_instead_of_hanging(
     # The child's reply is 2 MiB; the parent's limit is lowered to 1 MiB for the test.
     monkeypatch.setattr(peer_module, "LINE_LIMIT", 1024 * 1024)
     monkeypatch.setattr("aiswitch.supervisor.process.LINE_LIMIT", 1024 * 1024)
-    proc = mock_process(home, MOCK_OVERSIZE_BYTES=str(2 * 1024 * 1024))
+    handle = mock_handle(home, MOCK_OVERSIZE_BYTES=str(2 * 1024 * 1024))
     async with asyncio.timeout(STEP_S):
-        await proc.start()
-        result = await proc.assign(AssignParams(task_id="t1", prompt="big"))
-        follow_up = await proc.request("agent.status", timeout=5)
-        await proc.stop()
-    assert result.status == "failed"
-    assert result.error is not None and "exceeded" in result.error
-    assert follow_up["state"] in ("ready", "busy")  # the reader survived
+        await handle.start()
+        with pytest.raises(MessageTooLargeError) as caught:
+            await handle.assign(AssignParams(task_id="t1", prompt="big"))
+        follow_up = await handle.status()
+        await handle.stop()
+    assert "exceeded" in caught.value.message
+    assert follow_up.state in ("ready", "busy")  # the reader survived
 
 
 async def test_stop_escalates_to_sigkill_for_a_child_that_ignores_eof_and_sigterm(
@@ -153,24 +182,24 @@ async def test_an_adapter_exits_by_itself_when_its_stdin_closes(home: Home) -> N
     proc = mock_process(home)
     async with asyncio.timeout(STEP_S):
         await proc.start()
-        assert proc.proc is not None and proc.proc.stdin is not None
-        proc.proc.stdin.close()
+        assert proc.proc is not None
+        proc.proc.close_stdin()
         code = await proc.proc.wait()
         await proc.stop()
     assert code == 0
 
 
 async def test_a_running_task_is_cancelled_by_task_cancel(home: Home) -> None:
-    proc = mock_process(home, MOCK_HANG="1")
+    handle = mock_handle(home, MOCK_HANG="1")
+    started = asyncio.Event()
+    handle.on_progress = lambda h, p: started.set()
     async with asyncio.timeout(STEP_S):
-        await proc.start()
-        started = asyncio.Event()
-        proc.on_progress = lambda p: started.set()
-        task = asyncio.create_task(proc.assign(AssignParams(task_id="t1", prompt="hang")))
+        await handle.start()
+        task = asyncio.create_task(handle.assign(AssignParams(task_id="t1", prompt="hang")))
         await started.wait()
-        await proc.cancel("t1")
+        await handle.cancel("t1")
         result = await task
-        await proc.stop()
+        await handle.stop()
     assert result.status == "cancelled"
 
 

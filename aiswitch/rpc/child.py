@@ -78,12 +78,6 @@ class Child:
         assert code is not None
         return code
 
-    @property
-    def stdin(self) -> asyncio.WriteTransport:
-        """The stdin pipe's transport (the peer writes to it; `close_stdin()` is the way
-        to end it, after what the peer holds)."""
-        return cast(asyncio.WriteTransport, self._transport.get_pipe_transport(_STDIN))
-
     def close_stdin(self) -> None:
         """Write what the peer holds, then close the child's stdin (its EOF)."""
         self.peer.close_output()

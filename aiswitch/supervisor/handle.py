@@ -313,8 +313,8 @@ class AgentHandle:
         except asyncio.CancelledError:
             await process.stop("start cancelled")
             raise
-        assert process.peer is not None
-        client = AgentClient(process.peer)
+        client = process.client
+        assert client is not None
         client.on(PROGRESS, self._progress)
         client.on(USAGE, self._usage)
         self._client = client

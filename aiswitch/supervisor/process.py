@@ -1,4 +1,8 @@
-"""One agent child process: spawn, handshake, requests, and the stop sequence.
+"""One agent child process: spawn, handshake, and the stop sequence.
+
+Everything else said to the child (tasks, status, environment) goes through
+`AgentHandle` and the typed client (`process.client`); this module only brings a child
+up and takes it down.
 
 Contract:
 - Spawned with `aiswitch.rpc.child.spawn` (never a shell) in a new session (its own
@@ -8,7 +12,9 @@ Contract:
   of the protocol's own rule that an adapter exits when its stdin closes; and the table
   in `state/agents.json` lets the next invocation reap anything left behind.
 - `start()` raises `AgentStartError` (one line, naming the log) when the child exits
-  or does not answer `agent.initialize` within the handshake timeout.
+  or does not answer `agent.initialize` within the handshake timeout (by default the
+  agents' `start_timeout`, `limits.DEFAULT_START_TIMEOUT_S`), or answers it with a reply
+  that does not fit the protocol.
 - `stop()` runs `agent.shutdown` → close stdin → bounded wait → SIGTERM to the group →
   bounded wait → SIGKILL to the group, and runs to the end even when its caller is
   cancelled (the sequence is a separate task; the caller only waits for it).
@@ -21,34 +27,26 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiswitch.agents import AgentDef
 from aiswitch.errors import AgentStartError
 from aiswitch.home import Home
 from aiswitch.process_group import death_signal, signal_group
+from aiswitch.protocol.client import AgentClient, InvalidReplyError
 from aiswitch.protocol.models import (
-    AssignParams,
-    CancelParams,
-    EnvState,
-    EnvSwitchParams,
+    INITIALIZE,
+    SHUTDOWN,
     InitializeParams,
     InitializeResult,
-    ProgressParams,
-    RollbackParams,
-    SnapshotResult,
-    TaskResult,
-    UsageParams,
+    ShutdownParams,
 )
 from aiswitch.rpc.child import Child, spawn
 from aiswitch.rpc.errors import RpcError
-from aiswitch.rpc.messages import Params
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
+from aiswitch.supervisor.limits import DEFAULT_START_TIMEOUT_S
 from aiswitch.supervisor.logs import agent_log_path, open_agent_log, tail
 
-# An adapter imports little and answers at once; ten seconds covers a loaded machine.
-HANDSHAKE_TIMEOUT_S = 10.0
 # How long each step of the stop sequence may take before the next, harder one.
 SHUTDOWN_REPLY_TIMEOUT_S = 2.0
 EXIT_AFTER_EOF_S = 2.0
@@ -73,8 +71,6 @@ class AgentProcess:
         run_id: str,
         env: dict[str, str],
         cwd: str | None = None,
-        on_progress: Callable[[ProgressParams], None] | None = None,
-        on_usage: Callable[[UsageParams], None] | None = None,
     ) -> None:
         self.agent = agent
         self.agent_id = agent_id
@@ -82,14 +78,13 @@ class AgentProcess:
         self.run_id = run_id
         self.env = env
         self.cwd = cwd
-        self.on_progress = on_progress
-        self.on_usage = on_usage
         self.proc: Child | None = None
         self.peer: Peer | None = None
+        # The typed client over `peer`: the one way to speak to the child once it runs.
+        self.client: AgentClient | None = None
         self.info: InitializeResult | None = None
         self.create_time: float | None = None
         self._stop_task: asyncio.Task[int | None] | None = None
-        self._snapshots: dict[str, dict[str, str]] = {}
 
     @property
     def pid(self) -> int | None:
@@ -105,7 +100,7 @@ class AgentProcess:
 
     # -- start --------------------------------------------------------------------
 
-    async def start(self, handshake_timeout: float = HANDSHAKE_TIMEOUT_S) -> InitializeResult:
+    async def start(self, handshake_timeout: float = DEFAULT_START_TIMEOUT_S) -> InitializeResult:
         log_fd = open_agent_log(self.home, self.agent_id, self.run_id)
         try:
             self.proc = await spawn(
@@ -127,8 +122,9 @@ class AgentProcess:
 
         self.create_time = process_identity(self.proc.pid)
         self.peer = self.proc.peer
-        self.peer.on_notification("task.progress", self._progress)
-        self.peer.on_notification("tokens.usage", self._usage)
+        self.client = AgentClient(self.peer)
+        # No task runs before the handshake, so no notification can come before the
+        # handle registers its handlers on `client`.
         self.peer.start()
         from aiswitch import __version__
 
@@ -139,14 +135,9 @@ class AgentProcess:
         )
         params.client.version = __version__
         try:
-            reply = await self.peer.request("agent.initialize", params, timeout=handshake_timeout)
-            self.info = InitializeResult.model_validate(reply)
+            self.info = await self.client.call(INITIALIZE, params, timeout=handshake_timeout)
         except RpcError as exc:
             raise AgentStartError(await self._start_failure(exc)) from None
-        except ValueError:
-            raise AgentStartError(
-                f"{self.agent_id}: its agent.initialize reply is not valid (see {self.log_path})"
-            ) from None
         return self.info
 
     async def _start_failure(self, exc: RpcError) -> str:
@@ -154,9 +145,11 @@ class AgentProcess:
 
         if isinstance(exc, RequestTimeoutError):
             return (
-                f"{self.agent_id} did not answer agent.initialize within "
+                f"{self.agent_id} did not answer {INITIALIZE.name} within "
                 f"{exc.timeout:g}s (see {self.log_path})"
             )
+        if isinstance(exc, InvalidReplyError):
+            return f"{self.agent_id}: {exc.message} (see {self.log_path})"
         if isinstance(exc, RemoteError):
             return f"{self.agent_id} refused to start: {exc.remote_message}"
         ended = await self._ended("before its handshake")
@@ -168,67 +161,6 @@ class AgentProcess:
         last = _last_line(tail(self.log_path))
         how = f"exited with code {code}" if code is not None else "closed its output"
         return f"{how} {when}" + (f": {last}" if last else "")
-
-    def _progress(self, params: Params) -> None:
-        if self.on_progress is not None:
-            self.on_progress(ProgressParams.model_validate(params or {}))
-
-    def _usage(self, params: Params) -> None:
-        if self.on_usage is not None:
-            self.on_usage(UsageParams.model_validate(params or {}))
-
-    # -- tasks --------------------------------------------------------------------
-
-    async def assign(self, params: AssignParams) -> TaskResult:
-        """Run a task; the caller enforces its timeout (and cancels on expiry)."""
-        assert self.peer is not None
-        try:
-            reply = await self.peer.request("task.assign", params, timeout=None)
-        except RpcError as exc:
-            from aiswitch.rpc.errors import ConnectionClosedError
-
-            if isinstance(exc, ConnectionClosedError):
-                message = "the agent " + await self._ended("during the task")
-            else:
-                message = str(exc)
-            return TaskResult(task_id=params.task_id, status="failed", error=message)
-        return TaskResult.model_validate(reply)
-
-    async def cancel(self, task_id: str, reason: str = "") -> None:
-        if self.peer is None or self.peer.closed.is_set():
-            return
-        with contextlib.suppress(RpcError):
-            await self.peer.request(
-                "task.cancel",
-                CancelParams(task_id=task_id, reason=reason),
-                timeout=CANCEL_REPLY_TIMEOUT_S,
-            )
-
-    async def switch_env(self, target: dict[str, str], preset: str | None) -> EnvState:
-        """Give the child `target` as its environment from its next task on.
-
-        Only the difference is sent; `self.env` follows what the child now has."""
-        changed = {k: v for k, v in target.items() if self.env.get(k) != v}
-        removed = sorted(k for k in self.env if k not in target)
-        reply = await self.request(
-            "env.switch", EnvSwitchParams(preset=preset, set=changed, unset=removed)
-        )
-        self.env = dict(target)
-        return EnvState.model_validate(reply)
-
-    async def snapshot_env(self) -> str:
-        reply = SnapshotResult.model_validate(await self.request("env.snapshot"))
-        self._snapshots[reply.snapshot_id] = dict(self.env)
-        return reply.snapshot_id
-
-    async def rollback_env(self, snapshot_id: str) -> EnvState:
-        reply = await self.request("env.rollback", RollbackParams(snapshot_id=snapshot_id))
-        self.env = self._snapshots.get(snapshot_id, self.env)
-        return EnvState.model_validate(reply)
-
-    async def request(self, method: str, params: Any = None, timeout: float = 10.0) -> Any:
-        assert self.peer is not None
-        return await self.peer.request(method, params, timeout=timeout)
 
     # -- stop ---------------------------------------------------------------------
 
@@ -250,11 +182,16 @@ class AgentProcess:
         proc = self.proc
         if proc is None:
             return None
-        peer = self.peer
-        if proc.returncode is None and peer is not None and not peer.closed.is_set():
+        peer, client = self.peer, self.client
+        if (
+            proc.returncode is None
+            and peer is not None
+            and client is not None
+            and not peer.closed.is_set()
+        ):
             with contextlib.suppress(RpcError):
-                await peer.request(
-                    "agent.shutdown", {"reason": reason}, timeout=SHUTDOWN_REPLY_TIMEOUT_S
+                await client.call(
+                    SHUTDOWN, ShutdownParams(reason=reason), timeout=SHUTDOWN_REPLY_TIMEOUT_S
                 )
         proc.close_stdin()
         code = await self.wait_exit(EXIT_AFTER_EOF_S)
