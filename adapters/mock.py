@@ -31,8 +31,18 @@ its environment (so presets and agents.yaml can set it) and, per task, from
     MOCK_IGNORE_SIGTERM     "1": ignore SIGTERM (tests the SIGKILL escalation)     [0]
     MOCK_DUMP_ENV           "1": the result is the JSON of the environment a CLI
                             would get (tests preset isolation)                     [0]
+    MOCK_TASK_LOG           a file to append one JSON line to at each task's start
+                            and end (tests prove exactly-once with it)             [unset]
 
 Tasks are deterministic for a given seed, agent id, task id and prompt.
+
+The task log (`MOCK_TASK_LOG`, from the environment only, not a task option): at a task's
+start `{"event":"start","task_id","attempt","attempt_id","pid","agent_id"}`, at its end
+`{"event":"end","task_id","attempt","attempt_id","pid","status"}` with `status` the task
+result's (`ok`, `failed` — a timeout too — or `cancelled`). `attempt` and `attempt_id` are
+the task options the parent sends (null when absent). Each line is one `os.write` on an
+`O_APPEND` descriptor, so the lines of several mock processes sharing the file never
+interleave. A crash (`MOCK_CRASH_RATE`, `crash`) exits mid-task: a start line, no end line.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +70,9 @@ PREFIX = "MOCK_"
 DEFAULT_LATENCY = "1.0"
 DEFAULT_STEPS = 3
 DEFAULT_MAX_CONCURRENT = 4
+TASK_LOG = PREFIX + "TASK_LOG"
+# Owner-only, like every file aiswitch writes: the log names tasks and agents.
+TASK_LOG_MODE = 0o600
 
 
 class Options:
@@ -117,6 +131,23 @@ def default_output(prompt: str, agent_id: str) -> str:
     return f"[{agent_id or 'mock'}] {len(words)} words, digest {digest}: {head}"
 
 
+def append_task_log(path: str, event: dict[str, Any]) -> None:
+    """One whole line, one write: appends of other mock processes never land inside it."""
+    line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, TASK_LOG_MODE)
+    try:
+        if os.write(fd, line) != len(line):
+            raise OSError(f"mock: a short write to {path} (is the disk full?)")
+    finally:
+        os.close(fd)
+
+
+def timed_out(ctx: TaskContext) -> bool:
+    """Whether a cancellation is the task's own deadline (its result says `failed`)."""
+    timeout = ctx.params.timeout_s
+    return timeout is not None and time.monotonic() - ctx.started >= timeout
+
+
 def estimate_tokens(text: str) -> int:
     # Roughly four characters a token, as the providers' rules of thumb say.
     return max(1, math.ceil(len(text) / 4))
@@ -139,6 +170,29 @@ class MockAdapter(Adapter):
             await asyncio.sleep(self.handshake_delay)
 
     async def run_task(self, ctx: TaskContext) -> TaskOutcome:
+        path = ctx.env.get(TASK_LOG)
+        if not path:
+            return await self._run_task(ctx)
+        ids = {
+            "task_id": ctx.task_id,
+            "attempt": ctx.options.get("attempt"),
+            "attempt_id": ctx.options.get("attempt_id"),
+            "pid": os.getpid(),
+        }
+        append_task_log(path, {"event": "start", **ids, "agent_id": ctx.agent_id})
+        status = "failed"
+        try:
+            outcome = await self._run_task(ctx)
+            status = "ok"
+            return outcome
+        except asyncio.CancelledError:
+            status = "failed" if timed_out(ctx) else "cancelled"
+            raise
+        finally:
+            # Before the result goes out: a parent holding the result finds the end line.
+            append_task_log(path, {"event": "end", **ids, "status": status})
+
+    async def _run_task(self, ctx: TaskContext) -> TaskOutcome:
         opts = Options(ctx.env, ctx.options)
         rng = random.Random(f"{self.seed}:{ctx.agent_id}:{ctx.task_id}:{ctx.prompt}")
         latency = opts.latency(rng)
