@@ -109,6 +109,8 @@ class LocalExecutor:
         self.on_assigned = on_assigned
         self.pools: dict[str, AgentPool] = {}
         self._live: dict[tuple[str, str], tuple[Task, Attempt]] = {}
+        self._wakers: dict[StopSignal, set[Callable[[], None]]] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- pools ---------------------------------------------------------------------
 
@@ -188,7 +190,9 @@ class LocalExecutor:
     async def execute(self, task: Task, attempt: Attempt, stop: StopSignal) -> None:
         pool = self.pool(task.lane)
         try:
-            handle = await _unless(pool.acquire(), stop)
+            handle = None if stop.is_set() else pool.try_acquire()
+            if handle is None:
+                handle = await _unless(pool.acquire(), stop)
         except AgentStartError as exc:
             attempt.end, attempt.error = End.START_FAILED, exc.one_line()
             return
@@ -222,12 +226,26 @@ class LocalExecutor:
             options={**task.options, "attempt": attempt.number, "attempt_id": attempt.id},
         )
         assign = asyncio.ensure_future(handle.assign(params))
-        stopped = asyncio.ensure_future(stop.wait())
+        # Woken by the reply or by `stop` (one watcher per run, not a task per attempt).
+        woken = asyncio.get_running_loop().create_future()
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        assign.add_done_callback(wake)
+        wakers = self._stop_wakers(stop)
+        wakers.add(wake)
+        if stop.is_set():
+            wake()
         timed_out = False
         try:
             try:
-                async with asyncio.timeout(task.timeout_s):
-                    await asyncio.wait({assign, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if task.timeout_s is None:
+                    await woken
+                else:
+                    async with asyncio.timeout(task.timeout_s):
+                        await woken
             except TimeoutError:
                 timed_out = True
         except asyncio.CancelledError:
@@ -235,7 +253,8 @@ class LocalExecutor:
             attempt.end, attempt.error = End.CANCELLED, "cancelled"
             raise
         finally:
-            stopped.cancel()
+            wakers.discard(wake)
+            assign.remove_done_callback(wake)
         if not assign.done():
             why = "timeout" if timed_out else stop_reason(stop)
             await self._cancel(handle, attempt, assign, why)
@@ -258,6 +277,21 @@ class LocalExecutor:
         else:
             attempt.end, attempt.error = _failure(reply_or_error)
 
+    def _stop_wakers(self, stop: StopSignal) -> set[Callable[[], None]]:
+        """The wake-ups of the attempts `stop` must end; one task watches `stop` for all."""
+        wakers = self._wakers.get(stop)
+        if wakers is None:
+            found: set[Callable[[], None]] = set()
+            self._wakers[stop] = wakers = found
+
+            async def watch() -> None:
+                await stop.wait()
+                for wake in list(found):
+                    wake()
+
+            self._watchers.add(asyncio.get_running_loop().create_task(watch()))
+        return wakers
+
     @staticmethod
     def _take_reply(attempt: Attempt, reply: TaskResult) -> None:
         attempt.reply = reply
@@ -277,6 +311,10 @@ class LocalExecutor:
                 await assign
 
     async def close(self, reason: str = "run finished") -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
+        self._watchers.clear()
+        self._wakers.clear()
         pools = list(self.pools.values())
         if pools:
             await asyncio.gather(*(p.close(reason) for p in pools), return_exceptions=True)

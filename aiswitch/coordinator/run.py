@@ -68,9 +68,15 @@ from aiswitch.tokens.usage import Usage
 DEFAULT_HANDOFF_TEMPLATE = (
     "{task}\n\n--- Output of the previous agent ({previous_agent}) ---\n{previous_output}\n"
 )
-# The run file is rewritten at most this often while a run goes (and at its end): a big
-# batch must not rewrite its file once per task. The journal has every result at once.
+# Final results go to the journal at most this often while a run goes (only the new lines),
+# and the run file is rewritten at most this often (and at its end): a big batch must not
+# rewrite its file once per task.
 RUN_SAVE_INTERVAL_S = 1.0
+# The run file holds every result, so rewriting it costs more the bigger the run (about
+# 0.1 s per 1,000 results): after a rewrite that took T seconds the next waits at least
+# this many times T, so rewrites take at most 1/20 of a run's time however big it is.
+# The journal (what recovery reads) still gets every final result each interval.
+RUN_REWRITE_COST_FACTOR = 20.0
 
 log = logging.getLogger("aiswitch.coordinator")
 
@@ -381,6 +387,7 @@ class Run:
         self._save_timer: asyncio.TimerHandle | None = None
         self._saves: set[asyncio.Task[None]] = set()
         self._journal: list[bytes] = []
+        self._next_rewrite = 0.0
         self._durations: list[float] = []
         self._started = 0.0
 
@@ -664,19 +671,35 @@ class Run:
 
     def _save_now(self) -> None:
         self._save_timer = None
+        if self._saves:
+            # One save at a time, so journal lines land in order: the next one follows.
+            self._save_soon()
+            return
         journal, self._journal = self._journal, []
-        document = self.result.json_document()
+        started = time.monotonic()
+        document = self.result.json_document() if started >= self._next_rewrite else None
+        if document is None:
+            # The run file waits for its turn (at most until the rewrite is due).
+            self._save_soon()
         runs = self.coordinator.runs
         run_id = self.run_id
 
         def write() -> None:
             if journal:
                 runs.append_journal(run_id, journal)
-            runs.save(run_id, document)
+            if document is not None:
+                runs.save(run_id, document)
 
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
         self._saves.add(task)
-        task.add_done_callback(self._saves.discard)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._saves.discard(task)
+            if document is not None:
+                cost = time.monotonic() - started
+                self._next_rewrite = time.monotonic() + RUN_REWRITE_COST_FACTOR * cost
+
+        task.add_done_callback(done)
 
     def _emit(self, event: RunEvent) -> None:
         if self.on_event is not None:

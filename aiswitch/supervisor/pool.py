@@ -97,17 +97,30 @@ class AgentPool:
         while len(self.handles) < self.config.min:
             self._add()
 
-    async def acquire(self) -> AgentHandle:
+    def try_acquire(self) -> AgentHandle | None:
+        """`acquire()` when a slot is free now; None when it would have to wait.
+
+        No coroutine, no task: the hot path of a big batch, where most slots are taken
+        by a caller that has just released one. Raises as `acquire()` does."""
         if self._fatal is not None:
             raise AgentStartError(self._fatal)
         if self._closed:
             raise AgentStartError(f"the {self.key} pool is closed")
+        if self._waiters:
+            return None  # they came first
         handle = self._free_handle()
         if handle is not None:
             self._take(handle)
+        return handle
+
+    async def acquire(self) -> AgentHandle:
+        handle = self.try_acquire()
+        if handle is not None:
             return handle
         waiter: asyncio.Future[AgentHandle] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        # A free slot behind a waiter that gave up goes to the oldest waiter still here.
+        self._dispatch()
         self._grow()
         try:
             return await waiter
