@@ -10,11 +10,13 @@ Contract:
   process may be alive, none after.
 - `start()` spawns and handshakes; a failed start is retried after the policy's backoff,
   and after `start_retries` the handle is `fatal` and `start()` raises `AgentStartError`
-  with the reason. `stop()` cancels a pending backoff too.
+  with the reason (so does a `start()` that a `stop()` ended first). `stop()` cancels a
+  pending backoff too.
 - An exit nobody asked for moves the handle to `exited`; the restart policy (a pure
   function, `policy.after_exit`) decides: restart at once, back off (flapping), or stay
-  exited. Tasks in flight on the process that ended raise `AgentDiedError` (`hung` when
-  the handle killed it for a missed heartbeat).
+  exited; `will_restart` tells which, from the moment `exited` is announced. Tasks in
+  flight on the process that ended raise `AgentDiedError` (`hung` when the handle killed
+  that process for a missed heartbeat).
 - Heartbeats: `agent.status` every `heartbeat_interval_s`; no answer within
   `heartbeat_timeout_s` and the process group is killed (then restarted by the policy).
 - `assign()` returns the agent's `TaskResult`; a reply that does not fit the protocol raises
@@ -134,7 +136,10 @@ class AgentHandle:
         self._crashes: list[float] = []
         self._start_failures = 0
         self._stop_requested = False
-        self._hung = False
+        # The process the heartbeat killed as hung (not a flag: a restart must not clear
+        # it before the tasks that died with that process have read it).
+        self._hung_process: AgentProcess | None = None
+        self._restart_pending = False
         self._running_event = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -147,6 +152,12 @@ class AgentHandle:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def will_restart(self) -> bool:
+        """Whether the exited process is to be started again (the restart policy said so
+        when the exit was announced); False once it stays exited."""
+        return self.state is S.EXITED and self._restart_pending
 
     @property
     def free_slots(self) -> int:
@@ -222,6 +233,8 @@ class AgentHandle:
             self._start_failures = 0
             self._starting = self._spawn_task(self._start_loop("start"))
         await asyncio.shield(self._starting)
+        if not self._running_event.is_set() and self.stop_requested():
+            raise AgentStartError(f"{self.agent_id} was stopped before it was running")
 
     async def wait_running(self) -> None:
         """Until the process is running; raises AgentStartError once the handle is fatal."""
@@ -251,6 +264,8 @@ class AgentHandle:
             self._notify_waiters()
             try:
                 await self._spawn()
+                await self._register()
+                await self._check_alive()
             except AgentStartError as exc:
                 if self.stop_requested():
                     return
@@ -268,7 +283,6 @@ class AgentHandle:
                     return
                 why = "retry"
                 continue
-            await self._register()
             if self.stop_requested():
                 return
             self._start_failures = 0
@@ -284,7 +298,9 @@ class AgentHandle:
             async with asyncio.timeout(delay):
                 await self._stop_signal()
         if self._stop_requested:
-            self._set(S.STOPPED, "stopped during backoff")
+            # stop() may have got there first (it moves a backoff to stopped too).
+            if self.state is S.BACKOFF:
+                self._set(S.STOPPED, "stopped during backoff")
             self._notify_waiters()
             return False
         return True
@@ -304,7 +320,6 @@ class AgentHandle:
             cwd=self.cwd,
         )
         self._process = process
-        self._hung = False
         try:
             info = await process.start(self.supervision.start_timeout_s)
         except AgentStartError:
@@ -324,6 +339,19 @@ class AgentHandle:
         if self.supervision.heartbeat_interval_s:
             self._spawn_task(self._heartbeat(process, client))
 
+    async def _check_alive(self) -> None:
+        """A process that ended before it was announced running is a failed start (its
+        exit is not `_watch`'s: there is no running state to leave)."""
+        process = self._process
+        if process is None or process.returncode is None:
+            return
+        code = process.returncode
+        await process.stop("exited during start")
+        raise AgentStartError(
+            f"{self.agent_id} exited with code {code} right after its handshake "
+            f"(see {self.log_path})"
+        )
+
     def _progress(self, params: ProgressParams) -> None:
         if self.on_progress is not None:
             self.on_progress(self, params)
@@ -336,9 +364,9 @@ class AgentHandle:
 
     async def _watch(self, process: AgentProcess) -> None:
         code = await process.wait_exit(None)
-        if self._stop_requested or process is not self._process:
+        if self._stopped_meanwhile(process):
             return
-        hung = self._hung
+        hung = self._hung_process is process
         reason = (
             f"killed: no heartbeat within {self.supervision.heartbeat_timeout_s:g}s"
             if hung
@@ -346,8 +374,8 @@ class AgentHandle:
         )
         # Reap what is left of its group, and its pipes.
         await process.stop(reason)
-        self._set(S.EXITED, reason)
-        self._notify_waiters()
+        if self._stopped_meanwhile(process):
+            return
         now = self.clock()
         decision = restart_policy.after_exit(
             self.supervision.policy,
@@ -358,6 +386,11 @@ class AgentHandle:
         if restart_policy.is_crash(self.supervision.policy, restart_policy.Exit(code)) or hung:
             window = self.supervision.policy.crash_window_s
             self._crashes = [t for t in self._crashes if now - t < window] + [now]
+        # Decided before the exit is announced: a pool told `exited` can tell whether the
+        # process comes back (`will_restart`) or must be replaced.
+        self._restart_pending = decision.action is not restart_policy.Action.STAY
+        self._set(S.EXITED, reason)
+        self._notify_waiters()
         if decision.action is restart_policy.Action.STAY:
             return
         self.restarts += 1
@@ -367,6 +400,12 @@ class AgentHandle:
             if not await self._pause(decision.delay_s):
                 return
         self._starting = self._spawn_task(self._start_loop("restart"))
+
+    def _stopped_meanwhile(self, process: AgentProcess) -> bool:
+        """Whether the exit of `process` is someone else's to handle: a stop was asked
+        for, a newer process replaced it, or it never was announced running (the start
+        loop counts that as a failed start)."""
+        return self._stop_requested or process is not self._process or self.state is not S.RUNNING
 
     async def _heartbeat(self, process: AgentProcess, client: AgentClient) -> None:
         interval = self.supervision.heartbeat_interval_s
@@ -378,7 +417,7 @@ class AgentHandle:
             try:
                 await client.call(STATUS, Empty(), timeout=self.supervision.heartbeat_timeout_s)
             except RequestTimeoutError:
-                self._hung = True
+                self._hung_process = process
                 if process.pid is not None:
                     from aiswitch.process_group import signal_group
 
@@ -398,7 +437,8 @@ class AgentHandle:
         try:
             result = await client.call(ASSIGN, params, timeout=None)
         except ConnectionClosedError:
-            raise AgentDiedError(await self._died(process), hung=self._hung) from None
+            message = await self._died(process)
+            raise AgentDiedError(message, hung=self._hung_process is process) from None
         finally:
             self.running.discard(params.task_id)
         self.tasks_done += 1
@@ -406,7 +446,9 @@ class AgentHandle:
 
     async def _died(self, process: AgentProcess) -> str:
         code = await process.wait_exit(EXIT_AFTER_EOF_S)
-        if self._hung:
+        if code is not None:
+            await self._moved_on(process)
+        if self._hung_process is process:
             return (
                 f"{self.agent_id} stopped answering (no heartbeat within "
                 f"{self.supervision.heartbeat_timeout_s:g}s) and was killed"
@@ -416,6 +458,16 @@ class AgentHandle:
         last = _last_line(tail(self.log_path))
         how = f"exited with code {code}" if code is not None else "closed its output"
         return f"the agent {how} during the task" + (f": {last}" if last else "")
+
+    async def _moved_on(self, process: AgentProcess) -> None:
+        """Until the handle is done with the exited `process` (its exit announced, or a
+        stop or a newer process took over): whoever gets `AgentDiedError` and asks the
+        pool again must not be handed the same dead process as still running."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXIT_AFTER_EOF_S):
+                while self._process is process and self._running_event.is_set():
+                    self._wake.clear()
+                    await self._wake.wait()
 
     async def cancel(self, task_id: str, reason: str = "") -> None:
         client = self._client

@@ -225,6 +225,11 @@ class AgentPool:
         elif change.new is S.EXITED:
             # Tasks in flight on it fail (the handle raises); the policy may restart it.
             self._busy[handle.agent_id] = 0
+            if not handle.will_restart and not self._closed:
+                # It stays exited: it leaves the pool (stopped, so that its entry in
+                # agents.json goes) and its stop makes room for a replacement.
+                self._drop(handle)
+                self._retire(handle, "exited for good")
         elif change.new is S.STOPPED and not self._closed:
             self._drop(handle)
             self._grow()
@@ -255,7 +260,11 @@ class AgentPool:
         ):
             return
         self._drop(handle)
-        task = asyncio.get_running_loop().create_task(handle.stop("idle"))
+        self._retire(handle, "idle")
+
+    def _retire(self, handle: AgentHandle, reason: str) -> None:
+        """Stop a handle that left the pool; `close()` waits for it."""
+        task = asyncio.get_running_loop().create_task(handle.stop(reason))
         self._starts.add(task)
         task.add_done_callback(self._starts.discard)
 
