@@ -173,7 +173,7 @@ class AgentPool:
     # -- size --------------------------------------------------------------------------
 
     def _grow(self) -> None:
-        if self._closed or self._fatal is not None:
+        if self._closed or self._fatal is not None or len(self.handles) >= self.config.max:
             return
         expected = 0
         for handle in self.handles:
@@ -181,7 +181,8 @@ class AgentPool:
                 expected += max(0, handle.capacity - self._busy.get(handle.agent_id, 0))
             elif handle.state in _COMING or handle.state is S.STOPPED:
                 expected += self._capacity_hint
-        while self.waiting > expected and len(self.handles) < self.config.max:
+        waiting = self.waiting  # counted once: a batch queues a thousand waiters
+        while waiting > expected and len(self.handles) < self.config.max:
             self._add()
             expected += self._capacity_hint
 
