@@ -21,6 +21,8 @@ its environment (so presets and agents.yaml can set it) and, per task, from
     MOCK_CRASH_RATE         probability (0..1) that the process exits mid-task     [0]
     MOCK_CRASH_EXIT_CODE    the exit code of such a crash                          [3]
     MOCK_HANG               "1": tasks never finish until cancelled                [0]
+    MOCK_FREEZE_RATE        probability (0..1) that the process freezes mid-task: it
+                            answers nothing more (tests heartbeats)                [0]
     MOCK_GARBAGE            lines of non-protocol garbage printed before a result  [0]
     MOCK_OVERSIZE_BYTES     pad the result to this many bytes (tests line limits)  [0]
     MOCK_MAX_CONCURRENT     tasks it runs at once                                  [4]
@@ -71,6 +73,8 @@ DEFAULT_LATENCY = "1.0"
 DEFAULT_STEPS = 3
 DEFAULT_MAX_CONCURRENT = 4
 TASK_LOG = PREFIX + "TASK_LOG"
+# How long a frozen mock blocks: longer than any test waits for its heartbeat.
+FREEZE_S = 3600.0
 # Owner-only, like every file aiswitch writes: the log names tasks and agents.
 TASK_LOG_MODE = 0o600
 
@@ -199,6 +203,7 @@ class MockAdapter(Adapter):
         steps = max(0, int(opts.number("steps", DEFAULT_STEPS)))
         fails = opts.flag("fail") or rng.random() < opts.number("failure_rate", 0.0)
         crashes = opts.flag("crash") or rng.random() < opts.number("crash_rate", 0.0)
+        freezes = opts.flag("freeze") or rng.random() < opts.number("freeze_rate", 0.0)
 
         output = self._output(ctx, opts)
         usage = self._usage(ctx.prompt, output, opts)
@@ -213,6 +218,12 @@ class MockAdapter(Adapter):
                 os._exit(int(opts.number("crash_exit_code", 3)))
         if crashes:
             os._exit(int(opts.number("crash_exit_code", 3)))
+        if freezes:
+            # A wedged process: its event loop blocks, so nothing is answered any more
+            # (not even agent.status) until it is killed.
+            sys.stderr.write("mock: freezing as asked\n")
+            sys.stderr.flush()
+            time.sleep(FREEZE_S)  # noqa: ASYNC251 (blocking the loop is the point)
         if opts.flag("hang"):
             await asyncio.Event().wait()
         await asyncio.sleep(latency / (steps + 1) if steps else latency)

@@ -147,6 +147,9 @@ class TaskContext:
                     message_id=message_id,
                     request_id=request_id,
                 ),
+                # Usage is money: on the pipe at once, so a crash of this process in the
+                # same turn cannot take it (the parent writes it to the ledger on arrival).
+                flush=True,
             )
 
     async def emit_raw(self, data: bytes) -> None:

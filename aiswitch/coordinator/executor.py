@@ -39,6 +39,7 @@ from aiswitch.supervisor.handle import AgentHandle, Supervision
 from aiswitch.supervisor.policy import Restart, RestartPolicy
 from aiswitch.supervisor.pool import AgentPool, PoolConfig, PoolKey
 from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S
+from aiswitch.supervisor.states import ProcessState
 
 if TYPE_CHECKING:
     from aiswitch.agents import AgentDef
@@ -189,16 +190,21 @@ class LocalExecutor:
 
     async def execute(self, task: Task, attempt: Attempt, stop: StopSignal) -> None:
         pool = self.pool(task.lane)
-        try:
-            handle = None if stop.is_set() else pool.try_acquire()
+        while True:
+            try:
+                handle = None if stop.is_set() else pool.try_acquire()
+                if handle is None:
+                    handle = await _unless(pool.acquire(), stop)
+            except AgentStartError as exc:
+                attempt.end, attempt.error = End.START_FAILED, exc.one_line()
+                return
             if handle is None:
-                handle = await _unless(pool.acquire(), stop)
-        except AgentStartError as exc:
-            attempt.end, attempt.error = End.START_FAILED, exc.one_line()
-            return
-        if handle is None:
-            attempt.end, attempt.error = End.CANCELLED, "cancelled before it started"
-            return
+                attempt.end, attempt.error = End.CANCELLED, "cancelled before it started"
+                return
+            if handle.state is ProcessState.RUNNING:
+                break
+            # It ended between the pool's answer and now: not this attempt's failure.
+            pool.release(handle)
         attempt.process = handle.agent_id
         key = (handle.agent_id, attempt.id)
         self._live[key] = (task, attempt)

@@ -59,22 +59,26 @@ def _completed(runs: RunStore, store: StateStore, run_id: str) -> RunResult | No
         if entry is not None:
             run.results[index] = type(result).model_validate(entry)
             continue
-        usage, cost, session = spent.get(result.task_id, (Usage(), None, None))
+        usage, cost, session, attempts = spent.get(result.task_id, (Usage(), None, None, 0))
         result.usage, result.cost_usd = usage, cost
         result.session_id = session or result.session_id
+        # The run file may predate the last attempts; the ledger knows the ones that spent.
+        result.attempts = max(result.attempts, attempts)
         if result.status not in (TaskStatus.PENDING,):
             result.status = TaskStatus.CANCELLED
             result.error = "interrupted: its coordinator was killed"
-    stray = spent.get(None, (Usage(), None, None))
+    stray = spent.get(None, (Usage(), None, None, 0))
     run.totals(stray[0], stray[1])
     return run
 
 
-def _ledger_usage(
-    store: StateStore, run_id: str
-) -> dict[str | None, tuple[Usage, float | None, str | None]]:
-    """Per task id of `run_id`: usage, cost and last session id, from the ledger."""
-    totals: dict[str | None, tuple[Usage, float | None, str | None]] = {}
+Spent = tuple[Usage, float | None, str | None, int]
+
+
+def _ledger_usage(store: StateStore, run_id: str) -> dict[str | None, Spent]:
+    """Per task id of `run_id`: usage, cost, last session id and highest attempt number,
+    from the ledger."""
+    totals: dict[str | None, Spent] = {}
     needle = run_id.encode()
     try:
         handle = store.home.ledger.open("rb")
@@ -91,7 +95,7 @@ def _ledger_usage(
             if not isinstance(record, dict) or record.get("run_id") != run_id:
                 continue
             key = record.get("task_id")
-            usage, cost, session = totals.get(key, (Usage(), None, None))
+            usage, cost, session, attempts = totals.get(key, (Usage(), None, None, 0))
             usage = usage + Usage(
                 input_tokens=int(record.get("input_tokens", 0)),
                 output_tokens=int(record.get("output_tokens", 0)),
@@ -101,7 +105,10 @@ def _ledger_usage(
             )
             if record.get("cost_usd") is not None:
                 cost = round((cost or 0.0) + float(record["cost_usd"]), 8)
-            totals[key] = (usage, cost, record.get("session_id") or session)
+            attempt = record.get("attempt")
+            if isinstance(attempt, int):
+                attempts = max(attempts, attempt)
+            totals[key] = (usage, cost, record.get("session_id") or session, attempts)
     return totals
 
 

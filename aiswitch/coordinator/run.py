@@ -230,6 +230,11 @@ class Coordinator:
             concurrency=settings.concurrency,
             retries=settings.retries,
             retry_failed=settings.retry_failed,
+            batch=(
+                [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results]
+                if batch
+                else None
+            ),
         )
         _check_request(request)
         lanes = {lane_id: self._lane(spec) for lane_id, spec in lane_of.items()}
@@ -386,7 +391,7 @@ class Run:
         self._ledger: LedgerWriter | None = None
         self._save_timer: asyncio.TimerHandle | None = None
         self._saves: set[asyncio.Task[None]] = set()
-        self._journal: list[bytes] = []
+        self._journal = coordinator.runs.journal_writer(self.result.run_id)
         self._next_rewrite = 0.0
         self._durations: list[float] = []
         self._started = 0.0
@@ -473,13 +478,11 @@ class Run:
         for save in list(self._saves):
             with contextlib.suppress(Exception):
                 await save
-        journal, self._journal = self._journal, []
-        await asyncio.to_thread(self._write_end, journal)
+        await asyncio.to_thread(self._write_end)
 
-    def _write_end(self, journal: list[bytes]) -> None:
+    def _write_end(self) -> None:
+        self._journal.close()
         runs = self.coordinator.runs
-        if journal:
-            runs.append_journal(self.run_id, journal)
         runs.record(self.run_id, self.result.json_document(), self.result.index_entry())
 
     def _figures(self) -> RunFigures:
@@ -594,6 +597,7 @@ class Run:
             result.cost_usd = round(sum(costs), 8) if costs else None
             result.duration_s = round(last.ended - attempts[0].started, 3)
             self._durations.append(result.duration_s)
+        # On disk before anyone is told: a killed run is resumed from this line.
         self._journal.append(_journal_line(result))
         self._emit(RunEvent("status", result))
         self._save_soon()
@@ -672,10 +676,10 @@ class Run:
     def _save_now(self) -> None:
         self._save_timer = None
         if self._saves:
-            # One save at a time, so journal lines land in order: the next one follows.
+            # One save at a time: the next one follows.
             self._save_soon()
             return
-        journal, self._journal = self._journal, []
+        journal = self._journal
         started = time.monotonic()
         document = self.result.json_document() if started >= self._next_rewrite else None
         if document is None:
@@ -685,8 +689,7 @@ class Run:
         run_id = self.run_id
 
         def write() -> None:
-            if journal:
-                runs.append_journal(run_id, journal)
+            journal.sync()
             if document is not None:
                 runs.save(run_id, document)
 

@@ -351,12 +351,18 @@ class Peer:
         if self._out.unsent():
             await self._drain()
 
-    async def notify(self, method: str, params: Params | BaseModel = None) -> None:
-        """Send a notification; `params` may be a pydantic model."""
+    async def notify(
+        self, method: str, params: Params | BaseModel = None, *, flush: bool = False
+    ) -> None:
+        """Send a notification; `params` may be a pydantic model. `flush`: write it (and
+        what is held before it) now, not at the next turn, for a message that must not
+        be lost if this process dies within the turn (token usage)."""
         data = messages.dumps(notification_payload(method, _plain(params)))
         if len(data) > self.line_limit:
             raise self._too_large(data)
         self._out.put(data)
+        if flush:
+            self._out.flush()
         if self._out.unsent():
             await self._drain()
 

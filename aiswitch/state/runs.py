@@ -11,12 +11,15 @@ values that the coordinator builds (files know no run logic).
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiswitch.errors import StateError
+from aiswitch.home import DIR_MODE, SECRET_FILE_MODE
 from aiswitch.state.store import StateStore
 
 INDEX_RESOURCE = "runs-index"
@@ -30,6 +33,57 @@ MAX_INDEX_ENTRIES = 10_000
 def new_run_id() -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class RunJournal:
+    """`state/runs/<run_id>.jsonl`: each final task result, on disk as it is known.
+
+    Only the run's own coordinator appends (a resumed run appends to the same file, after
+    the first is gone). Each line is one `os.write` on an O_APPEND descriptor, so a killed
+    coordinator leaves whole lines and at most a torn last one, which readers skip; fsync
+    is the caller's to batch (`sync`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def append(self, line: bytes) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, SECRET_FILE_MODE
+            )
+            # A torn line a killed writer left ends here, so it stays one bad line.
+            if os.fstat(self._fd).st_size and not _ends_with_newline(self.path):
+                os.write(self._fd, b"\n")
+        data = line.rstrip(b"\n") + b"\n"
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            raise StateError(
+                f"cannot append to {self.path}: {exc.strerror}",
+                hint="free some disk space; `aiswitch runs resume` finishes the run",
+            ) from None
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 class RunStore:
@@ -48,9 +102,8 @@ class RunStore:
     def journal_path(self, run_id: str) -> Path:
         return self.store.home.runs / f"{run_id}.jsonl"
 
-    def append_journal(self, run_id: str, lines: list[bytes]) -> None:
-        """Append final task results to the run's journal (one line each, one fsync)."""
-        self.store.append_lines(RUNS_RESOURCE, self.journal_path(run_id), lines)
+    def journal_writer(self, run_id: str) -> RunJournal:
+        return RunJournal(self.journal_path(run_id))
 
     def journal(self, run_id: str) -> list[dict[str, Any]]:
         """The journal's entries; a torn last line (a killed writer) is skipped."""
