@@ -47,7 +47,7 @@ class FakePeer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any]] = []
 
-    async def notify(self, method: str, params: Any) -> None:
+    async def notify(self, method: str, params: Any, *, flush: bool = False) -> None:
         self.sent.append((method, params))
 
 
