@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from support.cli import assert_one_error_line, run_cli
 
 from aiswitch.home import Home
@@ -180,3 +181,34 @@ def test_a_budget_stop_keeps_the_results_of_tasks_that_had_finished(
     assert "budget" in results["later"]["error"]
     assert results["later"]["attempts"] == 0
     assert out.code == 8
+
+
+async def test_a_ledger_that_cannot_be_written_stops_the_run_with_that_error(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import os
+
+    from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
+    from aiswitch.coordinator.specs import parse_specs
+    from aiswitch.errors import StateError
+    from aiswitch.tokens.ledger import LedgerWriter
+
+    def full_disk(self: LedgerWriter, record: LedgerRecord) -> LedgerRecord:
+        raise StateError("cannot append to tokens.jsonl: No space left on device")
+
+    monkeypatch.setattr(LedgerWriter, "add", full_disk)
+    env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0"}
+    coordinator = Coordinator(home, parent_env=env)
+    items = [BatchItem(prompt=f"task {n}") for n in range(20)]
+    request = RunRequest(
+        mode="batch", specs=parse_specs("mock"), prompt="", batch=items, concurrency=1
+    )
+    run = coordinator.new_run(request)
+    async with asyncio.timeout(60):
+        with pytest.raises(StateError, match="No space left"):
+            await run.execute()
+    # The first task's usage could not be recorded: nothing more started.
+    started = [r for r in run.result.results if r.attempts]
+    assert len(started) == 1
+    assert all("No space left" in (r.error or "") for r in run.result.results[1:])

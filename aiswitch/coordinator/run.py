@@ -54,7 +54,7 @@ from aiswitch.coordinator.results import (
 from aiswitch.coordinator.scheduler import Limits, RateLimit, Scheduler, parse_rate
 from aiswitch.coordinator.specs import AgentSpec, agent_ids
 from aiswitch.coordinator.tasks import DEFAULT_RETRIES, Attempt, End, Lane, Task
-from aiswitch.errors import ConfigError, UsageError
+from aiswitch.errors import ConfigError, StateError, UsageError
 from aiswitch.home import Home
 from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
 from aiswitch.protocol.models import EnvState, ProgressParams, UsageParams
@@ -382,6 +382,7 @@ class Run:
         for task in self.tasks:
             task.result.task_id = f"{self.result.run_id}/{task.index}"
         self.budget_hit = False
+        self.failure: StateError | None = None
         self.spent = Usage()
         self.spent_cost = 0.0
         self.stray_usage = Usage()
@@ -447,6 +448,8 @@ class Run:
             raise
         finally:
             await asyncio.shield(self._finish())
+        if self.failure is not None:
+            raise self.failure
         return run
 
     def _begin(self) -> None:
@@ -611,10 +614,24 @@ class Run:
         self._record_usage(task, attempt, params)
         self._emit(RunEvent("usage", task.result))
 
+    def _add_to_ledger(self, record: LedgerRecord) -> LedgerRecord:
+        """Append to the ledger; when it cannot be written (a full disk), nothing more
+        starts and the run ends with that error (raised by `execute`)."""
+        assert self._ledger is not None
+        try:
+            return self._ledger.add(record)
+        except StateError as exc:
+            if self.failure is None:
+                self.failure = exc
+                log.error("the ledger cannot be written: %s", exc.one_line())
+                if self.scheduler is not None:
+                    self.scheduler.stop_new(f"not started: {exc.message}")
+            return record
+
     def _record_usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
         assert self._ledger is not None
         result = task.result
-        record = self._ledger.add(
+        record = self._add_to_ledger(
             _ledger_record(
                 self.run_id,
                 result.task_id,
@@ -642,7 +659,7 @@ class Run:
             handle.agent_id,
             params.task_id,
         )
-        record = self._ledger.add(
+        record = self._add_to_ledger(
             _ledger_record(
                 self.run_id, None, handle.agent.name, handle.agent_id, handle.preset, None, params
             )
