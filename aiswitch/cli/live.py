@@ -96,6 +96,7 @@ class LiveView:
 
     def table(self) -> RenderableType:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False, expand=False)
         for column in ("agent", "preset", "status", "elapsed", "tokens", "last output"):
@@ -115,7 +116,7 @@ class LiveView:
                 f"[{style}]{mark} {result.status}[/]",
                 elapsed,
                 format_tokens(result),
-                line,
+                Text(line),  # an agent's text is data, never markup
             )
         return table
 
@@ -214,13 +215,16 @@ def render_results(console: Console, run: RunResult) -> None:
 
 
 def render_batch(console: Console, run: RunResult) -> None:
+    from rich.markup import escape
+
     for result in run.results:
         mark, style = STATUS_STYLE.get(result.status, ("?", ""))
         what = result.error if result.error else result.output.strip().splitlines()[:1]
         text = what if isinstance(what, str) else (what[0] if what else "")
+        # Agents' text is data, never markup: "[mock.p1] …" must print as it is.
         console.print(
-            f"[{style}]{mark}[/] {result.id or result.task_id} {result.agent_id} "
-            f"{result.status} · {text[:LAST_LINE_CHARS]}",
+            f"[{style}]{mark}[/] {escape(str(result.id or result.task_id))} "
+            f"{escape(result.agent_id)} {result.status} · {escape(text[:LAST_LINE_CHARS])}",
             highlight=False,
         )
     render_totals(console, run)
