@@ -41,7 +41,7 @@ Tasks are deterministic for a given seed, agent id, task id and prompt.
 The task log (`MOCK_TASK_LOG`, from the environment only, not a task option): at a task's
 start `{"event":"start","task_id","attempt","attempt_id","pid","agent_id"}`, at its end
 `{"event":"end","task_id","attempt","attempt_id","pid","status"}` with `status` the task
-result's (`ok`, `failed` — a timeout too — or `cancelled`). `attempt` and `attempt_id` are
+result's (`ok`, `failed`, `timeout` or `cancelled`). `attempt` and `attempt_id` are
 the task options the parent sends (null when absent). Each line is one `os.write` on an
 `O_APPEND` descriptor, so the lines of several mock processes sharing the file never
 interleave. A crash (`MOCK_CRASH_RATE`, `crash`) exits mid-task: a start line, no end line.
@@ -147,7 +147,7 @@ def append_task_log(path: str, event: dict[str, Any]) -> None:
 
 
 def timed_out(ctx: TaskContext) -> bool:
-    """Whether a cancellation is the task's own deadline (its result says `failed`)."""
+    """Whether a cancellation is the task's own deadline (its result says `timeout`)."""
     timeout = ctx.params.timeout_s
     return timeout is not None and time.monotonic() - ctx.started >= timeout
 
@@ -190,7 +190,7 @@ class MockAdapter(Adapter):
             status = "ok"
             return outcome
         except asyncio.CancelledError:
-            status = "failed" if timed_out(ctx) else "cancelled"
+            status = "timeout" if timed_out(ctx) else "cancelled"
             raise
         finally:
             # Before the result goes out: a parent holding the result finds the end line.

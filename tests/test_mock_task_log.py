@@ -112,7 +112,7 @@ async def test_the_mock_logs_each_task_start_and_end_with_its_attempt_and_status
             )
             assert (await mock.reply(ok))["result"]["status"] == "ok"
             assert (await mock.reply(failed))["result"]["status"] == "failed"
-            assert (await mock.reply(late))["result"]["status"] == "failed"  # timed out
+            assert (await mock.reply(late))["result"]["status"] == "timeout"
             assert (await mock.call("task.cancel", {"task_id": "t3"}))["cancelled"] is True
             assert (await mock.reply(hung))["result"]["status"] == "cancelled"
     finally:
@@ -134,7 +134,7 @@ async def test_the_mock_logs_each_task_start_and_end_with_its_attempt_and_status
         {"event": "end", "task_id": "t1", "attempt": 1, "attempt_id": "t1/a1", "pid": pid,
          "status": "ok"},
     ]  # fmt: skip
-    assert end_statuses(lines) == {"t1": "ok", "t2": "failed", "t3": "cancelled", "t4": "failed"}
+    assert end_statuses(lines) == {"t1": "ok", "t2": "failed", "t3": "cancelled", "t4": "timeout"}
     assert len(lines) == 8  # one start and one end per task, nothing else
     order = [(line["event"], line["task_id"]) for line in lines]
     for task in ("t1", "t2", "t3", "t4"):

@@ -278,6 +278,9 @@ class LocalExecutor:
                 attempt.reply = reply_or_error
         elif isinstance(reply_or_error, TaskResult):
             self._take_reply(attempt, reply_or_error)
+            if stop.is_set() and reply_or_error.status == TaskState.CANCELLED:
+                # Say why: the agent only knows it was asked to stop.
+                attempt.error = f"cancelled: {stop_reason(stop)}"
         elif reply_or_error is None:
             attempt.end, attempt.error = End.CANCELLED, f"cancelled: {stop_reason(stop)}"
         else:

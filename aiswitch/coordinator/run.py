@@ -625,7 +625,7 @@ class Run:
                 self.failure = exc
                 log.error("the ledger cannot be written: %s", exc.one_line())
                 if self.scheduler is not None:
-                    self.scheduler.stop_new(f"not started: {exc.message}")
+                    self.scheduler.stop_new(exc.message)
             return record
 
     def _record_usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
@@ -681,7 +681,7 @@ class Run:
         over_usd = request.budget_usd is not None and self.spent_cost >= request.budget_usd
         if (over_tokens or over_usd) and self.scheduler is not None:
             self.budget_hit = True
-            self.scheduler.stop_new("not started: the run's budget was exceeded")
+            self.scheduler.stop_new("the run's budget was exceeded")
 
     # -- saving ---------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ Contract:
   pure rule `tasks.retry_after` decides whether the task gets another attempt (after a
   backoff) or is final. `on_final(task)` is called exactly once per task.
 - `stop_new(reason)`: nothing more starts; queued and not-yet-ready tasks are final at once
-  (`on_final` with the reason in their result), a waiting retry is final with its last
-  attempt's end. Running attempts see `stop` set and wind down.
+  (`on_final`; their result `cancelled` with "not started: REASON"), a waiting retry is
+  final with its last attempt's end. Running attempts see `stop` set and wind down.
 - Nothing polls: the queue moves when a task is submitted, ends, becomes ready, or a
   rate-limit token or retry backoff comes due (timers).
 """
@@ -155,7 +155,7 @@ class Scheduler:
 
     def _ready(self, task: Task) -> None:
         if self.stop.is_set():
-            self._final(task, self.stop.reason)
+            self._final(task, f"not started: {self.stop.reason}")
             return
         if self.prepare is not None and not self.prepare(task):
             self._final(task)
@@ -294,16 +294,17 @@ class Scheduler:
             return
         self.stop.reason = reason
         self.stop.set()
+        not_started = f"not started: {reason}"
         for heap in self._lanes.values():
             while heap:
-                self._final(self._tasks[heapq.heappop(heap)[2]], reason)
+                self._final(self._tasks[heapq.heappop(heap)[2]], not_started)
         for index, timer in list(self._retrying.items()):
             timer.cancel()
             self._retrying.pop(index, None)
             self._final(self._tasks[index])
         for index in list(self._waiting_on):
             self._waiting_on.pop(index, None)
-            self._final(self._tasks[index], reason)
+            self._final(self._tasks[index], not_started)
         if self._rate_timer is not None:
             self._rate_timer.cancel()
             self._rate_timer = None
@@ -318,4 +319,4 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
         for task in self._tasks.values():
-            self._final(task, "cancelled")
+            self._final(task, "not started: cancelled")
