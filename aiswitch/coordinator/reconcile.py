@@ -18,15 +18,16 @@ from typing import Any
 
 from aiswitch.coordinator.results import RunResult, RunStatus, TaskStatus
 from aiswitch.errors import StateError, UsageError
-from aiswitch.state.processes import ProcessTable, is_same_process
+from aiswitch.state.processes import is_same_process
 from aiswitch.state.runs import RunStore
 from aiswitch.state.store import StateStore
+from aiswitch.supervisor.orphans import reap_orphans
 from aiswitch.tokens.usage import Usage
 
 
 def reconcile(store: StateStore) -> list[str]:
     """Reap orphans, mark runs of dead coordinators interrupted; return their ids."""
-    ProcessTable(store).reap_orphans()
+    reap_orphans(store)
     runs = RunStore(store)
     marked = []
     for entry in runs.index():
