@@ -212,3 +212,51 @@ async def test_a_ledger_that_cannot_be_written_stops_the_run_with_that_error(
     started = [r for r in run.result.results if r.attempts]
     assert len(started) == 1
     assert all("No space left" in (r.error or "") for r in run.result.results[1:])
+
+
+# A well-behaved child whose result's own usage disagrees with its notifications, or which
+# reports usage only in its result.
+HONEST_BUT_ODD = textwrap.dedent(
+    """
+    import json, os, sys
+    def send(obj):
+        sys.stdout.write(json.dumps(obj) + "\\n"); sys.stdout.flush()
+    for line in sys.stdin:
+        msg = json.loads(line)
+        method, rid = msg.get("method"), msg.get("id")
+        if method == "agent.initialize":
+            send({"jsonrpc": "2.0", "id": rid, "result": {"agent": {"name": "odd"}, "pid": 1}})
+        elif method == "task.assign":
+            tid = msg["params"]["task_id"]
+            if os.environ["ODD_MODE"] == "disagree":
+                send({"jsonrpc": "2.0", "method": "tokens.usage",
+                      "params": {"task_id": tid, "usage": {"input_tokens": 3}}})
+            send({"jsonrpc": "2.0", "id": rid, "result": {
+                "task_id": tid, "status": "ok", "output": "done",
+                "usage": {"input_tokens": 50}}})
+        elif method == "agent.shutdown":
+            send({"jsonrpc": "2.0", "id": rid, "result": {"ok": True}})
+            break
+    """
+)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("disagree", 3), ("result-only", 50)])
+def test_usage_has_one_source_of_truth_for_the_result_and_the_ledger(
+    env: dict[str, str], home: Home, tmp_path: Path, mode: str, expected: int
+) -> None:
+    script = tmp_path / "odd.py"
+    script.write_text(HONEST_BUT_ODD)
+    home.ensure()
+    (home.config / "agents.yaml").write_text(
+        f"agents:\n  odd:\n    command: [{sys.executable}, {script}]\n"
+        f"    env: {{ODD_MODE: {mode}}}\n"
+    )
+    out = run_cli("run", "--agent", "odd", "x", "--json", env=env)
+    assert out.code == 0, out.stderr
+    (result,) = out.json()["results"]
+    # Notifications are the truth when there are any; a result's own usage fills a gap,
+    # recorded once. Either way the result, the run and the ledger say the same.
+    assert result["usage"]["input_tokens"] == expected
+    assert out.json()["usage"]["input_tokens"] == expected
+    assert [r.input_tokens for r in ledger(home)] == [expected]

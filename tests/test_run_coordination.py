@@ -116,3 +116,15 @@ def test_costs_are_calculated_from_the_price_table_when_the_cli_reports_none(
     ]
     assert record["cost_source"] == "calculated"
     assert record["cost_usd"] == 3.0
+
+
+def test_a_crashing_sequential_step_leaves_no_entry_in_agents_json_and_no_lock_per_run(
+    env: dict[str, str], home: Home
+) -> None:
+    out = run_cli("run", "--sequential", "mock,mock@crashy,mock", "x", "--json", env=env)
+    statuses = [r["status"] for r in out.json()["results"]]
+    assert statuses == ["ok", "failed", "ok"], out.stderr
+    assert json.loads((home.state / "agents.json").read_text())["agents"] == {}
+    run_cli("run", "--agent", "mock", "again", "--json", env=env)
+    # One lock for all run files: nothing per run piles up under locks/.
+    assert not [p.name for p in home.locks.iterdir() if p.name.startswith("run-")]
