@@ -266,6 +266,32 @@ def list_option(ctx: TaskContext, name: str) -> list[str]:
     raise TaskFailed(f"option {name!r} must be a list of strings")
 
 
+# Every session id these CLIs hand out is a UUID (claude's and gemini's `session_id`, codex's
+# `thread_id`); the adapter gives back only what its CLI gave. Anything else is refused before
+# it reaches argv: a value read as an option there (`--resume --dangerously-skip-permissions`)
+# would change what the CLI may do.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+SESSION_ID_FORMATS: Final[Mapping[str, tuple[re.Pattern[str], str]]] = {
+    "claude": (_UUID, "a UUID"),
+    "codex": (_UUID, "a UUID"),
+    "gemini": (_UUID, "a UUID"),
+}
+
+
+def session_id(ctx: TaskContext, cli: str) -> str | None:
+    """The session to resume, checked against `cli`'s format (so it never starts an option)."""
+    value = ctx.params.session_id
+    if not value:
+        return None
+    pattern, shape = SESSION_ID_FORMATS[cli]
+    if not pattern.fullmatch(value):
+        raise TaskFailed(
+            f"session id {short(value, 80)!r} is not a {cli} session id ({shape}); "
+            f"pass the session_id of an earlier {cli} result"
+        )
+    return value
+
+
 def permission_level(ctx: TaskContext) -> Permission:
     """The task's `permissions`, else the agent config's, else `DEFAULT_PERMISSIONS`."""
     level: object = ctx.params.permissions or ctx.config.get("permissions") or DEFAULT_PERMISSIONS

@@ -50,6 +50,7 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
+    session_id,
     short,
     str_option,
 )
@@ -302,8 +303,9 @@ def build_argv(cli: str, ctx: TaskContext, level: Permission) -> list[str]:
         tools = list_option(ctx, name)
         if tools:
             argv += [flag, ",".join(tools)]
-    if ctx.params.session_id:
-        argv += ["--resume", ctx.params.session_id]
+    resume = session_id(ctx, "claude")
+    if resume:
+        argv += ["--resume", resume]
     argv += list_option(ctx, "extra_args")
     return argv
 

@@ -51,6 +51,7 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
+    session_id,
     short,
     str_option,
 )
@@ -234,8 +235,9 @@ def build_argv(cli: str, ctx: TaskContext, env: dict[str, str], level: Permissio
     if model:
         argv += ["-m", model]
     argv += list_option(ctx, "extra_args")
-    if ctx.params.session_id:
-        argv += ["resume", ctx.params.session_id]
+    resume = session_id(ctx, "codex")
+    if resume:
+        argv += ["resume", resume]
     # "-": the prompt is read from stdin (no argv size limit, not visible in `ps`).
     argv.append("-")
     return argv

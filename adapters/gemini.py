@@ -55,6 +55,7 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
+    session_id,
     short,
     str_option,
 )
@@ -333,8 +334,9 @@ def build_argv(cli: str, ctx: TaskContext, env: dict[str, str], level: Permissio
     model = model_of(ctx, env)
     if model:
         argv += ["-m", model]
-    if ctx.params.session_id:
-        argv += ["--resume", ctx.params.session_id]
+    resume = session_id(ctx, "gemini")
+    if resume:
+        argv += ["--resume", resume]
     argv += list_option(ctx, "extra_args")
     return argv
 

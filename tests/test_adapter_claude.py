@@ -203,7 +203,7 @@ def test_model_turns_prompts_tools_and_resume_come_from_config_and_task_options(
             "allowed_tools": ["Read", "Bash(git:*)"],
         },
         options={"model": "claude-opus-4-8", "append_system_prompt": "Be brief."},
-        session_id="abc-123",
+        session_id="0d02f0e7-cbf0-4cb8-ba34-f7adbdcc8ca1",
     )
     argv = build_argv("claude", ctx, "edit")
     joined = " ".join(argv)
@@ -211,7 +211,7 @@ def test_model_turns_prompts_tools_and_resume_come_from_config_and_task_options(
     assert "--max-turns 3" in joined
     assert "--append-system-prompt Be brief." in joined
     assert argv[argv.index("--allowedTools") + 1] == "Read,Bash(git:*)"
-    assert argv[-2:] == ["--resume", "abc-123"]
+    assert argv[-2:] == ["--resume", "0d02f0e7-cbf0-4cb8-ba34-f7adbdcc8ca1"]
 
 
 def test_the_environment_allows_only_provider_traffic_and_fast_errors(tmp_path: Path) -> None:

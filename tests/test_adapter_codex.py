@@ -169,9 +169,9 @@ def test_each_permission_level_is_a_codex_sandbox(level: str, flags: list[str]) 
 
 
 def test_resume_goes_after_the_options_and_the_prompt_comes_from_stdin() -> None:
-    ctx = make_ctx(session_id="thread-1")
+    ctx = make_ctx(session_id="01a200ff-0332-7293-9314-2d4392a417a1")
     argv = build_argv("codex", ctx, {"OPENAI_MODEL": "gpt-5-codex"}, "edit")
-    assert argv[-3:] == ["resume", "thread-1", "-"]
+    assert argv[-3:] == ["resume", "01a200ff-0332-7293-9314-2d4392a417a1", "-"]
     assert argv[argv.index("-m") + 1] == "gpt-5-codex"
 
 

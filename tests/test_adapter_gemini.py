@@ -136,8 +136,8 @@ def test_each_permission_level_is_a_gemini_approval_mode(level: str, mode: str) 
 
 
 def test_the_model_and_resume_are_passed_and_the_prompt_comes_from_stdin() -> None:
-    ctx = make_ctx(session_id="sess-1")
+    ctx = make_ctx(session_id="de20fb4c-699e-4fdc-9af5-5301bf09e130")
     argv = build_argv("gemini", ctx, {"GEMINI_MODEL": "gemini-2.5-pro"}, "edit")
     assert argv[:5] == ["gemini", "-p", "", "-o", "stream-json"]
     assert argv[argv.index("-m") + 1] == "gemini-2.5-pro"
-    assert argv[argv.index("--resume") + 1] == "sess-1"
+    assert argv[argv.index("--resume") + 1] == "de20fb4c-699e-4fdc-9af5-5301bf09e130"
