@@ -222,6 +222,8 @@ def profile(args: argparse.Namespace) -> None:
         profiler.disable()
     print(json.dumps({k: v for k, v in result.items() if k != "ledger"}, indent=1))
     stats = pstats.Stats(profiler)
+    if args.profile_out:
+        stats.dump_stats(args.profile_out)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
 
@@ -356,6 +358,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     parser.add_argument("--profile", type=int, metavar="N", help="cProfile one fan-out of N")
     parser.add_argument("--top", type=int, default=30, help="rows of the profile")
+    parser.add_argument(
+        "--profile-out", metavar="FILE", help="also save the profile's stats (pstats) to FILE"
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:

@@ -917,6 +917,8 @@ def test_lines_read_exactly_as_json_reads_them(line: bytes) -> None:
         {"f": [0.1, -0.0, 1e16, 5e-324, float("nan"), float("inf")]},
         {1: "int key", None: "null key"},
         {"t": (1, 2), "none": None, "bool": True},
+        {"none": None, "deep": [{"x": (1, [2.5, float("-inf")])}]},
+        {"none": None, "f": 1.5, "params": {"cwd": None, "options": {"n": float("nan")}}},
     ],
 )
 def test_messages_are_written_so_that_json_reads_back_what_was_sent(value: Any) -> None:
@@ -928,6 +930,31 @@ def test_messages_are_written_so_that_json_reads_back_what_was_sent(value: Any) 
     line.decode("utf-8")  # valid UTF-8, whatever the text
     plain = json.dumps(value, separators=(",", ":"))
     assert repr(json.loads(line)) == repr(json.loads(plain))
+
+
+def test_a_payload_with_nulls_but_no_nan_is_written_by_orjson() -> None:
+    import orjson
+
+    from aiswitch.rpc import messages
+
+    messages.use_orjson()
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "task.assign"}
+    payload["params"] = {"task_id": "r/1", "cwd": None, "timeout_s": 2.5, "options": {}}
+    line = messages.dumps(payload)
+    assert line == orjson.dumps(payload) + b"\n"
+    assert json.loads(line) == payload
+
+
+def test_a_nan_inside_an_enum_member_still_goes_to_json() -> None:
+    import enum
+
+    from aiswitch.rpc import messages
+
+    class Odd(enum.Enum):
+        NAN = float("nan")
+
+    messages.use_orjson()
+    assert messages.dumps({"none": None, "e": [Odd.NAN]}) == b'{"none":null,"e":[NaN]}\n'
 
 
 def test_enum_members_and_uuids_are_written_as_their_values() -> None:

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from math import isfinite
 from typing import Any
 
 from aiswitch.rpc import codes
@@ -267,6 +268,25 @@ def loads(line: bytes) -> Any:
     return json.loads(line)
 
 
+def _has_nonfinite(value: Any) -> bool:
+    """Whether `value` holds a float that orjson writes as null (NaN, an infinity).
+
+    Walks what orjson writes natively (anything else raised TypeError before this is
+    asked); strings, ints, bools and None, the bulk of a payload, are passed over."""
+    kind = type(value)
+    if kind is float:
+        return not isfinite(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return isinstance(value, Enum) and _has_nonfinite(value.value)
+    return any(type(item) not in _SCALARS and _has_nonfinite(item) for item in value)
+
+
+# Values that can never hide a NaN.
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
 def dumps(payload: Any) -> bytes:
     """One compact JSON line, newline-terminated, valid UTF-8 (see the module contract)."""
     fast = _orjson_dumps
@@ -277,8 +297,9 @@ def dumps(payload: Any) -> bytes:
             pass  # big ints, non-str keys, lone surrogates, subclasses: json decides
         else:
             # orjson writes NaN and infinities as null where json writes NaN/Infinity;
-            # a line without null had neither.
-            if b"null" not in data:
+            # a line without null had neither, and a null is mostly a None (a task's
+            # unset fields): only a payload that holds such a float goes to json.
+            if b"null" not in data or not _has_nonfinite(payload):
                 return data
     text = _JSON_UTF8.encode(payload)
     try:
