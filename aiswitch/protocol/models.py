@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
@@ -22,6 +22,11 @@ PROTOCOL_VERSION = 1
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+# A cost is a finite amount of dollars, never negative: `1e309` reads as infinity, which a run
+# file (JSON) cannot hold and no total survives; such a message is refused as invalid usage.
+Cost = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Empty(_Model):
@@ -114,7 +119,7 @@ class TaskResult(_Model):
     output: str = ""
     error: str | None = None
     usage: Usage = Usage()
-    cost_usd: float | None = Field(None, description="The CLI's own figure, if it reports one.")
+    cost_usd: Cost | None = Field(None, description="The CLI's own figure, if it reports one.")
     model: str | None = None
     session_id: str | None = None
     duration_s: NonNegativeFloat = 0.0
@@ -201,7 +206,7 @@ class UsageParams(_Model):
     usage: Usage
     model: str | None = None
     provider: str | None = None
-    cost_usd: float | None = Field(None, description="The CLI's own figure, if reported.")
+    cost_usd: Cost | None = Field(None, description="The CLI's own figure, if reported.")
     session_id: str | None = None
     message_id: str | None = None
     request_id: str | None = None

@@ -12,7 +12,14 @@ is the true total for every provider, and totals add up across providers.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A count is a whole number from 0 to int64's largest: the ledger's readers read no larger
+# integer as one (tokens/sources/ledger.py), so a larger one would vanish from every report.
+MAX_COUNT = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 COUNTERS = (
     "input_tokens",
@@ -28,11 +35,11 @@ class Usage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_tokens: NonNegativeInt = 0
-    output_tokens: NonNegativeInt = 0
-    cache_read_tokens: NonNegativeInt = 0
-    cache_write_tokens: NonNegativeInt = 0
-    reasoning_tokens: NonNegativeInt = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cache_write_tokens: Count = 0
+    reasoning_tokens: Count = 0
 
     @property
     def total_tokens(self) -> int:
