@@ -452,10 +452,21 @@ async def test_a_pool_grows_from_zero_to_its_max_and_serves_fifty_waiting_tasks(
     peak_in_flight: Counter[str] = Counter()
     sizes: list[int] = []
 
+    def pool_children() -> int:
+        """This pool's live children, as the OS sees them (other tests' may be around)."""
+        found = 0
+        for child in me.children():
+            try:
+                if child.environ().get("AISWITCH_HOME") == str(home.root):
+                    found += child.status() != psutil.STATUS_ZOMBIE
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
     def count(change: StateChange) -> None:
         changes(change)
         sizes.append(pool.size)
-        children_seen.append(len(me.children()))
+        children_seen.append(pool_children())
 
     pool._on_change = count  # the pool's own hook, wrapped to take figures
     assert pool.size == 0
@@ -479,7 +490,7 @@ async def test_a_pool_grows_from_zero_to_its_max_and_serves_fifty_waiting_tasks(
         assert [r.status for r in results] == ["ok"] * 50
         assert pool.peak_processes == config.max
         assert max(sizes) <= config.max
-        assert max(children_seen) <= config.max
+        assert 0 < max(children_seen) <= config.max
         assert max(peak_in_flight.values()) <= 2
         assert len(peak_in_flight) == config.max
         assert pool.waiting == 0 and pool.busy == 0
