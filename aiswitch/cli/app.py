@@ -7,6 +7,7 @@ import sys
 import typer
 
 from aiswitch import __version__
+from aiswitch.cli.entry import error_line
 from aiswitch.errors import AiswitchError
 
 app = typer.Typer(
@@ -53,10 +54,6 @@ def _register(args: list[str]) -> None:
     names = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else COMMAND_MODULES.values()
     for name in names:
         importlib.import_module(f"aiswitch.cli.{name}").register(app)
-
-
-def error_line(exc: AiswitchError) -> str:
-    return f"aiswitch: error: {exc.one_line()}"
 
 
 def run_app(args: list[str]) -> int:

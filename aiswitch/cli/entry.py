@@ -4,13 +4,21 @@
 so that it costs little more than starting Python. So is a JSON token report whose output
 is already recorded for unchanged inputs (`aiswitch.tokens.fastpath`: a byte-for-byte replay
 of what the typer path printed; anything it does not answer exactly goes to typer, which
-records it for next time). Everything else goes to the typer app; user errors
-(`AiswitchError`) become one line on stderr and their exit code, with no traceback.
+records it for next time). So is the parse of a common `aiswitch run` command line
+(`parse_run`: the options as plain `--name value`, `--name=value` or a flag, and one task),
+which then runs without typer ever being imported; a test holds it to typer's parse over a
+table of command lines, and anything else (help, errors, unusual forms) goes to typer.
+Everything else goes to the typer app; user errors (`AiswitchError`) become one line on
+stderr and their exit code, with no traceback.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiswitch.errors import AiswitchError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             fastpath.current_args = None
         sys.exit(code)
+    if args[:1] == ["run"]:
+        parsed = parse_run(args[1:])
+        if parsed is not None:
+            sys.exit(_run_fast(parsed))
     sys.exit(_run(args))
 
 
@@ -38,6 +50,108 @@ def _run(args: list[str]) -> int:
     from aiswitch.cli.app import run_app
 
     return run_app(args)
+
+
+# `aiswitch run`'s options as `aiswitch.cli.run_cmd.register` declares them for typer:
+# option name -> (parameter, type). The test of this fast path compares both parses.
+RUN_VALUE_OPTIONS: dict[str, tuple[str, str]] = {
+    "--agent": ("agent", "str"),
+    "-a": ("agent", "str"),
+    "--parallel": ("parallel", "str"),
+    "-p": ("parallel", "str"),
+    "--sequential": ("sequential", "str"),
+    "-s": ("sequential", "str"),
+    "--tasks": ("tasks_file", "str"),
+    "--concurrency": ("concurrency", "int"),
+    "-c": ("concurrency", "int"),
+    "--retries": ("retries", "int"),
+    "--timeout": ("timeout", "float"),
+    "-t": ("timeout", "float"),
+    "--cwd": ("cwd", "path"),
+    "--handoff-template": ("handoff", "str"),
+    "--budget-usd": ("budget_usd", "float"),
+    "--budget-tokens": ("budget_tokens", "int"),
+    "--permissions": ("permissions", "str"),
+    "--resume": ("resume", "str"),
+}
+RUN_FLAGS = {"--retry-failed": "retry_failed", "--json": "as_json", "--jsonl": "as_jsonl"}
+# The only number forms the fast path converts itself; any other goes to typer.
+_INT = frozenset("0123456789")
+
+
+def parse_run(args: list[str]) -> dict[str, Any] | None:
+    """The keyword arguments of `run_cmd.execute` for `aiswitch run ARGS`, or None when
+    the command line is not one this parse handles exactly as typer does (typer then
+    parses it, and explains any error)."""
+    parsed: dict[str, Any] = {}
+    rest = iter(args)
+    for arg in rest:
+        if arg in RUN_FLAGS:
+            name = RUN_FLAGS[arg]
+            if name in parsed:
+                return None
+            parsed[name] = True
+            continue
+        if not arg.startswith("-") or arg == "-":
+            if "task" in parsed or not arg:
+                return None
+            parsed["task"] = arg
+            continue
+        option, equals, value = arg.partition("=")
+        if equals and not option.startswith("--"):
+            return None
+        spec = RUN_VALUE_OPTIONS.get(option)
+        if spec is None:
+            return None
+        if not equals:
+            value = next(rest, "")
+        name, kind = spec
+        if name in parsed or not value or value.startswith("-"):
+            return None
+        converted = _convert(value, kind)
+        if converted is None:
+            return None
+        parsed[name] = converted
+    return parsed
+
+
+def _convert(value: str, kind: str) -> Any:
+    if kind == "str":
+        return value
+    if kind == "path":
+        from pathlib import Path
+
+        return Path(value)
+    # Plain decimals only (no sign, exponent, underscore or leading zero).
+    whole, dot, fraction = value.partition(".") if kind == "float" else (value, "", "")
+    digits = whole + fraction
+    if not whole or not _INT.issuperset(digits) or (dot and not fraction):
+        return None
+    if (len(whole) > 1 and whole[0] == "0") or len(digits) > 15:
+        return None
+    return float(value) if kind == "float" else int(value)
+
+
+def _run_fast(parsed: dict[str, Any]) -> int:
+    """`run_cmd.execute(**parsed)`, its errors handled as `run_app` and typer do."""
+    from aiswitch.errors import AiswitchError
+
+    try:
+        from aiswitch.cli.run_cmd import execute
+
+        return execute(**parsed)
+    except AiswitchError as exc:
+        sys.stderr.write(error_line(exc) + "\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except EOFError:
+        sys.stderr.write("\nAborted!\n")
+        return 1
+
+
+def error_line(exc: AiswitchError) -> str:
+    return f"aiswitch: error: {exc.one_line()}"
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from aiswitch.cli import exitcodes
 from aiswitch.errors import UsageError
+
+if TYPE_CHECKING:
+    import typer
 
 
 def read_task(task: str) -> str:
@@ -36,63 +37,27 @@ def read_tasks(path: str) -> tuple[str, str]:
         raise UsageError(f"--tasks {path!r}: cannot read it ({exc})") from None
 
 
-def run(
-    task: str | None = typer.Argument(
-        None, help="The task, or - to read it from stdin (not with --tasks)."
-    ),
-    agent: str | None = typer.Option(None, "--agent", "-a", help="One agent: NAME[@PRESET]."),
-    parallel: str | None = typer.Option(
-        None, "--parallel", "-p", help="Agents given the same task at once: A,B[@PRESET],…"
-    ),
-    sequential: str | None = typer.Option(
-        None, "--sequential", "-s", help="Agents run in turn, each given the previous output."
-    ),
-    tasks_file: str | None = typer.Option(
-        None,
-        "--tasks",
-        help="A batch: one task per line (a prompt, or a JSON object); - for stdin.",
-    ),
-    concurrency: int | None = typer.Option(
-        None, "--concurrency", "-c", help="Tasks in flight at once (all agents together)."
-    ),
-    retries: int = typer.Option(
-        2, "--retries", help="Attempts after a child died, hung or failed to start."
-    ),
-    retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Also retry tasks the agent itself reported failed."
-    ),
-    timeout: float | None = typer.Option(None, "--timeout", "-t", help="Seconds per task."),
-    cwd: Path | None = typer.Option(None, "--cwd", help="Working directory for the agents."),
-    handoff: str | None = typer.Option(
-        None,
-        "--handoff-template",
-        help="Sequential prompt template: {task}, {previous_output}, {previous_agent}.",
-    ),
-    budget_usd: float | None = typer.Option(
-        None, "--budget-usd", help="Stop the run when its cost reaches this many USD."
-    ),
-    budget_tokens: int | None = typer.Option(
-        None, "--budget-tokens", help="Stop the run when it has spent this many tokens."
-    ),
-    permissions: str | None = typer.Option(
-        None,
-        "--permissions",
-        help="What agents may do: read-only, edit or full (default: each adapter's, "
-        "see docs/agents.md).",
-    ),
-    resume: str | None = typer.Option(
-        None,
-        "--resume",
-        help="Continue this session of the agent (its session_id from an earlier run).",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON document (docs/run-json.md)."
-    ),
-    as_jsonl: bool = typer.Option(
-        False, "--jsonl", help="Print one JSON line per task as it ends, then one for the run."
-    ),
-) -> None:
-    """Run a task on agents (child processes) and show their results side by side."""
+def execute(
+    task: str | None = None,
+    agent: str | None = None,
+    parallel: str | None = None,
+    sequential: str | None = None,
+    tasks_file: str | None = None,
+    concurrency: int | None = None,
+    retries: int = 2,
+    retry_failed: bool = False,
+    timeout: float | None = None,
+    cwd: Path | None = None,
+    handoff: str | None = None,
+    budget_usd: float | None = None,
+    budget_tokens: int | None = None,
+    permissions: str | None = None,
+    resume: str | None = None,
+    as_json: bool = False,
+    as_jsonl: bool = False,
+) -> int:
+    """`aiswitch run` with its options parsed (by typer, or by the fast path in
+    `aiswitch.cli.entry`, which a test holds to typer's parse): its exit code."""
     from aiswitch.coordinator.run import DEFAULT_HANDOFF_TEMPLATE, RunRequest
     from aiswitch.coordinator.specs import parse_specs
 
@@ -145,8 +110,7 @@ def run(
         retry_failed=retry_failed,
     )
     output = "json" if as_json else "jsonl" if as_jsonl else "human"
-    code = asyncio.run(_run(request, output))
-    raise typer.Exit(code)
+    return asyncio.run(_run(request, output))
 
 
 async def _run(request: Any, output: str) -> int:
@@ -263,4 +227,84 @@ def jsonl_run(run: Any) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
+    import typer
+
+    def run(
+        task: str | None = typer.Argument(
+            None, help="The task, or - to read it from stdin (not with --tasks)."
+        ),
+        agent: str | None = typer.Option(None, "--agent", "-a", help="One agent: NAME[@PRESET]."),
+        parallel: str | None = typer.Option(
+            None, "--parallel", "-p", help="Agents given the same task at once: A,B[@PRESET],…"
+        ),
+        sequential: str | None = typer.Option(
+            None, "--sequential", "-s", help="Agents run in turn, each given the previous output."
+        ),
+        tasks_file: str | None = typer.Option(
+            None,
+            "--tasks",
+            help="A batch: one task per line (a prompt, or a JSON object); - for stdin.",
+        ),
+        concurrency: int | None = typer.Option(
+            None, "--concurrency", "-c", help="Tasks in flight at once (all agents together)."
+        ),
+        retries: int = typer.Option(
+            2, "--retries", help="Attempts after a child died, hung or failed to start."
+        ),
+        retry_failed: bool = typer.Option(
+            False, "--retry-failed", help="Also retry tasks the agent itself reported failed."
+        ),
+        timeout: float | None = typer.Option(None, "--timeout", "-t", help="Seconds per task."),
+        cwd: Path | None = typer.Option(None, "--cwd", help="Working directory for the agents."),
+        handoff: str | None = typer.Option(
+            None,
+            "--handoff-template",
+            help="Sequential prompt template: {task}, {previous_output}, {previous_agent}.",
+        ),
+        budget_usd: float | None = typer.Option(
+            None, "--budget-usd", help="Stop the run when its cost reaches this many USD."
+        ),
+        budget_tokens: int | None = typer.Option(
+            None, "--budget-tokens", help="Stop the run when it has spent this many tokens."
+        ),
+        permissions: str | None = typer.Option(
+            None,
+            "--permissions",
+            help="What agents may do: read-only, edit or full (default: each adapter's, "
+            "see docs/agents.md).",
+        ),
+        resume: str | None = typer.Option(
+            None,
+            "--resume",
+            help="Continue this session of the agent (its session_id from an earlier run).",
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON document (docs/run-json.md)."
+        ),
+        as_jsonl: bool = typer.Option(
+            False, "--jsonl", help="Print one JSON line per task as it ends, then one for the run."
+        ),
+    ) -> None:
+        """Run a task on agents (child processes) and show their results side by side."""
+        code = execute(
+            task=task,
+            agent=agent,
+            parallel=parallel,
+            sequential=sequential,
+            tasks_file=tasks_file,
+            concurrency=concurrency,
+            retries=retries,
+            retry_failed=retry_failed,
+            timeout=timeout,
+            cwd=cwd,
+            handoff=handoff,
+            budget_usd=budget_usd,
+            budget_tokens=budget_tokens,
+            permissions=permissions,
+            resume=resume,
+            as_json=as_json,
+            as_jsonl=as_jsonl,
+        )
+        raise typer.Exit(code)
+
     app.command("run")(run)
