@@ -134,12 +134,18 @@ def _convert(value: str, kind: str) -> Any:
 
 def _run_fast(parsed: dict[str, Any]) -> int:
     """`run_cmd.execute(**parsed)`, its errors handled as `run_app` and typer do."""
+    import gc
+
     from aiswitch.errors import AiswitchError
 
     try:
         from aiswitch.cli.run_cmd import execute
 
-        return execute(**parsed)
+        code = execute(**parsed)
+        # Everything left is garbage at exit: the collection the interpreter makes as it
+        # finalizes need not walk the ~50,000 objects of the modules (~35 ms here).
+        gc.freeze()
+        return code
     except AiswitchError as exc:
         sys.stderr.write(error_line(exc) + "\n")
         return exc.exit_code

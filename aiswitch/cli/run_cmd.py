@@ -135,15 +135,14 @@ def coordinator_for_cli() -> Any:
 
 async def present(coordinator: Any, make_run: Any, output: str) -> int:
     """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON."""
-    from rich.console import Console
-
     from aiswitch.cli.live import LiveView, StatusLines, render_results
     from aiswitch.coordinator.run import RunEvent
 
-    err = Console(stderr=True)
-    interactive = err.is_terminal and output == "human"
+    # `--json` shows nothing on stderr but warnings: rich is loaded only for them.
+    err = None if output == "json" else _console(stderr=True)
+    interactive = err is not None and err.is_terminal and output == "human"
     live: LiveView | None = None
-    lines = None if interactive or output == "json" else StatusLines(err)
+    lines = None if interactive or err is None else StatusLines(err)
     printed: set[str] = set()
 
     def task_line(result: Any) -> None:
@@ -171,7 +170,7 @@ async def present(coordinator: Any, make_run: Any, output: str) -> int:
     if main is not None:
         loop.add_signal_handler(signal.SIGTERM, main.cancel)
     try:
-        if interactive:
+        if interactive and err is not None:
             live = LiveView(err, run)
             with live:
                 result = await run.execute()
@@ -182,6 +181,8 @@ async def present(coordinator: Any, make_run: Any, output: str) -> int:
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
     for warning in coordinator.store.warnings:
+        if err is None:
+            err = _console(stderr=True)
         err.print(f"aiswitch: warning: {warning}", highlight=False)
     if output == "json":
         sys.stdout.write(json.dumps(result.json_document(), ensure_ascii=False) + "\n")
@@ -190,8 +191,14 @@ async def present(coordinator: Any, make_run: Any, output: str) -> int:
             task_line(task_result)
         sys.stdout.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
     else:
-        render_results(Console(), result)
+        render_results(_console(), result)
     return exitcodes.RUN_STATUS.get(str(result.status), exitcodes.FAILED)
+
+
+def _console(**options: Any) -> Any:
+    from rich.console import Console
+
+    return Console(**options)
 
 
 def jsonl_task(result: Any) -> dict[str, Any]:
