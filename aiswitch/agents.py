@@ -8,6 +8,7 @@ An agent is any program that speaks the aiswitch protocol on stdio. `config/agen
       reviewer:                  # a new agent
         command: [python3, /opt/reviewer/adapter.py]
         env: {REVIEWER_MODE: strict}
+        env_passthrough: [REVIEWER_TOKEN, REVIEWER_*]   # from the parent (docs/agents.md)
         max_concurrency: 2
         capabilities: [review]
         options: {model: big}    # sent in agent.initialize's `config`
@@ -83,6 +84,9 @@ class AgentDef(BaseModel):
     name: str
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = {}
+    env_passthrough: list[str] = Field(
+        [], description="Parent variables the child gets besides the allowlist (NAME or PREFIX*)."
+    )
     cli: str | None = Field(None, description="The CLI binary the adapter drives.")
     cli_path: str | None = Field(None, description="Where that binary is, instead of PATH.")
     max_concurrency: int | None = Field(
@@ -140,6 +144,7 @@ class _Override(BaseModel):
 
     command: list[str] | None = Field(None, min_length=1)
     env: dict[str, str] | None = None
+    env_passthrough: list[str] | None = None
     cli: str | None = None
     cli_path: str | None = None
     max_concurrency: int | None = Field(None, ge=1)
@@ -182,6 +187,8 @@ def builtin_agents() -> dict[str, AgentDef]:
         "mock": AgentDef(
             name="mock",
             command=_adapter("mock"),
+            # Its knobs are behaviour, not credentials: set on the parent, they reach it.
+            env_passthrough=["MOCK_*"],
             description="A simulated agent: no API key, no network (docs/mock.md).",
         ),
     }
@@ -256,6 +263,9 @@ class AgentRegistry:
                     merged["unavailable"] = None
                 if "env" in fields:
                     merged["env"] = {**base.env, **fields.pop("env")}
+                if "env_passthrough" in fields:
+                    extra = fields.pop("env_passthrough")
+                    merged["env_passthrough"] = list(dict.fromkeys([*base.env_passthrough, *extra]))
                 merged.update(fields)
                 agents[name] = AgentDef.model_validate(merged)
         return cls(agents)

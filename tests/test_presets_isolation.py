@@ -47,19 +47,22 @@ def save(home: Home, *presets: Preset, defaults: Mapping[str, Any] | None = None
 # --- build_child_env ------------------------------------------------------------------------
 
 
-def test_a_preset_of_one_family_removes_the_parents_variables_of_that_family_only() -> None:
+def test_a_child_with_a_preset_gets_the_allowlist_and_its_preset_and_nothing_else() -> None:
     parent = {
         "PATH": "/bin",
+        "LC_ALL": "C.UTF-8",
+        "HTTPS_PROXY": "http://proxy:3128",
         "ANTHROPIC_API_KEY": PARENT_ANTHROPIC_KEY,
         "ANTHROPIC_BASE_URL": "https://api.anthropic.com",
         "CLAUDE_CODE_OAUTH_TOKEN": "oauth",
         "CLAUDE_CONFIG_DIR": "/home/u/.claude-alt",
         "OPENAI_API_KEY": "sk-parent-openai",
-        "UNRELATED": "kept",
+        "UNRELATED": "not on the allowlist",
     }
     env = build_child_env(
         ChildEnvRequest(
             parent=parent,
+            cli="claude",
             preset="kimi",
             preset_vars={"ANTHROPIC_AUTH_TOKEN": "t", "ANTHROPIC_BASE_URL": "https://k"},
         )
@@ -67,8 +70,9 @@ def test_a_preset_of_one_family_removes_the_parents_variables_of_that_family_onl
     assert "ANTHROPIC_API_KEY" not in env and "CLAUDE_CODE_OAUTH_TOKEN" not in env
     assert env["ANTHROPIC_BASE_URL"] == "https://k" and env["ANTHROPIC_AUTH_TOKEN"] == "t"
     assert env["CLAUDE_CONFIG_DIR"] == "/home/u/.claude-alt"  # where the CLI keeps its files
-    assert env["OPENAI_API_KEY"] == "sk-parent-openai"  # another family: untouched
-    assert env["UNRELATED"] == "kept" and env["PATH"] == "/bin"
+    assert "OPENAI_API_KEY" not in env and "UNRELATED" not in env
+    assert env["PATH"] == "/bin" and env["LC_ALL"] == "C.UTF-8"
+    assert env["HTTPS_PROXY"] == "http://proxy:3128"
     assert env["AISWITCH_PRESET"] == "kimi"
     assert env["AISWITCH_PRESET_VARS"] == "ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL"
 
@@ -96,35 +100,40 @@ def test_each_provider_family_is_isolated(preset_var: str, parent_var: str) -> N
 def test_the_agent_definitions_env_and_a_presets_unset_list_apply() -> None:
     env = build_child_env(
         ChildEnvRequest(
-            parent={"ANTHROPIC_API_KEY": "parent", "KEEP": "1", "DROP_ME": "x"},
+            parent={"ANTHROPIC_API_KEY": "parent", "LANG": "C.UTF-8", "TZ": "UTC"},
             agent_env={"ANTHROPIC_MODEL": "from-agent-config"},
+            cli="claude",
             preset="p",
             preset_vars={"ANTHROPIC_BASE_URL": "https://k"},
-            preset_unset=("DROP_ME",),
+            preset_unset=("TZ",),
         )
     )
     assert env["ANTHROPIC_MODEL"] == "from-agent-config"  # configuration, not inheritance
-    assert "ANTHROPIC_API_KEY" not in env and "DROP_ME" not in env and env["KEEP"] == "1"
+    assert "ANTHROPIC_API_KEY" not in env and "TZ" not in env and env["LANG"] == "C.UTF-8"
 
 
 def test_the_calling_shells_preset_variables_never_reach_a_child_with_another_preset() -> None:
     parent = {
         "AISWITCH_PRESET": "shellp",
-        "AISWITCH_PRESET_VARS": "SHELL_ONLY,MOCK_MODEL",
-        "SHELL_ONLY": "from-the-shell-preset",
+        "AISWITCH_PRESET_VARS": "HTTPS_PROXY,MOCK_MODEL",
+        "HTTPS_PROXY": "http://from-the-shell-preset",
         "MOCK_MODEL": "shell-model",
+        "MOCK_STEPS": "0",
         "PATH": "/bin",
     }
-    env = build_child_env(ChildEnvRequest(parent=parent, preset="other", preset_vars={"X": "1"}))
-    assert "SHELL_ONLY" not in env and "MOCK_MODEL" not in env
+    mock = ("MOCK_*",)
+    env = build_child_env(
+        ChildEnvRequest(parent=parent, passthrough=mock, preset="other", preset_vars={"X": "1"})
+    )
+    assert "HTTPS_PROXY" not in env and "MOCK_MODEL" not in env and env["MOCK_STEPS"] == "0"
     assert env["AISWITCH_PRESET"] == "other" and env["PATH"] == "/bin"
-    bare = build_child_env(ChildEnvRequest(parent=parent))
-    assert "SHELL_ONLY" not in bare and "AISWITCH_PRESET" not in bare
+    bare = build_child_env(ChildEnvRequest(parent=parent, passthrough=mock))
+    assert "HTTPS_PROXY" not in bare and "AISWITCH_PRESET" not in bare
 
 
 def test_a_garbled_shell_variable_list_neither_fails_nor_removes_odd_names() -> None:
     parent = {"AISWITCH_PRESET_VARS": "A,,$(x), B ,1C", "A": "1", "B": "2", "KEEP": "k"}
-    env = build_child_env(ChildEnvRequest(parent=parent))
+    env = build_child_env(ChildEnvRequest(parent=parent, passthrough=("A", "B", "KEEP")))
     assert "A" not in env and "B" not in env and env["KEEP"] == "k"
 
 
@@ -257,8 +266,9 @@ def test_aiswitch_run_gives_each_child_only_its_own_presets_values(home: Home) -
     assert [r["preset"] for r in results] == ["a", "b"]
     a, b = (json.loads(r["output"]) for r in results)
     assert_isolated(a, b)
-    # b sets no Anthropic variable, so the parent's Anthropic key is inherited as usual.
-    assert b["ANTHROPIC_API_KEY"] == PARENT_ANTHROPIC_KEY
+    # b sets no Anthropic variable, yet the parent's Anthropic key is not inherited: a child
+    # with a preset gets the allowlist and its preset, nothing else of the parent's.
+    assert "ANTHROPIC_API_KEY" not in b
 
 
 def test_aiswitch_run_uses_the_shells_preset_and_then_the_defaults(

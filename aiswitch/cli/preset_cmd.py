@@ -619,6 +619,8 @@ def env(
         ChildEnvRequest(
             parent=os.environ,
             agent_env=agent_def.env if agent_def else {},
+            cli=agent_def.cli if agent_def else None,
+            passthrough=tuple(agent_def.env_passthrough) if agent_def else (),
             preset=ready.name,
             preset_vars=ready.variables,
             preset_unset=ready.unset,
@@ -662,6 +664,8 @@ def exec_(
             preset_vars=resolve_variables(preset.name, preset.variables, os.environ),
             preset_unset=tuple(preset.unset),
             preset_billing=preset.billing,
+            # `preset use` for one command: the caller's environment, not an agent's allowlist.
+            inherit="all",
         )
     )
     program = shutil.which(command[0], path=child.get("PATH"))

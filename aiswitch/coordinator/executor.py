@@ -141,6 +141,8 @@ class LocalExecutor:
             ChildEnvRequest(
                 parent=parent_env,
                 agent_env=lane.agent.env,
+                cli=lane.agent.cli,
+                passthrough=tuple(lane.agent.env_passthrough),
                 preset=preset.name,
                 preset_vars=preset.variables,
                 preset_unset=preset.unset,

@@ -1,33 +1,41 @@
-"""The one function that builds an agent child's environment.
+"""The one function that builds an agent child's environment: an allowlist, not a copy.
 
-    child env = parent's environment
-                − the variables the calling shell's preset set (AISWITCH_PRESET_VARS)
-                − the parent's variables of every provider family the preset touches
+    child env = the parent's variables that pass:
+                  the base allowlist (`BASE_NAMES`, `BASE_PREFIXES`: PATH, HOME, USER,
+                  LOGNAME, SHELL, TERM, LANG, LC_*, TZ, TMPDIR, XDG_*, proxies, CA files,
+                  the CLIs' home folders, AISWITCH_LOG_LEVEL)
+                  + with no preset: the child CLI's own provider family (`CLI_FAMILIES`:
+                    claude → ANTHROPIC_*/CLAUDE_*, codex → OPENAI_*/CODEX_*/…, gemini →
+                    GEMINI_*/GOOGLE_*), so its own login and key keep working
+                  + the names the agent definition lists in `env_passthrough`
+                  − the variables the calling shell's preset set (AISWITCH_PRESET_VARS)
                 + the agent definition's `env`
                 − the preset's `unset` list
                 + the preset's variables (references already resolved)
                 + aiswitch's own: AISWITCH_AGENT_ID, AISWITCH_RUN_ID, AISWITCH_HOME,
                   AISWITCH_PRESET and AISWITCH_PRESET_VARS (what the preset set)
 
-Later layers win. `aiswitch preset env` and `preset exec` use this same function, so what a
-child gets can always be inspected without starting it.
+Later layers win. Nothing else of the parent's reaches a child: a claude@kimi child sees
+neither the parent's ANTHROPIC_API_KEY nor its OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY or
+MOONSHOT_API_KEY (the MCP SDK gives stdio servers an allowlist for the same reason). A
+preset replaces the CLI's own family instead of adding to it, whatever variables it sets:
+a preset that only sets HTTPS_PROXY does not pass the parent's key along. The variables
+the calling shell's preset applied describe that shell's preset; they never pass (when the
+child gets the same preset, its resolved values come back in the preset layer). The agent
+definition's `env` and `env_passthrough` are configuration, not inheritance: they apply
+as written.
 
-Isolation, the reason for the two subtractions: a key is never sent to a provider it was
-not meant for. When the preset sets any variable of a provider family (`PROVIDER_FAMILIES`:
-ANTHROPIC_*/CLAUDE_*, OPENAI_*/CODEX_*, GEMINI_*/GOOGLE_*, …), every variable of that family
-inherited from the parent and not set by the preset is removed, so a claude@kimi child never
-sees the parent's ANTHROPIC_API_KEY. Variables that only say where a CLI keeps its own files
-(`KEPT_NAMES`) stay. The variables a `preset use` applied to the calling shell describe that
-shell's preset; they are removed whatever this child's preset is (when it is the same preset,
-its resolved values come back in the preset layer). The agent definition's `env` is
-configuration, not inheritance, so it is never filtered.
+`aiswitch preset env` uses this same function, so what a child gets can always be inspected
+without starting it. `aiswitch preset exec` (`inherit="all"`) stands in for `preset use`
+in a subshell: it starts from the whole parent environment and removes the parent's
+variables of each provider family the preset sets a variable of, and the shell preset's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from aiswitch.adapter_sdk.environment import NAME_PATTERN, PRESET_BILLING, PRESET_NAME, PRESET_VARS
 
@@ -48,12 +56,59 @@ PROVIDER_FAMILIES: Final[Mapping[str, tuple[str, ...]]] = {
     "minimax": ("MINIMAX_",),
 }
 
+# The family a CLI reads its own login, key and settings from (an agent's `cli`).
+CLI_FAMILIES: Final[Mapping[str, str]] = {
+    "claude": "anthropic",
+    "codex": "openai",
+    "gemini": "google",
+}
+
 # Where a CLI keeps its config and login: not a credential for any endpoint, and dropping it
 # would send the CLI to the user's real home directory instead.
 KEPT_NAMES: Final = frozenset({"CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME"})
 
+# What any program needs to run as this user, in this terminal and locale, behind this
+# network's proxy and trusting this machine's CAs. None of it is a credential (a proxy URL
+# with a password in it is the user's network setting, needed by every CLI alike).
+BASE_NAMES: Final = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TERM",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        # proxies, both spellings: curl and Node read the lower case, Python both
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        # CA bundles: OpenSSL, Python requests, curl, Node
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        # aiswitch's own: the adapters' log level
+        "AISWITCH_LOG_LEVEL",
+        *KEPT_NAMES,
+    }
+)
+BASE_PREFIXES: Final = ("LC_", "XDG_")
+
 # The separator of AISWITCH_PRESET_VARS (shared with presets.shells and the adapter SDK).
 _VARS_SEPARATOR: Final = ","
+# `env_passthrough: [MOCK_*]`: a trailing star passes every name with that prefix.
+_PREFIX_MARK: Final = "*"
+
+Inherit = Literal["allowlist", "all"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +122,12 @@ class ChildEnvRequest:
     agent_id: str = ""
     run_id: str = ""
     home: str = ""
+    # The agent's CLI (`AgentDef.cli`): with no preset, its family passes.
+    cli: str | None = None
+    # The agent's `env_passthrough`: names (or `PREFIX*`) passed from the parent.
+    passthrough: tuple[str, ...] = ()
+    # "all": `preset exec` (see the module docstring).
+    inherit: Inherit = "allowlist"
 
 
 def provider_family(name: str) -> str | None:
@@ -87,21 +148,49 @@ def shell_applied_vars(parent: Mapping[str, str]) -> list[str]:
     return [n for n in (p.strip() for p in raw.split(_VARS_SEPARATOR)) if NAME_PATTERN.match(n)]
 
 
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    for pattern in patterns:
+        if pattern.endswith(_PREFIX_MARK):
+            if name.startswith(pattern[:-1]):
+                return True
+        elif name == pattern:
+            return True
+    return False
+
+
+def passes(request: ChildEnvRequest, name: str) -> bool:
+    """Whether the parent's variable `name` reaches the child (the allowlist)."""
+    if name in BASE_NAMES or name.startswith(BASE_PREFIXES):
+        return True
+    if _matches(name, request.passthrough):
+        return True
+    if request.preset is None and request.cli is not None:
+        own = CLI_FAMILIES.get(request.cli)
+        return own is not None and provider_family(name) == own
+    return False
+
+
+def _inherited_all(request: ChildEnvRequest) -> dict[str, str]:
+    """`preset exec`: everything but the families the preset touches (module docstring)."""
+    families = {provider_family(name) for name in request.preset_vars} - {None}
+    return {
+        name: value
+        for name, value in request.parent.items()
+        if name in request.preset_vars
+        or name in KEPT_NAMES
+        or provider_family(name) not in families
+    }
+
+
 def build_child_env(request: ChildEnvRequest) -> dict[str, str]:
-    env = dict(request.parent)
+    if request.inherit == "all":
+        env = _inherited_all(request)
+    else:
+        env = {name: value for name, value in request.parent.items() if passes(request, name)}
     for name in shell_applied_vars(request.parent):
         env.pop(name, None)
     for name in (PRESET_NAME, PRESET_VARS, PRESET_BILLING):
         env.pop(name, None)
-    families = {provider_family(name) for name in request.preset_vars} - {None}
-    if families:
-        for name in list(env):
-            if (
-                name not in request.preset_vars
-                and name not in KEPT_NAMES
-                and provider_family(name) in families
-            ):
-                del env[name]
     env.update(request.agent_env)
     for name in request.preset_unset:
         env.pop(name, None)
