@@ -38,7 +38,7 @@ from aiswitch.adapter_sdk.cli_process import CliRun
 from aiswitch.adapter_sdk.environment import PRESET_BILLING as BILLING_ENV
 from aiswitch.adapter_sdk.environment import PRESET_NAME as PRESET_ENV
 from aiswitch.adapter_sdk.environment import PRESET_VARS as PRESET_VARS_ENV
-from aiswitch.masking import redact_text, should_mask
+from aiswitch.masking import redact_text, secret_values
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
 from aiswitch.tokens.usage import Usage
@@ -171,7 +171,7 @@ async def _version_output(path: str, env: Mapping[str, str]) -> str:
         ) from None
     if proc.returncode != 0:
         last = (err or out).decode(errors="replace").strip().splitlines()
-        detail = f": {last[-1]}" if last else ""
+        detail = f": {failure_text(last[-1], env)}" if last else ""
         raise _unavailable(f"{path} --version exited with {proc.returncode}{detail}")
     return out.decode(errors="replace")
 
@@ -395,10 +395,6 @@ def provider_name(base_url: str | None, default: str) -> str:
     if not host:
         return default
     return KNOWN_HOSTS.get(host, host)
-
-
-def secret_values(env: Mapping[str, str]) -> list[str]:
-    return [value for name, value in env.items() if value and should_mask(name, value)]
 
 
 def failure_text(text: str, env: Mapping[str, str]) -> str:

@@ -33,6 +33,10 @@ its environment (so presets and agents.yaml can set it) and, per task, from
     MOCK_IGNORE_SIGTERM     "1": ignore SIGTERM (tests the SIGKILL escalation)     [0]
     MOCK_DUMP_ENV           "1": the result is the JSON of the environment a CLI
                             would get (tests preset isolation)                     [0]
+    MOCK_LOG_ENV            "1": each task writes that environment to the agent log,
+                            through the adapter's logger and from a child process
+                            run as CLIs are run (CliRun) printing it on its stderr
+                            (tests that secret values are redacted as written)     [0]
     MOCK_TASK_LOG           a file to append one JSON line to at each task's start
                             and end (tests prove exactly-once with it)             [unset]
 
@@ -52,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -77,6 +82,12 @@ TASK_LOG = PREFIX + "TASK_LOG"
 FREEZE_S = 3600.0
 # Owner-only, like every file aiswitch writes: the log names tasks and agents.
 TASK_LOG_MODE = 0o600
+# MOCK_LOG_ENV's child: a stand-in CLI that prints its whole environment on stderr.
+_PRINT_ENV = (
+    "import os, sys\nfor k, v in sorted(os.environ.items()): print(f'{k}={v}', file=sys.stderr)"
+)
+
+log = logging.getLogger("aiswitch.mock")
 
 
 class Options:
@@ -146,6 +157,17 @@ def append_task_log(path: str, event: dict[str, Any]) -> None:
         os.close(fd)
 
 
+async def log_env(env: Mapping[str, str]) -> None:
+    """MOCK_LOG_ENV: the environment into the agent log, by both ways a real adapter writes."""
+    from aiswitch.adapter_sdk.cli_process import CliRun
+
+    log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
+    async with CliRun([sys.executable, "-c", _PRINT_ENV], env=env, name="mock-cli") as run:
+        async for _ in run.events():
+            pass
+        await run.wait()
+
+
 def timed_out(ctx: TaskContext) -> bool:
     """Whether a cancellation is the task's own deadline (its result says `timeout`)."""
     timeout = ctx.params.timeout_s
@@ -198,6 +220,8 @@ class MockAdapter(Adapter):
 
     async def _run_task(self, ctx: TaskContext) -> TaskOutcome:
         opts = Options(ctx.env, ctx.options)
+        if opts.flag("log_env"):
+            await log_env(ctx.env)
         rng = random.Random(f"{self.seed}:{ctx.agent_id}:{ctx.task_id}:{ctx.prompt}")
         latency = opts.latency(rng)
         steps = max(0, int(opts.number("steps", DEFAULT_STEPS)))

@@ -3,18 +3,24 @@
 Contract:
 
 - A variable is masked when its name looks secret (`is_secret_name`: contains KEY, TOKEN,
-  SECRET, PASSWORD, PASS, AUTH, CREDENTIAL or PRIVATE, in any case) or its value looks like a
-  key (`looks_like_secret`: a known provider prefix, a JWT, a `Bearer`/`Basic` credential, or a
-  long random-looking string), whatever the name. The rule leans towards masking: a false
-  positive costs a `--reveal`, a false negative leaks a key. The one exception is a count of
-  tokens (`MAX_OUTPUT_TOKENS=32000`): a name whose only secret word is `TOKENS` and whose value
-  is a small plain integer is shown, because hiding every token limit would make `preset env`
-  useless and no API key is a short run of digits.
+  SECRET, PASSWORD, PASS, AUTH, CRED (CREDENTIAL, CREDS) or PRIVATE, or has PW or PWD as a
+  word (`SERVICE_PW`, `DB_PWD`; not the shell's PWD and OLDPWD), in any case) or its value
+  looks like a key (`looks_like_secret`: a known provider prefix, a JWT, a `Bearer`/`Basic`
+  credential, or a long random-looking string), whatever the name. The rule leans towards
+  masking: a false positive costs a `--reveal`, a false negative leaks a key. The one
+  exception is a count of tokens (`MAX_OUTPUT_TOKENS=32000`): a name whose only secret word
+  is `TOKENS` and whose value is a small plain integer is shown, because hiding every token
+  limit would make `preset env` useless and no API key is a short run of digits.
 - `mask_value` shows no part of a secret's body and not its length: only a provider prefix
   that every key of that provider shares (`sk-ant-****`, `AIza****`), else `****`. The empty
   string stays empty, so "the key is empty" remains visible.
 - `redact_text` removes known secret values, and anything that looks like a key, from free
-  text such as log lines and error messages.
+  text such as log lines and error messages. The values it knows are the ones it is given
+  and the ones this process has remembered (`remember_secrets`, `remember_env_secrets`):
+  building a child's environment remembers the parent's, the agent's and the preset's
+  secret values, resolving a preset remembers what its references gave in secret
+  positions, and an adapter remembers its own environment's. So a secret is masked by
+  value wherever it shows up later in this process, whatever text carries it.
 
 Only the standard library's `re` and `math` are imported: this runs on every log line.
 """
@@ -35,9 +41,14 @@ SECRET_NAME_PARTS: Final = (
     "PASSWORD",
     "PASS",
     "AUTH",
-    "CREDENTIAL",
+    "CRED",
     "PRIVATE",
 )
+# Too short to look for inside a name ("PW" is in "UPWARD"): secret only as a whole word.
+SECRET_NAME_WORDS: Final = frozenset({"PW", "PWD"})
+# The shell's working directories, not passwords.
+_NOT_SECRET_NAMES: Final = frozenset({"PWD", "OLDPWD"})
+_NAME_WORD_RE: Final = re.compile(r"[^A-Z0-9]+")
 
 # Prefixes that identify a provider's keys, longest first so that mask_value keeps the most
 # specific one. Each is shared by every key of its kind: showing it reveals which provider,
@@ -112,7 +123,11 @@ _LONG_WORD_RE: Final = re.compile(f"[A-Za-z0-9+/=_\\-]{{{_MIN_RANDOM_KEY},}}")
 def is_secret_name(name: str) -> bool:
     """Whether a variable called `name` holds a secret, judged by its name alone."""
     upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
+    if any(part in upper for part in SECRET_NAME_PARTS):
+        return True
+    if upper in _NOT_SECRET_NAMES:
+        return False
+    return any(word in SECRET_NAME_WORDS for word in _NAME_WORD_RE.split(upper))
 
 
 def _is_token_count(name: str, value: str) -> bool:
@@ -191,6 +206,47 @@ def mask_env(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of `env` that `should_mask` picks: what must never appear in clear."""
+    return [value for name, value in env.items() if should_mask(name, value)]
+
+
+# Secret values this process has seen (module docstring). A set of strings, never shown.
+_remembered: set[str] = set()
+# `redact_text`'s pattern for them, rebuilt when the set grows.
+_remembered_re: list[re.Pattern[str] | None] = [None]
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Mask these values in every later `redact_text` of this process."""
+    fresh = {value for value in values if len(value) >= MIN_REDACT_LENGTH} - _remembered
+    if fresh:
+        _remembered.update(fresh)
+        _remembered_re[0] = None
+
+
+def remember_env_secrets(env: Mapping[str, str]) -> None:
+    """`remember_secrets` of every value `env` holds under a secret name (or key-shaped)."""
+    remember_secrets(secret_values(env))
+
+
+def known_secrets() -> frozenset[str]:
+    """The values `remember_secrets` was given (for code that masks by exact value)."""
+    return frozenset(_remembered)
+
+
+def _secrets_re(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One alternation of `secrets`, longest first: a secret holding another is masked whole."""
+    known = sorted({s for s in secrets if len(s) >= MIN_REDACT_LENGTH}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(secret) for secret in known)) if known else None
+
+
+def _remembered_pattern() -> re.Pattern[str] | None:
+    if _remembered_re[0] is None and _remembered:
+        _remembered_re[0] = _secrets_re(_remembered)
+    return _remembered_re[0]
+
+
 def _mask_match(match: re.Match[str]) -> str:
     return mask_value(match.group(0))
 
@@ -208,15 +264,15 @@ def _mask_if_random(match: re.Match[str]) -> str:
 def redact_text(text: str, secrets: Iterable[str] = (), *, patterns: bool = True) -> str:
     """`text` with every known secret, and (with `patterns`) anything key-like, masked.
 
-    Known secrets are replaced longest first in one pass, so a secret that contains another
-    is masked whole and a mask is never masked again. Secrets shorter than
+    Known secrets are `secrets` and the ones this process remembered (module docstring).
+    They are replaced longest first in one pass, so a secret that contains another is
+    masked whole and a mask is never masked again. Secrets shorter than
     `MIN_REDACT_LENGTH` are not searched for (see there).
     """
-    known = sorted(
-        {secret for secret in secrets if len(secret) >= MIN_REDACT_LENGTH}, key=len, reverse=True
-    )
-    if known:
-        text = re.sub("|".join(re.escape(secret) for secret in known), _mask_match, text)
+    given = list(secrets)
+    pattern = _secrets_re([*given, *_remembered]) if given else _remembered_pattern()
+    if pattern is not None:
+        text = pattern.sub(_mask_match, text)
     if patterns:
         text = _AUTH_HEADER_RE.sub(_mask_auth_header, text)
         text = _JWT_RE.sub(_mask_match, text)

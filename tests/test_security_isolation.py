@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from support.cli import clean_env, run_cli
 
@@ -136,3 +137,106 @@ def test_a_run_child_gets_only_the_allowlist_its_preset_and_the_mocks_knobs(home
     assert not set(PARENT_KEYS) & set(child) and "UNRELATED" not in child
     assert child["ONLY_P"] == "1" and child["MOCK_LATENCY"] == "0"
     assert child["HTTPS_PROXY"] == ALLOWLISTED["HTTPS_PROXY"]
+
+
+# --- 2. masking by value ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["MY_CRED", "DB_CREDS", "SERVICE_PW", "DB_PWD", "service_pw"])
+def test_credential_and_password_names_are_secret(name: str) -> None:
+    from aiswitch.masking import should_mask
+
+    assert should_mask(name, "plain")
+
+
+@pytest.mark.parametrize("name", ["PWD", "OLDPWD", "UPWARD_LIMIT", "MOCK_LATENCY"])
+def test_the_shells_working_directory_and_look_alikes_are_not_secret(name: str) -> None:
+    from aiswitch.masking import should_mask
+
+    assert not should_mask(name, "/home/user/project")
+
+
+def preset_with_plain_secrets(env: dict[str, str], home: Home) -> None:
+    secret_file = home.root.parent / "secret"
+    secret_file.write_text(FILE_SECRET + "\n")
+    add(
+        env,
+        "plain",
+        f"MY_CRED={PLAIN_CRED}",
+        f"DB_CREDS={PLAIN_CREDS}",
+        f"SERVICE_PW={PLAIN_PW}",
+        f"NOTE={PLAIN_PW}",  # the same value under a name that does not look secret
+        f"FROM_FILE_TOKEN=${{file:{secret_file}}}",
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("preset", "show", "plain"),
+        ("preset", "show", "plain", "--json"),
+        ("preset", "list", "--json"),
+        ("preset", "env", "plain"),
+        ("preset", "env", "plain", "--json"),
+        ("preset", "export", "plain"),
+    ],
+)
+def test_credential_and_password_values_are_never_shown_in_clear(
+    home: Home, command: tuple[str, ...]
+) -> None:
+    env = cli_env(home)
+    preset_with_plain_secrets(env, home)
+    out = run_cli(*command, env=env, timeout=CLI_TIMEOUT_S)
+    assert out.code == 0, out.stderr
+    for value in (PLAIN_CRED, PLAIN_CREDS, PLAIN_PW, FILE_SECRET):
+        assert value not in out.stdout, (command, value)
+    assert "SERVICE_PW" in out.stdout or "plain" in out.stdout
+
+
+def test_preset_env_masks_a_parents_secret_copied_under_an_innocent_name(home: Home) -> None:
+    env = cli_env(home, DB_CREDS=PLAIN_CREDS)
+    add(env, "copy", "DATABASE=${env:DB_CREDS}")
+    out = run_cli("preset", "env", "copy", env=env, timeout=CLI_TIMEOUT_S)
+    assert out.code == 0, out.stderr
+    assert "DATABASE=" in out.stdout and PLAIN_CREDS not in out.stdout
+
+
+def test_a_remembered_secret_is_masked_in_any_text_and_log_record() -> None:
+    import logging
+
+    from aiswitch.logs import RedactingFilter
+    from aiswitch.masking import redact_text, remember_env_secrets
+
+    remember_env_secrets({"SERVICE_PW": "remembered-plain-pw", "HARMLESS": "harmless-value"})
+    assert "remembered-plain-pw" not in redact_text("login with remembered-plain-pw failed")
+    assert "harmless-value" in redact_text("harmless-value stays")
+    record = logging.LogRecord(
+        "aiswitch", logging.INFO, "", 0, "pw %s", ("remembered-plain-pw",), None
+    )
+    RedactingFilter().filter(record)
+    assert "remembered-plain-pw" not in record.getMessage()
+
+
+def test_a_cli_failure_message_masks_a_password_variables_value() -> None:
+    from aiswitch_adapters._common import failure_text
+
+    text = failure_text(f"auth failed for {PLAIN_PW}", {"SERVICE_PW": PLAIN_PW})
+    assert PLAIN_PW not in text and "auth failed" in text
+
+
+def test_secret_values_never_reach_the_agent_log(home: Home) -> None:
+    # The mock writes its whole environment to its log by both ways a real adapter writes
+    # there: its own logger, and a CLI's stderr it relays (MOCK_LOG_ENV, docs/mock.md).
+    write_agents(home, {"mock": {"env_passthrough": ["DB_CREDS"]}})
+    env = cli_env(home, DB_CREDS=PLAIN_CREDS, MOCK_LOG_ENV="1")
+    preset_with_plain_secrets(env, home)
+    out = run_cli("run", "--agent", "mock@plain", "x", "--json", env=env, timeout=CLI_TIMEOUT_S)
+    assert out.code == 0, out.stderr
+    logs = list(home.agent_logs.glob("*.log"))
+    assert logs
+    text = "".join(log.read_text() for log in logs)
+    # Both ways wrote: the names are there, with the logger's line and the relayed ones.
+    assert "environment: " in text and "[mock-cli] SERVICE_PW=" in text
+    assert "[mock-cli] DB_CREDS=" in text and "[mock-cli] NOTE=" in text
+    for value in (PLAIN_CRED, PLAIN_CREDS, PLAIN_PW, FILE_SECRET):
+        assert value not in text, value

@@ -6,7 +6,9 @@ Contract:
 - `events()` yields each stdout line that parses as a JSON object; other lines are
   logged (as the CLI's, at most a short excerpt) and skipped, counted in `skipped`.
 - stderr is kept in a bounded tail (`stderr_tail()`) for error messages, and copied to
-  the adapter's own stderr (the agent log).
+  the adapter's own stderr (the agent log), each line redacted first: the secret values
+  of the CLI's environment and of this process (`masking.redact_text`) never reach
+  either, however the CLI prints them.
 - Leaving the `async with` block — normally, by an exception, or by cancellation
   (`task.cancel`, a timeout, shutdown) — ends the CLI's whole process group: SIGTERM,
   a short wait, then SIGKILL, and waits for the exit. No CLI process outlives its task.
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from aiswitch.masking import redact_text, remember_env_secrets
 from aiswitch.process_group import death_signal, signal_group
 
 # CLI events can carry whole files (tool results); a bound keeps a runaway line finite.
@@ -63,6 +66,8 @@ class CliRun:
         self.skipped = 0
         self._stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._stderr_task: asyncio.Task[None] | None = None
+        # What the adapter added (a key it resolved itself) is masked like the rest.
+        remember_env_secrets(self.env)
 
     async def __aenter__(self) -> CliRun:
         self.proc = await asyncio.create_subprocess_exec(
@@ -166,6 +171,6 @@ class CliRun:
                 continue
             if not line:
                 return
-            text = line.decode(errors="replace").rstrip("\n")
+            text = redact_text(line.decode(errors="replace").rstrip("\n"))
             self._stderr.append(text)
             sys.stderr.write(f"[{self.name}] {text}\n")

@@ -5,6 +5,9 @@ preset). `switch` validates everything first and then applies all of it, or noth
 `snapshot` remembers the whole environment and `rollback` restores it exactly.
 The protocol models it returns are imported on first use, not with this module (an
 adapter's handshake must not wait for pydantic).
+
+Every secret value the environment ever holds (its start, each switch) is remembered by
+`aiswitch.masking`, so the adapter's log and the CLI stderr it relays mask it by value.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from aiswitch.masking import remember_env_secrets
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
 
@@ -46,6 +50,7 @@ class Environment:
 
     @classmethod
     def from_process(cls, environ: Mapping[str, str]) -> Environment:
+        remember_env_secrets(environ)
         return cls(env=dict(environ), preset=environ.get(PRESET_NAME) or None)
 
     def state(self) -> EnvState:
@@ -67,6 +72,7 @@ class Environment:
         for name in params.unset:
             env.pop(name, None)
         env.update(params.set)
+        remember_env_secrets(params.set)
         # A full replacement records what it set; a difference from the parent already
         # carries AISWITCH_PRESET_VARS when it changed.
         if params.replace and PRESET_VARS not in params.set:

@@ -584,12 +584,23 @@ async def _serve(adapter: Adapter) -> None:
         task.cancel()
 
 
+class RedactingFormatter(logging.Formatter):
+    """The agent log's formatter: every record, traceback included, leaves through
+    `masking.redact_text`, so the environment's secret values (remembered by
+    `Environment`) and anything key-shaped never reach `logs/agents/*.log`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from aiswitch.masking import redact_text
+
+        return redact_text(super().format(record))
+
+
 def serve(adapter: Adapter) -> None:
     """Run `adapter` on stdin/stdout until stdin closes, shutdown, or the parent exits."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=os.environ.get("AISWITCH_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=os.environ.get("AISWITCH_LOG_LEVEL", "INFO").upper(), handlers=[handler]
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(adapter))

@@ -24,7 +24,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from aiswitch.errors import PresetError, UsageError
-from aiswitch.masking import mask_value, redact_text, should_mask
+from aiswitch.masking import known_secrets, mask_value, redact_text, should_mask
 from aiswitch.presets.model import Preset, check_name, var_problem
 from aiswitch.presets.refs import ReferenceSyntaxError, check_value, is_pure_reference
 from aiswitch.presets.refs import references as value_references
@@ -70,7 +70,16 @@ def shown_value(name: str, value: str, *, reveal: bool) -> str:
 
 
 def shown_variables(variables: Mapping[str, str], *, reveal: bool) -> dict[str, str]:
-    return {name: shown_value(name, value, reveal=reveal) for name, value in variables.items()}
+    """Each value per `shown_value`, and masked wherever it repeats a secret literal of the
+    same preset under a name that does not look secret."""
+    shown = {name: shown_value(name, value, reveal=reveal) for name, value in variables.items()}
+    if reveal:
+        return shown
+    secrets = {value for name, value in variables.items() if shown[name] != value}
+    return {
+        name: mask_value(value) if value in secrets else shown[name]
+        for name, value in variables.items()
+    }
 
 
 def preset_document(preset: Preset, *, reveal: bool, builtin: bool) -> dict[str, Any]:
@@ -86,10 +95,19 @@ def preset_document(preset: Preset, *, reveal: bool, builtin: bool) -> dict[str,
 
 def masked_env(env: Mapping[str, str]) -> dict[str, str]:
     """`env` as `preset env` shows it: `masking.mask_env`, plus every other variable holding
-    one of the values it masked (a reference copies a secret into a second variable, such as
-    `ANTHROPIC_AUTH_TOKEN=${env:MOONSHOT_KEY_FILE_VALUE}`, whose name need not look secret)."""
+    one of the values it masked or this process remembered (a reference copies a secret into
+    a second variable, such as `NOTE=${env:DB_CREDS}`, whose name need not look secret; the
+    parent's own secret need not be in `env` at all), and every value holding one inside it.
+    """
     secrets = {value for name, value in env.items() if should_mask(name, value)}
-    return {name: mask_value(value) if value in secrets else value for name, value in env.items()}
+    secrets |= known_secrets()
+    shown: dict[str, str] = {}
+    for name, value in env.items():
+        if value in secrets:
+            shown[name] = mask_value(value)
+        else:
+            shown[name] = redact_text(value, secrets, patterns=False)
+    return shown
 
 
 # --- validate ------------------------------------------------------------------------------
@@ -137,10 +155,13 @@ def export_document(presets: Iterable[Preset], *, include_secrets: bool) -> dict
     for preset in presets:
         body = preset.body()
         if not include_secrets and preset.variables:
+            secrets = {
+                value
+                for name, value in preset.variables.items()
+                if not is_pure_reference(value) and should_mask(name, value)
+            }
             body["variables"] = {
-                name: value
-                if is_pure_reference(value) or not should_mask(name, value)
-                else redaction_marker(value)
+                name: redaction_marker(value) if value in secrets else value
                 for name, value in preset.variables.items()
             }
         out[preset.name] = body

@@ -11,6 +11,9 @@ Contract:
   a typo, and silently sending `${env:ANTHROPIC_KEY` as a key would be worse.
 - Resolution errors (`PresetError`) name the preset, the variable and the missing variable
   or file, never a value.
+- `resolve_variables` remembers (`masking.remember_secrets`) every resolved value in a
+  secret position (a variable `masking.should_mask` picks) and each reference's part of
+  it, so this process masks them by value wherever they show up.
 """
 
 from __future__ import annotations
@@ -144,32 +147,50 @@ def _read_file(ref: Ref, where: str) -> str:
 
 def resolve_value(value: str, env: Mapping[str, str], *, where: str) -> str:
     """`value` with its references replaced; `where` names it in errors (`preset 'x': KEY`)."""
+    return "".join(_resolve_parts(value, env, where=where)[0])
+
+
+def _resolve_parts(
+    value: str, env: Mapping[str, str], *, where: str
+) -> tuple[list[str], list[str]]:
+    """The resolved pieces of `value`, and the pieces that came from references."""
     try:
         parts = parse(value)
     except ReferenceSyntaxError as exc:
         raise PresetError(f"{where}: {exc}") from None
     out: list[str] = []
+    resolved: list[str] = []
     for part in parts:
         if isinstance(part, str):
             out.append(part)
-        elif part.kind == "env":
+            continue
+        if part.kind == "env":
             found = env.get(part.target)
             if found is None:
                 raise PresetError(
                     f"{where}: {part} is not set in this environment",
                     hint=f"export {part.target}, or change the preset",
                 )
-            out.append(found)
         else:
-            out.append(_read_file(part, where))
-    return "".join(out)
+            found = _read_file(part, where)
+        out.append(found)
+        resolved.append(found)
+    return out, resolved
 
 
 def resolve_variables(
     preset_name: str, variables: Mapping[str, str], env: Mapping[str, str]
 ) -> dict[str, str]:
-    """Every variable of a preset with its references resolved (in the preset's order)."""
-    return {
-        name: resolve_value(value, env, where=f"preset {preset_name!r}: {name}")
-        for name, value in variables.items()
-    }
+    """Every variable of a preset with its references resolved (in the preset's order).
+
+    Remembers the secret ones for masking (module docstring).
+    """
+    from aiswitch.masking import remember_secrets, should_mask
+
+    values: dict[str, str] = {}
+    for name, value in variables.items():
+        pieces, from_refs = _resolve_parts(value, env, where=f"preset {preset_name!r}: {name}")
+        values[name] = "".join(pieces)
+        if should_mask(name, values[name]):
+            remember_secrets([values[name], *from_refs])
+    return values

@@ -29,6 +29,10 @@ as written.
 without starting it. `aiswitch preset exec` (`inherit="all"`) stands in for `preset use`
 in a subshell: it starts from the whole parent environment and removes the parent's
 variables of each provider family the preset sets a variable of, and the shell preset's.
+
+Every secret value the function handles (a parent's variable under a secret name, the
+preset's and the agent's secret values) is remembered by `aiswitch.masking`, so this
+process masks it wherever it shows up later (logs, errors).
 """
 
 from __future__ import annotations
@@ -183,6 +187,10 @@ def _inherited_all(request: ChildEnvRequest) -> dict[str, str]:
 
 
 def build_child_env(request: ChildEnvRequest) -> dict[str, str]:
+    from aiswitch.masking import remember_env_secrets
+
+    for layer in (request.parent, request.agent_env, request.preset_vars):
+        remember_env_secrets(layer)
     if request.inherit == "all":
         env = _inherited_all(request)
     else:
