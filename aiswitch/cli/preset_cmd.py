@@ -300,14 +300,19 @@ def import_(
     file: str = typer.Argument(..., help="An export (YAML or JSON), or - for stdin."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the changes; write nothing."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite presets that exist."),
+    trust: bool = typer.Option(
+        False, "--trust", help="Import presets that send a key reference to an unusual host."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Import presets from an export; refuses redacted values."""
+    """Import presets from an export; refuses redacted values, and keys sent to unusual
+    hosts without --trust."""
     from pathlib import Path
 
     from aiswitch.agents import load_yaml
     from aiswitch.errors import PresetError
-    from aiswitch.presets.ops import parse_import
+    from aiswitch.presets.builtin import templates
+    from aiswitch.presets.ops import parse_import, untrusted_sends
     from aiswitch.presets.store import builtin_presets
 
     if file == "-":
@@ -329,6 +334,14 @@ def import_(
     clash = [p.name for p in presets if p.name in builtins]
     if clash:
         raise PresetError(f"{origin}: {', '.join(clash)}: names of built-in presets")
+    suspicious = untrusted_sends(presets, templates().values())
+    if suspicious and not trust:
+        raise PresetError(
+            f"{origin}: {'; '.join(suspicious)}",
+            hint="read the preset first; pass --trust to import it anyway",
+        )
+    for problem in suspicious:
+        _note(f"warning: {problem} (imported: --trust)")
 
     def plan(data: StoreData) -> dict[str, list[str]]:
         existing = [p.name for p in presets if p.name in data.presets]

@@ -12,6 +12,11 @@ Contract:
   `include_secrets`, every literal value `should_mask` picks is replaced by a redaction marker
   (`<redacted …>`), and `import` refuses any document that still holds one, so a redacted
   export can never be imported as if its markers were keys.
+- `untrusted_sends` is what `import` checks before it writes: a preset that sends a
+  `${env:}`/`${file:}` reference in a secret position (a variable whose name looks secret)
+  to a base URL host that no template sends that reference to (to none of the templates'
+  hosts, for a reference no template reads) could read a key on this machine and send it
+  to someone else's server; `import` refuses it without `--trust`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from aiswitch.errors import PresetError, UsageError
-from aiswitch.masking import known_secrets, mask_value, redact_text, should_mask
+from aiswitch.masking import (
+    is_secret_name,
+    known_secrets,
+    mask_value,
+    redact_text,
+    should_mask,
+)
 from aiswitch.presets.model import Preset, check_name, var_problem
 from aiswitch.presets.refs import ReferenceSyntaxError, check_value, is_pure_reference
 from aiswitch.presets.refs import references as value_references
@@ -195,3 +206,70 @@ def parse_import(raw: Any, origin: str) -> list[Preset]:
         except ValidationError as exc:
             raise PresetError(f"{origin}: preset {name!r}: {validation_summary(exc)}") from None
     return presets
+
+
+# --- import: where secrets go --------------------------------------------------------------
+
+# The endpoint a CLI talks to when no base URL is set (the templates that set none use it).
+CLI_DEFAULT_HOSTS: Final[Mapping[str, str]] = {
+    "claude": "api.anthropic.com",
+    "codex": "api.openai.com",
+    "gemini": "generativelanguage.googleapis.com",
+}
+_BASE_URL_SUFFIX: Final = "BASE_URL"
+
+
+def _destinations(preset: Preset) -> set[str]:
+    """Where a preset sends its keys: each base URL's host (a base URL that is itself a
+    reference, as written), else its agent CLI's default host; empty when unknown."""
+    from urllib.parse import urlsplit
+
+    found: set[str] = set()
+    for name, value in preset.variables.items():
+        if not name.endswith(_BASE_URL_SUFFIX) or not value:
+            continue
+        if value_references(value):
+            found.add(value)
+            continue
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        found.add((host or value).lower())
+    default = CLI_DEFAULT_HOSTS.get(preset.agent or "")
+    if not found and default is not None:
+        found.add(default)
+    return found
+
+
+def _secret_references(preset: Preset) -> list[tuple[str, str]]:
+    """(variable, reference) for each reference in a variable whose name looks secret."""
+    return [
+        (name, str(ref))
+        for name, value in preset.variables.items()
+        if is_secret_name(name)
+        for ref in value_references(value)
+    ]
+
+
+def untrusted_sends(presets: Iterable[Preset], templates: Iterable[Preset]) -> list[str]:
+    """One line per secret reference a preset sends where no template sends it (module
+    docstring); empty when every preset only sends keys where the templates do."""
+    allowed: dict[str, set[str]] = {}
+    every_host: set[str] = set()
+    for template in templates:
+        hosts = _destinations(template)
+        every_host |= hosts
+        for _, ref in _secret_references(template):
+            allowed.setdefault(ref, set()).update(hosts)
+    problems: list[str] = []
+    for preset in presets:
+        hosts = _destinations(preset)
+        for name, ref in _secret_references(preset):
+            strange = sorted(hosts - allowed.get(ref, every_host))
+            if strange:
+                problems.append(
+                    f"preset {preset.name!r} sends {ref} ({name}) to {', '.join(strange)}, "
+                    f"where no template sends it"
+                )
+    return problems

@@ -9,6 +9,8 @@ Contract:
 - Text that starts like a reference (`${env:` or `${file:`) but is not a complete, valid one
   is an error when the preset is saved (`check_value`), not a literal: it is almost always
   a typo, and silently sending `${env:ANTHROPIC_KEY` as a key would be worse.
+- `${file:}` reads regular files only (after following symlinks): a FIFO, a device or a
+  directory is an error, never a read that blocks.
 - Resolution errors (`PresetError`) name the preset, the variable and the missing variable
   or file, never a value.
 - `resolve_variables` remembers (`masking.remember_secrets`) every resolved value in a
@@ -18,7 +20,9 @@ Contract:
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,12 +127,24 @@ def is_pure_reference(value: str) -> bool:
 def _read_file(ref: Ref, where: str) -> str:
     path = Path(ref.target).expanduser()
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_REFERENCE_FILE_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise PresetError(f"{where}: {ref} refers to a file that does not exist") from None
     except OSError as exc:
         raise PresetError(f"{where}: cannot read {ref}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PresetError(
+                f"{where}: {ref} is not a regular file",
+                hint="point it at a file that holds only the value (not a pipe or a device)",
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_REFERENCE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PresetError(f"{where}: cannot read {ref}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_REFERENCE_FILE_BYTES:
         raise PresetError(
             f"{where}: {ref} is larger than {MAX_REFERENCE_FILE_BYTES} bytes",
