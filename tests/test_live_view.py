@@ -60,3 +60,42 @@ async def test_a_run_updates_the_results_its_plan_handed_out(home: Home) -> None
         run = await coordinator.run(request, planned)
     assert [r.status for r in planned.results] == ["ok", "ok"]
     assert all(a is b for a, b in zip(run.results, planned.results, strict=True))
+
+
+async def test_a_batchs_progress_counts_are_the_runs_own_and_agree_with_its_results(
+    home: Home,
+) -> None:
+    from aiswitch.cli.live import StatusLines, counts
+    from aiswitch.coordinator.run import RunEvent
+
+    env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0", "MOCK_FAIL": "0"}
+    coordinator = Coordinator(home, parent_env=env)
+    items = [BatchItem(prompt=f"task {n}") for n in range(30)]
+    items[7] = BatchItem(prompt="task 7", options={"fail": True})
+    request = RunRequest(
+        mode="batch", specs=parse_specs("mock"), prompt="", batch=items, concurrency=4
+    )
+    console = Console(file=io.StringIO(), width=300)
+    lines = StatusLines(console)
+    checked = 0
+
+    def on_event(event: RunEvent) -> None:
+        nonlocal checked
+        if event.kind != "status":
+            return
+        results = run.result.results
+        # The running counts, against a recount of every result (what they replace).
+        done, failed, _ = counts(run)
+        assert done == sum(1 for r in results if r.final)
+        assert failed == sum(1 for r in results if r.final and r.status != "ok")
+        checked += 1
+        lines.status(event.result)
+
+    run = coordinator.new_run(request, coordinator.plan(request), on_event=on_event)
+    lines.watch(run)
+    async with asyncio.timeout(60):
+        await run.execute()
+    assert checked >= 60
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.count("aiswitch: ") == 10  # a line per tenth of the batch
+    assert "30/30 done · 0 running · 0 waiting · 1 failed" in text

@@ -391,6 +391,12 @@ class Run:
             self.result.resumed_from = resumed.status
         for task in self.tasks:
             task.result.task_id = f"{self.result.run_id}/{task.index}"
+        # Final results so far, and those not ok: the progress view reads these counts
+        # instead of counting every result on every event.
+        self.finals = sum(1 for task in self.tasks if task.result.final)
+        self.failures = sum(
+            1 for task in self.tasks if task.result.final and task.result.status != "ok"
+        )
         self.budget_hit = False
         self.failure: StateError | None = None
         self.spent = Usage()
@@ -611,6 +617,9 @@ class Run:
             result.cost_usd = round(sum(costs), 8) if costs else None
             result.duration_s = round(last.ended - attempts[0].started, 3)
             self._durations.append(result.duration_s)
+        self.finals += 1
+        if result.status != "ok":
+            self.failures += 1
         # On disk before anyone is told: a killed run is resumed from this line.
         self._journal.append(_journal_line(result))
         self._emit(RunEvent("status", result))
