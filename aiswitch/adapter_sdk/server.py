@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -582,6 +583,9 @@ async def _serve(adapter: Adapter) -> None:
     await peer.close("adapter exiting")
     for task in (closed, done):
         task.cancel()
+    # All that is left is garbage at exit, and the parent waits for this exit: the
+    # interpreter's final collection need not walk the modules' objects (~15 ms).
+    gc.freeze()
 
 
 class RedactingFormatter(logging.Formatter):
