@@ -280,7 +280,8 @@ def _has_nonfinite(value: Any) -> bool:
         value = value.values()
     elif kind is not list and kind is not tuple:
         return isinstance(value, Enum) and _has_nonfinite(value.value)
-    return any(type(item) not in _SCALARS and _has_nonfinite(item) for item in value)
+    # Scalars are skipped without a call each: most payloads hold nothing else.
+    return any(map(_has_nonfinite, [item for item in value if type(item) not in _SCALARS]))
 
 
 # Values that can never hide a NaN.
