@@ -133,7 +133,8 @@ class TaskContext:
         """Send one `tokens.usage` event (the parent appends each to its ledger)."""
         from aiswitch.protocol.models import UsageParams
 
-        self.usage = self.usage + usage
+        # Most tasks report once: their first report is their usage (no model to build).
+        self.usage = usage if _empty(self.usage) else self.usage + usage
         self._server.metrics_usage = self._server.metrics_usage + usage
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(
@@ -535,6 +536,16 @@ def _usage() -> Usage:
     from aiswitch.tokens.usage import Usage
 
     return Usage()
+
+
+def _empty(usage: Usage) -> bool:
+    return not (
+        usage.input_tokens
+        or usage.output_tokens
+        or usage.cache_read_tokens
+        or usage.cache_write_tokens
+        or usage.reasoning_tokens
+    )
 
 
 def _one_line(text: str) -> str:
