@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,25 @@ def test_the_home_is_created_private(tmp_path: Path) -> None:
     home = Home(tmp_path / "h").ensure()
     for path in (home.root, home.state, home.locks, home.logs, home.config):
         assert oct(path.stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {
+            "run_id": "r",
+            "results": [
+                {"output": 'é ✓ \u2028 "q" \\ \n', "cost_usd": None, "usage": {}, "ok": True},
+                {"output": "", "duration_s": 0.1, "n": -(2**62), "tiny": 5e-324, "list": []},
+            ],
+            "figures": {"p95_response_s": 1e16, "empty": {}},
+        },
+        {"big": 2**70, 1: "int key"},  # orjson refuses these: json writes them, as before
+    ],
+)
+def test_a_run_file_is_written_as_write_json_writes_it(document: dict[Any, Any]) -> None:
+    from aiswitch.state.runs import run_file_bytes
+
+    data = run_file_bytes(document)
+    assert json.loads(data) == json.loads(json.dumps(document))
+    assert data == (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()

