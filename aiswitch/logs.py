@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from logging.handlers import RotatingFileHandler
 
 from aiswitch.home import SECRET_FILE_MODE, Home
@@ -17,6 +18,20 @@ from aiswitch.home import SECRET_FILE_MODE, Home
 from aiswitch.supervisor.logs import KEEP_ROTATED, MAX_LOG_BYTES
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _Handler(RotatingFileHandler):
+    """Writes the coordinator log; a log line lost to the environment (a full disk) is
+    dropped quietly: the logging module would print a traceback on the user's terminal, and
+    the state write that fails next says what to do, once."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from aiswitch.state.store import WRITE_FAILURES
+
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError) and error.errno in WRITE_FAILURES:
+            return
+        super().handleError(record)
 
 
 class RedactingFilter(logging.Filter):
@@ -35,11 +50,14 @@ def configure(home: Home, level: str | None = None) -> None:
     root = logging.getLogger("aiswitch")
     if any(getattr(h, "_aiswitch", False) for h in root.handlers):
         return
+    from aiswitch.state.store import writing
+
     path = home.logs / "coordinator.log"
-    home.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Created 0600 before the handler opens it: logs may hold prompts.
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE))
-    handler = RotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
+    with writing(path):
+        home.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before the handler opens it: logs may hold prompts.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE))
+        handler = _Handler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
     handler._aiswitch = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())

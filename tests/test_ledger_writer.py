@@ -119,20 +119,23 @@ async def test_fsyncs_are_batched_one_per_interval_armed_by_the_first_write(
     assert [r.input_tokens for r in records] == list(range(150)) and malformed == 0
 
 
-async def test_a_torn_last_line_left_by_a_killed_writer_is_terminated_before_the_next_line(
+async def test_a_torn_last_line_left_by_a_killed_writer_is_moved_aside_before_the_next_line(
     home: Home,
 ) -> None:
     home.ensure()
     torn = b'{"v":1,"ts":"2026-05-01T12:00:00Z","input_tok'
-    home.ledger.write_bytes(ledger_line(record(0)) + b"\n" + torn)
+    first = ledger_line(record(0)) + b"\n"
+    home.ledger.write_bytes(first + torn)
     writer = LedgerWriter(StateStore(home))
     try:
         added = writer.add(record(1))
     finally:
         await writer.close()
-    assert home.ledger.read_bytes().endswith(torn + b"\n" + ledger_line(added) + b"\n")
+    assert home.ledger.read_bytes() == first + ledger_line(added) + b"\n"
+    (aside,) = home.state.glob("tokens.jsonl.torn-*")
+    assert aside.read_bytes() == torn
     records, malformed = read_ledger_records(home.ledger)
-    assert [r.input_tokens for r in records] == [0, 1] and malformed == 1
+    assert [r.input_tokens for r in records] == [0, 1] and malformed == 0
 
 
 async def test_a_failed_write_raises_a_clear_error_and_leaves_no_line_glued_to_the_next(
@@ -158,13 +161,15 @@ async def test_a_failed_write_raises_a_clear_error_and_leaves_no_line_glued_to_t
         assert str(home.ledger) in failed.value.one_line()
         assert "free space" in failed.value.one_line()
         monkeypatch.setattr(os, "write", real)
-        last = writer.add(record(3))  # reopens first, ending the part line
+        last = writer.add(record(3))  # reopens first, moving the part line aside
     finally:
         await writer.close()
     lines = home.ledger.read_bytes().split(b"\n")
-    assert lines[1] == ledger_line(record(2))[:20] and lines[2] == ledger_line(last)
+    assert lines[1] == ledger_line(last)
+    (aside,) = home.state.glob("tokens.jsonl.torn-*")
+    assert aside.read_bytes() == ledger_line(record(2))[:20]
     records, malformed = read_ledger_records(home.ledger)
-    assert [r.input_tokens for r in records] == [1, 3] and malformed == 1
+    assert [r.input_tokens for r in records] == [1, 3] and malformed == 0
 
 
 async def test_a_prune_replacing_the_ledger_does_not_swallow_later_lines(home: Home) -> None:

@@ -73,7 +73,7 @@ def test_a_failed_write_keeps_the_old_file(home: Home, monkeypatch: pytest.Monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(StateError, match="No space left"):
         store.write_json(path, {"keep": False})
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"keep": True}
@@ -93,11 +93,13 @@ def test_a_corrupt_file_is_moved_aside_and_reported_not_deleted(home: Home) -> N
         store.read_json(path, None, strict=True)
 
 
-def test_an_append_after_a_torn_last_line_keeps_both_lines_apart(home: Home) -> None:
+def test_an_append_after_a_torn_last_line_moves_it_aside_first(home: Home) -> None:
     store = StateStore(home)
     home.ledger.write_bytes(b'{"ok":1}\n{"torn":')
     store.append_lines("ledger", home.ledger, [b'{"ok":2}'])
-    assert home.ledger.read_bytes().splitlines() == [b'{"ok":1}', b'{"torn":', b'{"ok":2}']
+    assert home.ledger.read_bytes().splitlines() == [b'{"ok":1}', b'{"ok":2}']
+    (aside,) = home.state.glob("tokens.jsonl.torn-*")
+    assert aside.read_bytes() == b'{"torn":'
 
 
 def test_the_home_is_created_private(tmp_path: Path) -> None:

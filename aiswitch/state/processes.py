@@ -5,6 +5,11 @@ live child from a recycled pid, and the same for its parent. `reap_orphans` kill
 process group of any child whose parent is gone (a parent killed with SIGKILL cannot
 clean up after itself; the next invocation does). The file always exists after a run,
 possibly as `{"agents": {}}`.
+
+`remove` never raises for a file it cannot write (a full disk): the entry of a process that
+has ended is harmless (a reader compares create times, so a recycled pid is never taken
+for it) and the next `reap_orphans` drops it; a stop must not fail, or wait, for want of
+space. It warns instead.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import signal
 from typing import Any
 
+from aiswitch.errors import StateError
 from aiswitch.state.store import StateStore
 
 RESOURCE = "agents"
@@ -95,7 +101,10 @@ class ProcessTable:
         self._change(change)
 
     def remove(self, key: str) -> None:
-        self._change(lambda agents: {k: v for k, v in agents.items() if k != key})
+        try:
+            self._change(lambda agents: {k: v for k, v in agents.items() if k != key})
+        except StateError as exc:
+            self.store.warn(f"{exc.one_line()}; the next run drops the entry {key}")
 
     def entries(self) -> dict[str, Any]:
         data: Any = self.store.read_json(self.path, {"agents": {}})

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiswitch.errors import StateError
 from aiswitch.home import DIR_MODE, SECRET_FILE_MODE
-from aiswitch.state.store import StateStore
+from aiswitch.state.store import StateStore, writing
 
 INDEX_RESOURCE = "runs-index"
 # One lock for every run file, not one per run: run writes are small and rare, and a
@@ -50,13 +50,16 @@ class RunJournal:
 
     def append(self, line: bytes) -> None:
         if self._fd is None:
-            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, SECRET_FILE_MODE
-            )
-            # A torn line a killed writer left ends here, so it stays one bad line.
-            if os.fstat(self._fd).st_size and not _ends_with_newline(self.path):
-                os.write(self._fd, b"\n")
+            with writing(self.path, "append to"):
+                self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                self._fd = os.open(
+                    self.path,
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                    SECRET_FILE_MODE,
+                )
+                # A torn line a killed writer left ends here, so it stays one bad line.
+                if os.fstat(self._fd).st_size and not _ends_with_newline(self.path):
+                    os.write(self._fd, b"\n")
         data = line.rstrip(b"\n") + b"\n"
         try:
             written = os.write(self._fd, data)
@@ -70,13 +73,15 @@ class RunJournal:
 
     def sync(self) -> None:
         if self._fd is not None:
-            os.fsync(self._fd)
+            with writing(self.path, "fsync"):
+                os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             try:
-                os.fsync(fd)
+                with writing(self.path, "fsync"):
+                    os.fsync(fd)
             finally:
                 os.close(fd)
 

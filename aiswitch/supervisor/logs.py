@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiswitch.home import SECRET_FILE_MODE, Home
+from aiswitch.state.store import writing
 
 # Rotate before a log grows past this; keep this many old ones (`.1` is the newest).
 MAX_LOG_BYTES = 5 * 1024 * 1024
@@ -25,12 +26,17 @@ def agent_log_path(home: Home, agent_id: str) -> Path:
 def open_agent_log(home: Home, agent_id: str, run_id: str) -> int:
     """Open (rotating first if needed) and return a file descriptor for appending."""
     path = agent_log_path(home, agent_id)
-    with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size > MAX_LOG_BYTES:
-            rotate(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    os.write(fd, f"==== {stamp} run {run_id} agent {agent_id} ====\n".encode())
+    with writing(path):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > MAX_LOG_BYTES:
+                rotate(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE)
+        try:
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            os.write(fd, f"==== {stamp} run {run_id} agent {agent_id} ====\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
     return fd
 
 

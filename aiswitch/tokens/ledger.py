@@ -16,7 +16,7 @@ Contract:
   (`i_rwsem`) for the whole call, and `O_APPEND` moves the offset to the end under that lock,
   so two appends land one after the other, each whole. (POSIX promises atomic appends only
   for pipes; this holds on local file systems, not on NFS.) A write cut short (a full disk,
-  a fatal signal) is finished or its line terminated, see below.
+  a fatal signal) leaves a torn last line, which the next opening moves aside, see below.
 - The ledger's rewriters (`tokens prune` replaces the file, `tokens import` appends a batch,
   `aiswitch.tokens.transfer`) hold the ledger's lock, `locks/ledger.lock`, exclusively. Each
   write here holds that lock *shared*, so writers never wait for one another, only for a
@@ -26,11 +26,15 @@ Contract:
   in order, and a thread writes them as soon as it gets the lock: the one case where a line
   is not in the file when `add()` returns, and it lasts only as long as the rewrite.
 - Opening (and reopening) takes the ledger's lock exclusively and, when the file's last byte
-  is not a newline (a writer killed in the middle of its line), appends one first: the torn
-  line stays one bad line, which readers skip, and the next record's line is whole.
+  is not a newline (a writer killed in the middle of its line, or cut short by a full disk),
+  moves that torn line aside to `tokens.jsonl.torn-<UTC time>` (`StateStore.
+  move_torn_tail_aside`: kept, never deleted) and cuts it off: the next record's line is
+  whole and no bad line is left inside the file. Readers skip a torn last line meanwhile.
 - A write that fails (ENOSPC, EDQUOT, EIO, …) raises `StateError` naming the file and what to
-  do. Part of a line already written is terminated with a newline at once (a strict prefix
-  of a JSON object never parses), or, when that fails too, before this writer's next line.
+  do; the record is not recorded. Part of a line already written is left as the torn last
+  line (no newline is added: it would leave it inside the file), and this writer reopens
+  before its next line, which moves it aside. (Another process's writer, already open, may
+  append behind it first; a full disk fails its write too.)
   A failure in the thread (a rewriter's lock, a timed fsync) is raised by the next `flush()`.
 """
 
@@ -205,20 +209,21 @@ class LedgerWriter:
         return self._fd is not None and not self._torn and os.fstat(self._fd).st_nlink > 0
 
     def _open(self) -> None:
-        """Open the ledger (the caller holds its lock exclusively); end a torn last line."""
-        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        """Open the ledger (the caller holds its lock exclusively); move a torn last line
+        aside."""
         try:
+            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             fd = os.open(self.path, _LEDGER_FLAGS, SECRET_FILE_MODE)
         except OSError as exc:
             raise StateError(f"cannot open {self.path}: {exc.strerror}", hint=_WRITE_HINT) from None
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")
-        except OSError as exc:
+            self.store.move_torn_tail_aside(fd, self.path)
+        except (OSError, StateError) as exc:
             os.close(fd)
+            if isinstance(exc, StateError):
+                raise
             raise StateError(
-                f"cannot end the torn last line of {self.path}: {exc.strerror}",
+                f"cannot move the torn last line of {self.path} aside: {exc.strerror}",
                 hint=_WRITE_HINT,
             ) from None
         with self._fd_guard:
@@ -230,7 +235,7 @@ class LedgerWriter:
                 os.close(old)
 
     def _append(self, line: bytes) -> None:
-        """One write of the whole line; a write cut short is finished or its line ended."""
+        """One write of the whole line; a write cut short leaves a torn line to move aside."""
         assert self._fd is not None
         fd = self._fd
         done = 0
@@ -240,23 +245,13 @@ class LedgerWriter:
                 # Only an error (disk full, a fatal signal) cuts a regular file's write short.
                 done += os.write(fd, line[done:])
         except OSError as exc:
-            if done and not self._end_torn_line(fd) and done == len(line) - 1:
-                return  # only the newline was missing: the line is whole now
+            if done:
+                self._torn = True  # reopen (and move the part aside) before the next line
             raise StateError(
                 f"cannot append a usage record to {self.path}: {exc.strerror}",
                 hint=_WRITE_HINT,
             ) from None
         self._unsynced = True
-
-    def _end_torn_line(self, fd: int) -> bool:
-        """Terminate a part line; True when that failed too (then reopening will)."""
-        try:
-            os.write(fd, b"\n")
-        except OSError:
-            self._torn = True
-            return True
-        self._unsynced = True
-        return False
 
     # -- fsync ---------------------------------------------------------------------
 
