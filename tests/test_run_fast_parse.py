@@ -5,12 +5,15 @@ command lines and over generated ones."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from support.cli import CLI_TIMEOUT_S, aiswitch_bin
 
 from aiswitch.cli import run_cmd
 from aiswitch.cli.entry import parse_run
@@ -171,3 +174,37 @@ def test_generated_command_lines_parse_as_typer_parses_them(
 
 def test_the_cwd_is_a_path_as_typer_makes_it() -> None:
     assert parse_run(["--cwd", "d", "x"]) == {"cwd": Path("d"), "task": "x"}
+
+
+def closed_reader_run(env: dict[str, str], task: str, *extra: str) -> tuple[int, str]:
+    """`aiswitch run … --json` whose stdout reader is gone before anything is written."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [aiswitch_bin(), "run", "--agent", "mock@fast", task, "--json", *extra],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    return proc.returncode, proc.stderr
+
+
+# A document smaller than stdout's buffer fails at the interpreter's last flush; a bigger
+# one (the prompt is in it) fails in the write itself, which typer (as click) makes quiet.
+@pytest.mark.parametrize("task", ["hi", "x" * 20_000], ids=["small", "over the buffer"])
+def test_a_reader_that_went_away_ends_the_fast_path_as_it_ends_typers(
+    env: dict[str, str], task: str
+) -> None:
+    assert parse_run(["--agent", "mock@fast", task, "--json"]) is not None
+    assert parse_run(["--agent", "mock@fast", task, "--json", "--retries", "02"]) is None
+    fast = closed_reader_run(env, task)
+    typer_path = closed_reader_run(env, task, "--retries", "02")
+    assert fast == typer_path
+    assert "Traceback" not in fast[1]

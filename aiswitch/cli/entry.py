@@ -154,6 +154,35 @@ def _run_fast(parsed: dict[str, Any]) -> int:
     except EOFError:
         sys.stderr.write("\nAborted!\n")
         return 1
+    except OSError as exc:
+        import errno
+
+        if exc.errno != errno.EPIPE:
+            raise
+        # As click does for a reader that went away (`| head`): a quiet exit 1, and the
+        # interpreter's last flush of the closed pipe is not reported either.
+        sys.stdout = _QuietPipe(sys.stdout)
+        sys.stderr = _QuietPipe(sys.stderr)
+        return 1
+
+
+class _QuietPipe:
+    """A standard stream whose flush ignores a broken pipe (click's PacifyFlushWrapper)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def flush(self) -> None:
+        import errno
+
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def error_line(exc: AiswitchError) -> str:
