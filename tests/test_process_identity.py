@@ -1,8 +1,10 @@
-"""`process_identity` reads /proc on Linux instead of importing psutil (start-up cost); it
-must give exactly psutil's create time, and None where psutil finds no live process."""
+"""`state/processes` on the start-up path of every run: `process_identity` reads /proc on
+Linux instead of importing psutil, and must give exactly psutil's create time (None where
+psutil finds no live process); `reap_orphans` leaves an empty table's file alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,11 +12,14 @@ import sys
 import psutil
 import pytest
 
+from aiswitch.home import Home
 from aiswitch.state import processes
+from aiswitch.state.store import StateStore
 
-pytestmark = pytest.mark.skipif(not processes._LINUX_PROC, reason="reads Linux's /proc")
+linux_proc = pytest.mark.skipif(not processes._LINUX_PROC, reason="reads Linux's /proc")
 
 
+@linux_proc
 def test_every_live_process_has_psutils_create_time() -> None:
     pids = psutil.pids()
     assert pids
@@ -25,6 +30,7 @@ def test_every_live_process_has_psutils_create_time() -> None:
             assert processes._proc_identity(pid) == processes._psutil_identity(pid), pid
 
 
+@linux_proc
 def test_a_missing_process_and_a_zombie_have_no_identity() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
@@ -36,3 +42,23 @@ def test_a_missing_process_and_a_zombie_have_no_identity() -> None:
         child.wait()
     assert processes.process_identity(child.pid) is None
     assert processes.process_identity(os.getpid()) == psutil.Process().create_time()
+
+
+def test_reaping_an_empty_table_does_not_rewrite_it_and_a_missing_one_is_created(
+    home: Home,
+) -> None:
+    table = processes.ProcessTable(StateStore(home))
+    assert not table.path.exists()
+    assert table.reap_orphans() == []
+    assert json.loads(table.path.read_text()) == {"version": 1, "agents": {}}
+    before = table.path.stat()
+    assert table.reap_orphans() == []
+    after = table.path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_an_entry_of_a_process_that_is_gone_is_still_dropped(home: Home) -> None:
+    table = processes.ProcessTable(StateStore(home))
+    table.add("gone", {"pid": 2**22 + 1, "create_time": 1.0, "parent_pid": os.getpid()})
+    assert table.reap_orphans() == []
+    assert table.entries() == {}

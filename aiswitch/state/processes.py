@@ -23,6 +23,8 @@ from aiswitch.errors import StateError
 from aiswitch.state.store import StateStore
 
 RESOURCE = "agents"
+# The table with no agents, as `ProcessTable` writes it.
+_NO_AGENTS: dict[str, Any] = {"version": 1, "agents": {}}
 # psutil's create times are floats rounded differently across calls; within this much
 # they name the same process.
 CREATE_TIME_TOLERANCE_S = 0.05
@@ -113,6 +115,10 @@ class ProcessTable:
 
     def reap_orphans(self) -> list[str]:
         """Kill children whose parent is gone; drop entries of processes that are gone."""
+        if self._empty():
+            # Nothing to reap or drop (the usual case, before every run): no lock, and
+            # no rewrite of the same bytes with two fsyncs.
+            return []
         reaped: list[str] = []
 
         def change(agents: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +139,20 @@ class ProcessTable:
         self._change(change)
         return reaped
 
+    def _empty(self) -> bool:
+        """The file is there and is exactly what `_change` writes for no agents. Read
+        without the lock: writes replace the file whole, and an entry added after this
+        read has a live parent, so a reap would have kept it anyway."""
+        import json
+
+        try:
+            return bool(json.loads(self.path.read_bytes()) == _NO_AGENTS)
+        except (OSError, ValueError):
+            return False  # missing, unreadable or not JSON: the full path deals with it
+
     def _change(self, fn: Any) -> None:
         def wrapped(data: dict[str, Any]) -> dict[str, Any]:
             agents = data.get("agents", {}) if isinstance(data, dict) else {}
-            return {"version": 1, "agents": fn(dict(agents))}
+            return {**_NO_AGENTS, "agents": fn(dict(agents))}
 
         self.store.update_json(RESOURCE, self.path, lambda: {"agents": {}}, wrapped)
