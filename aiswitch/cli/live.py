@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from aiswitch.cli.terminal import safe_text, shown
 from aiswitch.coordinator.results import AgentResult, RunResult
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class LiveView:
         if result.status in ("ok", "failed", "timeout", "cancelled"):
             self.ended.setdefault(result.agent_id, now)
         if text:
-            self.last_line[result.agent_id] = text.splitlines()[-1] if text.strip() else ""
+            last = text.splitlines()[-1] if text.strip() else ""
+            self.last_line[result.agent_id] = shown(last)
 
     def render(self) -> RenderableType:
         from rich.console import Group
@@ -171,7 +173,7 @@ class StatusLines:
             self._batch(run)
             return
         if result.status == "failed":
-            self._print(f"aiswitch: {result.agent_id}: {result.error}")
+            self._print(f"aiswitch: {result.agent_id}: {shown(result.error or '')}")
         else:
             self._print(f"aiswitch: {result.agent_id} {result.status}")
 
@@ -201,9 +203,9 @@ def render_results(console: Console, run: RunResult) -> None:
     for result in run.results:
         mark, style = STATUS_STYLE.get(result.status, ("?", ""))
         title = f"{result.agent_id}" + (f" @{result.preset}" if result.preset else "")
-        body = Text(result.output.rstrip() or "(no output)")
+        body = Text(safe_text(result.output.rstrip()) or "(no output)")
         if result.error:
-            body.append(f"\n{result.error}", style="red")
+            body.append(f"\n{shown(result.error)}", style="red")
         subtitle = f"{mark} {result.status} · {result.duration_s:.1f}s · {format_tokens(result)}"
         panels.append(
             Panel(
@@ -234,7 +236,7 @@ def render_batch(console: Console, run: RunResult) -> None:
         # Agents' text is data, never markup: "[mock.p1] …" must print as it is.
         console.print(
             f"[{style}]{mark}[/] {escape(str(result.id or result.task_id))} "
-            f"{escape(result.agent_id)} {result.status} · {escape(text[:LAST_LINE_CHARS])}",
+            f"{escape(result.agent_id)} {result.status} · {escape(shown(text[:LAST_LINE_CHARS]))}",
             highlight=False,
         )
     render_totals(console, run)

@@ -61,6 +61,7 @@ from aiswitch.coordinator.specs import AgentSpec, agent_ids
 from aiswitch.coordinator.tasks import DEFAULT_RETRIES, Attempt, End, Lane, Task
 from aiswitch.errors import ConfigError, StateError, UsageError
 from aiswitch.home import Home
+from aiswitch.masking import redact_text
 from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
 from aiswitch.protocol.models import EnvState, ProgressParams, UsageParams
 from aiswitch.state.runs import RunStore, new_run_id
@@ -601,7 +602,9 @@ class Run:
             last = attempts[-1]
             end = last.end or End.FAILED
             result.status = _STATUS[end]
-            result.error = None if end is End.OK else (last.error or str(end))
+            # An agent's error may quote its environment: secret values never reach the
+            # run file, the journal or the screen.
+            result.error = None if end is End.OK else redact_text(last.error or str(end))
             reply = last.reply
             if reply is not None:
                 result.output = reply.output
