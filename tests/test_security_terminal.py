@@ -68,3 +68,12 @@ def test_json_keeps_agent_text_exactly_as_json_escapes_it(env: dict[str, str]) -
     out = run_cli("run", "--agent", "mock", "x", "--json", env=env)
     assert ESC not in out.stdout  # JSON escapes control characters itself
     assert json.loads(out.stdout)["results"][0]["output"] == HOSTILE
+
+
+def test_an_error_line_quoting_an_agents_log_is_safe_for_the_terminal(
+    env: dict[str, str],
+) -> None:
+    # The mock exits at start; its last log line (here, hostile) is quoted in the error.
+    env["MOCK_EXIT_AT_START"] = "2"
+    out = run_cli("run", "--agent", "mock", "x", "--json", env=env)
+    assert ESC not in out.stderr

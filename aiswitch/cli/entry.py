@@ -186,7 +186,11 @@ class _QuietPipe:
 
 
 def error_line(exc: AiswitchError) -> str:
-    return f"aiswitch: error: {exc.one_line()}"
+    """The one line a user error prints: safe for a terminal, secret values masked (an
+    error may quote an agent's log or a file)."""
+    from aiswitch.cli.terminal import shown
+
+    return f"aiswitch: error: {shown(exc.one_line())}"
 
 
 if __name__ == "__main__":
