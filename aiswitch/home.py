@@ -2,18 +2,28 @@
 
 The home is `$AISWITCH_HOME` when set, else `~/.aiswitch`. `Home` only computes paths;
 `Home.ensure()` creates the directory tree with mode 0700 (the home holds keys and
-logs that may contain prompts). Nothing else in aiswitch builds these paths by hand.
+logs that may contain prompts) and refuses a tree it cannot trust (`problems`): a folder
+that is a symbolic link, owned by another user, or writable by others, any of whom could
+swap a file for a link to one of yours. `aiswitch doctor` lists them with the fix. Files
+under the home are opened with `O_NOFOLLOW` (`NOFOLLOW`). Nothing else in aiswitch builds
+these paths by hand.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiswitch.errors import StateError
 
 HOME_ENV = "AISWITCH_HOME"
 DIR_MODE = 0o700
 SECRET_FILE_MODE = 0o600
+# Added to every open of a file under the home: a link planted there is refused (ELOOP),
+# never followed to a file of the user's (or root's) elsewhere.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def default_home() -> Path:
@@ -70,9 +80,8 @@ class Home:
         """The lock file guarding `resource` (one lock file per resource)."""
         return self.locks / f"{resource}.lock"
 
-    def ensure(self) -> Home:
-        """Create the tree (0700) if missing; tighten the root's mode if it is looser."""
-        for path in (
+    def folders(self) -> tuple[Path, ...]:
+        return (
             self.root,
             self.config,
             self.locks,
@@ -83,8 +92,51 @@ class Home:
             self.tmp,
             self.tmp / "pids",
             self.tmp / "sockets",
-        ):
+        )
+
+    def problems(self) -> list[tuple[Path, str, str]]:
+        """(path, what is wrong, the command that fixes it) for each folder of the tree that
+        is a link, is owned by another user, or is writable by others, and each link in a
+        folder of the tree."""
+        found: list[tuple[Path, str, str]] = []
+        uid = os.geteuid()
+        for path in self.folders():
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                found.append((path, "is a symbolic link", f"rm {path}"))
+            elif info.st_uid != uid:
+                found.append(
+                    (path, f"is owned by uid {info.st_uid}, not you", f"chown -R {uid} {path}")
+                )
+            elif info.st_mode & 0o022:
+                found.append((path, "is writable by others", f"chmod 700 {path}"))
+            else:
+                # A link in a trusted folder was planted (aiswitch makes none): refuse it
+                # before anything is written through it.
+                with os.scandir(path) as entries:
+                    found.extend(
+                        (Path(e.path), "is a symbolic link", f"rm {e.path}")
+                        for e in entries
+                        if e.is_symlink()
+                    )
+        return found
+
+    def ensure(self) -> Home:
+        """Create the tree (0700) if missing; tighten the root's mode if it is looser;
+        refuse a tree with `problems` (StateError)."""
+        for path in self.folders():
             path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        if self.root.stat().st_mode & 0o077:
+        info = self.root.lstat()
+        if info.st_uid == os.geteuid() and not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o077:
             self.root.chmod(DIR_MODE)
+        problems = self.problems()
+        if problems:
+            path, what, fix = problems[0]
+            raise StateError(
+                f"the aiswitch home is not safe to use: {path} {what}",
+                hint=f"`{fix}`; `aiswitch doctor` lists every problem",
+            )
         return self

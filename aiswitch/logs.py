@@ -12,7 +12,7 @@ import os
 import sys
 from logging.handlers import RotatingFileHandler
 
-from aiswitch.home import SECRET_FILE_MODE, Home
+from aiswitch.home import NOFOLLOW, SECRET_FILE_MODE, Home
 
 # The same bounds as the agents' logs: a few files of a few MiB.
 from aiswitch.supervisor.logs import KEEP_ROTATED, MAX_LOG_BYTES
@@ -55,8 +55,9 @@ def configure(home: Home, level: str | None = None) -> None:
     path = home.logs / "coordinator.log"
     with writing(path):
         home.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Created 0600 before the handler opens it: logs may hold prompts.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE))
+        # Created 0600 before the handler opens it: logs may hold prompts. NOFOLLOW: a link
+        # planted in its place is refused here, before the handler would append through it.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE))
         handler = _Handler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
     handler._aiswitch = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(FORMAT))

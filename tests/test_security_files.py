@@ -137,3 +137,62 @@ async def test_a_ledger_line_cut_short_by_a_full_disk_is_moved_aside_by_the_next
     (aside,) = home.state.glob("tokens.jsonl.torn-*")
     assert aside.read_bytes() == torn
     assert aside.stat().st_mode & 0o777 == 0o600
+
+
+# -- symbolic links and ownership ---------------------------------------------------------
+
+
+def plant_link(path: Path, target: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["state/tokens.jsonl", "logs/agents/mock.p1.log", "logs/coordinator.log"],
+)
+def test_a_link_planted_in_place_of_a_file_is_refused_and_its_target_untouched(
+    tmp_path: Path, home: Home, env: dict[str, str], planted: str
+) -> None:
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious\n")
+    home.ensure()
+    plant_link(home.root / planted, target)
+
+    out = run_cli("run", "--agent", "mock", "x", env=env)
+
+    assert target.read_bytes() == b"precious\n"
+    assert out.code == 4, out.stderr
+    assert_one_error_line(out, str(home.root / planted), "symbolic link")
+
+
+@pytest.mark.parametrize("folder", ["state", "logs/agents"])
+def test_a_home_folder_writable_by_others_is_refused_and_doctor_says_how_to_fix_it(
+    home: Home, env: dict[str, str], folder: str
+) -> None:
+    home.ensure()
+    path = home.root / folder
+    path.chmod(0o777)
+
+    out = run_cli("run", "--agent", "mock", "x", env=env)
+    assert out.code == 4
+    assert_one_error_line(out, str(path), "writable by others", "aiswitch doctor")
+
+    doctor = run_cli("doctor", env=env)
+    assert doctor.code == 4
+    assert f"problem: {path} is writable by others" in doctor.stdout
+    assert f"fix: chmod 700 {path}" in doctor.stdout
+    path.chmod(0o700)
+    assert run_cli("doctor", env=env).code == 0
+
+
+def test_a_home_folder_owned_by_another_user_is_refused(home: Home, env: dict[str, str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    home.ensure()
+    os.chown(home.state, 65534, 65534)
+
+    out = run_cli("run", "--agent", "mock", "x", env=env)
+    assert out.code == 4
+    assert_one_error_line(out, str(home.state), "owned by uid 65534")
+    assert f"chown -R 0 {home.state}" in run_cli("doctor", env=env).stdout

@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "preset": "preset_cmd",
     "shell-init": "shell_cmd",
     "tokens": "tokens_cmd",
+    "doctor": "doctor_cmd",
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiswitch.errors import StateError
-from aiswitch.home import DIR_MODE, SECRET_FILE_MODE
+from aiswitch.home import DIR_MODE, NOFOLLOW, SECRET_FILE_MODE
 from aiswitch.state.store import StateStore, writing
 
 INDEX_RESOURCE = "runs-index"
@@ -54,7 +54,7 @@ class RunJournal:
                 self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
                 self._fd = os.open(
                     self.path,
-                    os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | NOFOLLOW,
                     SECRET_FILE_MODE,
                 )
                 # A torn line a killed writer left ends here, so it stays one bad line.

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from aiswitch.errors import StateError
-from aiswitch.home import DIR_MODE, SECRET_FILE_MODE, Home
+from aiswitch.home import DIR_MODE, NOFOLLOW, SECRET_FILE_MODE, Home
 
 # Long enough to wait out any other aiswitch process's write (they are milliseconds);
 # short enough that a wedged lock holder gives an error instead of a hang.
@@ -49,6 +49,8 @@ WRITE_FAILURES: Final[Mapping[int, str]] = {
     errno.EROFS: "the file system is read-only: remount it read-write, "
     "or set AISWITCH_HOME to a writable folder",
     errno.EIO: "the disk reported an I/O error: check it",
+    errno.ELOOP: "it is a symbolic link, which aiswitch never follows under its home: "
+    "remove it (`aiswitch doctor`)",
 }
 
 T = TypeVar("T")
@@ -88,6 +90,11 @@ class StateStore:
         from filelock import FileLock, Timeout
 
         path = self.home.lock_path(resource)
+        if path.is_symlink():  # filelock would open (and truncate) the link's target
+            raise StateError(
+                f"cannot lock {resource}: {path} is a symbolic link",
+                hint=WRITE_FAILURES[errno.ELOOP],
+            )
         lock = FileLock(str(path), mode=SECRET_FILE_MODE)
         try:
             with writing(path, "create the lock file"):
@@ -157,7 +164,7 @@ class StateStore:
         payload = b"".join(line.rstrip(b"\n") + b"\n" for line in lines)
         with self.lock(resource), writing(path, "append to"):
             path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE)
             try:
                 self.move_torn_tail_aside(fd, path)
                 start = os.fstat(fd).st_size
@@ -193,7 +200,9 @@ class StateStore:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         aside = path.with_name(f"{path.name}.torn-{stamp}")
         with writing(aside):
-            aside_fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+            aside_fd = os.open(
+                aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, SECRET_FILE_MODE
+            )
             try:
                 done = 0
                 while done < len(tail):

@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiswitch.home import SECRET_FILE_MODE, Home
+from aiswitch.home import NOFOLLOW, SECRET_FILE_MODE, Home
 from aiswitch.state.store import writing
 
 # Rotate before a log grows past this; keep this many old ones (`.1` is the newest).
@@ -30,7 +30,7 @@ def open_agent_log(home: Home, agent_id: str, run_id: str) -> int:
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_size > MAX_LOG_BYTES:
                 rotate(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE)
         try:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             os.write(fd, f"==== {stamp} run {run_id} agent {agent_id} ====\n".encode())

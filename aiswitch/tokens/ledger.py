@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable
 
 from aiswitch.errors import StateError
-from aiswitch.home import DIR_MODE, SECRET_FILE_MODE
+from aiswitch.home import DIR_MODE, NOFOLLOW, SECRET_FILE_MODE
 from aiswitch.state.store import StateStore
 from aiswitch.tokens.records import LedgerRecord
 
@@ -56,8 +56,9 @@ RESOURCE = "ledger"
 FSYNC_INTERVAL_S = 0.1
 
 # Read as well as append: opening checks the file's last byte for a torn line.
-_LEDGER_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+# NOFOLLOW: a link planted in place of the ledger is refused, never appended through.
+_LEDGER_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | NOFOLLOW
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | NOFOLLOW
 _WRITE_HINT = "free space on that disk (or fix its permissions); the record was not recorded"
 
 
