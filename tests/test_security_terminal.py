@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
+from pathlib import Path
 
 from rich.console import Console
 from support.cli import run_cli
@@ -71,9 +73,16 @@ def test_json_keeps_agent_text_exactly_as_json_escapes_it(env: dict[str, str]) -
 
 
 def test_an_error_line_quoting_an_agents_log_is_safe_for_the_terminal(
-    env: dict[str, str],
+    env: dict[str, str], home: Home, tmp_path: Path
 ) -> None:
-    # The mock exits at start; its last log line (here, hostile) is quoted in the error.
-    env["MOCK_EXIT_AT_START"] = "2"
-    out = run_cli("run", "--agent", "mock", "x", "--json", env=env)
-    assert ESC not in out.stderr
+    # An agent that writes an escape sequence to its log and dies before its handshake:
+    # the failure quotes the log's last line.
+    script = tmp_path / "hostile.py"
+    script.write_text("import sys\nsys.stderr.write('\\x1b]0;pwned\\x07 bye\\n')\nsys.exit(3)\n")
+    home.ensure()
+    (home.config / "agents.yaml").write_text(
+        f"agents:\n  hostile:\n    command: [{sys.executable}, {script}]\n"
+    )
+    out = run_cli("run", "--agent", "hostile", "x", env=env)
+    assert "pwned" in out.stdout + out.stderr
+    assert ESC not in out.stdout and ESC not in out.stderr
