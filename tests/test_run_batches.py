@@ -260,3 +260,30 @@ def test_usage_has_one_source_of_truth_for_the_result_and_the_ledger(
     assert result["usage"]["input_tokens"] == expected
     assert out.json()["usage"]["input_tokens"] == expected
     assert [r.input_tokens for r in ledger(home)] == [expected]
+
+
+async def test_a_journal_that_cannot_be_written_stops_the_run_with_that_error(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import os
+
+    from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
+    from aiswitch.coordinator.specs import parse_specs
+    from aiswitch.errors import StateError
+    from aiswitch.state.runs import RunJournal
+
+    def full_disk(self: RunJournal, line: bytes) -> None:
+        raise StateError(f"cannot write {self.path}: No space left on device")
+
+    monkeypatch.setattr(RunJournal, "append", full_disk)
+    env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0"}
+    coordinator = Coordinator(home, parent_env=env)
+    items = [BatchItem(prompt=f"task {n}") for n in range(10)]
+    run = coordinator.new_run(
+        RunRequest(mode="batch", specs=parse_specs("mock"), prompt="", batch=items, concurrency=1)
+    )
+    async with asyncio.timeout(60):
+        with pytest.raises(StateError, match="No space left"):
+            await run.execute()
+    assert sum(1 for r in run.result.results if r.attempts) == 1

@@ -624,7 +624,10 @@ class Run:
         if result.status != "ok":
             self.failures += 1
         # On disk before anyone is told: a killed run is resumed from this line.
-        self._journal.append(_journal_line(result))
+        try:
+            self._journal.append(_journal_line(result))
+        except StateError as exc:
+            self._fail(exc)
         self._emit(RunEvent("status", result))
         self._save_soon()
 
@@ -644,12 +647,17 @@ class Run:
         try:
             return self._ledger.add(record)
         except StateError as exc:
-            if self.failure is None:
-                self.failure = exc
-                log.error("the ledger cannot be written: %s", exc.one_line())
-                if self.scheduler is not None:
-                    self.scheduler.stop_new(exc.message)
+            self._fail(exc)
             return record
+
+    def _fail(self, exc: StateError) -> None:
+        """A state file cannot be written (a full disk): nothing more starts, and the run
+        ends with this error (raised by `execute`), never in a callback's traceback."""
+        if self.failure is None:
+            self.failure = exc
+            log.error("the run cannot go on: %s", exc.one_line())
+            if self.scheduler is not None:
+                self.scheduler.stop_new(exc.message)
 
     def _record_usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
         assert self._ledger is not None

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiswitch.errors import AgentDiedError, AgentStartError
+from aiswitch.errors import AgentDiedError, AgentStartError, StateError
 from aiswitch.protocol.client import AgentClient
 from aiswitch.protocol.models import (
     ASSIGN,
@@ -194,7 +194,12 @@ class AgentHandle:
         if self._table_write is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._table_write)
-        await asyncio.to_thread(table.add, key, entry)
+        try:
+            await asyncio.to_thread(table.add, key, entry)
+        except StateError as exc:
+            # Unrecorded, a process could outlive a killed parent unseen: not started.
+            await process.stop("agents.json cannot be written")
+            raise AgentStartError(f"{self.agent_id}: {exc.one_line()}") from None
 
     def _record(self, change: StateChange) -> None:
         """Drop the entry of a process that ended, in order with the other writes."""
