@@ -222,6 +222,13 @@ def test_bad_report_options_are_one_line_errors_with_exit_2(
     assert_one_error_line(run_cli("tokens", "report", *args, env=env), fragment, code=2)
 
 
+def torn_warning(home: Home, env: dict[str, str]) -> str:
+    done = run_cli("tokens", "report", "--json", env=env)
+    warnings = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("aiswitch: warning: ")
+    return warnings[0]
+
+
 def test_a_torn_last_line_is_skipped_with_a_warning_and_never_hides_later_lines(
     home: Home, env: dict[str, str]
 ) -> None:
@@ -230,14 +237,16 @@ def test_a_torn_last_line_is_skipped_with_a_warning_and_never_hides_later_lines(
     write_ledger(home, [rec("2026-05-01T10:00:00Z")], raw=b'{"v":1,"ts":"2026-05-01T1')
     torn = report(env)
     assert torn["totals"]["requests"] == 1
-    # The next writer appends after the torn line: it stays one bad line, the new one counts.
+    assert "1 malformed line" in torn_warning(home, env)
+    # The next writer moves the torn tail aside (kept, never deleted), then appends: no bad
+    # line is left inside the ledger, and the new record counts.
     StateStore(home).append_lines("ledger", home.ledger, [ledger_line(rec("2026-05-01T12:00Z"))])
     done = run_cli("tokens", "report", "--json", env=env)
     assert done.code == 0
     assert done.json()["totals"]["requests"] == 2
-    warnings = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(warnings) == 1 and warnings[0].startswith("aiswitch: warning: ")
-    assert "1 malformed line" in warnings[0]
+    assert [line for line in done.stderr.splitlines() if line.strip()] == []
+    (aside,) = home.ledger.parent.glob("tokens.jsonl.torn-*")
+    assert aside.read_bytes() == b'{"v":1,"ts":"2026-05-01T1'
 
 
 def test_malformed_ledger_lines_are_counted_in_one_warning_never_fatal(

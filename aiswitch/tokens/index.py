@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import marshal
 import os
 import struct
@@ -51,6 +52,8 @@ MAX_CACHED_REPORTS = 64
 
 Parse = Callable[[bytes], tuple[list[Any], int]]
 
+log = logging.getLogger("aiswitch.tokens")
+
 
 @dataclass
 class FileRead:
@@ -70,6 +73,15 @@ def _ensure_dir(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write a cache file; a cache that cannot be written (a full disk) is skipped, never an
+    error: the report it would have sped up is still right."""
+    try:
+        _write_cache(path, data)
+    except OSError as exc:
+        log.warning("token index: cannot write %s (%s); reading without it", path, exc.strerror)
+
+
+def _write_cache(path: Path, data: bytes) -> None:
     _ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:

@@ -51,6 +51,7 @@ from typing import IO, Any
 
 from aiswitch.errors import UsageError
 from aiswitch.home import SECRET_FILE_MODE, Home
+from aiswitch.state.store import writing
 from aiswitch.tokens.ledger import RESOURCE as LEDGER_RESOURCE
 from aiswitch.tokens.ledger import ledger_line
 from aiswitch.tokens.records import LedgerRecord
@@ -408,19 +409,21 @@ def _append_all_or_nothing(path: Path, payload: bytes) -> None:
     if not payload:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, SECRET_FILE_MODE)
+    with writing(path, "append to"):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, SECRET_FILE_MODE)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             payload = b"\n" + payload  # a torn last line stays one bad line, never two
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, size)
-            raise
+        with writing(path, "append to"):
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, size)
+                raise
     finally:
         os.close(fd)
 
@@ -533,14 +536,16 @@ def _join(lines: Sequence[bytes]) -> bytes:
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # O_NOFOLLOW: a link planted under the home never redirects a write (docs/security.md).
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, SECRET_FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _add_to_rollup(
