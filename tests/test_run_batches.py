@@ -3,7 +3,9 @@ fails one task, usage has one source of truth, a budget stop keeps finished resu
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -11,6 +13,9 @@ from pathlib import Path
 import pytest
 from support.cli import assert_one_error_line, run_cli
 
+from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
+from aiswitch.coordinator.specs import parse_specs
+from aiswitch.errors import StateError
 from aiswitch.home import Home
 from aiswitch.tokens.records import LedgerRecord
 
@@ -183,37 +188,6 @@ def test_a_budget_stop_keeps_the_results_of_tasks_that_had_finished(
     assert out.code == 8
 
 
-async def test_a_ledger_that_cannot_be_written_stops_the_run_with_that_error(
-    home: Home, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import asyncio
-    import os
-
-    from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
-    from aiswitch.coordinator.specs import parse_specs
-    from aiswitch.errors import StateError
-    from aiswitch.tokens.ledger import LedgerWriter
-
-    def full_disk(self: LedgerWriter, record: LedgerRecord) -> LedgerRecord:
-        raise StateError("cannot append to tokens.jsonl: No space left on device")
-
-    monkeypatch.setattr(LedgerWriter, "add", full_disk)
-    env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0"}
-    coordinator = Coordinator(home, parent_env=env)
-    items = [BatchItem(prompt=f"task {n}") for n in range(20)]
-    request = RunRequest(
-        mode="batch", specs=parse_specs("mock"), prompt="", batch=items, concurrency=1
-    )
-    run = coordinator.new_run(request)
-    async with asyncio.timeout(60):
-        with pytest.raises(StateError, match="No space left"):
-            await run.execute()
-    # The first task's usage could not be recorded: nothing more started.
-    started = [r for r in run.result.results if r.attempts]
-    assert len(started) == 1
-    assert all("No space left" in (r.error or "") for r in run.result.results[1:])
-
-
 # A well-behaved child whose result's own usage disagrees with its notifications, or which
 # reports usage only in its result.
 HONEST_BUT_ODD = textwrap.dedent(
@@ -262,21 +236,28 @@ def test_usage_has_one_source_of_truth_for_the_result_and_the_ledger(
     assert [r.input_tokens for r in ledger(home)] == [expected]
 
 
-async def test_a_journal_that_cannot_be_written_stops_the_run_with_that_error(
-    home: Home, monkeypatch: pytest.MonkeyPatch
+def _full_disk_ledger(self: object, record: LedgerRecord) -> LedgerRecord:
+    raise StateError("cannot append to tokens.jsonl: No space left on device")
+
+
+def _full_disk_journal(self: object, line: bytes) -> None:
+    raise StateError("cannot append to RUN.jsonl: No space left on device")
+
+
+@pytest.mark.parametrize(
+    ("target", "replacement"),
+    [
+        ("aiswitch.tokens.ledger.LedgerWriter.add", _full_disk_ledger),
+        ("aiswitch.state.runs.RunJournal.append", _full_disk_journal),
+    ],
+)
+async def test_a_state_file_that_cannot_be_written_stops_the_run_with_that_error(
+    home: Home, monkeypatch: pytest.MonkeyPatch, target: str, replacement: object
 ) -> None:
-    import asyncio
-    import os
-
-    from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
-    from aiswitch.coordinator.specs import parse_specs
-    from aiswitch.errors import StateError
-    from aiswitch.state.runs import RunJournal
-
-    def full_disk(self: RunJournal, line: bytes) -> None:
-        raise StateError(f"cannot write {self.path}: No space left on device")
-
-    monkeypatch.setattr(RunJournal, "append", full_disk)
+    # The ledger (usage as it arrives) and the journal (each final result) are written
+    # from callbacks: a full disk there must end the run with its one error, not hang it
+    # or lose the error in a callback's traceback.
+    monkeypatch.setattr(target, replacement)
     env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0"}
     coordinator = Coordinator(home, parent_env=env)
     items = [BatchItem(prompt=f"task {n}") for n in range(10)]
@@ -286,4 +267,6 @@ async def test_a_journal_that_cannot_be_written_stops_the_run_with_that_error(
     async with asyncio.timeout(60):
         with pytest.raises(StateError, match="No space left"):
             await run.execute()
+    # The first task's write failed: nothing more started.
     assert sum(1 for r in run.result.results if r.attempts) == 1
+    assert all("No space left" in (r.error or "") for r in run.result.results[1:])

@@ -613,7 +613,7 @@ class Run:
             usage = task.prior_usage
             costs = [] if task.prior_cost is None else [task.prior_cost]
             for attempt in attempts:
-                usage = _plus(usage, attempt.usage)
+                usage = usage + attempt.usage
                 if attempt.cost_usd is not None:
                     costs.append(attempt.cost_usd)
             result.usage = usage
@@ -675,7 +675,7 @@ class Run:
         )
         attempt.add_usage(params.usage, record.cost_usd)
         # The live view shows what the task has spent so far, over all its attempts.
-        result.usage = _plus(result.usage, params.usage)
+        result.usage = result.usage + params.usage
         if record.cost_usd is not None:
             result.cost_usd = round((result.cost_usd or 0.0) + record.cost_usd, 8)
         result.model = params.model or result.model
@@ -702,7 +702,7 @@ class Run:
 
     def _check_budget(self, usage: Usage, cost: float | None) -> None:
         request = self.request
-        self.spent = _plus(self.spent, usage)
+        self.spent = self.spent + usage
         self.spent_cost += cost or 0.0
         if self.budget_hit:
             return
@@ -793,24 +793,6 @@ _STATUS = {
     End.START_FAILED: TaskStatus.FAILED,
     End.INVALID: TaskStatus.FAILED,
 }
-
-
-def _plus(a: Usage, b: Usage) -> Usage:
-    """`a + b`, without building a model when one side is empty (Usage is frozen): most
-    tasks report their usage once, and a batch adds up every task's several times."""
-    if _empty(a):
-        return b
-    return a if _empty(b) else a + b
-
-
-def _empty(usage: Usage) -> bool:
-    return not (
-        usage.input_tokens
-        or usage.output_tokens
-        or usage.cache_read_tokens
-        or usage.cache_write_tokens
-        or usage.reasoning_tokens
-    )
 
 
 def _journal_line(result: AgentResult) -> bytes:

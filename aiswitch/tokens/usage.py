@@ -50,7 +50,23 @@ class Usage(BaseModel):
             + self.cache_write_tokens
         )
 
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.input_tokens
+            or self.output_tokens
+            or self.cache_read_tokens
+            or self.cache_write_tokens
+            or self.reasoning_tokens
+        )
+
     def __add__(self, other: Usage) -> Usage:
+        # Frozen, so an empty side gives the other back without building a model: most
+        # tasks report once, and a batch adds up every task's usage several times.
+        if other.is_empty:
+            return self
+        if self.is_empty:
+            return other
         return Usage(**{name: getattr(self, name) + getattr(other, name) for name in COUNTERS})
 
     @classmethod
