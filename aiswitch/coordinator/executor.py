@@ -201,7 +201,8 @@ class LocalExecutor:
                 attempt.end, attempt.error = End.START_FAILED, exc.one_line()
                 return
             if handle is None:
-                attempt.end, attempt.error = End.CANCELLED, "cancelled before it started"
+                attempt.end = End.CANCELLED
+                attempt.error = f"cancelled before it started: {stop_reason(stop)}"
                 return
             if handle.state is ProcessState.RUNNING:
                 break
