@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from logging.handlers import RotatingFileHandler
+from typing import Any
 
 from aiswitch.home import NOFOLLOW, SECRET_FILE_MODE, Home
 
@@ -24,6 +25,14 @@ class _Handler(RotatingFileHandler):
     """Writes the coordinator log; a log line lost to the environment (a full disk) is
     dropped quietly: the logging module would print a traceback on the user's terminal, and
     the state write that fails next says what to do, once."""
+
+    def _open(self) -> Any:
+        # Every open, the first and each after a rotation, refuses a link planted in the
+        # log's place (a plain open would append through it to any file).
+        fd = os.open(
+            self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE
+        )
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record: logging.LogRecord) -> None:
         from aiswitch.state.store import WRITE_FAILURES
