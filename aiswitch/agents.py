@@ -72,7 +72,7 @@ class PoolSettings(BaseModel):
 
 def check_rate(value: str | None) -> str | None:
     if value is not None:
-        from aiswitch.coordinator.scheduler import parse_rate
+        from aiswitch.rates import parse_rate
 
         parse_rate(value)
     return value

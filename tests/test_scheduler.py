@@ -12,7 +12,7 @@ import pytest
 
 from aiswitch.agents import AgentDef
 from aiswitch.coordinator.results import AgentResult, TaskStatus
-from aiswitch.coordinator.scheduler import Limits, RateLimit, Scheduler, parse_rate
+from aiswitch.coordinator.scheduler import Limits, Scheduler
 from aiswitch.coordinator.tasks import (
     RETRY_BACKOFF_BASE_S,
     Attempt,
@@ -24,6 +24,7 @@ from aiswitch.coordinator.tasks import (
     retry_after,
 )
 from aiswitch.presets.resolve import ResolvedPreset
+from aiswitch.rates import RateLimit, parse_rate
 
 STEP_S = 5.0
 

@@ -56,7 +56,7 @@ from aiswitch.coordinator.results import (
     RunStatus,
     TaskStatus,
 )
-from aiswitch.coordinator.scheduler import Limits, RateLimit, Scheduler, parse_rate
+from aiswitch.coordinator.scheduler import Limits, Scheduler
 from aiswitch.coordinator.specs import AgentSpec, agent_ids
 from aiswitch.coordinator.tasks import DEFAULT_RETRIES, Attempt, End, Lane, Task
 from aiswitch.errors import ConfigError, StateError, UsageError
@@ -64,6 +64,7 @@ from aiswitch.home import Home
 from aiswitch.masking import redact_text
 from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
 from aiswitch.protocol.models import EnvState, ProgressParams, UsageParams
+from aiswitch.rates import RateLimit, parse_rate
 from aiswitch.state.runs import RunStore, new_run_id
 from aiswitch.state.store import StateStore
 from aiswitch.supervisor.handle import AgentHandle
