@@ -66,10 +66,18 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aiswitch.adapter_sdk import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
+from aiswitch.adapter_sdk import (
+    Adapter,
+    TaskContext,
+    TaskFailed,
+    TaskOutcome,
+    light_usage,
+    serve,
+)
 
 if TYPE_CHECKING:
-    # Pydantic models: imported where used, so the handshake does not wait for them.
+    # Pydantic models: never built on the mock's usual path (a task runs without
+    # pydantic: `light_usage` stands in for `Usage`).
     from aiswitch.protocol.models import InitializeParams
     from aiswitch.tokens.usage import Usage
 
@@ -301,10 +309,8 @@ class MockAdapter(Adapter):
         return output
 
     def _usage(self, prompt: str, output: str, opts: Options) -> Usage:
-        from aiswitch.tokens.usage import Usage
-
         out_tokens = int(opts.number("output_tokens", estimate_tokens(output)))
-        return Usage(
+        return light_usage(
             input_tokens=int(opts.number("input_tokens", estimate_tokens(prompt) + 20)),
             output_tokens=out_tokens,
             cache_read_tokens=int(opts.number("cache_read_tokens", 0)),
@@ -316,8 +322,6 @@ class MockAdapter(Adapter):
         self, ctx: TaskContext, usage: Usage, model: str | None, cost: float | None, events: int
     ) -> None:
         """Split `usage` over `events` notifications whose sum is exactly `usage`."""
-        from aiswitch.tokens.usage import Usage
-
         events = max(1, events)
         fields = usage.model_dump() if events > 1 else {}
         for index in range(events):
@@ -327,7 +331,7 @@ class MockAdapter(Adapter):
             }
             part_cost = cost / events if cost is not None else None
             await ctx.report_usage(
-                Usage(**part) if events > 1 else usage,  # one event: the usage itself
+                light_usage(**part) if events > 1 else usage,  # one event: the usage itself
                 model=model,
                 provider="mock",
                 cost_usd=part_cost,

@@ -234,13 +234,13 @@ NO_PYDANTIC_PROBE = textwrap.dedent(
     async def main():
         server = AdapterServer(MockAdapter(os.environ), Peer())
         reply = await server._initialize({"agent_id": "mock#1", "parent_pid": os.getpid()})
-        # Before the loop's next turn, when the models are loaded for the first task.
         loaded = sorted(m for m in sys.modules if m.split(".")[0] == "pydantic")
         assert not loaded, f"answering agent.initialize loaded {loaded}"
         assert reply["agent"]["name"] == "mock"
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert "aiswitch.protocol.models" in sys.modules, "models not loaded after"
+        # Nor after it: the task path needs no model either (tests/test_task_fast_path.py).
+        assert "aiswitch.protocol.models" not in sys.modules, "models loaded after"
 
     asyncio.run(main())
     print("ok")

@@ -15,6 +15,8 @@ concurrency limits, cancellation, task status and results, env.switch/snapshot/r
 metrics and shutdown. It exits by itself when stdin closes or the parent process is
 gone, cancelling running tasks (so their `finally` blocks can kill any CLI they run).
 Logs go to stderr, which the parent keeps in `logs/agents/<agent-id>.log`.
+`light_usage(...)` is `Usage(...)` without pydantic for valid counts (an adapter whose
+task path builds no model then runs without importing pydantic at all).
 """
 
 from aiswitch.adapter_sdk.server import (
@@ -22,7 +24,8 @@ from aiswitch.adapter_sdk.server import (
     TaskContext,
     TaskFailed,
     TaskOutcome,
+    light_usage,
     serve,
 )
 
-__all__ = ["Adapter", "TaskContext", "TaskFailed", "TaskOutcome", "serve"]
+__all__ = ["Adapter", "TaskContext", "TaskFailed", "TaskOutcome", "light_usage", "serve"]

@@ -10,8 +10,18 @@ the protocol's models costs more than the rest of an adapter's start). Well-form
 `Adapter.setup` gets a view of them with the same fields (any other attribute, such as
 `model_dump`, builds the model on first use); the reply is written as the
 `InitializeResult` model would write it. tests/test_handshake_fast_path.py holds both
-to the models. Anything else goes through the models as before. Right after the reply
-is written, the protocol models and orjson are loaded, before the first task comes.
+to the models. Anything else goes through the models as before. `agent.shutdown` is
+answered the same way.
+
+Tasks take the same kind of path (tests/test_task_fast_path.py holds it to the models):
+well-formed `AssignParams` are checked by hand and `run_task` gets an `AssignView`; the
+`TaskResult` reply and the `task.progress` and `tokens.usage` notifications are written
+as the models would write them (`model_dump(mode="json")`), whenever every value has its
+field's exact type. A `Usage` may be a `LightUsage` (see `light_usage`): the five counts,
+checked as the model checks them, standing in for the model. So an adapter whose task
+path builds no model itself (the mock) never imports pydantic; anything unusual goes
+through the models, loaded then. orjson is loaded once a process has run enough tasks
+to win back its import (`ORJSON_AFTER_TASKS`).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import sys
@@ -43,10 +54,8 @@ if TYPE_CHECKING:
         EnvState,
         InitializeParams,
         Metrics,
-        ShutdownResult,
         SnapshotResult,
         StatusResult,
-        TaskResult,
         TaskStatusResult,
     )
     from aiswitch.tokens.usage import Usage
@@ -60,6 +69,18 @@ MAX_ERROR_CHARS = 2000
 # aiswitch.protocol.models.PROTOCOL_VERSION, without importing the models for it
 # (tests/test_handshake_fast_path.py checks that the two agree).
 PROTOCOL_VERSION = 1
+# aiswitch.tokens.usage.MAX_COUNT and COUNTERS, likewise (tests/test_task_fast_path.py).
+MAX_COUNT = 2**63 - 1
+COUNTERS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+# orjson's import (~5-15 ms) is won back by its faster lines after about this many tasks;
+# a process that runs one task never pays it.
+ORJSON_AFTER_TASKS = 500
 
 log = logging.getLogger("aiswitch.adapter")
 
@@ -94,7 +115,8 @@ class TaskContext:
     config: dict[str, Any]
     _server: AdapterServer
     started: float = field(default_factory=time.monotonic)
-    usage: Usage = field(default_factory=lambda: _usage())
+    # No model until one is asked for (a `LightUsage` stands in for it).
+    usage: Usage = field(default_factory=lambda: _NO_USAGE)
     last_progress: str | None = None
 
     @property
@@ -110,14 +132,14 @@ class TaskContext:
         return self.params.options
 
     async def progress(self, text: str, kind: str = "text") -> None:
-        from aiswitch.protocol.models import ProgressParams
-
         self.last_progress = text
+        params: Any = progress_params(self.task_id, kind, text)
+        if params is None:
+            from aiswitch.protocol.models import ProgressParams
+
+            params = ProgressParams(task_id=self.task_id, kind=kind, text=text)
         with contextlib.suppress(ConnectionClosedError):
-            await self._server.peer.notify(
-                names.PROGRESS,
-                ProgressParams(task_id=self.task_id, kind=kind, text=text),
-            )
+            await self._server.peer.notify(names.PROGRESS, params)
 
     async def report_usage(
         self,
@@ -131,24 +153,29 @@ class TaskContext:
         request_id: str | None = None,
     ) -> None:
         """Send one `tokens.usage` event (the parent appends each to its ledger)."""
-        from aiswitch.protocol.models import UsageParams
-
         # Most tasks report once: their first report is their usage (no model to build).
         self.usage = usage if _empty(self.usage) else self.usage + usage
         self._server.metrics_usage = self._server.metrics_usage + usage
+        params: Any = usage_params(
+            self.task_id, usage, model, provider, cost_usd, session_id, message_id, request_id
+        )
+        if params is None:
+            from aiswitch.protocol.models import UsageParams
+
+            params = UsageParams(
+                task_id=self.task_id,
+                usage=_model_usage(usage),
+                model=model,
+                provider=provider,
+                cost_usd=cost_usd,
+                session_id=session_id,
+                message_id=message_id,
+                request_id=request_id,
+            )
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(
                 names.USAGE,
-                UsageParams(
-                    task_id=self.task_id,
-                    usage=usage,
-                    model=model,
-                    provider=provider,
-                    cost_usd=cost_usd,
-                    session_id=session_id,
-                    message_id=message_id,
-                    request_id=request_id,
-                ),
+                params,
                 # Usage is money: on the pipe at once, so a crash of this process in the
                 # same turn cannot take it (the parent writes it to the ledger on arrival).
                 flush=True,
@@ -183,7 +210,7 @@ class Adapter:
 @dataclass
 class _Running:
     ctx: TaskContext
-    task: asyncio.Task[TaskResult]
+    task: asyncio.Task[dict[str, Any]]
 
 
 class AdapterServer:
@@ -197,8 +224,9 @@ class AdapterServer:
         self.stopping = False
         self.done = asyncio.Event()
         self.running: dict[str, _Running] = {}
-        self.results: dict[str, TaskResult] = {}
-        self._metrics_usage: Usage | None = None
+        # Finished tasks' replies, as written (`TaskResult` in its JSON form).
+        self.results: dict[str, dict[str, Any]] = {}
+        self._metrics_usage: Usage = _NO_USAGE
         self.counts = {"started": 0, "ok": 0, "failed": 0, "cancelled": 0, "timeout": 0}
         self._capacity = max(1, adapter.max_concurrent_tasks)
         waiting: dict[str, Any] = {
@@ -224,9 +252,7 @@ class AdapterServer:
 
     @property
     def metrics_usage(self) -> Usage:
-        """Usage of every task since start (built on first use: a pydantic model)."""
-        if self._metrics_usage is None:
-            self._metrics_usage = _usage()
+        """Usage of every task since start (a `LightUsage` while the tasks' are)."""
         return self._metrics_usage
 
     @metrics_usage.setter
@@ -246,8 +272,6 @@ class AdapterServer:
         # A view stands in for the model (module docstring).
         await self.adapter.setup(cast("InitializeParams", init))
         _watch_parent(init.parent_pid, self.done)
-        # After this reply has gone out (it is written in this same loop turn).
-        asyncio.get_running_loop().call_soon(_load_after_handshake)
         return initialize_result(self.adapter, self._capacity, os.getpid())
 
     def _status(self, params: Params) -> StatusResult:
@@ -262,12 +286,13 @@ class AdapterServer:
             preset=self.env.preset,
         )
 
-    async def _shutdown(self, params: Params) -> ShutdownResult:
-        from aiswitch.protocol.models import ShutdownParams, ShutdownResult
+    async def _shutdown(self, params: Params) -> dict[str, Any]:
+        if not shutdown_params_ok(params):
+            from aiswitch.protocol.models import ShutdownParams
 
-        ShutdownParams.model_validate(params or {})
+            ShutdownParams.model_validate(params or {})
         await self.stop()
-        return ShutdownResult()
+        return dict(SHUTDOWN_RESULT)
 
     async def stop(self) -> None:
         """Cancel running tasks, wait (bounded) for them to clean up, then finish."""
@@ -282,10 +307,12 @@ class AdapterServer:
 
     # -- task.* -------------------------------------------------------------------
 
-    async def _assign(self, params: Params) -> TaskResult:
-        from aiswitch.protocol.models import AssignParams
+    async def _assign(self, params: Params) -> dict[str, Any]:
+        assign: AssignView | AssignParams | None = assign_view(params)
+        if assign is None:
+            from aiswitch.protocol.models import AssignParams
 
-        assign = AssignParams.model_validate(params or {})
+            assign = AssignParams.model_validate(params or {})
         if self.stopping:
             raise MethodError(codes.SHUTTING_DOWN, "the agent is shutting down")
         if assign.task_id in self.running or assign.task_id in self.results:
@@ -295,7 +322,8 @@ class AdapterServer:
                 codes.AGENT_BUSY, f"the agent runs at most {self._capacity} task(s) at once"
             )
         ctx = TaskContext(
-            params=assign,
+            # A view stands in for the model (module docstring).
+            params=cast("AssignParams", assign),
             env=dict(self.env.env),
             preset=self.env.preset,
             agent_id=self.agent_id,
@@ -305,15 +333,16 @@ class AdapterServer:
         task = asyncio.get_running_loop().create_task(self._run(ctx))
         self.running[assign.task_id] = _Running(ctx, task)
         self.counts["started"] += 1
+        if self.counts["started"] == ORJSON_AFTER_TASKS:
+            # After this turn: the import blocks the loop for a few milliseconds.
+            asyncio.get_running_loop().call_soon(messages.use_orjson)
         try:
             return await asyncio.shield(task)
         finally:
             if task.done():
                 self.running.pop(assign.task_id, None)
 
-    async def _run(self, ctx: TaskContext) -> TaskResult:
-        from aiswitch.protocol.models import TaskResult
-
+    async def _run(self, ctx: TaskContext) -> dict[str, Any]:
         status = "ok"
         output = ""
         error: str | None = None
@@ -335,24 +364,40 @@ class AdapterServer:
         except Exception as exc:
             log.exception("task %s failed", ctx.task_id)
             status, error = "failed", _one_line(f"{exc.__class__.__name__}: {exc}")
-        result = TaskResult(
-            task_id=ctx.task_id,
-            status=status,
-            output=output,
-            error=error,
-            usage=outcome.usage if outcome.usage is not None else ctx.usage,
-            cost_usd=outcome.cost_usd,
-            model=outcome.model,
-            session_id=outcome.session_id,
-            duration_s=time.monotonic() - ctx.started,
+        usage = outcome.usage if outcome.usage is not None else ctx.usage
+        duration_s = time.monotonic() - ctx.started
+        result = task_result(
+            ctx.task_id,
+            status,
+            output,
+            error,
+            usage,
+            outcome.cost_usd,
+            outcome.model,
+            outcome.session_id,
+            duration_s,
         )
+        if result is None:
+            from aiswitch.protocol.models import TaskResult
+
+            result = TaskResult(
+                task_id=ctx.task_id,
+                status=status,
+                output=output,
+                error=error,
+                usage=_model_usage(usage),
+                cost_usd=outcome.cost_usd,
+                model=outcome.model,
+                session_id=outcome.session_id,
+                duration_s=duration_s,
+            ).model_dump(mode="json")
         self.counts[status] += 1
         self._keep(result)
         self.running.pop(ctx.task_id, None)
         return result
 
-    def _keep(self, result: TaskResult) -> None:
-        self.results[result.task_id] = result
+    def _keep(self, result: dict[str, Any]) -> None:
+        self.results[result["task_id"]] = result
         while len(self.results) > MAX_KEPT_RESULTS:
             self.results.pop(next(iter(self.results)))
 
@@ -386,10 +431,10 @@ class AdapterServer:
         if result is None:
             raise MethodError(codes.UNKNOWN_TASK, f"no task {ref.task_id!r}")
         return TaskStatusResult(
-            task_id=ref.task_id, state=result.status, elapsed_s=result.duration_s
+            task_id=ref.task_id, state=result["status"], elapsed_s=result["duration_s"]
         )
 
-    def _task_result(self, params: Params) -> TaskResult:
+    def _task_result(self, params: Params) -> dict[str, Any]:
         from aiswitch.protocol.models import TaskRef
 
         ref = TaskRef.model_validate(params or {})
@@ -427,7 +472,7 @@ class AdapterServer:
             tasks_failed=self.counts["failed"] + self.counts["timeout"],
             tasks_cancelled=self.counts["cancelled"],
             running=len(self.running),
-            usage=self.metrics_usage,
+            usage=_model_usage(self.metrics_usage),
             uptime_s=time.monotonic() - self.started,
         )
 
@@ -490,6 +535,18 @@ def initialize_view(params: Params) -> InitializeView | None:
     return InitializeView(params)
 
 
+# `ShutdownResult().model_dump(mode="json")` (tests/test_task_fast_path.py).
+SHUTDOWN_RESULT: dict[str, Any] = {"ok": True}
+
+
+def shutdown_params_ok(params: Params) -> bool:
+    """Whether `ShutdownParams` would take `params` (no model needed); False lets the
+    model decide, as it always did."""
+    return params is None or (
+        type(params) is dict and ("reason" not in params or type(params["reason"]) is str)
+    )
+
+
 def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, Any]:
     """The `agent.initialize` reply: what `InitializeResult(...).model_dump(mode="json")`
     gives, built by hand when every value has its field's exact type."""
@@ -525,17 +582,366 @@ def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, An
     return result.model_dump(mode="json")
 
 
-def _load_after_handshake() -> None:
-    """What the handshake put off: the protocol models (for the first task) and orjson."""
-    import aiswitch.protocol.models  # noqa: F401
+# -- tasks without pydantic -----------------------------------------------------------
 
-    messages.use_orjson()
+# The literal values of `AssignParams.permissions`, `ProgressParams.kind` and `TaskState`
+# (tests/test_task_fast_path.py checks them against the models).
+PERMISSIONS = frozenset({"read-only", "edit", "full"})
+PROGRESS_KINDS = frozenset({"text", "tool", "status", "thinking"})
+TASK_STATES = frozenset({"ok", "failed", "cancelled", "timeout"})
+# The largest whole number a float holds exactly: a larger `timeout_s` goes to the model.
+_EXACT_FLOAT_INT = 2**53
 
 
-def _usage() -> Usage:
+class AssignView:
+    """`AssignParams` without building the model: its fields, checked by `assign_view`
+    exactly as the model checks them. Any other attribute (`model_dump`, …) builds the
+    model on first use and comes from it."""
+
+    __slots__ = (
+        "_model",
+        "_raw",
+        "cwd",
+        "options",
+        "permissions",
+        "prompt",
+        "session_id",
+        "task_id",
+        "timeout_s",
+    )
+
+    def __init__(
+        self, raw: dict[str, Any], timeout_s: float | None, options: dict[str, Any]
+    ) -> None:
+        self._raw = raw
+        self._model: AssignParams | None = None
+        self.task_id: str = raw["task_id"]
+        self.prompt: str = raw["prompt"]
+        self.cwd: str | None = raw.get("cwd")
+        self.timeout_s = timeout_s
+        self.session_id: str | None = raw.get("session_id")
+        self.permissions: str | None = raw.get("permissions")
+        self.options = options
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in AssignView.__slots__:
+            raise AttributeError(name)
+        model = self._model
+        if model is None:
+            from aiswitch.protocol.models import AssignParams
+
+            model = self._model = AssignParams.model_validate(self._raw)
+        return getattr(model, name)
+
+    def __repr__(self) -> str:
+        return f"AssignView(task_id={self.task_id!r}, timeout_s={self.timeout_s!r})"
+
+
+def assign_view(params: Params) -> AssignView | None:
+    """A view of well-formed `AssignParams`, or None to let the model decide.
+
+    Accepts exactly what the model accepts with these exact types (extra keys are
+    ignored, as the model ignores them); anything else, valid or not, goes to the
+    model, which has the last word (and names the wrong fields in its -32602)."""
+    if type(params) is not dict:
+        return None
+    prompt = params.get("prompt")
+    if type(params.get("task_id")) is not str or type(prompt) is not str or not prompt:
+        return None
+    cwd, session_id = params.get("cwd"), params.get("session_id")
+    if (cwd is not None and type(cwd) is not str) or (
+        session_id is not None and type(session_id) is not str
+    ):
+        return None
+    timeout = params.get("timeout_s")
+    if timeout is not None:
+        if type(timeout) is int and 0 < timeout <= _EXACT_FLOAT_INT:
+            timeout = float(timeout)  # the model's float
+        elif type(timeout) is not float or not timeout > 0:
+            return None
+    permissions = params.get("permissions")
+    if permissions is not None and (type(permissions) is not str or permissions not in PERMISSIONS):
+        return None
+    if "options" in params:
+        options = params["options"]
+        if type(options) is not dict or any(type(key) is not str for key in options):
+            return None
+    else:
+        options = {}
+    return AssignView(params, timeout, options)
+
+
+class LightUsage:
+    """`Usage` without pydantic: its five counts, whole numbers in the model's range
+    (`light_usage` checks them as the model does). It reads, adds, compares and dumps
+    as the model does; anything else (`model_dump_json`, `model_copy`, …) builds the
+    model on first use and comes from it."""
+
+    __slots__ = (
+        "_model",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    )
+
+    def __init__(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        reasoning_tokens: int,
+    ) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cache_read_tokens = cache_read_tokens
+        self.cache_write_tokens = cache_write_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self._model: Usage | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        if kwargs:
+            return self.as_model().model_dump(**kwargs)
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
+
+    def as_model(self) -> Usage:
+        model = self._model
+        if model is None:
+            from aiswitch.tokens.usage import Usage
+
+            model = self._model = Usage(**self.model_dump())
+        return model
+
+    def __add__(self, other: object) -> Usage:
+        if type(other) is LightUsage:
+            return light_usage(*(a + b for a, b in zip(self.counts(), other.counts(), strict=True)))
+        return self.as_model() + cast("Usage", other)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is LightUsage:
+            return self.counts() == other.counts()
+        return bool(self.as_model() == other)
+
+    def __hash__(self) -> int:
+        return hash(self.as_model())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in LightUsage.__slots__:
+            raise AttributeError(name)
+        return getattr(self.as_model(), name)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self.model_dump().items())
+        return f"Usage({fields})"
+
+
+def light_usage(
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+) -> Usage:
+    """`Usage(...)` with these counts: a `LightUsage` standing in for the model when each
+    is a whole number in the model's range, else the model itself (which coerces or
+    refuses them exactly as before). For an adapter whose task path needs no pydantic."""
+    if (
+        type(input_tokens) is int
+        and type(output_tokens) is int
+        and type(cache_read_tokens) is int
+        and type(cache_write_tokens) is int
+        and type(reasoning_tokens) is int
+        and 0 <= input_tokens <= MAX_COUNT
+        and 0 <= output_tokens <= MAX_COUNT
+        and 0 <= cache_read_tokens <= MAX_COUNT
+        and 0 <= cache_write_tokens <= MAX_COUNT
+        and 0 <= reasoning_tokens <= MAX_COUNT
+    ):
+        light = LightUsage(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
+        return cast("Usage", light)
     from aiswitch.tokens.usage import Usage
 
-    return Usage()
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        reasoning_tokens=reasoning_tokens,
+    )
+
+
+_NO_USAGE: Usage = cast("Usage", LightUsage(0, 0, 0, 0, 0))
+
+
+def _model_usage(usage: Any) -> Any:
+    """What a model's `usage` field gets: a `LightUsage` as its model, all else as is."""
+    return usage.as_model() if type(usage) is LightUsage else usage
+
+
+def _usage_dict(usage: object) -> dict[str, Any] | None:
+    """`usage` as a model's `usage` field writes it, or None when only the model can say."""
+    if type(usage) is LightUsage:
+        return usage.model_dump()
+    # A real Usage exists only if its module (and pydantic) is loaded already.
+    module = sys.modules.get("aiswitch.tokens.usage")
+    if module is not None and type(usage) is module.Usage:
+        model = cast("Usage", usage)
+        return {
+            "input_tokens": model.input_tokens,
+            "output_tokens": model.output_tokens,
+            "cache_read_tokens": model.cache_read_tokens,
+            "cache_write_tokens": model.cache_write_tokens,
+            "reasoning_tokens": model.reasoning_tokens,
+        }
+    return None
+
+
+def _cost(value: object) -> bool:
+    """Whether `value` is a `Cost | None` the model would keep as it is."""
+    return value is None or (type(value) is float and value >= 0 and math.isfinite(value))
+
+
+def _text(value: object) -> bool:
+    return value is None or type(value) is str
+
+
+class WireParams(dict[str, Any]):
+    """Params written by hand as their model's `model_dump(mode="json")` writes them (on
+    the wire they are that dict). Read by attribute, as the model is, they build the model
+    first (tests and in-process peers read them so)."""
+
+    __slots__ = ()
+    model_name = ""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        from aiswitch.protocol import models
+
+        model = getattr(models, self.model_name).model_validate(dict(self))
+        return getattr(model, name)
+
+
+class ProgressWire(WireParams):
+    __slots__ = ()
+    model_name = "ProgressParams"
+
+
+class UsageWire(WireParams):
+    __slots__ = ()
+    model_name = "UsageParams"
+
+
+def progress_params(task_id: str, kind: str, text: str) -> ProgressWire | None:
+    """`ProgressParams(...).model_dump(mode="json")` by hand, or None for the model."""
+    if type(task_id) is str and type(text) is str and type(kind) is str and kind in PROGRESS_KINDS:
+        return ProgressWire({"task_id": task_id, "kind": kind, "text": text})
+    return None
+
+
+def usage_params(
+    task_id: str,
+    usage: Usage,
+    model: str | None,
+    provider: str | None,
+    cost_usd: float | None,
+    session_id: str | None,
+    message_id: str | None,
+    request_id: str | None,
+) -> UsageWire | None:
+    """`UsageParams(...).model_dump(mode="json")` by hand, or None for the model."""
+    counts = _usage_dict(usage)
+    if (
+        counts is None
+        or type(task_id) is not str
+        or not _cost(cost_usd)
+        or not (
+            _text(model)
+            and _text(provider)
+            and _text(session_id)
+            and _text(message_id)
+            and _text(request_id)
+        )
+    ):
+        return None
+    return UsageWire(
+        {
+            "task_id": task_id,
+            "usage": counts,
+            "model": model,
+            "provider": provider,
+            "cost_usd": cost_usd,
+            "session_id": session_id,
+            "message_id": message_id,
+            "request_id": request_id,
+        }
+    )
+
+
+def task_result(
+    task_id: str,
+    status: str,
+    output: str,
+    error: str | None,
+    usage: Usage,
+    cost_usd: float | None,
+    model: str | None,
+    session_id: str | None,
+    duration_s: float,
+) -> dict[str, Any] | None:
+    """`TaskResult(...).model_dump(mode="json")` by hand, or None for the model."""
+    counts = _usage_dict(usage)
+    if (
+        counts is None
+        or type(task_id) is not str
+        or type(status) is not str
+        or status not in TASK_STATES
+        or type(output) is not str
+        or not _cost(cost_usd)
+        or not (_text(error) and _text(model) and _text(session_id))
+        or type(duration_s) is not float
+        or not duration_s >= 0
+    ):
+        return None
+    return {
+        "task_id": task_id,
+        "status": status,
+        "output": output,
+        "error": error,
+        "usage": counts,
+        "cost_usd": cost_usd,
+        "model": model,
+        "session_id": session_id,
+        "duration_s": duration_s,
+    }
 
 
 def _empty(usage: Usage) -> bool:
@@ -575,7 +981,7 @@ def _watch_parent(parent_pid: int, done: asyncio.Event) -> None:
 
 
 async def _serve(adapter: Adapter) -> None:
-    # orjson is loaded after the handshake, not before (module docstring).
+    # orjson is loaded once enough tasks have run, not before (module docstring).
     peer = await stdio_peer(adapter.name, fast_json=False)
     server = AdapterServer(adapter, peer)
     loop = asyncio.get_running_loop()
