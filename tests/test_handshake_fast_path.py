@@ -1,7 +1,7 @@
 """The adapter handshake without pydantic, held to the protocol models.
 
 `agent.initialize` is answered before any pydantic model is built
-(aiswitch/adapter_sdk/server.py): its params are checked by hand and its reply written
+(aiswitch/adapter_sdk/wire.py): its params are checked by hand and its reply written
 by hand. These tests prove that the hand-made path and the models agree on every input
 the fast path accepts, that everything else still goes through the models, and that a
 real adapter process answers its handshake with pydantic not even imported.
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from aiswitch.adapter_sdk import Adapter
-from aiswitch.adapter_sdk.server import (
+from aiswitch.adapter_sdk.wire import (
     PROTOCOL_VERSION,
     InitializeView,
     initialize_result,

@@ -2,7 +2,7 @@
 
 `task.assign` params are checked by hand, and its `TaskResult` reply and the
 `task.progress` and `tokens.usage` notifications written by hand
-(aiswitch/adapter_sdk/server.py). These tests prove that the hand-made path and the
+(aiswitch/adapter_sdk/wire.py). These tests prove that the hand-made path and the
 models agree on every input the fast path accepts and write the same bytes, that
 everything else still goes through the models, and that a real mock process runs a task
 with pydantic not even loaded.
@@ -24,12 +24,18 @@ from typing import Any, get_args
 
 import pytest
 
-from aiswitch.adapter_sdk import server
-from aiswitch.adapter_sdk.server import (
+from aiswitch.adapter_sdk.wire import (
+    COUNTERS,
+    MAX_COUNT,
+    PERMISSIONS,
+    PROGRESS_KINDS,
+    SHUTDOWN_RESULT,
+    TASK_STATES,
     AssignView,
     LightUsage,
     assign_view,
     light_usage,
+    model_usage,
     progress_params,
     shutdown_params_ok,
     task_result,
@@ -82,12 +88,12 @@ ODD_VALUES: list[Any] = [
 
 
 def test_the_constants_are_the_models() -> None:
-    assert server.MAX_COUNT == usage_module.MAX_COUNT
-    assert server.COUNTERS == usage_module.COUNTERS == tuple(Usage.model_fields)
+    assert MAX_COUNT == usage_module.MAX_COUNT
+    assert COUNTERS == usage_module.COUNTERS == tuple(Usage.model_fields)
     permissions = get_args(AssignParams.model_fields["permissions"].annotation)[0]
-    assert set(get_args(permissions)) == server.PERMISSIONS
-    assert set(get_args(ProgressParams.model_fields["kind"].annotation)) == server.PROGRESS_KINDS
-    assert {state.value for state in TaskState} == server.TASK_STATES
+    assert set(get_args(permissions)) == PERMISSIONS
+    assert set(get_args(ProgressParams.model_fields["kind"].annotation)) == PROGRESS_KINDS
+    assert {state.value for state in TaskState} == TASK_STATES
     assert tuple(AssignParams.model_fields) == FIELDS
 
 
@@ -320,7 +326,7 @@ def test_the_task_result_is_written_byte_for_byte_as_the_model_writes_it(
         "usage": usage,
     }
     fast = task_result(**fields)
-    model = TaskResult(**{**fields, "usage": server._model_usage(usage)}).model_dump(mode="json")
+    model = TaskResult(**{**fields, "usage": model_usage(usage)}).model_dump(mode="json")
     assert fast is not None
     assert list(fast) == list(model) and fast == model
     assert wire(result_payload(7, fast)) == wire(result_payload(7, model))
@@ -379,7 +385,7 @@ def test_a_usage_notification_is_written_byte_for_byte_as_the_model_writes_it(
         **extra,
     }
     fast = usage_params("t-1", usage, **fields)
-    model = UsageParams(task_id="t-1", usage=server._model_usage(usage), **fields)
+    model = UsageParams(task_id="t-1", usage=model_usage(usage), **fields)
     expected = model.model_dump(mode="json")
     assert fast is not None and list(fast) == list(expected) and fast == expected
     payload = notification_payload("tokens.usage", fast)
@@ -423,7 +429,7 @@ def test_shutdown_params_the_fast_path_accepts_the_model_accepts(params: Any) ->
     except Exception:
         assert not shutdown_params_ok(params)
     # (what the fast path does not vouch for goes to the model, as before)
-    assert ShutdownResult().model_dump(mode="json") == server.SHUTDOWN_RESULT
+    assert ShutdownResult().model_dump(mode="json") == SHUTDOWN_RESULT
 
 
 # Runs in a fresh interpreter: the test process has pydantic loaded already.

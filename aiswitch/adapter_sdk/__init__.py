@@ -19,13 +19,7 @@ Logs go to stderr, which the parent keeps in `logs/agents/<agent-id>.log`.
 task path builds no model then runs without importing pydantic at all).
 """
 
-from aiswitch.adapter_sdk.server import (
-    Adapter,
-    TaskContext,
-    TaskFailed,
-    TaskOutcome,
-    light_usage,
-    serve,
-)
+from aiswitch.adapter_sdk.server import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
+from aiswitch.adapter_sdk.wire import light_usage
 
 __all__ = ["Adapter", "TaskContext", "TaskFailed", "TaskOutcome", "light_usage", "serve"]
