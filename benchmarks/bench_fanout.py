@@ -110,7 +110,8 @@ def write_agents_yaml(home: Path, latency: float, processes: int, per_process: i
 async def fanout(tasks: int, concurrency: int) -> dict[str, Any]:
     """One batch of `tasks` through Coordinator + Run in this process (AISWITCH_HOME set)."""
     from aiswitch import logs
-    from aiswitch.coordinator.run import BatchItem, Coordinator, RunEvent, RunRequest
+    from aiswitch.coordinator.coordinator import Coordinator
+    from aiswitch.coordinator.request import BatchItem, RunEvent, RunRequest
     from aiswitch.coordinator.specs import parse_specs
     from aiswitch.home import Home
 

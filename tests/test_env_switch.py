@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aiswitch.agents import AgentRegistry
-from aiswitch.coordinator.run import Coordinator
+from aiswitch.coordinator.coordinator import Coordinator
 from aiswitch.errors import PresetError
 from aiswitch.home import Home
 from aiswitch.protocol.models import ENV_SWITCH, AssignParams, EnvSwitchParams

@@ -9,8 +9,9 @@ import os
 from rich.console import Console
 
 from aiswitch.cli.live import LiveView
+from aiswitch.coordinator.coordinator import Coordinator
+from aiswitch.coordinator.request import BatchItem, RunRequest
 from aiswitch.coordinator.results import TaskStatus
-from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
 from aiswitch.coordinator.specs import parse_specs
 from aiswitch.home import Home
 from aiswitch.tokens.usage import Usage
@@ -66,7 +67,7 @@ async def test_a_batchs_progress_counts_are_the_runs_own_and_agree_with_its_resu
     home: Home,
 ) -> None:
     from aiswitch.cli.live import StatusLines, counts
-    from aiswitch.coordinator.run import RunEvent
+    from aiswitch.coordinator.request import RunEvent
 
     env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0", "MOCK_FAIL": "0"}
     coordinator = Coordinator(home, parent_env=env)

@@ -245,7 +245,8 @@ def assert_isolated(a: dict[str, str], b: dict[str, str]) -> None:
 
 
 async def test_a_library_run_gives_each_child_only_its_own_presets_values(home: Home) -> None:
-    from aiswitch.coordinator.run import Coordinator, RunRequest
+    from aiswitch.coordinator.coordinator import Coordinator
+    from aiswitch.coordinator.request import RunRequest
 
     two_provider_presets(home)
     caller = caller_env(home)

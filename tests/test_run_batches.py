@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from support.cli import assert_one_error_line, run_cli
 
-from aiswitch.coordinator.run import BatchItem, Coordinator, RunRequest
+from aiswitch.coordinator.coordinator import Coordinator
+from aiswitch.coordinator.request import BatchItem, RunRequest
 from aiswitch.coordinator.specs import parse_specs
 from aiswitch.errors import StateError
 from aiswitch.home import Home

@@ -13,8 +13,9 @@ from support.cli import run_cli
 
 from aiswitch.cli.live import LiveView
 from aiswitch.cli.terminal import safe_text
+from aiswitch.coordinator.coordinator import Coordinator
+from aiswitch.coordinator.request import RunRequest
 from aiswitch.coordinator.results import TaskStatus
-from aiswitch.coordinator.run import Coordinator, RunRequest
 from aiswitch.coordinator.specs import parse_specs
 from aiswitch.home import Home
 

@@ -206,7 +206,8 @@ async def test_a_running_task_is_cancelled_by_task_cancel(home: Home) -> None:
 PARENT_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from aiswitch.coordinator.run import Coordinator, RunRequest
+    from aiswitch.coordinator.coordinator import Coordinator
+    from aiswitch.coordinator.request import RunRequest
     from aiswitch.coordinator.specs import parse_specs
 
     def on_event(event):

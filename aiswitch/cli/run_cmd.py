@@ -58,7 +58,7 @@ def execute(
 ) -> int:
     """`aiswitch run` with its options parsed (by typer, or by the fast path in
     `aiswitch.cli.entry`, which a test holds to typer's parse): its exit code."""
-    from aiswitch.coordinator.run import DEFAULT_HANDOFF_TEMPLATE, RunRequest
+    from aiswitch.coordinator.request import DEFAULT_HANDOFF_TEMPLATE, RunRequest
     from aiswitch.coordinator.specs import parse_specs
 
     chosen = [
@@ -124,7 +124,7 @@ async def _run(request: Any, output: str) -> int:
 def coordinator_for_cli() -> Any:
     """The coordinator the CLI's commands use: this home, its logs, its quotas."""
     from aiswitch import logs
-    from aiswitch.coordinator.run import Coordinator
+    from aiswitch.coordinator.coordinator import Coordinator
     from aiswitch.home import Home
     from aiswitch.tokens.quotas import make_quota_check
 
@@ -136,7 +136,7 @@ def coordinator_for_cli() -> Any:
 async def present(coordinator: Any, make_run: Any, output: str) -> int:
     """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON."""
     from aiswitch.cli.live import LiveView, StatusLines, render_results
-    from aiswitch.coordinator.run import RunEvent
+    from aiswitch.coordinator.request import RunEvent
 
     # `--json` shows nothing on stderr but warnings: rich is loaded only for them.
     err = None if output == "json" else _console(stderr=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from aiswitch.coordinator.run import BatchItem
+from aiswitch.coordinator.request import BatchItem
 from aiswitch.errors import UsageError
 
 # How many bad lines an error lists before it says "and N more".

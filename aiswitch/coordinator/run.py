@@ -1,15 +1,11 @@
-"""The coordinator: turns a request into a `Run`, a graph of tasks on the scheduler.
+"""A run: one planned request (`Coordinator.plan`) as a graph of tasks on the scheduler.
 
 Contract:
-- `Coordinator.plan(request)` checks everything that can be checked before a process
-  starts (empty task, unknown agent, missing program, unknown preset, unresolved reference,
-  quota, bad limits) and raises without starting anything. It returns the run's tasks.
 - A `Run` holds one run's state (tasks, budget, ledger, events); the coordinator keeps
   none, so one process can host many runs.
-- Parallel: every lane gets the same task at once. Sequential: a chain; each step gets
-  the task plus the previous successful step's output, through the handoff template
-  (placeholders `{task}`, `{previous_output}`, `{previous_agent}`, replaced literally).
-  A batch (`--tasks`): every task on every lane, under `--concurrency`.
+- A sequential step gets the task plus the previous successful step's output, through
+  the handoff template (placeholders `{task}`, `{previous_output}`, `{previous_agent}`,
+  replaced literally), when it becomes ready.
 - Every attempt runs on a process of its lane's pool (agent + preset); a task whose child
   died, hung or failed to start is retried (`retries`), one the agent failed only with
   `retry_failed`. A task's final result is recorded once: in its result, in the run's
@@ -40,44 +36,32 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from aiswitch.agents import AgentRegistry
 from aiswitch.coordinator.executor import LocalExecutor, TaskSettings
+from aiswitch.coordinator.request import Plan, RunEvent
 from aiswitch.coordinator.results import (
     AgentResult,
     RunFigures,
-    RunMode,
     RunResult,
     RunSettings,
     RunStatus,
     TaskStatus,
 )
-from aiswitch.coordinator.scheduler import Limits, Scheduler
-from aiswitch.coordinator.specs import AgentSpec, agent_ids
-from aiswitch.coordinator.tasks import DEFAULT_RETRIES, Attempt, End, Lane, Task
-from aiswitch.errors import ConfigError, StateError, UsageError
-from aiswitch.home import Home
+from aiswitch.coordinator.scheduler import Scheduler
+from aiswitch.coordinator.tasks import Attempt, End, Task
+from aiswitch.errors import StateError
 from aiswitch.masking import redact_text
-from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
-from aiswitch.protocol.models import EnvState, ProgressParams, UsageParams
-from aiswitch.rates import RateLimit, parse_rate
-from aiswitch.state.runs import RunStore, new_run_id
-from aiswitch.state.store import StateStore
-from aiswitch.supervisor.handle import AgentHandle
+from aiswitch.protocol.models import ProgressParams, UsageParams
+from aiswitch.state.runs import new_run_id
 from aiswitch.tokens.ledger import LedgerWriter
 from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.usage import Usage
 
-DEFAULT_HANDOFF_TEMPLATE = (
-    "{task}\n\n--- Output of the previous agent ({previous_agent}) ---\n{previous_output}\n"
-)
-# Final results go to the journal at most this often while a run goes (only the new lines),
-# and the run file is rewritten at most this often (and at its end): a big batch must not
-# rewrite its file once per task.
+# The run file is rewritten at most this often (and at its end): a big batch must not
+# rewrite its file once per task. (Each final result reaches the journal at once; the
+# journal's fsync rides on this save.)
 RUN_SAVE_INTERVAL_S = 1.0
 # The run file holds every result, so rewriting it costs more the bigger the run (about
 # 0.1 s per 1,000 results): after a rewrite that took T seconds the next waits at least
@@ -90,261 +74,10 @@ RUN_REWRITE_COST_FACTOR = 20.0
 # live that much longer, a few MB at most).
 GC_GEN0_THRESHOLD = 10_000
 
+if TYPE_CHECKING:
+    from aiswitch.coordinator.coordinator import Coordinator
+
 log = logging.getLogger("aiswitch.coordinator")
-
-QuotaCheck = Callable[[str, str | None], None]
-Permissions = Literal["read-only", "edit", "full"]
-
-
-@dataclass
-class BatchItem:
-    """One task of a batch file."""
-
-    prompt: str
-    id: str | None = None
-    priority: int = 0
-    timeout_s: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunRequest:
-    mode: RunMode
-    specs: list[AgentSpec]
-    prompt: str
-    timeout_s: float | None = None
-    cwd: str | None = None
-    handoff_template: str = DEFAULT_HANDOFF_TEMPLATE
-    task_options: dict[str, Any] = field(default_factory=dict)
-    budget_usd: float | None = None
-    budget_tokens: int | None = None
-    permissions: Permissions | None = None
-    session_id: str | None = None
-    batch: list[BatchItem] | None = None
-    concurrency: int | None = None
-    retries: int = DEFAULT_RETRIES
-    retry_failed: bool = False
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    kind: Literal["status", "progress", "usage"]
-    result: AgentResult
-    text: str | None = None
-
-
-@dataclass
-class Plan:
-    """A request checked and turned into tasks, ready to run."""
-
-    request: RunRequest
-    tasks: list[Task]
-
-    @property
-    def results(self) -> list[AgentResult]:
-        return [t.result for t in self.tasks]
-
-
-class Coordinator:
-    """What every run needs from this machine: the home, agents, presets, quotas."""
-
-    def __init__(
-        self,
-        home: Home | None = None,
-        *,
-        registry: AgentRegistry | None = None,
-        resolve_preset: PresetResolver | None = None,
-        parent_env: Mapping[str, str] | None = None,
-        check_quota: QuotaCheck | None = None,
-    ) -> None:
-        self.home = home or Home.current()
-        self.store = StateStore(self.home)
-        self.registry = registry or AgentRegistry.load(self.home)
-        self.parent_env = dict(os.environ if parent_env is None else parent_env)
-        if resolve_preset is None:
-            # The preset store's resolution order (spec, shell, agent default, global).
-            from aiswitch.presets.resolve import run_resolver
-
-            resolve_preset = run_resolver(self.home, self.parent_env)
-        self.resolve_preset = resolve_preset
-        self.check_quota = check_quota
-        self.runs = RunStore(self.store)
-
-    # -- planning -----------------------------------------------------------------
-
-    def plan(self, request: RunRequest) -> Plan:
-        """Check everything that can be checked before a process starts."""
-        _check_request(request)
-        lanes = [self._lane(spec) for spec in request.specs]
-        ids = agent_ids(request.specs)
-        tasks: list[Task] = []
-        items = request.batch or [BatchItem(prompt=request.prompt)]
-        for item in items:
-            for lane, lane_id in zip(lanes, ids, strict=True):
-                index = len(tasks) + 1
-                options = {**request.task_options, **item.options}
-                result = AgentResult(
-                    agent=lane.agent.name,
-                    agent_id=lane_id,
-                    preset=lane.preset.name,
-                    task_id=str(index),
-                    id=item.id,
-                    prompt=item.prompt if request.batch is not None else None,
-                    priority=item.priority,
-                    options=options,
-                )
-                depends = (index - 1,) if request.mode == "sequential" and index > 1 else ()
-                tasks.append(
-                    Task(
-                        index=index,
-                        lane=lane,
-                        result=result,
-                        prompt=item.prompt if request.mode != "sequential" else None,
-                        priority=item.priority,
-                        timeout_s=item.timeout_s or request.timeout_s,
-                        options=options,
-                        depends_on=depends,
-                    )
-                )
-        return Plan(request, tasks)
-
-    def new_run(
-        self,
-        request: RunRequest,
-        plan: Plan | None = None,
-        *,
-        on_event: Callable[[RunEvent], None] | None = None,
-        resumed: RunResult | None = None,
-    ) -> Run:
-        return Run(self, plan or self.plan(request), on_event=on_event, resumed=resumed)
-
-    def resume(self, run_id: str, *, on_event: Callable[[RunEvent], None] | None = None) -> Run:
-        """The interrupted run `run_id` again: its unfinished tasks run, finished ones stay."""
-        from aiswitch.coordinator.reconcile import interrupted_run
-
-        previous, finished = interrupted_run(self.store, run_id)
-        settings = previous.settings
-        lane_of: dict[str, AgentSpec] = {}
-        for result in previous.results:
-            lane_of.setdefault(result.agent_id, AgentSpec(result.agent, result.preset))
-        batch = any(r.prompt is not None for r in previous.results)
-        request = RunRequest(
-            mode=previous.mode,
-            specs=list(lane_of.values()),
-            prompt=previous.prompt,
-            timeout_s=settings.timeout_s,
-            cwd=previous.cwd,
-            handoff_template=settings.handoff_template or DEFAULT_HANDOFF_TEMPLATE,
-            budget_usd=settings.budget_usd,
-            budget_tokens=settings.budget_tokens,
-            permissions=settings.permissions,
-            session_id=settings.session_id,
-            concurrency=settings.concurrency,
-            retries=settings.retries,
-            retry_failed=settings.retry_failed,
-            batch=(
-                [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results]
-                if batch
-                else None
-            ),
-        )
-        _check_request(request)
-        lanes = {lane_id: self._lane(spec) for lane_id, spec in lane_of.items()}
-        tasks = []
-        for index, result in enumerate(previous.results, start=1):
-            prompt = result.prompt if batch else previous.prompt
-            task = Task(
-                index=index,
-                lane=lanes[result.agent_id],
-                result=result,
-                prompt=None if previous.mode == "sequential" else prompt,
-                priority=result.priority,
-                timeout_s=settings.timeout_s,
-                options=result.options,
-                depends_on=(index - 1,) if previous.mode == "sequential" and index > 1 else (),
-                final=result.task_id in finished,
-                attempt_base=result.attempts,
-            )
-            if not task.final:
-                task.prior_usage, task.prior_cost = result.usage, result.cost_usd
-                result.status, result.error = TaskStatus.PENDING, None
-            tasks.append(task)
-        return Run(self, Plan(request, tasks), on_event=on_event, resumed=previous)
-
-    def _lane(self, spec: AgentSpec) -> Lane:
-        agent = self.registry.get(spec.name)
-        agent.check_available()
-        preset = self.resolve_preset(spec.preset, agent)
-        if self.check_quota is not None:
-            self.check_quota(spec.name, preset.name)
-        return Lane(agent, preset)
-
-    async def run(
-        self,
-        request: RunRequest,
-        plan: Plan | None = None,
-        *,
-        on_event: Callable[[RunEvent], None] | None = None,
-    ) -> RunResult:
-        """Plan (unless given) and run `request` to its end."""
-        return await self.new_run(request, plan, on_event=on_event).execute()
-
-    async def switch_preset(self, handle: AgentHandle, preset: str | None) -> EnvState:
-        """Give a live agent another preset from its next task on, without a restart.
-
-        The preset is resolved first (unknown preset, unresolved reference: the error is
-        raised and nothing is sent, so the agent keeps what it had). Settings an adapter
-        reads only at start need a new process: a pool per preset gives one."""
-        resolved = self.resolve_preset(preset, handle.agent) if preset else ResolvedPreset(None)
-        lane = Lane(handle.agent, resolved)
-        target = LocalExecutor.lane_env(
-            self.home, self.parent_env, handle.run_id, lane, handle.agent_id
-        )
-        return await handle.switch_env(target, resolved.name)
-
-    def limits(self, plan: Plan) -> Limits:
-        """The scheduler's limits for `plan`: --concurrency, the agents' own, rates."""
-        limits = Limits(concurrency=plan.request.concurrency)
-        for task in plan.tasks:
-            agent = task.lane.agent
-            if agent.max_concurrency is not None:
-                limits.per_agent[agent.name] = agent.max_concurrency
-            if agent.rate is not None and agent.name not in limits.rates:
-                limits.rates[agent.name] = parse_rate(agent.rate)
-            rate = task.lane.preset.rate
-            if rate is not None and task.lane.key not in limits.rates:
-                limits.rates[task.lane.key] = _preset_rate(task.lane.preset.name, rate)
-        return limits
-
-
-def _preset_rate(preset: str | None, rate: str) -> RateLimit:
-    try:
-        return parse_rate(rate)
-    except ValueError as exc:
-        raise ConfigError(f"preset {preset!r}: {exc}") from None
-
-
-def _check_request(request: RunRequest) -> None:
-    if request.batch is None and not request.prompt.strip():
-        raise UsageError("the task is empty", hint="pass the task as an argument, or - for stdin")
-    if request.batch is not None and not request.batch:
-        raise UsageError("the tasks file has no tasks")
-    if not request.specs:
-        raise UsageError("no agents given", hint="use --agent, --parallel or --sequential")
-    if request.timeout_s is not None and request.timeout_s <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
-    if request.budget_usd is not None and request.budget_usd <= 0:
-        raise UsageError("--budget-usd must be a positive amount")
-    if request.budget_tokens is not None and request.budget_tokens <= 0:
-        raise UsageError("--budget-tokens must be a positive number")
-    if request.concurrency is not None and request.concurrency <= 0:
-        raise UsageError("--concurrency must be a positive number")
-    if request.retries < 0:
-        raise UsageError("--retries must be 0 or more")
-    if request.session_id is not None and len(request.specs) != 1:
-        raise UsageError("--resume continues one agent's session; use it with --agent")
-    if request.cwd is not None and not Path(request.cwd).is_dir():
-        raise UsageError(f"--cwd {request.cwd!r} is not a directory")
 
 
 class Run:

@@ -1,0 +1,223 @@
+"""The coordinator: turns a request into a `Run` (aiswitch.coordinator.run).
+
+Contract:
+- `Coordinator.plan(request)` checks everything that can be checked before a process
+  starts (empty task, unknown agent, missing program, unknown preset, unresolved reference,
+  quota, bad limits) and raises without starting anything. It returns the run's tasks:
+  parallel, every lane gets the task; sequential, a chain (each step depends on the one
+  before); a batch (`--tasks`), every task on every lane.
+- `Coordinator.resume(run_id)` makes a Run of an interrupted run: its finished tasks (in
+  its journal) stay final, the others run again, their attempts numbered on.
+- The coordinator keeps no run's state (that is the `Run`'s), so one process can host
+  many runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from aiswitch.agents import AgentRegistry
+from aiswitch.coordinator.executor import LocalExecutor
+from aiswitch.coordinator.request import (
+    DEFAULT_HANDOFF_TEMPLATE,
+    BatchItem,
+    Plan,
+    RunEvent,
+    RunRequest,
+    check_request,
+)
+from aiswitch.coordinator.results import AgentResult, RunResult, TaskStatus
+from aiswitch.coordinator.run import Run
+from aiswitch.coordinator.scheduler import Limits
+from aiswitch.coordinator.specs import AgentSpec, agent_ids
+from aiswitch.coordinator.tasks import Lane, Task
+from aiswitch.errors import ConfigError
+from aiswitch.home import Home
+from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
+from aiswitch.protocol.models import EnvState
+from aiswitch.rates import RateLimit, parse_rate
+from aiswitch.state.runs import RunStore
+from aiswitch.state.store import StateStore
+from aiswitch.supervisor.handle import AgentHandle
+
+QuotaCheck = Callable[[str, str | None], None]
+
+
+class Coordinator:
+    """What every run needs from this machine: the home, agents, presets, quotas."""
+
+    def __init__(
+        self,
+        home: Home | None = None,
+        *,
+        registry: AgentRegistry | None = None,
+        resolve_preset: PresetResolver | None = None,
+        parent_env: Mapping[str, str] | None = None,
+        check_quota: QuotaCheck | None = None,
+    ) -> None:
+        self.home = home or Home.current()
+        self.store = StateStore(self.home)
+        self.registry = registry or AgentRegistry.load(self.home)
+        self.parent_env = dict(os.environ if parent_env is None else parent_env)
+        if resolve_preset is None:
+            # The preset store's resolution order (spec, shell, agent default, global).
+            from aiswitch.presets.resolve import run_resolver
+
+            resolve_preset = run_resolver(self.home, self.parent_env)
+        self.resolve_preset = resolve_preset
+        self.check_quota = check_quota
+        self.runs = RunStore(self.store)
+
+    # -- planning -----------------------------------------------------------------
+
+    def plan(self, request: RunRequest) -> Plan:
+        """Check everything that can be checked before a process starts."""
+        check_request(request)
+        lanes = [self._lane(spec) for spec in request.specs]
+        ids = agent_ids(request.specs)
+        tasks: list[Task] = []
+        items = request.batch or [BatchItem(prompt=request.prompt)]
+        for item in items:
+            for lane, lane_id in zip(lanes, ids, strict=True):
+                index = len(tasks) + 1
+                options = {**request.task_options, **item.options}
+                result = AgentResult(
+                    agent=lane.agent.name,
+                    agent_id=lane_id,
+                    preset=lane.preset.name,
+                    task_id=str(index),
+                    id=item.id,
+                    prompt=item.prompt if request.batch is not None else None,
+                    priority=item.priority,
+                    options=options,
+                )
+                depends = (index - 1,) if request.mode == "sequential" and index > 1 else ()
+                tasks.append(
+                    Task(
+                        index=index,
+                        lane=lane,
+                        result=result,
+                        prompt=item.prompt if request.mode != "sequential" else None,
+                        priority=item.priority,
+                        timeout_s=item.timeout_s or request.timeout_s,
+                        options=options,
+                        depends_on=depends,
+                    )
+                )
+        return Plan(request, tasks)
+
+    def new_run(
+        self,
+        request: RunRequest,
+        plan: Plan | None = None,
+        *,
+        on_event: Callable[[RunEvent], None] | None = None,
+        resumed: RunResult | None = None,
+    ) -> Run:
+        return Run(self, plan or self.plan(request), on_event=on_event, resumed=resumed)
+
+    def resume(self, run_id: str, *, on_event: Callable[[RunEvent], None] | None = None) -> Run:
+        """The interrupted run `run_id` again: its unfinished tasks run, finished ones stay."""
+        from aiswitch.coordinator.reconcile import interrupted_run
+
+        previous, finished = interrupted_run(self.store, run_id)
+        settings = previous.settings
+        lane_of: dict[str, AgentSpec] = {}
+        for result in previous.results:
+            lane_of.setdefault(result.agent_id, AgentSpec(result.agent, result.preset))
+        batch = any(r.prompt is not None for r in previous.results)
+        request = RunRequest(
+            mode=previous.mode,
+            specs=list(lane_of.values()),
+            prompt=previous.prompt,
+            timeout_s=settings.timeout_s,
+            cwd=previous.cwd,
+            handoff_template=settings.handoff_template or DEFAULT_HANDOFF_TEMPLATE,
+            budget_usd=settings.budget_usd,
+            budget_tokens=settings.budget_tokens,
+            permissions=settings.permissions,
+            session_id=settings.session_id,
+            concurrency=settings.concurrency,
+            retries=settings.retries,
+            retry_failed=settings.retry_failed,
+            batch=(
+                [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results]
+                if batch
+                else None
+            ),
+        )
+        check_request(request)
+        lanes = {lane_id: self._lane(spec) for lane_id, spec in lane_of.items()}
+        tasks = []
+        for index, result in enumerate(previous.results, start=1):
+            prompt = result.prompt if batch else previous.prompt
+            task = Task(
+                index=index,
+                lane=lanes[result.agent_id],
+                result=result,
+                prompt=None if previous.mode == "sequential" else prompt,
+                priority=result.priority,
+                timeout_s=settings.timeout_s,
+                options=result.options,
+                depends_on=(index - 1,) if previous.mode == "sequential" and index > 1 else (),
+                final=result.task_id in finished,
+                attempt_base=result.attempts,
+            )
+            if not task.final:
+                task.prior_usage, task.prior_cost = result.usage, result.cost_usd
+                result.status, result.error = TaskStatus.PENDING, None
+            tasks.append(task)
+        return Run(self, Plan(request, tasks), on_event=on_event, resumed=previous)
+
+    def _lane(self, spec: AgentSpec) -> Lane:
+        agent = self.registry.get(spec.name)
+        agent.check_available()
+        preset = self.resolve_preset(spec.preset, agent)
+        if self.check_quota is not None:
+            self.check_quota(spec.name, preset.name)
+        return Lane(agent, preset)
+
+    async def run(
+        self,
+        request: RunRequest,
+        plan: Plan | None = None,
+        *,
+        on_event: Callable[[RunEvent], None] | None = None,
+    ) -> RunResult:
+        """Plan (unless given) and run `request` to its end."""
+        return await self.new_run(request, plan, on_event=on_event).execute()
+
+    async def switch_preset(self, handle: AgentHandle, preset: str | None) -> EnvState:
+        """Give a live agent another preset from its next task on, without a restart.
+
+        The preset is resolved first (unknown preset, unresolved reference: the error is
+        raised and nothing is sent, so the agent keeps what it had). Settings an adapter
+        reads only at start need a new process: a pool per preset gives one."""
+        resolved = self.resolve_preset(preset, handle.agent) if preset else ResolvedPreset(None)
+        lane = Lane(handle.agent, resolved)
+        target = LocalExecutor.lane_env(
+            self.home, self.parent_env, handle.run_id, lane, handle.agent_id
+        )
+        return await handle.switch_env(target, resolved.name)
+
+    def limits(self, plan: Plan) -> Limits:
+        """The scheduler's limits for `plan`: --concurrency, the agents' own, rates."""
+        limits = Limits(concurrency=plan.request.concurrency)
+        for task in plan.tasks:
+            agent = task.lane.agent
+            if agent.max_concurrency is not None:
+                limits.per_agent[agent.name] = agent.max_concurrency
+            if agent.rate is not None and agent.name not in limits.rates:
+                limits.rates[agent.name] = parse_rate(agent.rate)
+            rate = task.lane.preset.rate
+            if rate is not None and task.lane.key not in limits.rates:
+                limits.rates[task.lane.key] = _preset_rate(task.lane.preset.name, rate)
+        return limits
+
+
+def _preset_rate(preset: str | None, rate: str) -> RateLimit:
+    try:
+        return parse_rate(rate)
+    except ValueError as exc:
+        raise ConfigError(f"preset {preset!r}: {exc}") from None
