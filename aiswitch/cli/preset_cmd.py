@@ -31,21 +31,21 @@ JSON_HELP = "Print JSON."
 REVEAL_HELP = "Show secret values instead of masking them."
 
 
-def _out(text: str) -> None:
+def print_out(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
 
 
-def _json(value: Any) -> None:
+def print_json(value: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
-def _note(text: str) -> None:
+def print_note(text: str) -> None:
     sys.stderr.write(f"aiswitch: {text}\n")
 
 
-def _store() -> PresetStore:
+def open_store() -> PresetStore:
     from aiswitch.presets.store import PresetStore
 
     return PresetStore()
@@ -118,8 +118,8 @@ def add(
         ensure_free(data, name)
         data.presets[name] = preset
 
-    _store().modify(change)
-    _out(f"added preset {name}")
+    open_store().modify(change)
+    print_out(f"added preset {name}")
 
 
 @preset_app.command("set")
@@ -156,8 +156,8 @@ def set_(
         merged.update(fields)
         data.presets[name] = _validated(merged)
 
-    _store().modify(change)
-    _out(f"updated preset {name}")
+    open_store().modify(change)
+    print_out(f"updated preset {name}")
 
 
 @preset_app.command("unset")
@@ -180,8 +180,8 @@ def unset_(
         kept = {k: v for k, v in current.variables.items() if k not in names}
         data.presets[name] = current.model_copy(update={"variables": kept})
 
-    _store().modify(change)
-    _out(f"updated preset {name}")
+    open_store().modify(change)
+    print_out(f"updated preset {name}")
 
 
 @preset_app.command("remove")
@@ -196,8 +196,8 @@ def remove(name: str = typer.Argument(...)) -> None:
         check_not_in_use(data, name, current, "remove")
         del data.presets[name]
 
-    _store().modify(change)
-    _out(f"removed preset {name}")
+    open_store().modify(change)
+    print_out(f"removed preset {name}")
 
 
 @preset_app.command("rename")
@@ -224,8 +224,8 @@ def rename(old: str = typer.Argument(...), new: str = typer.Argument(...)) -> No
             if preset_name == old:
                 data.defaults.agents[agent] = new
 
-    _store().modify(change)
-    _out(f"renamed preset {old} to {new}")
+    open_store().modify(change)
+    print_out(f"renamed preset {old} to {new}")
 
 
 @preset_app.command("copy")
@@ -233,7 +233,7 @@ def copy(source: str = typer.Argument(...), target: str = typer.Argument(...)) -
     """Copy a preset (built-in or user) to a new user preset."""
     from aiswitch.presets.store import ensure_free
 
-    store = _store()
+    store = open_store()
 
     def change(data: StoreData) -> None:
         preset = store.get(source, data)
@@ -241,7 +241,7 @@ def copy(source: str = typer.Argument(...), target: str = typer.Argument(...)) -
         data.presets[target] = preset.model_copy(update={"name": target})
 
     store.modify(change)
-    _out(f"copied preset {source} to {target}")
+    print_out(f"copied preset {source} to {target}")
 
 
 @preset_app.command("default")
@@ -255,16 +255,16 @@ def default(
     from aiswitch.agents import AgentRegistry
     from aiswitch.errors import PresetError, UsageError
 
-    store = _store()
+    store = open_store()
     if name is None and not clear:
         data = store.load()
         agents = dict(sorted(data.defaults.agents.items()))
         if as_json:
-            _json({"global": data.defaults.global_, "agents": agents})
+            print_json({"global": data.defaults.global_, "agents": agents})
             return
-        _out(f"global: {data.defaults.global_ or '(none)'}")
+        print_out(f"global: {data.defaults.global_ or '(none)'}")
         for agent_name, preset_name in agents.items():
-            _out(f"{agent_name}: {preset_name}")
+            print_out(f"{agent_name}: {preset_name}")
         return
     if name is not None and clear:
         raise UsageError("give a preset name or --unset, not both")
@@ -290,9 +290,9 @@ def default(
     result = store.modify(change)
     scope = f"agent {agent}" if agent else "all agents"
     if clear:
-        _out(f"no default preset for {scope}" + (f" (was {result})" if result else ""))
+        print_out(f"no default preset for {scope}" + (f" (was {result})" if result else ""))
     else:
-        _out(f"default preset for {scope}: {result}")
+        print_out(f"default preset for {scope}: {result}")
 
 
 @preset_app.command("import")
@@ -341,7 +341,7 @@ def import_(
             hint="read the preset first; pass --trust to import it anyway",
         )
     for problem in suspicious:
-        _note(f"warning: {problem} (imported: --trust)")
+        print_note(f"warning: {problem} (imported: --trust)")
 
     def plan(data: StoreData) -> dict[str, list[str]]:
         existing = [p.name for p in presets if p.name in data.presets]
@@ -355,14 +355,14 @@ def import_(
         added = [p.name for p in presets if p.name not in existing]
         return {"added": added, "replaced": existing}
 
-    store = _store()
+    store = open_store()
     result = plan(store.load()) if dry_run else store.modify(plan)
     if as_json:
-        _json({**result, "dry_run": dry_run})
+        print_json({**result, "dry_run": dry_run})
         return
     verb = ("would add", "would replace") if dry_run else ("added", "replaced")
-    _out(f"{verb[0]}: {', '.join(result['added']) or '(none)'}")
-    _out(f"{verb[1]}: {', '.join(result['replaced']) or '(none)'}")
+    print_out(f"{verb[0]}: {', '.join(result['added']) or '(none)'}")
+    print_out(f"{verb[1]}: {', '.join(result['replaced']) or '(none)'}")
 
 
 # --- reading presets -----------------------------------------------------------------------
@@ -373,7 +373,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
     """List built-in and user presets."""
     from aiswitch.presets.ops import preset_document
 
-    store = _store()
+    store = open_store()
     data = store.load()
     current = _current()
     rows = []
@@ -383,13 +383,13 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
         doc["default"] = data.defaults.uses(preset.name)
         rows.append(doc)
     if as_json:
-        _json(rows)
+        print_json(rows)
         return
     for row in rows:
         marks = "*" if row["current"] else " "
         source = "built-in" if row["builtin"] else "user"
         extra = f" [default: {', '.join(row['default'])}]" if row["default"] else ""
-        _out(
+        print_out(
             f"{marks} {row['name']:<20} {source:<8} {row['agent'] or '-':<8} "
             f"{len(row['variables']):>2} vars  {row['description']}{extra}".rstrip()
         )
@@ -404,24 +404,24 @@ def show(
     """Show one preset as stored (references unresolved; secrets masked)."""
     from aiswitch.presets.ops import preset_document
 
-    store = _store()
+    store = open_store()
     preset = store.get(name)
     doc = preset_document(preset, reveal=reveal, builtin=store.is_builtin(name))
     if as_json:
-        _json(doc)
+        print_json(doc)
         return
-    _out(f"name: {doc['name']}")
-    _out(f"source: {'built-in' if doc['builtin'] else 'user'}")
+    print_out(f"name: {doc['name']}")
+    print_out(f"source: {'built-in' if doc['builtin'] else 'user'}")
     for key in ("agent", "model", "billing", "description"):
         if doc[key]:
-            _out(f"{key}: {doc[key]}")
+            print_out(f"{key}: {doc[key]}")
     if doc["tags"]:
-        _out(f"tags: {', '.join(doc['tags'])}")
-    _out("variables:")
+        print_out(f"tags: {', '.join(doc['tags'])}")
+    print_out("variables:")
     for var, value in doc["variables"].items():
-        _out(f"  {var}={value}")
+        print_out(f"  {var}={value}")
     if doc["unset"]:
-        _out(f"unset: {', '.join(doc['unset'])}")
+        print_out(f"unset: {', '.join(doc['unset'])}")
 
 
 @preset_app.command("validate")
@@ -435,18 +435,18 @@ def validate(
     from aiswitch.agents import AgentRegistry
     from aiswitch.presets.ops import check_preset
 
-    store = _store()
+    store = open_store()
     data = store.load()
     presets = [store.get(name, data)] if name else list(store.all(data).values())
     agents = list(AgentRegistry.load(store.home).agents)
     checks = [check_preset(p, os.environ, agents) for p in presets]
     if as_json:
-        _json([{"name": c.name, "ok": c.ok, "problems": c.problems} for c in checks])
+        print_json([{"name": c.name, "ok": c.ok, "problems": c.problems} for c in checks])
     else:
         for check in checks:
-            _out(f"ok    {check.name}" if check.ok else f"FAIL  {check.name}")
+            print_out(f"ok    {check.name}" if check.ok else f"FAIL  {check.name}")
             for problem in check.problems:
-                _out(f"      {problem}")
+                print_out(f"      {problem}")
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -462,16 +462,16 @@ def export(
     """Export presets as YAML (or JSON) for `preset import`; secrets redacted by default."""
     from aiswitch.presets.ops import export_document
 
-    store = _store()
+    store = open_store()
     data = store.load()
     presets = [store.get(n, data) for n in names] if names else list(data.presets.values())
     doc = export_document(presets, include_secrets=include_secrets)
     if as_json:
-        _json(doc)
+        print_json(doc)
         return
     import yaml
 
-    _out(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False))
+    print_out(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False))
 
 
 @preset_app.command("templates")
@@ -482,10 +482,10 @@ def templates_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
 
     docs = [preset_document(t, reveal=False, builtin=True) for t in templates().values()]
     if as_json:
-        _json(docs)
+        print_json(docs)
         return
     for doc in docs:
-        _out(f"{doc['name']:<20} {doc['agent'] or '-':<7} {doc['description']}")
+        print_out(f"{doc['name']:<20} {doc['agent'] or '-':<7} {doc['description']}")
 
 
 @preset_app.command("current")
@@ -499,10 +499,10 @@ def current(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> No
 
     name = _current()
     if as_json:
-        store = _store()
+        store = open_store()
         data = store.load()
         found = project_preset(Path.cwd())
-        _json(
+        print_json(
             {
                 "preset": name,
                 "exists": name is not None and name in store.all(data),
@@ -513,183 +513,13 @@ def current(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> No
         )
         return
     if name is None:
-        _note("no preset is applied in this shell")
+        print_note("no preset is applied in this shell")
         return
-    _out(name)
-
-
-# --- shells, children ----------------------------------------------------------------------
-
-
-def _shell(explicit: str | None) -> str:
-    import os
-
-    from aiswitch.presets.shells import WRAPPER_VAR, detect_shell, parent_process_name
-
-    if explicit:
-        return detect_shell(explicit, None, None)
-    return detect_shell(
-        None, parent_process_name(), os.environ.get("SHELL"), wrapper=os.environ.get(WRAPPER_VAR)
-    )
-
-
-def _on_terminal() -> bool:
-    """Code would land on a terminal, where it does nothing and shows secrets."""
-    import os
-
-    from aiswitch.presets.shells import WRAPPER_VAR
-
-    return sys.stdout.isatty() and not os.environ.get(WRAPPER_VAR)
-
-
-def _apply_hint(shell: str, command: str) -> str:
-    if shell == "fish":
-        how = f"aiswitch {command} | source"
-    elif shell == "powershell":
-        how = f"aiswitch {command} | Out-String | Invoke-Expression"
-    else:
-        how = f'eval "$(aiswitch {command})"'
-    return (
-        f"this prints shell code; apply it with: {how}  "
-        f"(or install the shell function once: see `aiswitch shell-init {shell}`)"
-    )
-
-
-@preset_app.command("use")
-def use(
-    name: str | None = typer.Argument(None, help="The preset; omit to use .aiswitch.yaml's."),
-    shell: str | None = typer.Option(None, "--shell", help="bash | zsh | fish | powershell"),
-) -> None:
-    """Print shell code that applies a preset (and unsets the previous one's variables)."""
-    import os
-    from pathlib import Path
-
-    from aiswitch.presets.project import require_project_preset
-    from aiswitch.presets.refs import resolve_variables
-    from aiswitch.presets.shells import PRESET_VARS_VAR, parse_applied_vars, render_use
-
-    chosen = name if name is not None else require_project_preset(Path.cwd())
-    preset = _store().get(chosen)
-    target = _shell(shell)
-    values = resolve_variables(preset.name, preset.variables, os.environ)
-    previous = [*parse_applied_vars(os.environ.get(PRESET_VARS_VAR)), *preset.unset]
-    code = render_use(target, preset.name, values, previous)
-    if _on_terminal():
-        _note(_apply_hint(target, f"preset use {chosen}"))
-        return
-    sys.stdout.write(code)
-
-
-@preset_app.command("clear")
-def clear(
-    shell: str | None = typer.Option(None, "--shell", help="bash | zsh | fish | powershell"),
-) -> None:
-    """Print shell code that unsets the variables of the preset applied in this shell."""
-    import os
-
-    from aiswitch.presets.shells import PRESET_VARS_VAR, parse_applied_vars, render_clear
-
-    target = _shell(shell)
-    code = render_clear(target, parse_applied_vars(os.environ.get(PRESET_VARS_VAR)))
-    if _on_terminal():
-        _note(_apply_hint(target, "preset clear"))
-        return
-    sys.stdout.write(code)
-
-
-@preset_app.command("env")
-def env(
-    name: str | None = typer.Argument(None, help="The preset; omit to resolve it as a run would."),
-    agent: str | None = typer.Option(None, "--agent", help="The agent whose child to show."),
-    reveal: bool = typer.Option(False, "--reveal", help=REVEAL_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    """Print exactly the environment an agent's child would get, as NAME=VALUE lines."""
-    import os
-
-    from aiswitch.agents import AgentRegistry
-    from aiswitch.errors import UsageError
-    from aiswitch.presets.ops import masked_env
-    from aiswitch.presets.resolve import choose_preset, resolved
-    from aiswitch.supervisor.env import ChildEnvRequest, build_child_env
-
-    store = _store()
-    data = store.load()
-    if name is None and agent is None:
-        raise UsageError("name a preset, or an agent with --agent")
-    agent_def = None
-    if agent is None:
-        assert name is not None
-        preset: Preset | None = store.get(name, data)
-        assert preset is not None
-        if preset.agent is not None:
-            agent_def = AgentRegistry.load(store.home).get(preset.agent)
-    else:
-        agent_def = AgentRegistry.load(store.home).get(agent)
-        preset = choose_preset(name, agent, os.environ, store, data).preset
-    ready = resolved(preset, os.environ)
-    child = build_child_env(
-        ChildEnvRequest(
-            parent=os.environ,
-            agent_env=agent_def.env if agent_def else {},
-            cli=agent_def.cli if agent_def else None,
-            passthrough=tuple(agent_def.env_passthrough) if agent_def else (),
-            preset=ready.name,
-            preset_vars=ready.variables,
-            preset_unset=ready.unset,
-            preset_billing=ready.billing,
-            agent_id=f"{agent_def.name}#1" if agent_def else "",
-            home=str(store.home.root),
-        )
-    )
-    shown = dict(sorted((child if reveal else masked_env(child)).items()))
-    if as_json:
-        _json({"agent": agent_def.name if agent_def else None, "preset": ready.name, "env": shown})
-        return
-    for key, value in shown.items():
-        _out(f"{key}={value}")
-
-
-@preset_app.command(
-    "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
-)
-def exec_(
-    name: str = typer.Argument(...),
-    command: list[str] = typer.Argument(..., help="-- CMD ARGS… (run directly, no shell)."),
-) -> None:
-    """Run CMD with the preset's environment (no shell); its exit code is passed through."""
-    import os
-    import shutil
-
-    from aiswitch.errors import UsageError
-    from aiswitch.presets.refs import resolve_variables
-    from aiswitch.supervisor.env import ChildEnvRequest, build_child_env
-
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        raise UsageError("no command given", hint="aiswitch preset exec NAME -- CMD ARGS…")
-    preset = _store().get(name)
-    child = build_child_env(
-        ChildEnvRequest(
-            parent=os.environ,
-            preset=preset.name,
-            preset_vars=resolve_variables(preset.name, preset.variables, os.environ),
-            preset_unset=tuple(preset.unset),
-            preset_billing=preset.billing,
-            # `preset use` for one command: the caller's environment, not an agent's allowlist.
-            inherit="all",
-        )
-    )
-    program = shutil.which(command[0], path=child.get("PATH"))
-    if program is None:
-        _note(f"error: command not found: {command[0]}")
-        raise typer.Exit(127)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # exec, not a subprocess: signals, the terminal and the exit status are the command's own.
-    os.execve(program, command, child)  # noqa: S606 (no shell, by design)
+    print_out(name)
 
 
 def register(app: typer.Typer) -> None:
+    # The shell-facing commands (use, clear, env, exec) live in their own module.
+    import aiswitch.cli.preset_shell_cmd  # noqa: F401
+
     app.add_typer(preset_app, name="preset")
