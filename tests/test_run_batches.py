@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from support.cli import assert_one_error_line, run_cli
+from support.hand_agent import hand_agent
 
 from aiswitch.coordinator.coordinator import Coordinator
 from aiswitch.coordinator.request import BatchItem, RunRequest
@@ -101,43 +100,23 @@ def test_run_agent_is_recorded_as_a_single_run(env: dict[str, str]) -> None:
     assert out.json()["mode"] == "single"
 
 
-# A child that speaks the protocol but breaks it: a malformed task.assign reply, usage for
-# a task id it was never given, and an invalid usage notification.
-ROGUE = textwrap.dedent(
-    """
-    import json, sys
-    def send(obj):
-        sys.stdout.write(json.dumps(obj) + "\\n"); sys.stdout.flush()
-    for line in sys.stdin:
-        msg = json.loads(line)
-        method, rid = msg.get("method"), msg.get("id")
-        if method == "agent.initialize":
-            send({"jsonrpc": "2.0", "id": rid, "result": {"agent": {"name": "rogue"}, "pid": 1}})
-        elif method == "task.assign":
-            tid = msg["params"]["task_id"]
-            send({"jsonrpc": "2.0", "method": "tokens.usage",
-                  "params": {"task_id": "nobody", "usage": {"input_tokens": 11}}})
-            send({"jsonrpc": "2.0", "method": "tokens.usage",
-                  "params": {"task_id": tid, "usage": {"input_tokens": -5}}})
-            send({"jsonrpc": "2.0", "method": "tokens.usage",
-                  "params": {"task_id": tid, "usage": {"input_tokens": 3}}})
-            send({"jsonrpc": "2.0", "id": rid, "result": {"task_id": tid, "status": "weird"}})
-        elif method == "agent.shutdown":
-            send({"jsonrpc": "2.0", "id": rid, "result": {"ok": True}})
-            break
-    """
-)
+# A child that speaks the protocol but breaks it: usage for a task id it was never given,
+# an invalid usage notification, a valid one, then a malformed task.assign reply.
+ROGUE = """
+send('{"jsonrpc": "2.0", "method": "tokens.usage", '
+     '"params": {"task_id": "nobody", "usage": {"input_tokens": 11}}}')
+send('{"jsonrpc": "2.0", "method": "tokens.usage", '
+     '"params": {"task_id": %s, "usage": {"input_tokens": -5}}}' % tid)
+send('{"jsonrpc": "2.0", "method": "tokens.usage", '
+     '"params": {"task_id": %s, "usage": {"input_tokens": 3}}}' % tid)
+result = '{"task_id": %s, "status": "weird"}' % tid
+"""
 
 
 def test_a_malformed_task_reply_fails_that_task_only_and_stray_usage_is_counted_once(
     env: dict[str, str], home: Home, tmp_path: Path
 ) -> None:
-    script = tmp_path / "rogue.py"
-    script.write_text(ROGUE)
-    home.ensure()
-    (home.config / "agents.yaml").write_text(
-        f"agents:\n  rogue:\n    command: [{sys.executable}, {script}]\n"
-    )
+    hand_agent(home, tmp_path, "rogue", ROGUE)
     out = run_cli("run", "--parallel", "rogue,mock", "x", "--json", env=env)
     assert out.code == 7, out.stderr  # partial
     assert "Traceback" not in out.stderr
@@ -191,42 +170,20 @@ def test_a_budget_stop_keeps_the_results_of_tasks_that_had_finished(
 
 # A well-behaved child whose result's own usage disagrees with its notifications, or which
 # reports usage only in its result.
-HONEST_BUT_ODD = textwrap.dedent(
-    """
-    import json, os, sys
-    def send(obj):
-        sys.stdout.write(json.dumps(obj) + "\\n"); sys.stdout.flush()
-    for line in sys.stdin:
-        msg = json.loads(line)
-        method, rid = msg.get("method"), msg.get("id")
-        if method == "agent.initialize":
-            send({"jsonrpc": "2.0", "id": rid, "result": {"agent": {"name": "odd"}, "pid": 1}})
-        elif method == "task.assign":
-            tid = msg["params"]["task_id"]
-            if os.environ["ODD_MODE"] == "disagree":
-                send({"jsonrpc": "2.0", "method": "tokens.usage",
-                      "params": {"task_id": tid, "usage": {"input_tokens": 3}}})
-            send({"jsonrpc": "2.0", "id": rid, "result": {
-                "task_id": tid, "status": "ok", "output": "done",
-                "usage": {"input_tokens": 50}}})
-        elif method == "agent.shutdown":
-            send({"jsonrpc": "2.0", "id": rid, "result": {"ok": True}})
-            break
-    """
-)
+HONEST_BUT_ODD = """
+if os.environ["ODD_MODE"] == "disagree":
+    send('{"jsonrpc": "2.0", "method": "tokens.usage", '
+         '"params": {"task_id": %s, "usage": {"input_tokens": 3}}}' % tid)
+result = ('{"task_id": %s, "status": "ok", "output": "done", '
+          '"usage": {"input_tokens": 50}}' % tid)
+"""
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("disagree", 3), ("result-only", 50)])
 def test_usage_has_one_source_of_truth_for_the_result_and_the_ledger(
     env: dict[str, str], home: Home, tmp_path: Path, mode: str, expected: int
 ) -> None:
-    script = tmp_path / "odd.py"
-    script.write_text(HONEST_BUT_ODD)
-    home.ensure()
-    (home.config / "agents.yaml").write_text(
-        f"agents:\n  odd:\n    command: [{sys.executable}, {script}]\n"
-        f"    env: {{ODD_MODE: {mode}}}\n"
-    )
+    hand_agent(home, tmp_path, "odd", HONEST_BUT_ODD, env={"ODD_MODE": mode})
     out = run_cli("run", "--agent", "odd", "x", "--json", env=env)
     assert out.code == 0, out.stderr
     (result,) = out.json()["results"]

@@ -8,7 +8,6 @@ checks the id against its CLI's format (a UUID) before it builds the command.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from aiswitch_adapters import claude, codex, gemini
 from support.cli import Completed, run_cli
+from support.hand_agent import hand_agent
 from test_adapter_common import make_ctx
 
 from aiswitch.adapter_sdk import TaskFailed
@@ -63,36 +63,13 @@ def test_a_real_session_id_follows_the_resume_option_as_its_value(cli: str) -> N
 
 # A child that speaks the protocol by hand, so that it can send any number as written: the
 # usage notification's cost and input count, and the result's cost, come from its env.
-RAW_AGENT = r"""
-import json, os, sys
-
-def send(text):
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-for line in sys.stdin:
-    msg = json.loads(line)
-    method, mid = msg.get("method"), msg.get("id")
-    if mid is None:
-        continue
-    if method == "agent.initialize":
-        result = '{"agent": {"name": "raw"}, "pid": %d}' % os.getpid()
-    elif method == "task.assign":
-        tid = json.dumps(msg["params"]["task_id"])
-        send(
-            '{"jsonrpc": "2.0", "method": "tokens.usage", "params": {"task_id": %s, '
-            '"usage": {"input_tokens": %s}, "cost_usd": %s}}'
-            % (tid, os.environ["RAW_INPUT"], os.environ["RAW_COST"])
-        )
-        result = '{"task_id": %s, "status": "ok", "output": "done", "cost_usd": %s}' % (
-            tid, os.environ["RAW_RESULT_COST"])
-    elif method == "agent.status":
-        result = '{"state": "ready"}'
-    else:
-        result = "{}"
-    send('{"jsonrpc": "2.0", "id": %s, "result": %s}' % (json.dumps(mid), result))
-    if method == "agent.shutdown":
-        break
+# Sends its usage and result with the numbers as the test gives them, as raw text.
+RAW_ON_ASSIGN = """
+send('{"jsonrpc": "2.0", "method": "tokens.usage", "params": {"task_id": %s, '
+     '"usage": {"input_tokens": %s}, "cost_usd": %s}}'
+     % (tid, os.environ["RAW_INPUT"], os.environ["RAW_COST"]))
+result = '{"task_id": %s, "status": "ok", "output": "done", "cost_usd": %s}' % (
+    tid, os.environ["RAW_RESULT_COST"])
 """
 
 
@@ -106,15 +83,8 @@ def strict_json(path: Path) -> Any:
 def run_raw_agent(
     tmp_path: Path, home: Home, env: dict[str, str], *, cost: str, count: str, result_cost: str
 ) -> Completed:
-    script = tmp_path / "raw_agent.py"
-    script.write_text(RAW_AGENT)
-    home.ensure()
-    (home.config / "agents.yaml").write_text(
-        "agents:\n"
-        "  raw:\n"
-        f"    command: [{sys.executable}, {script}]\n"
-        f"    env: {{RAW_COST: '{cost}', RAW_INPUT: '{count}', RAW_RESULT_COST: '{result_cost}'}}\n"
-    )
+    raw_env = {"RAW_COST": cost, "RAW_INPUT": count, "RAW_RESULT_COST": result_cost}
+    hand_agent(home, tmp_path, "raw", RAW_ON_ASSIGN, env=raw_env)
     return run_cli("run", "--agent", "raw", "x", "--json", env=env)
 
 
