@@ -8,7 +8,8 @@ is a bug and keeps its traceback.
     AiswitchError                      exit 2 unless a subclass says otherwise
     ├── UsageError                     bad arguments or input (exit 2)
     ├── ConfigError                    an unreadable or invalid config file (exit 3)
-    │   └── PresetError                unknown preset, bad name, unresolved reference
+    │   ├── PresetError                unknown preset, bad name, unresolved reference
+    │   └── PlanError                  a plan file that cannot run: one line per problem
     ├── StateError                     a state file that cannot be read or written (exit 4)
     ├── AgentError                     an agent cannot be used (exit 5)
     │   ├── UnknownAgentError          no such agent defined
@@ -44,6 +45,10 @@ class AiswitchError(Exception):
             text = f"{text} ({self.hint})"
         return text
 
+    def lines(self) -> list[str]:
+        """What the CLI prints: one line, or one per problem for an error listing several."""
+        return [self.one_line()]
+
 
 class UsageError(AiswitchError):
     """Bad arguments or input."""
@@ -59,6 +64,25 @@ class ConfigError(AiswitchError):
 
 class PresetError(ConfigError):
     """An unknown preset, an invalid name, or a reference that does not resolve."""
+
+
+class PlanError(ConfigError):
+    """A plan that cannot run: every problem found, one line each (`lines()`)."""
+
+    # An error lists at most this many problems, then says how many more.
+    MAX_LISTED = 20
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0] if problems else "the plan is invalid")
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        listed = self.problems[: self.MAX_LISTED]
+        more = len(self.problems) - len(listed)
+        return listed + ([f"(and {more} more problems)"] if more > 0 else [])
+
+    def one_line(self) -> str:
+        return "; ".join(self.lines())
 
 
 class StateError(AiswitchError):

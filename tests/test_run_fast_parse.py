@@ -113,9 +113,13 @@ DEFAULTS: dict[str, Any] = {
     "resume": None,
     "as_json": False,
     "as_jsonl": False,
+    "plan_file": None,
+    "dry_run": False,
 }
 
 PIECES = [
+    ["--plan", "p.yaml"],
+    ["--dry-run"],
     ["--agent", "mock"],
     ["-a", "mock@fast"],
     ["--agent=m"],

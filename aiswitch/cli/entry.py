@@ -73,8 +73,14 @@ RUN_VALUE_OPTIONS: dict[str, tuple[str, str]] = {
     "--budget-tokens": ("budget_tokens", "int"),
     "--permissions": ("permissions", "str"),
     "--resume": ("resume", "str"),
+    "--plan": ("plan_file", "str"),
 }
-RUN_FLAGS = {"--retry-failed": "retry_failed", "--json": "as_json", "--jsonl": "as_jsonl"}
+RUN_FLAGS = {
+    "--retry-failed": "retry_failed",
+    "--json": "as_json",
+    "--jsonl": "as_jsonl",
+    "--dry-run": "dry_run",
+}
 # The only number forms the fast path converts itself; any other goes to typer.
 _INT = frozenset("0123456789")
 
@@ -186,11 +192,12 @@ class _QuietPipe:
 
 
 def error_line(exc: AiswitchError) -> str:
-    """The one line a user error prints: safe for a terminal, secret values masked (an
-    error may quote an agent's log or a file)."""
+    """The one line a user error prints (one per problem for an error that lists several,
+    a plan's): safe for a terminal, secret values masked (an error may quote an agent's
+    log or a file)."""
     from aiswitch.cli.terminal import shown
 
-    return f"aiswitch: error: {shown(exc.one_line())}"
+    return "\n".join(f"aiswitch: error: {shown(line)}" for line in exc.lines())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""`aiswitch run`: one task over one or more agents, parallel or sequential."""
+"""`aiswitch run`: one task over one or more agents, parallel or sequential; a batch of
+tasks (`--tasks`); a plan (`--plan`, a graph of tasks). `--dry-run` shows any of them as
+the graph it is, in levels, and starts nothing."""
 
 from __future__ import annotations
 
@@ -55,12 +57,37 @@ def execute(
     resume: str | None = None,
     as_json: bool = False,
     as_jsonl: bool = False,
+    plan_file: str | None = None,
+    dry_run: bool = False,
 ) -> int:
     """`aiswitch run` with its options parsed (by typer, or by the fast path in
     `aiswitch.cli.entry`, which a test holds to typer's parse): its exit code."""
     from aiswitch.coordinator.request import DEFAULT_HANDOFF_TEMPLATE, RunRequest
     from aiswitch.coordinator.specs import parse_specs
 
+    if as_json and as_jsonl:
+        raise UsageError("give --json or --jsonl, not both")
+    if dry_run and as_jsonl:
+        raise UsageError("--dry-run prints the graph: use --json, not --jsonl, with it")
+    output = "json" if as_json else "jsonl" if as_jsonl else "human"
+    if plan_file is not None:
+        if agent or parallel or sequential or tasks_file or task is not None:
+            raise UsageError(
+                "--plan names its tasks and agents itself",
+                hint="leave out the task, --tasks, --agent, --parallel and --sequential",
+            )
+        request = plan_request(
+            plan_file,
+            concurrency=concurrency,
+            retries=retries,
+            retry_failed=retry_failed,
+            timeout=timeout,
+            cwd=cwd,
+            budget_usd=budget_usd,
+            budget_tokens=budget_tokens,
+            permissions=permissions,
+        )
+        return asyncio.run(_run(request, output, dry_run))
     chosen = [
         (n, v)
         for n, v in (("--agent", agent), ("--parallel", parallel), ("--sequential", sequential))
@@ -76,8 +103,6 @@ def execute(
         raise UsageError(
             f"unknown --permissions {permissions!r}", hint="use read-only, edit or full"
         )
-    if as_json and as_jsonl:
-        raise UsageError("give --json or --jsonl, not both")
     batch = None
     if tasks_file is not None:
         from aiswitch.coordinator.batch import parse_batch
@@ -109,13 +134,54 @@ def execute(
         retries=retries,
         retry_failed=retry_failed,
     )
-    output = "json" if as_json else "jsonl" if as_jsonl else "human"
-    return asyncio.run(_run(request, output))
+    return asyncio.run(_run(request, output, dry_run))
 
 
-async def _run(request: Any, output: str) -> int:
+def plan_request(
+    path: str,
+    *,
+    concurrency: int | None,
+    retries: int,
+    retry_failed: bool,
+    timeout: float | None,
+    cwd: Path | None,
+    budget_usd: float | None,
+    budget_tokens: int | None,
+    permissions: str | None,
+) -> Any:
+    """The request of `--plan PATH`: the plan's own limits, the command line's over them."""
+    from aiswitch.coordinator.plan_check import read_plan
+    from aiswitch.coordinator.request import RunRequest
+
+    if permissions not in (None, "read-only", "edit", "full"):
+        raise UsageError(
+            f"unknown --permissions {permissions!r}", hint="use read-only, edit or full"
+        )
+    source = read_plan(Path(path))
+    plan = source.plan
+    return RunRequest(
+        mode="plan",
+        specs=[],
+        prompt=f"plan {source.name}",
+        timeout_s=timeout,
+        cwd=str(cwd) if cwd else None,
+        budget_usd=budget_usd or plan.budget_usd,
+        budget_tokens=budget_tokens or plan.budget_tokens,
+        permissions=permissions or plan.defaults.permissions,  # type: ignore[arg-type]
+        concurrency=concurrency or plan.concurrency,
+        retries=retries,
+        retry_failed=retry_failed,
+        plan=source,
+    )
+
+
+async def _run(request: Any, output: str, dry_run: bool = False) -> int:
     coordinator = coordinator_for_cli()
     plan = coordinator.plan(request)
+    if dry_run:
+        from aiswitch.cli.dry_run import show_dry_run
+
+        return show_dry_run(plan, as_json=output == "json")
     return await present(
         coordinator, lambda on_event: coordinator.new_run(request, plan, on_event=on_event), output
     )
@@ -291,6 +357,12 @@ def register(app: typer.Typer) -> None:
         as_jsonl: bool = typer.Option(
             False, "--jsonl", help="Print one JSON line per task as it ends, then one for the run."
         ),
+        plan_file: str | None = typer.Option(
+            None, "--plan", help="A plan file: a graph of tasks (docs/plans.md)."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Print the graph in levels and start nothing."
+        ),
     ) -> None:
         """Run a task on agents (child processes) and show their results side by side."""
         code = execute(
@@ -311,6 +383,8 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             as_json=as_json,
             as_jsonl=as_jsonl,
+            plan_file=plan_file,
+            dry_run=dry_run,
         )
         raise typer.Exit(code)
 

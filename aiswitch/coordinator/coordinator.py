@@ -3,11 +3,13 @@
 Contract:
 - `Coordinator.plan(request)` checks everything that can be checked before a process
   starts (empty task, unknown agent, missing program, unknown preset, unresolved reference,
-  quota, bad limits) and raises without starting anything. It returns the run's tasks:
-  parallel, every lane gets the task; sequential, a chain (each step depends on the one
-  before); a batch (`--tasks`), every task on every lane.
+  quota, bad limits) and raises without starting anything. Every run is a graph of tasks
+  built one way (`request_specs`, then `TaskBuilder`): parallel, every lane gets the task;
+  sequential, a chain (each step depends on the one before); a batch (`--tasks`), every
+  task on every lane; a plan (`--plan`), its own graph.
 - `Coordinator.resume(run_id)` makes a Run of an interrupted run: its finished tasks (in
-  its journal) stay final, the others run again, their attempts numbered on.
+  its journal) stay final, the others run again, their attempts numbered on; a plan's
+  file must be what it was (its digest), or the resume is refused with the reason.
 - The coordinator keeps no run's state (that is the `Run`'s), so one process can host
   many runs.
 """
@@ -18,7 +20,9 @@ import os
 from collections.abc import Callable, Mapping
 
 from aiswitch.agents import AgentRegistry
+from aiswitch.coordinator.build import TaskBuilder
 from aiswitch.coordinator.executor import LocalExecutor
+from aiswitch.coordinator.plan_check import reread_plan
 from aiswitch.coordinator.request import (
     DEFAULT_HANDOFF_TEMPLATE,
     BatchItem,
@@ -26,13 +30,14 @@ from aiswitch.coordinator.request import (
     RunEvent,
     RunRequest,
     check_request,
+    request_specs,
 )
-from aiswitch.coordinator.results import AgentResult, RunResult, TaskStatus
+from aiswitch.coordinator.results import RunResult, TaskStatus
 from aiswitch.coordinator.run import Run
 from aiswitch.coordinator.scheduler import Limits
-from aiswitch.coordinator.specs import AgentSpec, agent_ids
-from aiswitch.coordinator.tasks import Lane, Task
-from aiswitch.errors import ConfigError
+from aiswitch.coordinator.specs import AgentSpec
+from aiswitch.coordinator.tasks import Lane
+from aiswitch.errors import ConfigError, UsageError
 from aiswitch.home import Home
 from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
 from aiswitch.protocol.models import EnvState
@@ -72,40 +77,10 @@ class Coordinator:
     # -- planning -----------------------------------------------------------------
 
     def plan(self, request: RunRequest) -> Plan:
-        """Check everything that can be checked before a process starts."""
+        """Check everything that can be checked before a process starts, and build the
+        run's tasks from its specs (`request_specs`: one shape per kind of run)."""
         check_request(request)
-        lanes = [self._lane(spec) for spec in request.specs]
-        ids = agent_ids(request.specs)
-        tasks: list[Task] = []
-        items = request.batch or [BatchItem(prompt=request.prompt)]
-        for item in items:
-            for lane, lane_id in zip(lanes, ids, strict=True):
-                index = len(tasks) + 1
-                options = {**request.task_options, **item.options}
-                result = AgentResult(
-                    agent=lane.agent.name,
-                    agent_id=lane_id,
-                    preset=lane.preset.name,
-                    task_id=str(index),
-                    id=item.id,
-                    prompt=item.prompt if request.batch is not None else None,
-                    priority=item.priority,
-                    options=options,
-                )
-                depends = (index - 1,) if request.mode == "sequential" and index > 1 else ()
-                tasks.append(
-                    Task(
-                        index=index,
-                        lane=lane,
-                        result=result,
-                        prompt=item.prompt if request.mode != "sequential" else None,
-                        priority=item.priority,
-                        timeout_s=item.timeout_s or request.timeout_s,
-                        options=options,
-                        depends_on=depends,
-                    )
-                )
-        return Plan(request, tasks)
+        return TaskBuilder(self, request).build(request_specs(request))
 
     def new_run(
         self,
@@ -118,16 +93,41 @@ class Coordinator:
         return Run(self, plan or self.plan(request), on_event=on_event, resumed=resumed)
 
     def resume(self, run_id: str, *, on_event: Callable[[RunEvent], None] | None = None) -> Run:
-        """The interrupted run `run_id` again: its unfinished tasks run, finished ones stay."""
+        """The interrupted run `run_id` again: its unfinished tasks run, finished ones stay
+        (their recorded results feed their dependants)."""
         from aiswitch.coordinator.reconcile import interrupted_run
 
         previous, finished = interrupted_run(self.store, run_id)
+        request = self._request_of(previous)
+        plan = self.plan(request)
+        if len(plan.tasks) != len(previous.results):
+            raise UsageError(
+                f"run {run_id} cannot be resumed: it recorded {len(previous.results)} tasks, "
+                f"its request now makes {len(plan.tasks)}"
+            )
+        for task, result in zip(plan.tasks, previous.results, strict=True):
+            task.result = result
+            task.priority = result.priority
+            task.options = result.options
+            task.final = result.task_id in finished
+            task.attempt_base = result.attempts
+            if not task.final:
+                task.prior_usage, task.prior_cost = result.usage, result.cost_usd
+                result.status, result.error = TaskStatus.PENDING, None
+        return Run(self, plan, on_event=on_event, resumed=previous)
+
+    def _request_of(self, previous: RunResult) -> RunRequest:
+        """The request that made `previous` (a plan: its file, unchanged since)."""
         settings = previous.settings
+        plan = None
+        if previous.plan is not None:
+            plan = reread_plan(previous.plan.path, previous.plan.sha256, previous.run_id)
         lane_of: dict[str, AgentSpec] = {}
         for result in previous.results:
             lane_of.setdefault(result.agent_id, AgentSpec(result.agent, result.preset))
-        batch = any(r.prompt is not None for r in previous.results)
-        request = RunRequest(
+        batch = previous.mode == "batch"
+        lanes = len(lane_of)
+        return RunRequest(
             mode=previous.mode,
             specs=list(lane_of.values()),
             prompt=previous.prompt,
@@ -142,35 +142,15 @@ class Coordinator:
             retries=settings.retries,
             retry_failed=settings.retry_failed,
             batch=(
-                [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results]
+                [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results[::lanes]]
                 if batch
                 else None
             ),
+            plan=plan,
         )
-        check_request(request)
-        lanes = {lane_id: self._lane(spec) for lane_id, spec in lane_of.items()}
-        tasks = []
-        for index, result in enumerate(previous.results, start=1):
-            prompt = result.prompt if batch else previous.prompt
-            task = Task(
-                index=index,
-                lane=lanes[result.agent_id],
-                result=result,
-                prompt=None if previous.mode == "sequential" else prompt,
-                priority=result.priority,
-                timeout_s=settings.timeout_s,
-                options=result.options,
-                depends_on=(index - 1,) if previous.mode == "sequential" and index > 1 else (),
-                final=result.task_id in finished,
-                attempt_base=result.attempts,
-            )
-            if not task.final:
-                task.prior_usage, task.prior_cost = result.usage, result.cost_usd
-                result.status, result.error = TaskStatus.PENDING, None
-            tasks.append(task)
-        return Run(self, Plan(request, tasks), on_event=on_event, resumed=previous)
 
-    def _lane(self, spec: AgentSpec) -> Lane:
+    def lane(self, spec: AgentSpec) -> Lane:
+        """The lane `spec` names: its agent (available here), preset and quota checked."""
         agent = self.registry.get(spec.name)
         agent.check_available()
         preset = self.resolve_preset(spec.preset, agent)

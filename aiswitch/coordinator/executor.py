@@ -228,7 +228,7 @@ class LocalExecutor:
         params = AssignParams(
             task_id=attempt.id,
             prompt=task.prompt,
-            cwd=settings.cwd,
+            cwd=task.cwd or settings.cwd,
             timeout_s=task.timeout_s,
             permissions=settings.permissions,
             session_id=settings.session_id,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aiswitch.tokens.usage import Usage
 
-RunMode = Literal["single", "parallel", "sequential", "batch"]
+RunMode = Literal["single", "parallel", "sequential", "batch", "plan"]
 
 
 class RunStatus(StrEnum):
@@ -37,10 +37,18 @@ class TaskStatus(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    # Never started: a task it depends on did not end ok (`error` says which).
+    SKIPPED = "skipped"
 
 
 FINAL_TASK_STATUSES = frozenset(
-    {TaskStatus.OK, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED}
+    {
+        TaskStatus.OK,
+        TaskStatus.FAILED,
+        TaskStatus.TIMEOUT,
+        TaskStatus.CANCELLED,
+        TaskStatus.SKIPPED,
+    }
 )
 # The index shows the start of a run's prompt, not all of it.
 PROMPT_PREVIEW_CHARS = 120
@@ -59,7 +67,7 @@ class AgentResult(BaseModel):
     agent_id: str = Field(description="`NAME#N`, unique within the run: the agent lane.")
     preset: str | None = None
     task_id: str = Field(description="`RUN_ID/N`, unique: the task.")
-    id: str | None = Field(None, description="The task's own id in a batch (`--tasks`).")
+    id: str | None = Field(None, description="The task's own id in a batch or a plan.")
     prompt: str | None = Field(None, description="The task's prompt, when not the run's.")
     status: TaskStatus = TaskStatus.PENDING
     output: str = ""
@@ -72,6 +80,9 @@ class AgentResult(BaseModel):
     attempts: int = Field(0, description="Attempts made (retries after crashes add to it).")
     priority: int = 0
     options: dict[str, Any] = Field(default_factory=dict, description="Task options sent.")
+    depends_on: list[str] = Field(
+        default_factory=list, description="A plan task's dependencies (their ids)."
+    )
 
     @property
     def final(self) -> bool:
@@ -108,6 +119,14 @@ class RunSettings(BaseModel):
     budget_tokens: int | None = None
 
 
+class PlanRecord(BaseModel):
+    """The plan file a run was made from: a resume reads it again, unchanged."""
+
+    path: str
+    sha256: str = Field(description="Of the file's bytes (and its prompt files').")
+    name: str
+
+
 class RunResult(BaseModel):
     model_config = ConfigDict(extra="ignore", use_enum_values=True)
 
@@ -126,6 +145,7 @@ class RunResult(BaseModel):
     pid: int | None = Field(None, description="The coordinator's process while it runs.")
     pid_create_time: float | None = None
     resumed_from: str | None = None
+    plan: PlanRecord | None = Field(None, description="`--plan`: the plan file.")
 
     def totals(self, extra: Usage | None = None, extra_cost: float | None = None) -> None:
         """Recompute the run's usage and cost from its results (plus usage no task owns)."""

@@ -11,6 +11,8 @@ Contract:
 - An attempt runs through `execute(task, attempt, stop)`, which sets `attempt.end`. The
   pure rule `tasks.retry_after` decides whether the task gets another attempt (after a
   backoff) or is final. `on_final(task)` is called exactly once per task.
+- After an attempt that did not end ok, `reroute(task, attempt)` may move the task to
+  another lane (a failover); it then gets its next attempt there at once.
 - `stop_new(reason)`: nothing more starts; queued and not-yet-ready tasks are final at once
   (`on_final`; their result `cancelled` with "not started: REASON"), a waiting retry is
   final with its last attempt's end. Running attempts see `stop` set and wind down.
@@ -30,7 +32,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiswitch.coordinator.results import TaskStatus
-from aiswitch.coordinator.tasks import Attempt, End, StopSignal, Task, pick_lane, retry_after
+from aiswitch.coordinator.tasks import (
+    Attempt,
+    End,
+    Lane,
+    StopSignal,
+    Task,
+    pick_lane,
+    retry_after,
+)
 from aiswitch.rates import RateLimit
 
 Execute = Callable[[Task, Attempt, StopSignal], Awaitable[None]]
@@ -68,6 +78,7 @@ class Scheduler:
         on_final: Callable[[Task], None] | None = None,
         on_start: Callable[[Task, Attempt], None] | None = None,
         prepare: Callable[[Task], bool] | None = None,
+        reroute: Callable[[Task, Attempt], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.execute = execute
@@ -77,6 +88,7 @@ class Scheduler:
         self.on_final = on_final
         self.on_start = on_start
         self.prepare = prepare
+        self.reroute = reroute
         self.clock = clock
         self.figures = Figures()
         self.stop = StopSignal()
@@ -122,6 +134,11 @@ class Scheduler:
             self._final(task)
             return
         heapq.heappush(self._lanes[task.lane.key], (-task.priority, next(self._serial), task.index))
+
+    def load(self, lane: Lane) -> int:
+        """Tasks running on `lane`'s agent and waiting in `lane`'s queue (routing picks
+        the least loaded)."""
+        return self._agent_running[lane.agent.name] + len(self._lanes.get(lane.key, ()))
 
     async def run(self) -> None:
         """Until every submitted task is final."""
@@ -202,8 +219,14 @@ class Scheduler:
             self.figures.running = len(self._running)
         end = attempt.end or End.FAILED
         delay = None
-        if not self.stop.is_set():
-            delay = retry_after(end, attempt.number, self.retries, self.retry_failed)
+        if self.stop.is_set():
+            pass
+        elif end is not End.OK and self.reroute is not None and self.reroute(task, attempt):
+            # Moved to another agent (a failover): that one's first try, at once.
+            delay = 0.0
+        else:
+            retries = self.retries if task.retries is None else task.retries
+            delay = retry_after(end, attempt.number, retries, self.retry_failed)
         if delay is None:
             self._final(task)
         else:

@@ -8,6 +8,8 @@ from that type alone whether the task gets another attempt:
 - the child died, hung (missed heartbeats) or failed to start: retried on a fresh process
   while attempts remain (`retries`), after a capped backoff;
 - the agent itself reported the task failed: retried only with `retry_failed`;
+- the provider refused it (`PROVIDER`: 429, 5xx, over quota): final, unless the task has
+  somewhere else to go (the run moves it: a failover);
 - ok, timeout, cancelled, an invalid reply: final.
 
 `pick_lane` is the ready queue's ordering: the best head task across lanes that are not
@@ -49,10 +51,15 @@ class End(StrEnum):
     HUNG = "hung"  # the child stopped answering and was killed
     START_FAILED = "start_failed"  # no process could be started for it
     INVALID = "invalid"  # the agent's reply broke the protocol
+    # The agent's provider refused it (429, 5xx, over quota): another may not.
+    PROVIDER = "provider"
 
 
 # Ends of the process, not of the task: another process may well succeed.
 PROCESS_ENDS: Final = frozenset({End.CRASHED, End.HUNG, End.START_FAILED})
+# Ends after which a task with somewhere else to go (a capability's other agents, a
+# fallback) moves there for its next attempt.
+FAILOVER_ENDS: Final = PROCESS_ENDS | {End.PROVIDER}
 
 
 class StopSignal(asyncio.Event):
@@ -93,6 +100,8 @@ class Attempt:
     cost_usd: float | None = None
     started: float = 0.0
     ended: float = 0.0
+    # The lane (`Lane.key`) it ran on.
+    lane: str = ""
     # The agent's own result, when it sent one.
     reply: TaskResult | None = None
 
@@ -114,6 +123,20 @@ class Task:
     timeout_s: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     depends_on: tuple[int, ...] = ()
+    # None: the run's `retries`.
+    retries: int | None = None
+    # Runs even when a task it depends on did not end ok (a sequential step does).
+    continue_on_failure: bool = False
+    cwd: str | None = None
+    budget_usd: float | None = None
+    # Where else it may run: a capability's agents (the least loaded is chosen when it
+    # is ready) and, after them, the fallback lanes in order (on a process death or a
+    # provider's refusal, the next untried one gets the next attempt).
+    capability: str | None = None
+    candidates: tuple[Lane, ...] = ()
+    fallback: tuple[Lane, ...] = ()
+    # Its prompt names dependencies' outputs (`{ID.output}`): filled in when ready.
+    template: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     final: bool = False
     # A resumed task: attempts made, and usage spent, before its run was interrupted.
@@ -127,7 +150,7 @@ class Task:
 
     def new_attempt(self) -> Attempt:
         number = self.attempt_base + len(self.attempts) + 1
-        attempt = Attempt(number=number, id=f"{self.id}.{number}")
+        attempt = Attempt(number=number, id=f"{self.id}.{number}", lane=self.lane.key)
         self.attempts.append(attempt)
         return attempt
 
