@@ -12,8 +12,9 @@ Contract (docs/agents.md has the tables):
   partial snapshot): one `tokens.usage` per model in `modelUsage` with that model's own
   cost, or one event with `usage` and `total_cost_usd` when there is no breakdown.
 - The task fails with claude's own message on an API error (`is_error`, which claude
-  reports with `subtype: "success"`), on max turns, on a non-zero exit, or when claude
-  exits before its result (then with its last stderr line).
+  reports with `subtype: "success"`; its `api_error_status`, e.g. 429, is the result's
+  `provider_status`), on max turns, on a non-zero exit, or when claude exits before its
+  result (then with its last stderr line).
 - The session id is the outcome's `session_id`; `params.session_id` resumes it
   (`--resume`, same cwd and same CLAUDE_CONFIG_DIR, which `preset_home` keeps stable).
 - The environment: CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 always (no telemetry, no
@@ -231,7 +232,13 @@ class ClaudeTranslator:
         text = result.get("result")
         output = text if isinstance(text, str) else self.last_text
         if result.get("is_error") or result.get("subtype") != "success":
-            raise TaskFailed(_error_message(result), output="")
+            status = result.get("api_error_status")
+            raise TaskFailed(
+                _error_message(result),
+                output="",
+                # Typed, so that the parent can fail a 429 or 5xx over to another agent.
+                provider_status=status if type(status) is int else None,
+            )
         if end.code != 0:
             raise TaskFailed(exit_failure("claude", end), output=output)
         return TaskOutcome(

@@ -37,6 +37,9 @@ its environment (so presets and agents.yaml can set it) and, per task, from
                             through the adapter's logger and from a child process
                             run as CLIs are run (CliRun) printing it on its stderr
                             (tests that secret values are redacted as written)     [0]
+    MOCK_PROVIDES           capabilities advertised in agent.initialize ("review,test") [none]
+    MOCK_PROVIDER_STATUS    with a failure: the HTTP status its "provider" refused it
+                            with (429, 529…; the parent may fail the task over)    [none]
     MOCK_TASK_LOG           a file to append one JSON line to at each task's start
                             and end (tests prove exactly-once with it)             [unset]
 
@@ -207,6 +210,9 @@ class MockAdapter(Adapter):
         self.max_concurrent_tasks = int(base.number("max_concurrent", DEFAULT_MAX_CONCURRENT))
         self.seed = int(base.number("seed", 0))
         self.handshake_delay = base.number("handshake_delay", 0.0)
+        self.provides = tuple(
+            c.strip() for c in (base.text("provides") or "").split(",") if c.strip()
+        )
 
     async def setup(self, params: InitializeParams) -> None:
         if math.isinf(self.handshake_delay):
@@ -286,7 +292,9 @@ class MockAdapter(Adapter):
         cost_usd = float(cost) if cost else None
         await self._report(ctx, usage, model, cost_usd, int(opts.number("usage_events", 1)))
         if fails:
-            raise TaskFailed("mock: simulated failure", usage=usage)
+            status = int(opts.number("provider_status", 0)) or None
+            message = f"mock: provider answered {status}" if status else "mock: simulated failure"
+            raise TaskFailed(message, usage=usage, provider_status=status)
         return TaskOutcome(
             output=output,
             usage=usage,

@@ -209,3 +209,71 @@ def test_a_task_whose_agent_crashes_fails_over_to_another_agent_with_the_capabil
             ("end", None),
         ]
         assert [e["attempt"] for e in lines] == [1, 2, 2]
+
+
+def test_a_provider_refusal_moves_the_task_to_its_next_fallback_and_a_plain_failure_does_not(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    log = tmp_path / "tasks.log"
+    mock = [sys.executable, "-m", "aiswitch_adapters.mock"]
+    refusing = {"MOCK_FAILURE_RATE": "1", "MOCK_PROVIDER_STATUS": "429"}
+    agents_yaml(
+        home,
+        {
+            "mock": {"env": refusing},
+            "also-refusing": {"command": mock, "env": refusing, "env_passthrough": ["MOCK_*"]},
+            "steady": {"command": mock, "env_passthrough": ["MOCK_*"]},
+            "broken": {"command": mock, "env": {"MOCK_FAILURE_RATE": "1"}},
+        },
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "defaults: {fallback: [also-refusing, steady]}\n"
+        "tasks:\n"
+        "  - {id: limited, agent: mock, prompt: x}\n"
+        "  - {id: failing, agent: broken, prompt: x}\n"
+    )
+    done = run_cli("run", "--plan", str(plan), "--json", env={**env, "MOCK_TASK_LOG": str(log)})
+    assert done.code == 7, done.stderr
+    doc = done.json()
+    results = by_task(doc)
+    limited = results["limited"]
+    # 429 on mock, 429 on the first fallback, ok on the second: three attempts.
+    assert limited["status"] == "ok" and limited["attempts"] == 3
+    assert limited["agent"] == "steady"
+    starts = [
+        e["agent_id"].split(".")[0]
+        for e in task_log(log)
+        if e["event"] == "start" and plan_id(doc, e["task_id"]) == "limited"
+    ]
+    assert starts == ["mock", "also-refusing", "steady"]
+    # The agent itself failed it (no provider status): final, no failover, no retry.
+    failing = results["failing"]
+    assert failing["status"] == "failed" and failing["attempts"] == 1
+    assert failing["agent"] == "broken"
+
+
+def test_capabilities_an_adapter_advertised_at_its_handshake_route_later_plans(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    agents_yaml(
+        home,
+        {
+            "linter": {
+                "command": [sys.executable, "-m", "aiswitch_adapters.mock"],
+                "env": {"MOCK_PROVIDES": "lint, style"},
+            }
+        },
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - {id: check, capability: lint, prompt: x}\n")
+    unknown = run_cli("run", "--plan", str(plan), env=env)
+    assert unknown.code == 3 and "no agent has capability 'lint'" in unknown.stderr
+    # Any run of the agent: its adapter says what it provides in agent.initialize.
+    first = run_cli("run", "--agent", "linter", "hi", env=env)
+    assert first.code == 0, first.stderr
+    advertised = json.loads((home.state / "capabilities.json").read_text())
+    assert advertised["agents"] == {"linter": ["lint", "style"]}
+    done = run_cli("run", "--plan", str(plan), "--json", env=env)
+    assert done.code == 0, done.stderr
+    assert by_task(done.json())["check"]["agent"] == "linter"

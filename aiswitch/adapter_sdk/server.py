@@ -90,11 +90,20 @@ log = logging.getLogger("aiswitch.adapter")
 class TaskFailed(Exception):
     """Raise from `run_task` to fail the task with this (wire-safe) message."""
 
-    def __init__(self, message: str, *, output: str = "", usage: Usage | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        output: str = "",
+        usage: Usage | None = None,
+        provider_status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.output = output
         self.usage = usage
+        # The HTTP status the provider refused the task with (429, 5xx), when known.
+        self.provider_status = provider_status
 
 
 @dataclass
@@ -195,6 +204,8 @@ class Adapter:
     version = ""
     max_concurrent_tasks = 1
     supports_resume = False
+    # Capabilities advertised in agent.initialize, for plans' `capability:` routing.
+    provides: tuple[str, ...] = ()
 
     async def setup(self, params: InitializeParams) -> None:
         """Called once at `agent.initialize`; raise `MethodError(CLI_UNAVAILABLE, …)`
@@ -348,6 +359,7 @@ class AdapterServer:
         status = "ok"
         output = ""
         error: str | None = None
+        provider_status: int | None = None
         outcome = TaskOutcome(output="")
         try:
             if ctx.params.timeout_s is not None:
@@ -358,6 +370,7 @@ class AdapterServer:
             output = outcome.output
         except TaskFailed as exc:
             status, error, output = "failed", _one_line(exc.message), exc.output
+            provider_status = exc.provider_status
         except TimeoutError:
             # Typed, so that the parent never reads an outcome from its text.
             status, error = "timeout", f"timed out after {ctx.params.timeout_s:g}s"
@@ -378,6 +391,7 @@ class AdapterServer:
             outcome.model,
             outcome.session_id,
             duration_s,
+            provider_status,
         )
         if result is None:
             from aiswitch.protocol.models import TaskResult
@@ -392,6 +406,7 @@ class AdapterServer:
                 model=outcome.model,
                 session_id=outcome.session_id,
                 duration_s=duration_s,
+                provider_status=provider_status,
             ).model_dump(mode="json")
         self.counts[status] += 1
         self._keep(result)

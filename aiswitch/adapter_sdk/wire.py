@@ -110,6 +110,7 @@ def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, An
     gives, built by hand when every value has its field's exact type."""
     name, version, resume = adapter.name, adapter.version, adapter.supports_resume
     cli = adapter.cli_info()
+    provides = list(adapter.provides)
     if (
         type(name) is str
         and type(version) is str
@@ -118,6 +119,7 @@ def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, An
         and capacity >= 1
         and (cli is None or type(cli) is str)
         and type(pid) is int
+        and all(type(p) is str for p in provides)
     ):
         return {
             "protocol_version": PROTOCOL_VERSION,
@@ -127,6 +129,7 @@ def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, An
                 "env_switch": True,
                 "resume": resume,
                 "cli": cli,
+                "provides": provides,
             },
             "pid": pid,
         }
@@ -134,7 +137,9 @@ def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, An
 
     result = InitializeResult(
         agent=AgentInfo(name=name, version=version),
-        capabilities=Capabilities(max_concurrent_tasks=capacity, resume=resume, cli=cli),
+        capabilities=Capabilities(
+            max_concurrent_tasks=capacity, resume=resume, cli=cli, provides=provides
+        ),
         pid=pid,
     )
     return result.model_dump(mode="json")
@@ -465,6 +470,7 @@ def task_result(
     model: str | None,
     session_id: str | None,
     duration_s: float,
+    provider_status: int | None = None,
 ) -> dict[str, Any] | None:
     """`TaskResult(...).model_dump(mode="json")` by hand, or None for the model."""
     counts = _usage_dict(usage)
@@ -478,6 +484,7 @@ def task_result(
         or not (_text(error) and _text(model) and _text(session_id))
         or type(duration_s) is not float
         or not duration_s >= 0
+        or not (provider_status is None or type(provider_status) is int)
     ):
         return None
     return {
@@ -490,4 +497,5 @@ def task_result(
         "model": model,
         "session_id": session_id,
         "duration_s": duration_s,
+        "provider_status": provider_status,
     }

@@ -10,7 +10,9 @@ Contract:
 - The task's timeout counts from the moment the task is assigned to a running process;
   start-up has its own bound (`start_timeout`). On timeout or `stop`, the agent gets
   `task.cancel` and a short while to answer; a task that finished before the cancel
-  reached it keeps its own result.
+  reached it keeps its own result. A failure the agent says its provider refused
+  (`provider_status` 429, 5xx, 402) ends `PROVIDER`.
+- The capabilities a process's adapter advertised go to `on_provides` (agent name).
 - Notifications are matched to attempts by (process, attempt id), so usage is attributed
   to the attempt that spent it, whichever process it ran on; one that matches no attempt
   in flight goes to `on_stray_usage`.
@@ -24,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiswitch.coordinator.tasks import Attempt, End, Lane, StopSignal, Task
+from aiswitch.coordinator.tasks import Attempt, End, Lane, StopSignal, Task, provider_refused
 from aiswitch.errors import AgentDiedError, AgentStartError, AiswitchError
 from aiswitch.protocol.client import InvalidReplyError
 from aiswitch.protocol.models import (
@@ -97,6 +99,7 @@ class LocalExecutor:
         on_stray_usage: Callable[[AgentHandle, UsageParams], None] | None = None,
         on_change: Callable[[StateChange], None] | None = None,
         on_assigned: Callable[[Task, Attempt], None] | None = None,
+        on_provides: Callable[[str, tuple[str, ...]], None] | None = None,
     ) -> None:
         self.home = home
         self.run_id = run_id
@@ -108,6 +111,7 @@ class LocalExecutor:
         self.on_stray_usage = on_stray_usage
         self.on_change = on_change
         self.on_assigned = on_assigned
+        self.on_provides = on_provides
         self.pools: dict[str, AgentPool] = {}
         self._live: dict[tuple[str, str], tuple[Task, Attempt]] = {}
         self._wakers: dict[StopSignal, set[Callable[[], None]]] = {}
@@ -209,6 +213,8 @@ class LocalExecutor:
             # It ended between the pool's answer and now: not this attempt's failure.
             pool.release(handle)
         attempt.process = handle.agent_id
+        if handle.provides and self.on_provides is not None:
+            self.on_provides(task.lane.agent.name, handle.provides)
         key = (handle.agent_id, attempt.id)
         self._live[key] = (task, attempt)
         if self.on_assigned is not None:
@@ -309,6 +315,8 @@ class LocalExecutor:
         attempt.reply = reply
         attempt.end = _ENDS[reply.status]
         attempt.error = reply.error
+        if attempt.end is End.FAILED and provider_refused(reply.provider_status):
+            attempt.end = End.PROVIDER
 
     async def _cancel(
         self, handle: AgentHandle, attempt: Attempt, assign: asyncio.Future[Any], why: str

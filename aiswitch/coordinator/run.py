@@ -154,6 +154,7 @@ class Run:
         self._durations: list[float] = []
         self._started = 0.0
         self._ids: dict[str, list[AgentResult]] | None = None
+        self._advertised: dict[str, tuple[str, ...]] = {}
 
     @property
     def run_id(self) -> str:
@@ -187,6 +188,7 @@ class Run:
             on_usage=self._usage,
             on_stray_usage=self._stray_usage,
             on_assigned=self._assigned,
+            on_provides=self._provides,
         )
         self.scheduler = Scheduler(
             self._attempt,
@@ -371,6 +373,19 @@ class Run:
             await self.executor.execute(task, attempt, stop)
         finally:
             self._settle_usage(task, attempt)
+
+    def _provides(self, agent: str, provides: tuple[str, ...]) -> None:
+        """An adapter advertised capabilities: remembered (once per agent and run) for
+        the next plans' checks and routing."""
+        if self._advertised.get(agent) == provides:
+            return
+        self._advertised[agent] = provides
+        from aiswitch.coordinator.capability_cache import remember
+
+        try:
+            remember(self.coordinator.store, agent, list(provides))
+        except StateError as exc:
+            log.warning("cannot remember %s's capabilities: %s", agent, exc.one_line())
 
     def _assigned(self, task: Task, attempt: Attempt) -> None:
         task.result.status = TaskStatus.RUNNING

@@ -77,6 +77,16 @@ def retry_after(end: End, attempts: int, retries: int, retry_failed: bool) -> fl
     return None
 
 
+# The provider statuses that say "not now, not here": rate limited (429), over quota or
+# unpaid (402), the provider's own failure (5xx; Anthropic's 529 overloaded among them).
+RATE_LIMITED: Final = 429
+OVER_QUOTA: Final = 402
+
+
+def provider_refused(status: int | None) -> bool:
+    return status is not None and (status in (RATE_LIMITED, OVER_QUOTA) or 500 <= status <= 599)
+
+
 @dataclass(frozen=True)
 class Lane:
     """One agent with one preset, as a run names it; a pool serves each lane's key."""

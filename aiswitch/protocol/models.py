@@ -63,6 +63,11 @@ class Capabilities(_Model):
     env_switch: bool = Field(True, description="Supports env.switch/snapshot/rollback.")
     resume: bool = Field(False, description="Can continue an earlier session (`session_id`).")
     cli: str | None = Field(None, description="The underlying CLI and its version, if any.")
+    provides: list[str] = Field(
+        default_factory=list,
+        description="Capabilities it offers for a plan's `capability:` routing (with those "
+        "of config/agents.yaml).",
+    )
 
 
 class InitializeResult(_Model):
@@ -123,6 +128,11 @@ class TaskResult(_Model):
     model: str | None = None
     session_id: str | None = None
     duration_s: NonNegativeFloat = 0.0
+    provider_status: int | None = Field(
+        None,
+        description="A failed task: the HTTP status its provider refused it with (429, "
+        "5xx, 402 over quota); the parent may move the task to another agent.",
+    )
 
 
 class TaskRef(_Model):

@@ -127,6 +127,8 @@ class AgentHandle:
         self.state = S.STOPPED
         self.reason = ""
         self.capacity = 1
+        # The capabilities its adapter advertised at the handshake.
+        self.provides: tuple[str, ...] = ()
         self.running: set[str] = set()
         self.tasks_done = 0
         self.restarts = 0
@@ -339,6 +341,7 @@ class AgentHandle:
         client.on(USAGE, self._usage)
         self._client = client
         self.capacity = info.capabilities.max_concurrent_tasks
+        self.provides = tuple(info.capabilities.provides)
         self.started_at = self.clock()
         self._spawn_task(self._watch(process))
         if self.supervision.heartbeat_interval_s:
