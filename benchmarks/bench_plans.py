@@ -228,7 +228,8 @@ def main() -> None:
         ("overhead_per_task_us", "overhead per task us"),
     ]
     for key, label in keys:
-        print(f"  {label:<22} batch {median(runs['batch'], key):<28} plan {median(runs['plan'], key)}")
+        batch, plan = median(runs["batch"], key), median(runs["plan"], key)
+        print(f"  {label:<22} batch {batch:<28} plan {plan}")
     verdict = "met" if ratio <= GOAL_PLAN_VS_BATCH else "MISSED"
     print(f"  plan wall / batch wall  {ratio:.2f}x (goal <= {GOAL_PLAN_VS_BATCH}x: {verdict})")
 
