@@ -37,7 +37,10 @@ def _local_zone_not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # --- the reference: parse_ledger_bytes as it was before msgspec (orjson only), with the
-# one rule added since (times outside UTC's calendar are malformed) -------------------------
+# rules added since: times outside UTC's calendar are malformed; and since the schema is
+# declared once (records.LedgerRecord), every field is checked, not only those reports read,
+# because export and prune must take the same lines: a count is at most 2**63-1, `source` is
+# text or null, `v` and `attempt` are 64-bit integers, `task_id` and `agent_id` text ---------
 
 _COST_SOURCES = frozenset({"reported", "calculated", "unpriced"})
 
@@ -69,11 +72,32 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
                 or type(reasoning) is not int
                 or type(write_1h) is not int
                 or (inp | out | read | write | reasoning | write_1h) < 0  # any negative
+                or max(inp, out, read, write, reasoning, write_1h) > 2**63 - 1
+            ):
+                malformed += 1
+                continue
+            version = get("v", 1)
+            attempt = get("attempt")
+            if type(version) is not int or not -(2**63) <= version <= 2**63 - 1:
+                malformed += 1
+                continue
+            if attempt is not None and (
+                type(attempt) is not int or not -(2**63) <= attempt <= 2**63 - 1
+            ):
+                malformed += 1
+                continue
+            source = get("source")
+            if not (source is None or type(source) is str):
+                malformed += 1
+                continue
+            if any(
+                get(name) is not None and type(get(name)) is not str
+                for name in ("task_id", "agent_id")
             ):
                 malformed += 1
                 continue
             texts = (
-                get("source") or "aiswitch",
+                source or "aiswitch",
                 get("agent"),
                 get("preset"),
                 get("provider"),

@@ -12,6 +12,9 @@ import pytest
 from aiswitch.errors import UsageError
 from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.report import (
+    R_MESSAGE,
+    R_SESSION,
+    R_SOURCE,
     build_report,
     merge_ledger_and_cli,
     parse_report_options,
@@ -228,7 +231,7 @@ def test_all_sources_skip_cli_log_entries_the_ledger_already_holds() -> None:
         ),
     ]
     merged = list(merge_ledger_and_cli(ledger, cli))
-    assert [(row.source, row.session_id, row.message_id) for row in merged] == [
+    assert [(row[R_SOURCE], row[R_SESSION], row[R_MESSAGE]) for row in merged] == [
         ("aiswitch", "s", "m"),
         ("claude", "other", "m"),
         ("claude", "s", "m2"),

@@ -13,7 +13,7 @@ from aiswitch.errors import UsageError
 from aiswitch.home import Home
 from aiswitch.tokens.index import FileIndex
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import parse_report_options
+from aiswitch.tokens.report import parse_report_options, record_from_row
 from aiswitch.tokens.sources import (
     load_records,
     load_rows,
@@ -133,7 +133,8 @@ def test_codex_running_totals_become_per_request_usage_with_cached_tokens_moved_
         )
         + b"{broken\n"
     )
-    rows, malformed = parse_codex_bytes(data, "path-session")
+    raw, malformed = parse_codex_bytes(data, "path-session")
+    rows = [record_from_row(row) for row in raw]
     assert malformed == 1
     assert [
         (r.input_tokens, r.cache_read_tokens, r.output_tokens, r.reasoning_tokens) for r in rows
@@ -146,7 +147,7 @@ def test_a_codex_event_without_any_model_is_left_unpriced_not_guessed() -> None:
     rows, _ = parse_codex_bytes(
         _jsonl([_token_count("2026-01-01T00:00:01Z", [10, 0, 1, 0], [10, 0, 1, 0])]), "s"
     )
-    assert rows[0].model is None
+    assert record_from_row(rows[0]).model is None
 
 
 # --- Gemini ---------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def test_gemini_chat_documents_are_normalised_cached_out_of_input_and_thoughts_i
     }
     rows, malformed = parse_gemini_bytes(json.dumps(doc).encode(), tmp_path / "session-1.json")
     assert malformed == 0
-    [row] = rows
+    [row] = [record_from_row(raw) for raw in rows]
     assert (row.input_tokens, row.cache_read_tokens) == (73, 30)
     assert (row.output_tokens, row.reasoning_tokens) == (27, 7)
     assert (row.session_id, row.message_id, row.model) == ("G", "g1", "gemini-2.5-pro")
@@ -193,7 +194,8 @@ def test_gemini_jsonl_messages_rewritten_under_one_id_count_once(tmp_path: Path)
             {**base, "tokens": {"input": 10, "output": 9}},
         ]
     )
-    rows, _ = parse_gemini_bytes(data, tmp_path / "session-1.jsonl")
+    raw, _ = parse_gemini_bytes(data, tmp_path / "session-1.jsonl")
+    rows = [record_from_row(row) for row in raw]
     assert [(r.input_tokens, r.output_tokens) for r in rows] == [(10, 9)]
 
 

@@ -41,8 +41,10 @@ from typing import Any
 from aiswitch.home import DIR_MODE, SECRET_FILE_MODE, Home
 
 INDEX_VERSION = 2
-# An index file: the header's length, the marshalled header {v, parts: [lengths]}, then the
-# marshalled {path: entry} parts.
+# An index file: the header's length, the marshalled header {v, rows, parts: [lengths]}, then
+# the marshalled {path: entry} parts. `rows` is the row layout (`records.ROW_FIELDS`): an
+# index of rows in another layout is rebuilt, so adding a field to the ledger's declaration
+# needs no version bump here.
 _HEADER_SIZE = struct.Struct("<I")
 INDEX_DIR = "token-index"
 # Bytes before the consumed offset compared to detect a rewrite that kept or grew the size.
@@ -66,6 +68,12 @@ class FileRead:
 
 def index_dir(home: Home) -> Path:
     return home.tmp / INDEX_DIR
+
+
+def _row_layout() -> tuple[str, ...]:
+    from aiswitch.tokens.records import ROW_FIELDS
+
+    return ROW_FIELDS
 
 
 def _ensure_dir(path: Path) -> None:
@@ -125,7 +133,11 @@ class FileIndex:
             size = _HEADER_SIZE.unpack_from(data)[0]
             # Our own file in the 0700 home; marshal cannot run code, only rebuild values.
             header = marshal.loads(data[_HEADER_SIZE.size : _HEADER_SIZE.size + size])  # noqa: S302
-            if not (isinstance(header, dict) and header.get("v") == INDEX_VERSION):
+            if not (
+                isinstance(header, dict)
+                and header.get("v") == INDEX_VERSION
+                and header.get("rows") == _row_layout()
+            ):
                 return
             offset = _HEADER_SIZE.size + size
             entries: dict[str, list[Any]] = {}
@@ -159,7 +171,9 @@ class FileIndex:
             return
         # This process's own entries last: read after any adopted part, they override it.
         parts = [*self.adopted, marshal.dumps(self.entries)]
-        header = marshal.dumps({"v": INDEX_VERSION, "parts": [len(part) for part in parts]})
+        header = marshal.dumps(
+            {"v": INDEX_VERSION, "rows": _row_layout(), "parts": [len(part) for part in parts]}
+        )
         with contextlib.suppress(OSError):
             _atomic_write(self.path, b"".join([_HEADER_SIZE.pack(len(header)), header, *parts]))
         self.dirty = False

@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from aiswitch.errors import UsageError
 from aiswitch.tokens.prices import (
@@ -42,7 +42,7 @@ from aiswitch.tokens.prices import (
     check_cost_mode,
     parse_price_specs,
 )
-from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.records import ROW_FIELDS, ROW_INDEX, LedgerRecord
 from aiswitch.tokens.times import SLOT_SECONDS, local_day
 
 REPORT_SCHEMA_VERSION = 1
@@ -63,73 +63,47 @@ COUNTERS = (
 ROW_COUNTERS = (*COUNTERS, "api_equivalent_usd")
 
 
-class Row(NamedTuple):
-    """One usage event in compact form (what readers yield and the index stores)."""
+# A report row: one usage event in compact form (what readers yield and the index stores),
+# the values of `records.ROW_FIELDS` in that order, the time as seconds since the epoch (UTC).
+Row = tuple[Any, ...]
 
-    ts: float  # seconds since the epoch, UTC
-    source: str
-    agent: str | None
-    preset: str | None
-    provider: str | None
-    model: str | None
-    run_id: str | None
-    session_id: str | None
-    message_id: str | None
-    request_id: str | None
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cache_write_1h_tokens: int
-    cost_usd: float | None
-    cost_source: str
-
-
-(
-    R_TS,
-    R_SOURCE,
-    R_AGENT,
-    R_PRESET,
-    R_PROVIDER,
-    R_MODEL,
-    R_RUN,
-    R_SESSION,
-    R_MESSAGE,
-    R_REQUEST,
-    R_INPUT,
-    R_OUTPUT,
-    R_CACHE_READ,
-    R_CACHE_WRITE,
-    R_REASONING,
-    R_CACHE_WRITE_1H,
-    R_COST,
-    R_COST_SOURCE,
-) = range(18)
+R_TS = ROW_INDEX["ts"]
+R_SOURCE = ROW_INDEX["source"]
+R_AGENT = ROW_INDEX["agent"]
+R_PRESET = ROW_INDEX["preset"]
+R_PROVIDER = ROW_INDEX["provider"]
+R_MODEL = ROW_INDEX["model"]
+R_RUN = ROW_INDEX["run_id"]
+R_SESSION = ROW_INDEX["session_id"]
+R_MESSAGE = ROW_INDEX["message_id"]
+R_REQUEST = ROW_INDEX["request_id"]
+R_INPUT = ROW_INDEX["input_tokens"]
+R_OUTPUT = ROW_INDEX["output_tokens"]
+R_CACHE_READ = ROW_INDEX["cache_read_tokens"]
+R_CACHE_WRITE = ROW_INDEX["cache_write_tokens"]
+R_REASONING = ROW_INDEX["reasoning_tokens"]
+R_CACHE_WRITE_1H = ROW_INDEX["cache_write_1h_tokens"]
+R_COST = ROW_INDEX["cost_usd"]
+R_COST_SOURCE = ROW_INDEX["cost_source"]
+# The counters and the cost, read in one slice (declared next to one another, in this order).
+_R_SUMS = slice(R_INPUT, R_COST_SOURCE + 1)
+if ROW_FIELDS[_R_SUMS] != (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_write_1h_tokens",
+    "cost_usd",
+    "cost_source",
+):
+    raise TypeError("LedgerRecord declares the counters and the cost together, in this order")
+_ROW_REST = ROW_FIELDS[1:]
 
 
 def row_from_record(record: LedgerRecord) -> Row:
     ts = record.ts if record.ts.tzinfo else record.ts.replace(tzinfo=UTC)
-    return Row(
-        ts.timestamp(),
-        record.source,
-        record.agent,
-        record.preset,
-        record.provider,
-        record.model,
-        record.run_id,
-        record.session_id,
-        record.message_id,
-        record.request_id,
-        record.input_tokens,
-        record.output_tokens,
-        record.cache_read_tokens,
-        record.cache_write_tokens,
-        record.reasoning_tokens,
-        int(getattr(record, "cache_write_1h_tokens", 0) or 0),
-        record.cost_usd,
-        record.cost_source,
-    )
+    return (ts.timestamp(), *[getattr(record, name) for name in _ROW_REST])
 
 
 def rows_from_records(records: Iterable[LedgerRecord]) -> Iterator[Row]:
@@ -139,23 +113,7 @@ def rows_from_records(records: Iterable[LedgerRecord]) -> Iterator[Row]:
 
 def record_from_row(row: Row) -> LedgerRecord:
     return LedgerRecord(
-        ts=datetime.fromtimestamp(row.ts, UTC),
-        source=row.source,
-        agent=row.agent,
-        preset=row.preset,
-        provider=row.provider,
-        model=row.model,
-        run_id=row.run_id,
-        session_id=row.session_id,
-        message_id=row.message_id,
-        request_id=row.request_id,
-        input_tokens=row.input_tokens,
-        output_tokens=row.output_tokens,
-        cache_read_tokens=row.cache_read_tokens,
-        cache_write_tokens=row.cache_write_tokens,
-        reasoning_tokens=row.reasoning_tokens,
-        cost_usd=row.cost_usd,
-        cost_source=row.cost_source,
+        ts=datetime.fromtimestamp(row[R_TS], UTC), **dict(zip(_ROW_REST, row[1:], strict=True))
     )
 
 
@@ -555,7 +513,7 @@ class Aggregator:
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0]
-            inp, out, read, write, reasoning, write_1h, cost, cost_source = row[R_INPUT:]
+            inp, out, read, write, reasoning, write_1h, cost, cost_source = row[_R_SUMS]
             acc[0] += inp
             acc[1] += out
             acc[2] += read
@@ -754,7 +712,7 @@ def _getter(name: str, pricer: _Pricer) -> _Getter:
             return price.provider if price is not None else None
 
         return provider
-    field_index = Row._fields.index(_ROW_FIELD[name])
+    field_index = ROW_INDEX[_ROW_FIELD[name]]
     return lambda row, slot: cast(str | None, row[field_index])
 
 

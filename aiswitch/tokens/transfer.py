@@ -54,7 +54,7 @@ from aiswitch.home import SECRET_FILE_MODE, Home
 from aiswitch.state.store import writing
 from aiswitch.tokens.ledger import RESOURCE as LEDGER_RESOURCE
 from aiswitch.tokens.ledger import ledger_line
-from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.records import STORED, LedgerRecord
 from aiswitch.tokens.times import SLOT_SECONDS, local_date  # the rollup's time grain
 
 ROLLUP_FILE = "tokens-rollup.jsonl"
@@ -222,21 +222,11 @@ class ExportResult:
 
 
 def _parse_record(line: bytes) -> LedgerRecord | None:
-    """The record of one ledger line; None when it is not one (a line without `ts` is not:
-    the model would stamp it with the current time)."""
-    import orjson
-    from pydantic import ValidationError
+    """The record of one ledger line; None when it is malformed. The reports' reader decides
+    (`aiswitch.tokens.sources.ledger`): export, prune and reports take the same lines."""
+    from aiswitch.tokens.sources.ledger import line_record
 
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or "ts" not in obj:
-        return None
-    try:
-        return LedgerRecord.model_validate(obj)
-    except ValidationError:
-        return None
+    return line_record(line)
 
 
 def read_ledger_records(path: Path) -> tuple[list[LedgerRecord], int]:
@@ -299,7 +289,6 @@ def record_identity(record: LedgerRecord) -> str:
 
 
 def _records_from_csv(text: str, name: str) -> list[LedgerRecord]:
-
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     if "ts" not in header or not set(header) <= set(CSV_FIELDS):
@@ -309,24 +298,44 @@ def _records_from_csv(text: str, name: str) -> list[LedgerRecord]:
         )
     records = []
     for number, row in enumerate(reader, start=2):
-        values = {key: value for key, value in row.items() if key and value not in ("", None)}
+        values = {
+            key: _csv_value(key, value)
+            for key, value in row.items()
+            if key and value not in ("", None)
+        }
         records.append(_record(values, name, number))
     return records
 
 
-def _record(values: dict[str, Any], name: str, number: int) -> LedgerRecord:
-    """One line of an import file as a record, or the one-line error naming the line."""
-    from pydantic import ValidationError
-
+def _csv_value(name: str, text: str) -> Any:
+    """A CSV cell as the JSON value a ledger line would hold (text stays text when it is not
+    a number: the line rules then refuse it as they refuse it in a line)."""
+    kind = STORED[name].kind
     try:
-        return LedgerRecord.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        if kind in ("version", "int", "count"):
+            return int(text)
+        if kind == "cost":
+            try:
+                return int(text)
+            except ValueError:
+                return float(text)
+    except ValueError:
+        return text
+    return text
+
+
+def _record(values: Any, name: str, number: int) -> LedgerRecord:
+    """One line of an import file as a record (by the ledger's line rules, the ones reports
+    and prune use), or the one-line error naming the line."""
+    from aiswitch.tokens.sources.ledger import check_values, refused_field
+
+    checked = check_values(values)
+    if checked is None:
         raise UsageError(
-            f"{name}: line {number} is not a ledger record ({where}: {first['msg']})",
+            f"{name}: line {number} is not a ledger record ({refused_field(values)})",
             hint="nothing was imported",
-        ) from None
+        )
+    return LedgerRecord.model_construct(**checked)
 
 
 def _records_from_jsonl(data: bytes, name: str) -> list[LedgerRecord]:

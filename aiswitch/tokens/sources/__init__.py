@@ -37,7 +37,6 @@ from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.report import (
     Report,
     ReportOptions,
-    Row,
     build_report,
     held_by_ledger,
     ledger_keys,
@@ -201,10 +200,7 @@ def load_records(
     use_index: bool = True,
 ) -> list[LedgerRecord]:
     """`load_rows` as `LedgerRecord`s."""
-    return [
-        record_from_row(Row._make(row))
-        for row in load_rows(source, home, env, use_index=use_index).rows
-    ]
+    return [record_from_row(row) for row in load_rows(source, home, env, use_index=use_index).rows]
 
 
 def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -> list[Path]:

@@ -107,7 +107,7 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
         inp, cached, out, reasoning = usage
         cached = min(cached, inp)
         rows.append(
-            Row(
+            (
                 ts,
                 SOURCE,
                 "codex",

@@ -99,7 +99,7 @@ def _rows(messages: Iterable[object], session: str, start: float | None) -> list
         model = message.get("model")
         message_id = message.get("id")
         rows.append(
-            Row(
+            (
                 ts,
                 SOURCE,
                 "gemini",

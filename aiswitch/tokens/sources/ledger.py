@@ -1,78 +1,97 @@
-"""The aiswitch ledger's lines (`state/tokens.jsonl`, schema in docs/tokens.md) as report rows.
+"""The aiswitch ledger's lines (`state/tokens.jsonl`, schema in docs/tokens.md): the one reader
+every path uses (reports, export, prune, import), so they all accept and refuse the same lines.
 
-Contract: `parse_ledger_bytes(data)` turns the complete lines in `data` into rows (plain tuples
-in `aiswitch.tokens.report.Row` order) and counts the malformed ones: not JSON, or off-schema
-(a bad timestamp or one outside years 1-9999 in UTC, a negative or non-integer count, a
-non-string id, an unknown `cost_source`).
-A malformed line is skipped, never fatal.
+Contract:
+
+- `parse_ledger_bytes(data)` turns the complete lines in `data` into report rows (plain tuples
+  in `records.ROW_FIELDS` order, the time as seconds since the epoch) and counts the
+  malformed ones.
+- `line_values(line)` is one line's values (every `LedgerRecord` field by name, the time an
+  aware `datetime`) or None when the line is malformed; `line_record(line)` the same as a
+  `LedgerRecord`; `check_values(obj)` decides an already-parsed object.
+- A line is malformed when it is not one JSON object, or any field breaks its rule: the
+  rules are the `Stored` kinds of `LedgerRecord`'s fields (`aiswitch.tokens.schema`), so
+  adding a field to `LedgerRecord` adds it here. A malformed line is skipped, never fatal.
 
 How (the same answers, faster): blocks of lines (128 KiB) are decoded by msgspec in one C call
-into `_Line`, whose field types are the rules; a line msgspec refuses for any reason is
-decided by `_line_row`, the rules written out over orjson's reading of the line (the
-reference: tests/test_ledger_lines.py holds both to the same answers).
+into `_Line`, a struct built from the same declaration, whose field types are the rules; a
+line msgspec refuses for any reason is decided by `check_values`, the rules written out over
+orjson's reading of the line (tests/test_ledger_lines.py and tests/test_ledger_schema.py hold
+both, and every path, to the same answers).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from aiswitch.tokens.records import COST_SOURCES, ROW_FIELDS, STORED, LedgerRecord
+from aiswitch.tokens.schema import DEFAULT_SOURCE, MAX_INT64, MIN_INT64, Kind
 from aiswitch.tokens.sources.jsonl import JSONError as _JSONError
 from aiswitch.tokens.sources.jsonl import loads as _loads
 from aiswitch.tokens.times import FIRST_TS, LAST_TS
 
-_COST_SOURCES = frozenset({"reported", "calculated", "unpriced"})
-
 # msgspec reads integers of any size, orjson only 64-bit ones (beyond, it reads a float, or
 # refuses the line): an integer msgspec may accept is bounded to int64, so that orjson reads
-# it as the same int. Larger ones (and negative counts) go to `_line_row`, which decides.
-_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# it as the same int. Larger ones go to `check_values`, which decides.
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+_Int64 = Annotated[int, msgspec.Meta(ge=MIN_INT64, le=MAX_INT64)]
+
+# Each kind's type under msgspec. No field is skipped unread (msgspec checks less in what it
+# skips: bytes that are not UTF-8, numbers beyond a double's range, nesting depth), and an
+# unknown field, a null `source`, an int beyond 64 bits, a bool or float count, a
+# `cost_source` outside its names, sends its line to `check_values`. `source` is never empty
+# under msgspec: `check_values` puts "aiswitch" in place of an empty or null one.
+_MSGSPEC_TYPES: dict[Kind, Any] = {
+    "version": _Int64,
+    "time": str,
+    "source": Annotated[str, msgspec.Meta(min_length=1)],
+    "text": str | None,
+    "int": _Int64 | None,
+    "count": _Count,
+    "cost": _Int64 | float | None,  # an int stays an int, as orjson reads it
+    "cost_source": Literal[COST_SOURCES],
+}
 
 
-class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """A ledger line every field of which msgspec checked: each field the writer writes
-    (`LedgerRecord`), with a type under which a value means what it means to `_line_row`.
+def _default(name: str) -> Any:
+    info = LedgerRecord.model_fields[name]
+    return None if info.default_factory is not None else info.default
 
-    No field is skipped unread (msgspec checks less in what it skips: bytes that are not
-    UTF-8, numbers beyond a double's range, nesting depth), so an unknown field, a null
-    `source`, an int beyond 64 bits, a bool or float count, a `cost_source` outside the three
-    names, sends its line to `_line_row`. Duplicate keys: the last one counts, as in orjson.
-    `source` is never empty here: `_line_row` puts "aiswitch" in place of an empty one."""
 
-    ts: str
-    source: Annotated[str, msgspec.Meta(min_length=1)] = "aiswitch"
-    agent: str | None = None
-    preset: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    run_id: str | None = None
-    session_id: str | None = None
-    message_id: str | None = None
-    request_id: str | None = None
-    input_tokens: _Count = 0
-    output_tokens: _Count = 0
-    cache_read_tokens: _Count = 0
-    cache_write_tokens: _Count = 0
-    reasoning_tokens: _Count = 0
-    cache_write_1h_tokens: _Count = 0
-    cost_usd: _Int64 | float | None = None  # an int stays an int, as orjson reads it
-    cost_source: Literal["reported", "calculated", "unpriced"] = "unpriced"
-    # Written but not reported on: checked all the same (see above).
-    v: _Int64 = 1
-    task_id: str | None = None
-    agent_id: str | None = None
+# (name, kind, default) of every field, in declaration order.
+_SPECS: tuple[tuple[str, Kind, Any], ...] = tuple(
+    (name, how.kind, _default(name)) for name, how in STORED.items()
+)
+_FIELDS = tuple(name for name, _, _ in _SPECS)
+_TIME_FIELD = next(name for name, kind, _ in _SPECS if kind == "time")
+if ROW_FIELDS[0] != _TIME_FIELD:
+    raise TypeError("the report row starts with the ledger's time field")
 
+_Line: Any = msgspec.defstruct(
+    "_Line",
+    [
+        (name, _MSGSPEC_TYPES[kind]) if kind == "time" else (name, _MSGSPEC_TYPES[kind], default)
+        for name, kind, default in _SPECS
+    ],
+    kw_only=True,
+    forbid_unknown_fields=True,
+    gc=False,
+)
 
 _decode_lines = msgspec.json.Decoder(_Line).decode_lines
 _decode_line = msgspec.json.Decoder(_Line).decode
+# The row's fields after the time, read from a decoded `_Line` in one C call.
+_row_rest: Callable[[Any], tuple[Any, ...]] = attrgetter(*ROW_FIELDS[1:])
+_all_fields: Callable[[Any], tuple[Any, ...]] = attrgetter(*_FIELDS)
 # Two values on one line: the end of an object, then only blanks before the next one.
 _TWO_ON_A_LINE = re.compile(rb"\}[ \t\r]*\{").search
-_get_ts = attrgetter("ts")
+_get_ts = attrgetter(_TIME_FIELD)
 _get_tzinfo = attrgetter("tzinfo")
 _fromiso = datetime.fromisoformat
 _timestamp = datetime.timestamp
@@ -83,9 +102,8 @@ BLOCK_BYTES = 128 * 1024
 
 
 def parse_ledger_bytes(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
-    """Rows (plain tuples in `Row` order) of the complete ledger lines in `data`, and how
-    many lines were malformed (not JSON, or off-schema: a bad timestamp, a negative or
-    non-integer count, a non-string id, an unknown `cost_source`).
+    """Rows (plain tuples in `ROW_FIELDS` order) of the complete ledger lines in `data`, and
+    how many lines were malformed.
 
     Blocks of whole lines go to `_block_rows` (msgspec, one C call per block); a block it
     refuses, and an unterminated last line, are decided line by line by `_lines_rows`."""
@@ -126,138 +144,126 @@ def _block_rows(block: bytes, rows: list[tuple[Any, ...]]) -> bool:
     stamps = list(map(_timestamp, times))
     if stamps and (min(stamps) < FIRST_TS or max(stamps) > LAST_TS):
         return False  # a time outside the calendar in UTC: decided line by line
-    rows.extend(
-        [
-            (
-                stamp,
-                line.source,
-                line.agent,
-                line.preset,
-                line.provider,
-                line.model,
-                line.run_id,
-                line.session_id,
-                line.message_id,
-                line.request_id,
-                line.input_tokens,
-                line.output_tokens,
-                line.cache_read_tokens,
-                line.cache_write_tokens,
-                line.reasoning_tokens,
-                line.cache_write_1h_tokens,
-                line.cost_usd,
-                line.cost_source,
-            )
-            for stamp, line in zip(stamps, lines, strict=True)
-        ]
-    )
+    rows.extend([(stamp, *_row_rest(line)) for stamp, line in zip(stamps, lines, strict=True)])
     return True
 
 
 def _lines_rows(data: bytes, rows: list[tuple[Any, ...]]) -> int:
     """Append the rows of the lines in `data`, one line at a time; return how many were
-    malformed. A line msgspec accepts is read from `_Line`; any other is `_line_row`'s."""
+    malformed."""
     malformed = 0
     for line in data.split(b"\n"):
         if not line or line.isspace():
             continue
-        row: tuple[Any, ...] | None = None
-        try:
-            decoded = _decode_line(line)
-            ts = _fromiso(decoded.ts)
-        except (ValueError, RecursionError):
-            row = _line_row(line)
-        else:
-            if ts.tzinfo is None:
-                ts = ts.replace(tzinfo=UTC)
-            stamp = ts.timestamp()
-            if FIRST_TS <= stamp <= LAST_TS:  # else: not an instant in UTC's calendar
-                row = (
-                    stamp,
-                    decoded.source,
-                    decoded.agent,
-                    decoded.preset,
-                    decoded.provider,
-                    decoded.model,
-                    decoded.run_id,
-                    decoded.session_id,
-                    decoded.message_id,
-                    decoded.request_id,
-                    decoded.input_tokens,
-                    decoded.output_tokens,
-                    decoded.cache_read_tokens,
-                    decoded.cache_write_tokens,
-                    decoded.reasoning_tokens,
-                    decoded.cache_write_1h_tokens,
-                    decoded.cost_usd,
-                    decoded.cost_source,
-                )
-        if row is None:
+        values = line_values(line)
+        if values is None:
             malformed += 1
         else:
-            rows.append(row)
+            rows.append((values[_TIME_FIELD].timestamp(), *[values[n] for n in ROW_FIELDS[1:]]))
     return malformed
 
 
-def _line_row(line: bytes) -> tuple[Any, ...] | None:
-    """The row of one non-blank ledger line, or None when it is malformed: the ledger's
-    rules, on the line as orjson reads it. Every line msgspec refuses comes here."""
+def line_values(line: bytes) -> dict[str, Any] | None:
+    """Every field's value of one non-blank ledger line (the time an aware `datetime`), or
+    None when the line is malformed. A line msgspec accepts is read from `_Line`; any other
+    is `check_values`'s, on the line as orjson reads it."""
     try:
-        obj = _loads(line)
-        get = obj.get
-        inp = get("input_tokens", 0)
-        out = get("output_tokens", 0)
-        read = get("cache_read_tokens", 0)
-        write = get("cache_write_tokens", 0)
-        reasoning = get("reasoning_tokens", 0)
-        write_1h = get("cache_write_1h_tokens", 0)
-        if (
-            type(inp) is not int
-            or type(out) is not int
-            or type(read) is not int
-            or type(write) is not int
-            or type(reasoning) is not int
-            or type(write_1h) is not int
-            or (inp | out | read | write | reasoning | write_1h) < 0  # any negative
-        ):
+        decoded = _decode_line(line)
+        ts = _fromiso(decoded.ts)
+    except (ValueError, RecursionError):
+        try:
+            obj = _loads(line)
+        except (_JSONError, ValueError, RecursionError):
             return None
-        texts = (
-            get("source") or "aiswitch",
-            get("agent"),
-            get("preset"),
-            get("provider"),
-            get("model"),
-            get("run_id"),
-            get("session_id"),
-            get("message_id"),
-            get("request_id"),
-        )
-        for value in texts:
-            if value is not None and type(value) is not str:
-                return None
-        cost = get("cost_usd")
-        cost_source = get("cost_source", "unpriced")
-        if cost_source not in _COST_SOURCES or not (
-            cost is None or type(cost) is float or type(cost) is int
-        ):
-            return None
-        ts = _fromiso(obj["ts"])
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)  # the ledger's times are UTC
-        stamp = ts.timestamp()
-        if not FIRST_TS <= stamp <= LAST_TS:
-            return None  # not an instant in UTC's calendar
-        return (
-            stamp,
-            *texts,
-            inp,
-            out,
-            read,
-            write,
-            reasoning,
-            write_1h,
-            cost,
-            cost_source,
-        )
-    except (_JSONError, AttributeError, TypeError, ValueError, KeyError):
+        return check_values(obj)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)  # the ledger's times are UTC
+    if not FIRST_TS <= ts.timestamp() <= LAST_TS:
+        return None  # not an instant in UTC's calendar
+    values = dict(zip(_FIELDS, _all_fields(decoded), strict=True))
+    values[_TIME_FIELD] = ts
+    return values
+
+
+def line_record(line: bytes) -> LedgerRecord | None:
+    """The record of one non-blank ledger line, or None when it is malformed."""
+    values = line_values(line)
+    return None if values is None else LedgerRecord.model_construct(**values)
+
+
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and MIN_INT64 <= value <= MAX_INT64
+
+
+def _time(value: Any) -> datetime | None:
+    if type(value) is not str:
         return None
+    try:
+        ts = _fromiso(value)
+    except ValueError:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts if FIRST_TS <= ts.timestamp() <= LAST_TS else None
+
+
+_MISSING = object()
+
+
+def check_values(obj: Any) -> dict[str, Any] | None:
+    """Every field's value of a parsed line (`obj`, as orjson reads it), or None when it is
+    malformed: the rules of `aiswitch.tokens.schema`'s kinds, written out."""
+    return _check(obj)[0]
+
+
+def refused_field(obj: Any) -> str:
+    """Why `check_values` refuses `obj`, in a few words naming the field ("" if it does not)."""
+    return _check(obj)[1]
+
+
+_RULES: dict[Kind, str] = {
+    "version": "an integer of 64 bits",
+    "time": "an ISO 8601 time in years 1-9999",
+    "source": "text or null",
+    "text": "text or null",
+    "int": "an integer of 64 bits or null",
+    "count": "a whole number from 0 to 2**63-1",
+    "cost": "a number or null",
+    "cost_source": "one of " + ", ".join(COST_SOURCES),
+}
+
+
+def _check(obj: Any) -> tuple[dict[str, Any] | None, str]:
+    if type(obj) is not dict:
+        return None, "not a JSON object"
+    values: dict[str, Any] = {}
+    for name, kind, default in _SPECS:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            if kind == "time":
+                return None, f"{name}: missing"
+            values[name] = default
+            continue
+        ok = True
+        if kind == "count":
+            ok = type(value) is int and 0 <= value <= MAX_INT64
+        elif kind == "text":
+            ok = value is None or type(value) is str
+        elif kind == "time":
+            value = _time(value)
+            ok = value is not None
+        elif kind == "source":
+            ok = value is None or type(value) is str
+            value = value or DEFAULT_SOURCE
+        elif kind == "version":
+            ok = _is_int64(value)
+        elif kind == "int":
+            ok = value is None or _is_int64(value)
+        elif kind == "cost":
+            ok = value is None or type(value) is float or type(value) is int
+        elif kind == "cost_source":
+            ok = value in COST_SOURCES
+        if not ok:
+            return None, f"{name}: must be {_RULES[kind]}"
+        values[name] = value
+    return values, ""
