@@ -144,7 +144,7 @@ def _block_rows(block: bytes, rows: list[tuple[Any, ...]]) -> bool:
     stamps = list(map(_timestamp, times))
     if stamps and (min(stamps) < FIRST_TS or max(stamps) > LAST_TS):
         return False  # a time outside the calendar in UTC: decided line by line
-    rows.extend([(stamp, *_row_rest(line)) for stamp, line in zip(stamps, lines, strict=True)])
+    rows.extend([(stamp,) + _row_rest(line) for stamp, line in zip(stamps, lines, strict=True)])
     return True
 
 
