@@ -144,7 +144,9 @@ def _block_rows(block: bytes, rows: list[tuple[Any, ...]]) -> bool:
     stamps = list(map(_timestamp, times))
     if stamps and (min(stamps) < FIRST_TS or max(stamps) > LAST_TS):
         return False  # a time outside the calendar in UTC: decided line by line
-    rows.extend([(stamp,) + _row_rest(line) for stamp, line in zip(stamps, lines, strict=True)])
+    # Concatenation builds these rows a little faster than unpacking into a new tuple.
+    rest = map(_row_rest, lines)
+    rows.extend([(stamp,) + more for stamp, more in zip(stamps, rest, strict=True)])  # noqa: RUF005
     return True
 
 
