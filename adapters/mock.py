@@ -42,6 +42,8 @@ its environment (so presets and agents.yaml can set it) and, per task, from
                             with (429, 529…; the parent may fail the task over)    [none]
     MOCK_TASK_LOG           a file to append one JSON line to at each task's start
                             and end (tests prove exactly-once with it)             [unset]
+    MOCK_WRITE              a JSON object {relative path: content} the task writes in
+                            its working directory ("{agent_id}" filled in in both) [unset]
 
 Tasks are deterministic for a given seed, agent id, task id and prompt.
 
@@ -190,6 +192,26 @@ async def log_env(env: Mapping[str, str]) -> None:
         await run.wait()
 
 
+def write_files(cwd: str, spec: Any, agent_id: str) -> None:
+    """MOCK_WRITE: write each {relative path: content} under `cwd`, as an agent edits."""
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except ValueError:
+            raise TaskFailed("mock option write is not a JSON object") from None
+    if not isinstance(spec, dict):
+        raise TaskFailed("mock option write must map relative paths to contents")
+    root = os.path.realpath(cwd)
+    for name, content in spec.items():
+        relative = str(name).replace("{agent_id}", agent_id)
+        path = os.path.realpath(os.path.join(root, relative))
+        if os.path.isabs(relative) or not path.startswith(root + os.sep):
+            raise TaskFailed(f"mock option write: {relative!r} is outside the working directory")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(str(content).replace("{agent_id}", agent_id))
+
+
 def timed_out(ctx: TaskContext) -> bool:
     """Whether a cancellation is the task's own deadline (its result says `timeout`)."""
     timeout = ctx.params.timeout_s
@@ -283,6 +305,9 @@ class MockAdapter(Adapter):
             time.sleep(FREEZE_S)  # noqa: ASYNC251 (blocking the loop is the point)
         if opts.flag("hang"):
             await asyncio.Event().wait()
+        writes = opts.raw("write")
+        if writes not in (None, ""):
+            write_files(ctx.params.cwd or os.getcwd(), writes, ctx.agent_id)
         await asyncio.sleep(latency / (steps + 1) if steps else latency)
 
         for _ in range(int(opts.number("garbage", 0))):

@@ -19,6 +19,8 @@ is a bug and keeps its traceback.
     │   └── AgentDiedError             its process ended (crashed, or was killed as hung)
     │                                  while it ran a task
     ├── QuotaExceededError             a quota forbids starting the task (exit 6)
+    ├── WorkspaceError                 a workspace cannot be made, found, or applied
+    │                                  (not a git repository, a dirty tree, a conflict; exit 2)
     └── RpcError                       a JSON-RPC failure (see aiswitch.rpc.errors)
         ├── RemoteError                the peer answered with an error object
         ├── RequestTimeoutError        no reply within the request's timeout
@@ -122,3 +124,9 @@ class QuotaExceededError(AiswitchError):
     """A quota forbids starting a task."""
 
     exit_code = 6
+
+
+class WorkspaceError(AiswitchError):
+    """A workspace cannot be made, found or applied (aiswitch.workspace)."""
+
+    exit_code = 2

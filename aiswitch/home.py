@@ -69,6 +69,11 @@ class Home:
         return self.logs / "agents"
 
     @property
+    def workspaces(self) -> Path:
+        """Agents' worktrees and copies: `workspaces/<run>/<name>/` (aiswitch.workspace)."""
+        return self.root / "workspaces"
+
+    @property
     def tmp(self) -> Path:
         return self.root / "tmp"
 
@@ -89,6 +94,7 @@ class Home:
             self.runs,
             self.logs,
             self.agent_logs,
+            self.workspaces,
             self.tmp,
             self.tmp / "pids",
             self.tmp / "sockets",

@@ -54,6 +54,8 @@ ACCEPTED = [
     ["run", "--agent", "mock", "x", "--timeout", "5", "--concurrency", "12"],
     ["run", "--agent", "mock", "x", "-t", "0", "--permissions", "bogus"],
     ["run", "--parallel", "mock", "two words", "--cwd=relative/dir"],
+    ["run", "-p", "mock,mock", "x", "--workspace", "worktree", "--with-changes"],
+    ["run", "-a", "mock", "x", "-w", "copy", "--check", "pytest -q", "--best-of", "3"],
     ["run"],
     ["run", "x"],
 ]
@@ -115,6 +117,10 @@ DEFAULTS: dict[str, Any] = {
     "as_jsonl": False,
     "plan_file": None,
     "dry_run": False,
+    "workspace": None,
+    "with_changes": False,
+    "check": None,
+    "best_of": None,
 }
 
 PIECES = [

@@ -45,6 +45,10 @@ COMMAND_MODULES = {
     "shell-init": "shell_cmd",
     "tokens": "tokens_cmd",
     "doctor": "doctor_cmd",
+    "diff": "workspace_cmd",
+    "compare": "workspace_cmd",
+    "apply": "workspace_cmd",
+    "workspaces": "workspace_cmd",
 }
 
 
@@ -52,7 +56,11 @@ def _register(args: list[str]) -> None:
     import importlib
 
     first = args[0] if args else ""
-    names = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else COMMAND_MODULES.values()
+    names = (
+        [COMMAND_MODULES[first]]
+        if first in COMMAND_MODULES
+        else dict.fromkeys(COMMAND_MODULES.values())
+    )
     for name in names:
         importlib.import_module(f"aiswitch.cli.{name}").register(app)
 

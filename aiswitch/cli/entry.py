@@ -74,12 +74,17 @@ RUN_VALUE_OPTIONS: dict[str, tuple[str, str]] = {
     "--permissions": ("permissions", "str"),
     "--resume": ("resume", "str"),
     "--plan": ("plan_file", "str"),
+    "--workspace": ("workspace", "str"),
+    "-w": ("workspace", "str"),
+    "--check": ("check", "str"),
+    "--best-of": ("best_of", "int"),
 }
 RUN_FLAGS = {
     "--retry-failed": "retry_failed",
     "--json": "as_json",
     "--jsonl": "as_jsonl",
     "--dry-run": "dry_run",
+    "--with-changes": "with_changes",
 }
 # The only number forms the fast path converts itself; any other goes to typer.
 _INT = frozenset("0123456789")

@@ -46,6 +46,18 @@ def format_tokens(result: AgentResult) -> str:
     )
 
 
+def format_changes(result: AgentResult) -> str:
+    """`2 files +10 -3` (and the check's verdict) once the task's changes are known."""
+    ws = result.workspace
+    if ws is None or ws.changes is None:
+        return "-"
+    c = ws.changes
+    text = f"{c.files} file{'s' if c.files != 1 else ''} +{c.insertions} -{c.deletions}"
+    if ws.check is not None:
+        text += " · check " + ("passed" if ws.check.passed else "failed")
+    return text
+
+
 def format_cost(cost: float | None) -> str:
     return "unpriced" if cost is None else f"${cost:.4f}"
 
@@ -101,7 +113,7 @@ class LiveView:
         from rich.text import Text
 
         table = Table(box=None, pad_edge=False, expand=False)
-        for column in ("agent", "preset", "status", "elapsed", "tokens", "last output"):
+        for column in ("agent", "preset", "status", "elapsed", "tokens", "changes", "last output"):
             table.add_column(column, no_wrap=True)
         now = time.monotonic()
         for result in self.results:
@@ -118,6 +130,7 @@ class LiveView:
                 f"[{style}]{mark} {result.status}[/]",
                 elapsed,
                 format_tokens(result),
+                format_changes(result),
                 Text(line),  # an agent's text is data, never markup
             )
         return table
@@ -207,6 +220,11 @@ def render_results(console: Console, run: RunResult) -> None:
         if result.error:
             body.append(f"\n{shown(result.error)}", style="red")
         subtitle = f"{mark} {result.status} · {result.duration_s:.1f}s · {format_tokens(result)}"
+        ws = result.workspace
+        if ws is not None and ws.changes is not None:
+            subtitle += f" · {format_changes(result)}"
+            if ws.branch:
+                body.append(f"\n{ws.branch}", style="dim")
         panels.append(
             Panel(
                 body,

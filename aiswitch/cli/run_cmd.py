@@ -59,6 +59,10 @@ def execute(
     as_jsonl: bool = False,
     plan_file: str | None = None,
     dry_run: bool = False,
+    workspace: str | None = None,
+    with_changes: bool = False,
+    check: str | None = None,
+    best_of: int | None = None,
 ) -> int:
     """`aiswitch run` with its options parsed (by typer, or by the fast path in
     `aiswitch.cli.entry`, which a test holds to typer's parse): its exit code."""
@@ -70,6 +74,7 @@ def execute(
     if dry_run and as_jsonl:
         raise UsageError("--dry-run prints the graph: use --json, not --jsonl, with it")
     output = "json" if as_json else "jsonl" if as_jsonl else "human"
+    where = {"workspace": workspace, "with_changes": with_changes, "check": check}
     if plan_file is not None:
         if agent or parallel or sequential or tasks_file or task is not None:
             raise UsageError(
@@ -87,6 +92,9 @@ def execute(
             budget_tokens=budget_tokens,
             permissions=permissions,
         )
+        if best_of is not None:
+            raise UsageError("--best-of repeats one task; a plan names its tasks itself")
+        vars(request).update(where)
         return asyncio.run(_run(request, output, dry_run))
     chosen = [
         (n, v)
@@ -103,6 +111,14 @@ def execute(
         raise UsageError(
             f"unknown --permissions {permissions!r}", hint="use read-only, edit or full"
         )
+    if best_of is not None:
+        if best_of < 1:
+            raise UsageError("--best-of must be 1 or more")
+        if flag == "--sequential" or tasks_file is not None:
+            raise UsageError("--best-of runs one task N times side by side; use --agent or -p")
+        # The same task N times over the agents given (claude#1, claude#2, …).
+        specs = [specs[i % len(specs)] for i in range(best_of * len(specs))]
+        flag = "--parallel"
     batch = None
     if tasks_file is not None:
         from aiswitch.coordinator.batch import parse_batch
@@ -133,8 +149,9 @@ def execute(
         concurrency=concurrency,
         retries=retries,
         retry_failed=retry_failed,
+        **where,  # type: ignore[arg-type]
     )
-    return asyncio.run(_run(request, output, dry_run))
+    return asyncio.run(_run(request, output, dry_run, ranked=best_of is not None))
 
 
 def plan_request(
@@ -175,7 +192,7 @@ def plan_request(
     )
 
 
-async def _run(request: Any, output: str, dry_run: bool = False) -> int:
+async def _run(request: Any, output: str, dry_run: bool = False, *, ranked: bool = False) -> int:
     coordinator = coordinator_for_cli()
     plan = coordinator.plan(request)
     if dry_run:
@@ -183,7 +200,10 @@ async def _run(request: Any, output: str, dry_run: bool = False) -> int:
 
         return show_dry_run(plan, as_json=output == "json")
     return await present(
-        coordinator, lambda on_event: coordinator.new_run(request, plan, on_event=on_event), output
+        coordinator,
+        lambda on_event: coordinator.new_run(request, plan, on_event=on_event),
+        output,
+        ranked=ranked,
     )
 
 
@@ -199,7 +219,7 @@ def coordinator_for_cli() -> Any:
     return Coordinator(home, check_quota=make_quota_check(home))
 
 
-async def present(coordinator: Any, make_run: Any, output: str) -> int:
+async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool = False) -> int:
     """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON."""
     from aiswitch.cli.live import LiveView, StatusLines, render_results
     from aiswitch.coordinator.request import RunEvent
@@ -258,6 +278,10 @@ async def present(coordinator: Any, make_run: Any, output: str) -> int:
         sys.stdout.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
     else:
         render_results(_console(), result)
+        if ranked:
+            from aiswitch.cli.workspace_cmd import render_ranking
+
+            render_ranking(_console(), result)
     return exitcodes.RUN_STATUS.get(str(result.status), exitcodes.FAILED)
 
 
@@ -363,6 +387,24 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Print the graph in levels and start nothing."
         ),
+        workspace: str | None = typer.Option(
+            None,
+            "--workspace",
+            "-w",
+            help="Where each agent works: worktree, copy or shared (default: worktree for "
+            "several agents in a git repository, else shared; docs/workspaces.md).",
+        ),
+        with_changes: bool = typer.Option(
+            False, "--with-changes", help="Carry your uncommitted changes into each worktree."
+        ),
+        check: str | None = typer.Option(
+            None,
+            "--check",
+            help="A command run in each workspace after its agent, e.g. 'pytest -q'.",
+        ),
+        best_of: int | None = typer.Option(
+            None, "--best-of", help="Run the task N times on each agent given, then rank them."
+        ),
     ) -> None:
         """Run a task on agents (child processes) and show their results side by side."""
         code = execute(
@@ -385,6 +427,10 @@ def register(app: typer.Typer) -> None:
             as_jsonl=as_jsonl,
             plan_file=plan_file,
             dry_run=dry_run,
+            workspace=workspace,
+            with_changes=with_changes,
+            check=check,
+            best_of=best_of,
         )
         raise typer.Exit(code)
 

@@ -37,6 +37,7 @@ from aiswitch.coordinator.run import Run
 from aiswitch.coordinator.scheduler import Limits
 from aiswitch.coordinator.specs import AgentSpec
 from aiswitch.coordinator.tasks import Lane
+from aiswitch.coordinator.workspaces import plan_source
 from aiswitch.errors import ConfigError, UsageError
 from aiswitch.home import Home
 from aiswitch.presets.resolve import PresetResolver, ResolvedPreset
@@ -80,7 +81,9 @@ class Coordinator:
         """Check everything that can be checked before a process starts, and build the
         run's tasks from its specs (`request_specs`: one shape per kind of run)."""
         check_request(request)
-        return TaskBuilder(self, request).build(request_specs(request))
+        plan = TaskBuilder(self, request).build(request_specs(request))
+        plan.workspace = plan_source(request, plan.tasks, self.home.config)
+        return plan
 
     def new_run(
         self,
@@ -141,6 +144,9 @@ class Coordinator:
             concurrency=settings.concurrency,
             retries=settings.retries,
             retry_failed=settings.retry_failed,
+            workspace=settings.workspace,
+            with_changes=settings.with_changes,
+            check=settings.check,
             batch=(
                 [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results[::lanes]]
                 if batch

@@ -234,7 +234,7 @@ class LocalExecutor:
         params = AssignParams(
             task_id=attempt.id,
             prompt=task.prompt,
-            cwd=task.cwd or settings.cwd,
+            cwd=attempt.cwd or task.cwd or settings.cwd,
             timeout_s=task.timeout_s,
             permissions=settings.permissions,
             session_id=settings.session_id,

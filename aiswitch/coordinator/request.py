@@ -19,6 +19,8 @@ from aiswitch.errors import UsageError
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.plan_check import PlanSource
+    from aiswitch.workspace.make import Source
+    from aiswitch.workspace.model import WorkspaceSettings
 
 DEFAULT_HANDOFF_TEMPLATE = (
     "{task}\n\n--- Output of the previous agent ({previous_agent}) ---\n{previous_output}\n"
@@ -87,6 +89,10 @@ class RunRequest:
     retry_failed: bool = False
     # `--plan FILE`, read and checked (its tasks are the run's; `specs` are unused).
     plan: PlanSource | None = None
+    # Where each task works (aiswitch.coordinator.workspaces): None is the default rule.
+    workspace: str | None = None
+    with_changes: bool = False
+    check: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class Plan:
     tasks: list[Task]
     # A plan's lanes' ids (`NAME#N`) by lane key: a task moved to another lane takes its id.
     agent_ids: dict[str, str] = field(default_factory=dict)
+    # Where the tasks' workspaces are made from, and what each gets; None: in `cwd`.
+    workspace: tuple[Source, WorkspaceSettings] | None = None
 
     @property
     def results(self) -> list[AgentResult]:
@@ -136,6 +144,8 @@ def _check_limits(request: RunRequest) -> None:
         raise UsageError("--concurrency must be a positive number")
     if request.retries < 0:
         raise UsageError("--retries must be 0 or more")
+    if request.check is not None and not request.check.strip():
+        raise UsageError("--check is empty", hint="give the command to run, e.g. 'pytest -q'")
     if request.cwd is not None and not Path(request.cwd).is_dir():
         raise UsageError(f"--cwd {request.cwd!r} is not a directory")
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiswitch.tokens.usage import Usage
+from aiswitch.workspace.model import Workspace
 
 RunMode = Literal["single", "parallel", "sequential", "batch", "plan"]
 
@@ -83,6 +84,9 @@ class AgentResult(BaseModel):
     depends_on: list[str] = Field(
         default_factory=list, description="A plan task's dependencies (their ids)."
     )
+    workspace: Workspace | None = Field(
+        None, description="Where it worked and what it changed (docs/workspaces.md)."
+    )
 
     @property
     def final(self) -> bool:
@@ -117,6 +121,9 @@ class RunSettings(BaseModel):
     retry_failed: bool = False
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    workspace: str | None = None
+    with_changes: bool = False
+    check: str | None = None
 
 
 class PlanRecord(BaseModel):

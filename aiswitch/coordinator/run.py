@@ -78,6 +78,7 @@ GC_GEN0_THRESHOLD = 10_000
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.coordinator import Coordinator
+    from aiswitch.coordinator.workspaces import RunWorkspaces
 
 log = logging.getLogger("aiswitch.coordinator")
 
@@ -121,6 +122,9 @@ class Run:
                 retry_failed=request.retry_failed,
                 budget_usd=request.budget_usd,
                 budget_tokens=request.budget_tokens,
+                workspace=request.workspace,
+                with_changes=request.with_changes,
+                check=request.check,
             ),
         )
         if request.plan is not None:
@@ -138,6 +142,7 @@ class Run:
         self.failures = sum(
             1 for task in self.tasks if task.result.final and task.result.status != "ok"
         )
+        self.workspaces = self._workspaces()
         self.budget_hit = False
         self.failure: StateError | None = None
         self.spent = Usage()
@@ -159,6 +164,26 @@ class Run:
     @property
     def run_id(self) -> str:
         return self.result.run_id
+
+    def _workspaces(self) -> RunWorkspaces | None:
+        """The tasks' workspaces (aiswitch.coordinator.workspaces), or None: all in cwd."""
+        if self.plan.workspace is None:
+            return None
+        from aiswitch.coordinator.workspaces import RunWorkspaces, task_names
+
+        source, settings = self.plan.workspace
+        coordinator = self.coordinator
+        workspaces = RunWorkspaces(
+            coordinator.home,
+            coordinator.store,
+            self.run_id,
+            source,
+            settings,
+            self.request.check,
+            task_names(self.tasks),
+        )
+        workspaces.check_names(self.tasks)
+        return workspaces
 
     # -- running ------------------------------------------------------------------
 
@@ -369,10 +394,15 @@ class Run:
 
     async def _attempt(self, task: Task, attempt: Attempt, stop: Any) -> None:
         assert self.executor is not None
+        workspaces = self.workspaces
+        if workspaces is not None and not await workspaces.enter(task, attempt, self.tasks):
+            return
         try:
             await self.executor.execute(task, attempt, stop)
         finally:
             self._settle_usage(task, attempt)
+            if workspaces is not None:
+                await asyncio.shield(workspaces.leave(task, attempt))
 
     def _provides(self, agent: str, provides: tuple[str, ...]) -> None:
         """An adapter advertised capabilities: remembered (once per agent and run) for

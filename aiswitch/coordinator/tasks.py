@@ -106,6 +106,8 @@ class Attempt:
     end: End | None = None
     error: str | None = None
     process: str | None = None
+    # Its workspace's directory, when the run gives each task one (else the run's cwd).
+    cwd: str | None = None
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
     started: float = 0.0
