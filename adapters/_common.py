@@ -511,7 +511,11 @@ async def drive(
     try:
         outcome = translator.finish(end)
     except TaskFailed as exc:
-        raise TaskFailed(failure_text(exc.message, env), output=exc.output) from None
+        raise TaskFailed(
+            failure_text(exc.message, env),
+            output=exc.output,
+            provider_status=exc.provider_status,
+        ) from None
     return outcome
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -100,3 +102,45 @@ async def test_a_batchs_progress_counts_are_the_runs_own_and_agree_with_its_resu
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert text.count("aiswitch: ") == 10  # a line per tenth of the batch
     assert "30/30 done · 0 running · 0 waiting · 1 failed" in text
+
+
+def plan_run(home: Home, tmp_path: Path, tasks: int) -> Any:
+    from aiswitch.coordinator.plan_check import read_plan
+
+    path = tmp_path / "plan.yaml"
+    lines = ["defaults: {agent: mock}", "tasks:"]
+    lines += [f"  - {{id: t{n}, prompt: task {n}}}" for n in range(tasks)]
+    path.write_text("\n".join(lines) + "\n")
+    coordinator = Coordinator(home, parent_env=dict(os.environ))
+    request = RunRequest(mode="plan", specs=[], prompt="plan", plan=read_plan(path))
+    return coordinator.new_run(request)
+
+
+def test_a_plans_view_shows_its_tasks_by_id_and_by_state(home: Home, tmp_path: Path) -> None:
+    console = Console(file=io.StringIO(), width=200)
+    run = plan_run(home, tmp_path, 3)
+    first, second, _ = run.result.results
+    first.status, second.status = TaskStatus.OK, TaskStatus.SKIPPED
+    view = LiveView(console, run)
+    console.print(view.render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "t0" in text and "t2" in text
+    assert "1 pending · 1 ok · 1 skipped" in text
+
+
+def test_a_big_plans_view_lists_the_running_tasks_with_their_agent_and_last_line(
+    home: Home, tmp_path: Path
+) -> None:
+    console = Console(file=io.StringIO(), width=200)
+    run = plan_run(home, tmp_path, 30)
+    results = run.result.results
+    for result in results[:20]:
+        result.status = TaskStatus.OK
+    results[20].status = TaskStatus.RUNNING
+    view = LiveView(console, run)
+    view.event("progress", results[20], "step 2/3: thinking")
+    console.print(view.render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "9 pending · 1 running · 20 ok" in text
+    assert "t20  mock#1  step 2/3: thinking" in text
+    assert "t5 " not in text

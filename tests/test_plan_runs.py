@@ -277,3 +277,24 @@ def test_capabilities_an_adapter_advertised_at_its_handshake_route_later_plans(
     done = run_cli("run", "--plan", str(plan), "--json", env=env)
     assert done.code == 0, done.stderr
     assert by_task(done.json())["check"]["agent"] == "linter"
+
+
+def test_a_task_that_reaches_its_own_budget_gets_no_further_attempt(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "defaults: {agent: mock, options: {fail: true, cost_usd: '0.5'}}\n"
+        "tasks:\n"
+        "  - {id: capped, prompt: x, budget_usd: 0.1}\n"
+        "  - {id: uncapped, prompt: y}\n"
+    )
+    done = run_cli("run", "--plan", str(plan), "--retry-failed", "--json", env=env)
+    assert done.code == 1, done.stderr
+    results = by_task(done.json())
+    # --retry-failed retries a failed task twice more; the capped one spent its budget on
+    # its first attempt.
+    assert results["uncapped"]["attempts"] == 3
+    capped = results["capped"]
+    assert capped["attempts"] == 1 and capped["cost_usd"] == 0.5
+    assert "reached its budget_usd $0.1" in capped["error"]

@@ -3,7 +3,8 @@
 The live view goes to stderr, and only when stderr is a terminal, so stdout carries the
 results alone (exactly one JSON document with --json). A few tasks get a table, one row
 each; a batch gets progress figures (done, running, waiting, failed, retried, tasks/s, ETA,
-tokens and cost so far, pool sizes). Without a terminal, `StatusLines` prints plain lines:
+tokens and cost so far, pool sizes). A plan's view adds its tasks by state and the running
+ones with their agent and last line. Without a terminal, `StatusLines` prints plain lines:
 one per task change for a few tasks, one per tenth of a batch.
 """
 
@@ -29,6 +30,7 @@ STATUS_STYLE = {
     "failed": ("✗", "red"),
     "timeout": ("⏱", "red"),
     "cancelled": ("■", "magenta"),
+    "skipped": ("↷", "dim"),
 }
 # Live refresh rate: smooth elapsed-time counters without burning a core.
 REFRESH_PER_SECOND = 8
@@ -37,6 +39,8 @@ LAST_LINE_CHARS = 60
 TABLE_MAX_ROWS = 12
 # Without a terminal, a batch prints a line each time this share of it is done.
 PLAIN_PROGRESS_STEP = 0.1
+# A big plan's view lists at most this many of its running tasks.
+PLAN_RUNNING_ROWS = 8
 
 
 def format_tokens(result: AgentResult) -> str:
@@ -91,40 +95,70 @@ class LiveView:
 
     def event(self, kind: str, result: AgentResult, text: str | None) -> None:
         now = time.monotonic()
+        # By task: a plan runs many tasks on one agent.
+        key = result.task_id
         if result.status == "starting":
-            self.started.setdefault(result.agent_id, now)
-        if result.status in ("ok", "failed", "timeout", "cancelled"):
-            self.ended.setdefault(result.agent_id, now)
+            self.started.setdefault(key, now)
+        if result.final:
+            self.ended.setdefault(key, now)
         if text:
             last = text.splitlines()[-1] if text.strip() else ""
-            self.last_line[result.agent_id] = shown(last)
+            self.last_line[key] = shown(last)
 
     def render(self) -> RenderableType:
         from rich.console import Group
         from rich.text import Text
 
         summary = Text(progress_line(self.run, time.monotonic() - self.begun), style="dim")
+        plan = self.run.result.mode == "plan"
         if len(self.results) > TABLE_MAX_ROWS:
+            if plan:
+                return Group(self.plan_graph(), summary)
             return summary
+        if plan:
+            return Group(self.table(), Text(by_state(self.results), style="dim"), summary)
         return Group(self.table(), summary)
+
+    def plan_graph(self) -> RenderableType:
+        """A big plan: its tasks by state, then the running ones (agent, last line)."""
+        from rich.console import Group
+        from rich.text import Text
+
+        lines = [Text(by_state(self.results))]
+        running = [r for r in self.results if r.status in ("starting", "running", "retrying")]
+        for result in running[:PLAN_RUNNING_ROWS]:
+            line = self.last_line.get(result.task_id, "")
+            if len(line) > LAST_LINE_CHARS:
+                line = line[: LAST_LINE_CHARS - 1] + "…"
+            mark, style = STATUS_STYLE.get(result.status, ("?", ""))
+            row = Text(f"{mark} ", style=style)
+            row.append(f"{result.id or result.task_id}  {result.agent_id}  {line}")
+            lines.append(row)
+        if len(running) > PLAN_RUNNING_ROWS:
+            lines.append(Text(f"… and {len(running) - PLAN_RUNNING_ROWS} more running"))
+        return Group(*lines)
 
     def table(self) -> RenderableType:
         from rich.table import Table
         from rich.text import Text
 
         table = Table(box=None, pad_edge=False, expand=False)
-        for column in ("agent", "preset", "status", "elapsed", "tokens", "changes", "last output"):
+        plan = self.run.result.mode == "plan"
+        columns = ("agent", "preset", "status", "elapsed", "tokens", "changes", "last output")
+        for column in ("task", *columns) if plan else columns:
             table.add_column(column, no_wrap=True)
         now = time.monotonic()
         for result in self.results:
             mark, style = STATUS_STYLE.get(result.status, ("?", ""))
-            start = self.started.get(result.agent_id)
-            end = self.ended.get(result.agent_id, now)
+            start = self.started.get(result.task_id)
+            end = self.ended.get(result.task_id, now)
             elapsed = f"{end - start:5.1f}s" if start else "  -  "
-            line = self.last_line.get(result.agent_id, "")
+            line = self.last_line.get(result.task_id, "")
             if len(line) > LAST_LINE_CHARS:
                 line = line[: LAST_LINE_CHARS - 1] + "…"
+            first = (Text(result.id or ""),) if plan else ()
             table.add_row(
+                *first,
                 result.agent_id,
                 result.preset or "-",
                 f"[{style}]{mark} {result.status}[/]",
@@ -134,6 +168,15 @@ class LiveView:
                 Text(line),  # an agent's text is data, never markup
             )
         return table
+
+
+def by_state(results: list[AgentResult]) -> str:
+    """`3 ok · 2 running · 1 skipped · 4 pending`: a plan's tasks by state."""
+    from collections import Counter
+
+    found = Counter(str(r.status) for r in results)
+    order = [s for s in STATUS_STYLE if found[s]]
+    return " · ".join(f"{found[s]} {s}" for s in order)
 
 
 def counts(run: Run) -> tuple[int, int, int]:
@@ -185,10 +228,13 @@ class StatusLines:
         if run is not None and len(run.result.results) > TABLE_MAX_ROWS:
             self._batch(run)
             return
-        if result.status == "failed":
-            self._print(f"aiswitch: {result.agent_id}: {shown(result.error or '')}")
+        who = result.agent_id
+        if run is not None and run.result.mode == "plan":
+            who = f"{result.id} ({result.agent_id})"
+        if result.status in ("failed", "skipped"):
+            self._print(f"aiswitch: {who}: {shown(result.error or '')}")
         else:
-            self._print(f"aiswitch: {result.agent_id} {result.status}")
+            self._print(f"aiswitch: {who} {result.status}")
 
     def _batch(self, run: Run) -> None:
         total = len(run.result.results)

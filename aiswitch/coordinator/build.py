@@ -128,6 +128,8 @@ class TaskBuilder:
                 lane = self._own_lane(spec.agent, fallback, where)
             if lane is None:
                 continue
+            # Its own lane is numbered first, then the places it may move to.
+            own_id = spec.agent_id or self.agent_id(lane)
             for other in (*candidates, *fallback):
                 self.agent_id(other)
             depends = tuple(
@@ -137,7 +139,7 @@ class TaskBuilder:
             )
             result = AgentResult(
                 agent=lane.agent.name,
-                agent_id=spec.agent_id or self.agent_id(lane),
+                agent_id=own_id,
                 preset=lane.preset.name,
                 task_id=str(index),
                 id=spec.id,

@@ -295,6 +295,16 @@ class LocalExecutor:
         else:
             attempt.end, attempt.error = _failure(reply_or_error)
 
+    def cancel_attempt(self, attempt: Attempt, why: str) -> None:
+        """Ask the process running `attempt` to cancel it (its reply ends the attempt)."""
+        for pool in self.pools.values():
+            for handle in pool.handles:
+                if handle.agent_id == attempt.process:
+                    job = asyncio.get_running_loop().create_task(handle.cancel(attempt.id, why))
+                    self._watchers.add(job)
+                    job.add_done_callback(self._watchers.discard)
+                    return
+
     def _stop_wakers(self, stop: StopSignal) -> set[Callable[[], None]]:
         """The wake-ups of the attempts `stop` must end; one task watches `stop` for all."""
         wakers = self._wakers.get(stop)

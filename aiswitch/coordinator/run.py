@@ -459,6 +459,8 @@ class Run:
             # An agent's error may quote its environment: secret values never reach the
             # run file, the journal or the screen.
             result.error = None if end is End.OK else redact_text(last.error or str(end))
+            if task.halted and end is not End.OK:
+                result.error = f"stopped: {task.halted} ({result.error})"
             reply = last.reply
             if reply is not None:
                 result.output = reply.output
@@ -534,7 +536,20 @@ class Run:
             result.cost_usd = round((result.cost_usd or 0.0) + record.cost_usd, 8)
         result.model = params.model or result.model
         result.session_id = params.session_id or result.session_id
+        if task.budget_usd is not None and (result.cost_usd or 0.0) >= task.budget_usd:
+            self._over_task_budget(task, attempt)
         self._check_budget(params.usage, record.cost_usd)
+
+    def _over_task_budget(self, task: Task, attempt: Attempt) -> None:
+        """A task's own `budget_usd` reached: its attempt in flight is cancelled and no
+        other starts (the run goes on)."""
+        if task.halted:
+            return
+        task.halted = (
+            f"its cost ${task.result.cost_usd:g} reached its budget_usd ${task.budget_usd:g}"
+        )
+        if self.executor is not None and attempt.end is None:
+            self.executor.cancel_attempt(attempt, task.halted)
 
     def _stray_usage(self, handle: Any, params: UsageParams) -> None:
         assert self._ledger is not None

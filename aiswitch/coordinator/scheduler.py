@@ -219,7 +219,7 @@ class Scheduler:
             self.figures.running = len(self._running)
         end = attempt.end or End.FAILED
         delay = None
-        if self.stop.is_set():
+        if self.stop.is_set() or task.halted:
             pass
         elif end is not End.OK and self.reroute is not None and self.reroute(task, attempt):
             # Moved to another agent (a failover): that one's first try, at once.

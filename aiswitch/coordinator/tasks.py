@@ -149,6 +149,8 @@ class Task:
     fallback: tuple[Lane, ...] = ()
     # Its prompt names dependencies' outputs (`{ID.output}`): filled in when ready.
     template: bool = False
+    # Why no further attempt may start (its own budget reached), if so.
+    halted: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     final: bool = False
     # A resumed task: attempts made, and usage spent, before its run was interrupted.
