@@ -117,6 +117,10 @@ class Coordinator:
             if not task.final:
                 task.prior_usage, task.prior_cost = result.usage, result.cost_usd
                 result.status, result.error = TaskStatus.PENDING, None
+                # It starts again where it was planned (it may have failed over before).
+                lane = task.lane
+                result.agent, result.preset = lane.agent.name, lane.preset.name
+                result.agent_id = plan.agent_ids.get(lane.key, result.agent_id)
         return Run(self, plan, on_event=on_event, resumed=previous)
 
     def _request_of(self, previous: RunResult) -> RunRequest:
