@@ -63,7 +63,9 @@ def format_changes(result: AgentResult) -> str:
 
 
 def format_cost(cost: float | None) -> str:
-    return "unpriced" if cost is None else f"${cost:.4f}"
+    from aiswitch.tokens.money import format_usd
+
+    return "unpriced" if cost is None else format_usd(cost)
 
 
 class LiveView:
@@ -203,7 +205,7 @@ def progress_line(run: Run, elapsed: float) -> str:
     processes = 0
     if run.executor is not None:
         processes = sum(p.size for p in run.executor.pools.values())
-    cost = "unpriced" if not run.spent_cost else f"${run.spent_cost:.4f}"
+    cost = "unpriced" if not run.spent_cost else format_cost(run.spent_cost)
     return (
         f"{done}/{total} done · {running} running · {waiting} waiting · {failed} failed · "
         f"{retried} retried · {rate:.1f} tasks/s · ETA {eta} · "

@@ -107,7 +107,9 @@ def _report(
 def _money(value: float | None, unpriced: int, api_equivalent: float) -> str:
     if value is None:
         return "unpriced"
-    text = f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    from aiswitch.tokens.money import format_usd
+
+    text = format_usd(value)
     if api_equivalent > 0:
         text = API_EQUIVALENT_MARK + text
     if unpriced:
@@ -159,11 +161,13 @@ def _print_table(report: Any) -> None:
             f"{row['requests']:,}",
         )
     console.print(table)
+    from aiswitch.tokens.money import format_usd
+
     notes = [f"Times in {report.timezone}; prices as of {report.prices_as_of or 'unknown'}."]
     if report.api_equivalent_usd > 0:
         notes.append(
-            f"{API_EQUIVALENT_MARK} includes ${report.api_equivalent_usd:,.2f} of API-equivalent "
-            "cost: usage of subscription presets, not billed per token."
+            f"{API_EQUIVALENT_MARK} includes {format_usd(report.api_equivalent_usd)} of "
+            "API-equivalent cost: usage of subscription presets, not billed per token."
         )
     if totals["unpriced_requests"]:
         notes.append("Unpriced: models without a known price (never counted as $0).")
@@ -282,6 +286,7 @@ def quota_show(
     import json
 
     from aiswitch.home import Home
+    from aiswitch.tokens.money import format_usd
     from aiswitch.tokens.quotas import quota_status
 
     entries = quota_status(Home.current(), timezone)
@@ -296,7 +301,7 @@ def quota_show(
         for key, limit in entry["limits"].items():
             used_value = entry["used"][key]
             if key.endswith("_usd"):
-                parts.append(f"{key} ${used_value:,.2f} / ${limit:,.2f}")
+                parts.append(f"{key} {format_usd(used_value)} / {format_usd(limit)}")
             else:
                 parts.append(f"{key} {used_value:,} / {limit:,}")
         flag = "  OVER" if entry["exceeded"] else ""

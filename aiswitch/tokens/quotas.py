@@ -33,6 +33,7 @@ from typing import Any, Final, Literal
 
 from aiswitch.errors import ConfigError, QuotaExceededError, UsageError
 from aiswitch.home import Home
+from aiswitch.tokens.money import format_usd
 
 QUOTAS_FILE: Final = "quotas.yaml"
 LOCK_RESOURCE: Final = "quotas"
@@ -268,7 +269,7 @@ def exceeded(kind: Kind, name: str, limits: Limits, spent: Spent) -> str | None:
             continue
         what, when = _PERIOD[field_name]
         if field_name.endswith("_usd"):
-            amounts = f"${used:,.2f} of ${limit:,.2f} spent {when}"
+            amounts = f"{format_usd(used)} of {format_usd(limit)} spent {when}"
         else:
             amounts = f"{used:,} of {limit:,} tokens used {when}"
         flag = "--" + field_name.replace("_", "-")
