@@ -8,7 +8,8 @@ Contract:
   win per model.
 - `PriceTable.lookup(model)` finds a model by its exact id first, then by its normalised id
   (lower case, provider prefixes such as `anthropic/` or `us.anthropic.` removed, date suffixes
-  such as `-20250929`, `@20250929` or `-2025-04-14`, `-latest` and Bedrock `-v1:0` removed); a
+  such as `-20250929`, `@20250929` or `-2025-04-14`, `-latest` and Bedrock `-v1:0` removed,
+  a context tag such as `[1m]` removed, dots between Claude version digits read as dashes); a
   fast-mode id `<model>-fast` without a price of its own takes the model's price. It
   never guesses: an id that does not normalise to a known model is unpriced (`None`), and an
   unpriced request is never reported as $0.
@@ -56,14 +57,21 @@ _BEDROCK_PREFIX_RE = re.compile(r"^(?:(?:us|eu|apac|global)\.)?anthropic\.")
 _BEDROCK_VERSION_RE = re.compile(r"-v\d+(?::\d+)?$")
 _DATE_SUFFIX_RE = re.compile(r"(?:[-@](?:20\d{2}-?\d{2}-?\d{2}))$")
 _LATEST_SUFFIX_RE = re.compile(r"-latest$")
+# Claude Code tags an id with its context window (`claude-opus-4-8[1m]`).
+_CONTEXT_TAG_RE = re.compile(r"\[[^\]]*\]$")
+# OpenRouter writes Claude versions with dots (`anthropic/claude-sonnet-4.5`), Anthropic with
+# dashes (`claude-sonnet-4-5`); ccusage prices both alike.
+_CLAUDE_DOT_RE = re.compile(r"(?<=\d)\.(?=\d)")
 
 
 def normalise_model_id(model: str) -> str:
     """The id a model is filed under in the table: no provider prefix, no date, lower case."""
-    text = model.strip().lower()
+    text = _CONTEXT_TAG_RE.sub("", model.strip().lower())
     text = _PREFIX_RE.sub("", text)
     text = _BEDROCK_PREFIX_RE.sub("", text)
     text = _BEDROCK_VERSION_RE.sub("", text)
+    if text.startswith("claude-"):
+        text = _CLAUDE_DOT_RE.sub("-", text)
     fast = text.endswith(FAST_SUFFIX)
     if fast:
         text = text[: -len(FAST_SUFFIX)]
@@ -91,6 +99,9 @@ class ModelPrice:
     base: Rates
     provider: str | None = None
     tiers: tuple[tuple[int, Rates], ...] = ()
+    # Where this price was read and when, when the entry says (else its vendor's `source`).
+    source: str | None = None
+    as_of: str | None = None
 
     def prompt_tier(self, prompt_tokens: int) -> int:
         """Which rates a request with this prompt (input + cache read + cache write) pays under
@@ -203,6 +214,13 @@ class PriceTable:
             found = self._normalised().get(normalised[: -len(FAST_SUFFIX)])
         return found
 
+    def provenance(self, price: ModelPrice) -> tuple[str, str] | None:
+        """Where `price` comes from and as of when: the entry's own source and date, else its
+        vendor's source in this table and the table's date; None when neither is known."""
+        source = price.source or self.source.get(price.provider or "") or self.source.get("all")
+        as_of = price.as_of or self.as_of
+        return (source, as_of) if source and as_of else None
+
     def with_overrides(self, overrides: Mapping[str, ModelPrice]) -> PriceTable:
         """A new table where `overrides` replace or add models."""
         if not overrides:
@@ -292,11 +310,14 @@ def parse_price_specs(data: object, origin: str) -> dict[str, ModelPrice]:
             tiers.append((int(tier["above"]), _rates(tier, where, base)))
         tiers.sort(key=lambda item: item[0])
         provider = spec.get("provider")
+        source, as_of = spec.get("source"), spec.get("as_of")
         parsed[str(model)] = ModelPrice(
             model=str(model),
             base=base,
             provider=str(provider) if provider else None,
             tiers=tuple(tiers),
+            source=str(source) if source else None,
+            as_of=str(as_of) if as_of else None,
         )
     return parsed
 

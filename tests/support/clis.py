@@ -30,6 +30,17 @@ PINNED = {
     "gemini": (GEMINI_PACKAGE, GEMINI_VERSION),
 }
 
+# The models each pinned CLI uses when no model is set (issue 12: each must be priced).
+# claude 2.1.197 asks for claude-opus-4-8 (its stream's init and result name it
+# `claude-opus-4-8[1m]`, the context window tagged on) and uses claude-haiku-4-5 for its small
+# fast requests; codex 0.169.0's rollouts name gpt-6.1-sol; gemini 0.61.0's
+# DEFAULT_GEMINI_MODEL is gemini-2.5-pro, with gemini-2.5-flash as its flash model.
+PINNED_DEFAULT_MODELS = {
+    "claude": ("claude-opus-4-8[1m]", "claude-haiku-4-5"),
+    "codex": ("gpt-6.1-sol",),
+    "gemini": ("gemini-2.5-pro", "gemini-2.5-flash"),
+}
+
 SETUP_SCRIPT = "scripts/setup/agent-clis.sh"
 
 
