@@ -443,4 +443,6 @@ def prune_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from aiswitch.cli import tokens_blocks_cmd  # noqa: F401 (adds `blocks` and `statusline`)
+
     app.add_typer(tokens_app, name="tokens")
