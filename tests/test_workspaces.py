@@ -560,3 +560,76 @@ def test_a_mock_write_outside_its_directory_fails_the_task(
         assert result["status"] == "failed"
         assert "outside the working directory" in result["error"]
     assert not (home.workspaces.parent / "escape.txt").exists()
+
+
+# -- plans ------------------------------------------------------------------------------
+
+
+def test_a_plans_branches_get_worktrees_from_the_step_they_wait_for_and_a_task_may_share(
+    tmp_path: Path, home: Home, genv: dict[str, str]
+) -> None:
+    repo = make_repo(tmp_path / "repo", {".gitignore": ".ready\n", "README.md": "r\n"})
+    writers(
+        home,
+        {
+            "a": {"MOCK_WRITE": write_spec({"base.txt": "base\n"})},
+            "b": {"MOCK_WRITE": write_spec({"left.txt": "left\n"})},
+            "c": {"MOCK_WRITE": write_spec({"right.txt": "right\n"})},
+            "d": {"MOCK_WRITE": write_spec({"note.txt": "note\n"})},
+        },
+    )
+    plan = {
+        "workspace": {"setup": ["touch .ready"]},
+        "tasks": [
+            {"id": "base", "agent": "a", "prompt": "lay the base"},
+            {"id": "left", "agent": "b", "prompt": "left", "depends_on": ["base"]},
+            {"id": "right", "agent": "c", "prompt": "right", "depends_on": ["base"]},
+            {"id": "note", "agent": "d", "prompt": "note", "workspace": "shared"},
+        ],
+    }
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    done = run_cli("run", "--plan", str(plan_file), "--json", env=genv, cwd=repo)
+    assert done.code == 0, done.stderr
+    by_id = {r["id"]: r for r in done.json()["results"]}
+    base, left, right = (by_id[k]["workspace"] for k in ("base", "left", "right"))
+    assert {base["mode"], left["mode"], right["mode"]} == {"worktree"}
+    assert len({base["root"], left["root"], right["root"]}) == 3
+    # Each branch starts from the work of the step it waited for, and its diff is its own.
+    assert left["base"] == right["base"] == base["tip"] != base["base"]
+    assert (Path(left["root"]) / "base.txt").read_text() == "base\n"
+    assert not (Path(left["root"]) / "right.txt").exists()
+    assert left["changes"]["paths"] == ["left.txt"]
+    assert right["changes"]["paths"] == ["right.txt"]
+    assert all((Path(ws["root"]) / ".ready").exists() for ws in (base, left, right))
+    note = by_id["note"]["workspace"]
+    assert note["mode"] == "shared" and note["changes"]["paths"] == ["note.txt"]
+    assert (repo / "note.txt").read_text() == "note\n"
+    assert not (repo / "base.txt").exists()
+
+
+def test_a_plan_with_an_unknown_workspace_mode_is_refused(
+    tmp_path: Path, home: Home, genv: dict[str, str]
+) -> None:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(
+        yaml.safe_dump({"tasks": [{"id": "t", "agent": "mock", "prompt": "x", "workspace": "x"}]})
+    )
+    done = run_cli("run", "--plan", str(plan_file), env=genv, cwd=tmp_path)
+    assert done.code != 0
+    assert "workspace" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_each_jsonl_task_line_carries_its_workspace(
+    tmp_path: Path, home: Home, genv: dict[str, str]
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    writers(home, {"a": {"MOCK_WRITE": write_spec({"x.txt": "x\n"})}})
+    done = run_cli("run", "-p", "a,a", "x", "--jsonl", env=genv, cwd=repo)
+    assert done.code == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    tasks = [line for line in lines if line["type"] == "task"]
+    assert len(tasks) == 2
+    for line in tasks:
+        assert line["workspace"]["branch"].startswith("aiswitch/")
+        assert line["workspace"]["changes"]["paths"] == ["x.txt"]

@@ -305,6 +305,7 @@ def jsonl_task(result: Any) -> dict[str, Any]:
         "usage": result.usage.model_dump(),
         "cost_usd": result.cost_usd,
         "duration_s": result.duration_s,
+        "workspace": result.workspace.model_dump(mode="json") if result.workspace else None,
     }
 
 

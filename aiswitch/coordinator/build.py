@@ -161,6 +161,7 @@ class TaskBuilder:
                     retries=spec.retries,
                     continue_on_failure=spec.continue_on_failure,
                     cwd=spec.cwd,
+                    workspace=spec.workspace,
                     budget_usd=spec.budget_usd,
                     capability=spec.capability,
                     candidates=candidates,

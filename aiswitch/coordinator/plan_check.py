@@ -181,6 +181,7 @@ def expand(plan: PlanFile, path: Path, digest: Any, problems: list[str]) -> list
             options={**defaults.options, **task.options},
             continue_on_failure=task.continue_on_failure,
             cwd=_cwd(task.cwd or defaults.cwd, base),
+            workspace=task.workspace or defaults.workspace,
             fallback=tuple(fallback),
         )
         if task.for_each is None:

@@ -16,12 +16,15 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiswitch.workspace.model import WorkspaceSettings
+
 # A task id: what `{ID.output}` and `depends_on` name. No dots or brackets: a fanned
 # task's copies are `ID[N]`, and `{ID[N].output}` must read one way only.
 TASK_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 Permissions = Literal["read-only", "edit", "full"]
+WorkspaceMode = Literal["worktree", "copy", "shared"]
 
 
 class _Strict(BaseModel):
@@ -47,6 +50,9 @@ class PlanDefaults(_Strict):
         default_factory=dict, description="Adapter options every task is sent."
     )
     cwd: str | None = Field(None, description="Working directory of every task.")
+    workspace: WorkspaceMode | None = Field(
+        None, description="Where every task works: worktree, copy or shared (docs/workspaces.md)."
+    )
 
 
 class PlanTask(_Strict):
@@ -81,6 +87,9 @@ class PlanTask(_Strict):
         False, description="Run even when a dependency did not succeed."
     )
     cwd: str | None = Field(None, description="Working directory (relative to the plan file).")
+    workspace: WorkspaceMode | None = Field(
+        None, description="Where this task works: worktree, copy or shared (docs/workspaces.md)."
+    )
     fallback: list[str] | None = Field(
         None, description="Replaces `defaults.fallback` for this task."
     )
@@ -100,6 +109,11 @@ class PlanFile(_Strict):
     budget_usd: float | None = Field(None, gt=0, description="Stop the plan at this cost.")
     budget_tokens: int | None = Field(None, gt=0, description="Stop the plan at these tokens.")
     tasks: list[PlanTask] = Field(min_length=1)
+    workspace: WorkspaceSettings | None = Field(
+        None,
+        description="Setup, include and symlink for each new workspace (over "
+        "config/coordination.yaml's `workspace:`).",
+    )
 
 
 def render_schema() -> str:

@@ -19,8 +19,7 @@ from aiswitch.errors import UsageError
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.plan_check import PlanSource
-    from aiswitch.workspace.make import Source
-    from aiswitch.workspace.model import WorkspaceSettings
+    from aiswitch.coordinator.workspaces import WorkspacePlan
 
 DEFAULT_HANDOFF_TEMPLATE = (
     "{task}\n\n--- Output of the previous agent ({previous_agent}) ---\n{previous_output}\n"
@@ -59,6 +58,8 @@ class TaskSpec:
     options: dict[str, Any] = field(default_factory=dict)
     continue_on_failure: bool = False
     cwd: str | None = None
+    # A plan task's own workspace mode (worktree, copy, shared); None: the run's.
+    workspace: str | None = None
     fallback: tuple[AgentSpec, ...] = ()
     # A copy of a `for_each` task: the task's own id, and the value it was given.
     group: str | None = None
@@ -110,8 +111,8 @@ class Plan:
     tasks: list[Task]
     # A plan's lanes' ids (`NAME#N`) by lane key: a task moved to another lane takes its id.
     agent_ids: dict[str, str] = field(default_factory=dict)
-    # Where the tasks' workspaces are made from, and what each gets; None: in `cwd`.
-    workspace: tuple[Source, WorkspaceSettings] | None = None
+    # Where each task works (aiswitch.coordinator.workspaces); None: all in `cwd`.
+    workspace: WorkspacePlan | None = None
 
     @property
     def results(self) -> list[AgentResult]:

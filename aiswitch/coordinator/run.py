@@ -171,14 +171,12 @@ class Run:
             return None
         from aiswitch.coordinator.workspaces import RunWorkspaces, task_names
 
-        source, settings = self.plan.workspace
         coordinator = self.coordinator
         workspaces = RunWorkspaces(
             coordinator.home,
             coordinator.store,
             self.run_id,
-            source,
-            settings,
+            self.plan.workspace,
             self.request.check,
             task_names(self.tasks),
         )

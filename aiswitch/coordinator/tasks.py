@@ -140,6 +140,8 @@ class Task:
     # Runs even when a task it depends on did not end ok (a sequential step does).
     continue_on_failure: bool = False
     cwd: str | None = None
+    # A plan task's own workspace mode; None: the run's (aiswitch.coordinator.workspaces).
+    workspace: str | None = None
     budget_usd: float | None = None
     # Where else it may run: a capability's agents (the least loaded is chosen when it
     # is ready) and, after them, the fallback lanes in order (on a process death or a

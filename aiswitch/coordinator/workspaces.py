@@ -81,13 +81,35 @@ def _branches(tasks: list[Task]) -> bool:
     return len(set(levels)) < len(levels)
 
 
-def plan_source(
-    request: RunRequest, tasks: list[Task], config: Path
-) -> tuple[ws_make.Source, WorkspaceSettings] | None:
-    mode = choose_mode(request, tasks)
-    if request.with_changes and mode != "worktree":
+@dataclass(frozen=True)
+class WorkspacePlan:
+    """Where each task of a run works: its mode, the source checked for each mode used,
+    and what each new workspace gets."""
+
+    modes: dict[int, Mode]  # task index -> mode
+    sources: dict[Mode, ws_make.Source]
+    settings: WorkspaceSettings
+
+    def source(self, task: Task) -> ws_make.Source:
+        return self.sources[self.modes[task.index]]
+
+
+def plan_source(request: RunRequest, tasks: list[Task], config: Path) -> WorkspacePlan | None:
+    """Check what each task's mode needs, before anything starts; None: all in `cwd`."""
+    run_mode = choose_mode(request, tasks)
+    modes: dict[int, Mode] = {}
+    for task in tasks:
+        mode = task.workspace or run_mode
+        if mode not in MODES:
+            raise UsageError(
+                f"unknown workspace mode {mode!r}", hint="use worktree, copy or shared"
+            )
+        modes[task.index] = mode
+    used = set(modes.values())
+    if request.with_changes and "worktree" not in used:
         raise UsageError("--with-changes carries uncommitted changes into worktrees only")
-    if mode == "shared" and request.workspace is None and request.check is None:
+    asked = request.workspace is not None or any(t.workspace for t in tasks)
+    if used == {"shared"} and not asked and request.check is None:
         # One agent in the user's tree: its changes are recorded when that tree is a git
         # repository with a commit; a batch's many tasks in one tree are not.
         from aiswitch.workspace.git import inspect
@@ -97,8 +119,16 @@ def plan_source(
             return None
     from aiswitch.workspace.model import load_settings
 
-    source = ws_make.check_source(mode, request.cwd, request.with_changes)
-    return source, load_settings(config)
+    sources = {
+        mode: ws_make.check_source(mode, request.cwd, request.with_changes and mode == "worktree")
+        for mode in sorted(used)
+    }
+    settings = load_settings(config)
+    own = request.plan.plan.workspace if request.plan is not None else None
+    if own is not None:
+        # The plan's own setup, include and symlink replace the config's, key by key.
+        settings = settings.model_copy(update=own.model_dump(exclude_unset=True))
+    return WorkspacePlan(modes, sources, settings)
 
 
 def task_names(tasks: list[Task]) -> dict[int, str]:
@@ -119,20 +149,22 @@ class RunWorkspaces:
     home: Home
     store: StateStore
     run_id: str
-    source: ws_make.Source
-    settings: WorkspaceSettings
+    plan: WorkspacePlan
     check_command: str | None
     names: dict[int, str]
     dependents: dict[int, int] | None = None
 
     def check_names(self, tasks: list[Task]) -> None:
         """Refuse a name clash before the run starts (a resumed run's own are reused)."""
-        fresh = [
-            self.names[t.index]
-            for t in tasks
-            if not t.final and not self._record(self.names[t.index]).exists()
-        ]
-        ws_make.check_names(self.source, self.home, self.run_id, fresh)
+        for mode, source in self.plan.sources.items():
+            fresh = [
+                self.names[t.index]
+                for t in tasks
+                if self.plan.modes[t.index] == mode
+                and not t.final
+                and not self._record(self.names[t.index]).exists()
+            ]
+            ws_make.check_names(source, self.home, self.run_id, fresh)
 
     def _record(self, name: str) -> Path:
         return records.record_path(self.home, self.run_id, name)
@@ -171,9 +203,10 @@ class RunWorkspaces:
             break
         ws = await asyncio.to_thread(self._make, task, start)
         task.result.workspace = ws
-        if ws.mode != "shared" and self.settings.setup:
+        setup = self.plan.settings.setup
+        if ws.mode != "shared" and setup:
             try:
-                await ws_changes.setup(ws, self.settings.setup, task.timeout_s)
+                await ws_changes.setup(ws, setup, task.timeout_s)
             except WorkspaceError:
                 task.result.workspace = None
                 await asyncio.to_thread(self._drop, ws)
@@ -185,7 +218,7 @@ class RunWorkspaces:
         if task.cwd is None or ws.mode == "shared":
             return task.cwd or ws.cwd
         try:
-            inside = Path(task.cwd).resolve().relative_to(self.source.top)
+            inside = Path(task.cwd).resolve().relative_to(self.plan.source(task).top)
         except ValueError:
             return ws.cwd
         return str(Path(ws.root) / inside)
@@ -206,11 +239,11 @@ class RunWorkspaces:
             if Path(ws.root).is_dir():
                 return ws
         ws = ws_make.make(
-            self.source,
+            self.plan.source(task),
             self.home,
             self.run_id,
             name,
-            self.settings,
+            self.plan.settings,
             agent_id=task.result.agent_id,
             task_id=task.result.task_id,
             start=start,
