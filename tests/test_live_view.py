@@ -144,3 +144,28 @@ def test_a_big_plans_view_lists_the_running_tasks_with_their_agent_and_last_line
     assert "9 pending · 1 running · 20 ok" in text
     assert "t20  mock#1  step 2/3: thinking" in text
     assert "t5 " not in text
+
+
+def test_the_live_table_shows_a_tasks_changes_and_its_check(home: Home) -> None:
+    from aiswitch.workspace.model import Changes, CheckResult, Workspace
+
+    console = Console(file=io.StringIO(), width=200)
+    coordinator = Coordinator(home, parent_env=dict(os.environ))
+    run = coordinator.new_run(RunRequest(mode="single", specs=parse_specs("mock"), prompt="x"))
+    (result,) = run.result.results
+    view = LiveView(console, run)
+    result.status = TaskStatus.OK
+    result.workspace = Workspace(
+        mode="worktree",
+        run_id=run.run_id,
+        name="mock-1",
+        root="/w",
+        cwd="/w",
+        source="/r",
+        changes=Changes(files=3, insertions=10, deletions=2),
+        check=CheckResult(command="pytest -q", passed=False, exit_code=1),
+    )
+    view.event("status", result, None)
+    console.print(view.render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "3 files +10 -2 · check failed" in text
