@@ -55,10 +55,12 @@ def _report(
     as_json: bool,
     as_csv: bool,
     no_cache: bool,
+    fmt: str = "aiswitch",
 ) -> None:
     from aiswitch.errors import UsageError
     from aiswitch.home import Home
     from aiswitch.tokens import fastpath
+    from aiswitch.tokens.ccusage_format import check_format
     from aiswitch.tokens.prices import load_price_table
     from aiswitch.tokens.report import parse_report_options
     from aiswitch.tokens.sources import check_source, preset_settings, report_for_source
@@ -66,6 +68,7 @@ def _report(
     if as_json and as_csv:
         raise UsageError("give --json or --csv, not both")
     check_source(source)
+    check_format(fmt, by, as_json)
     home = Home.current()
     # The command line to record for the CLI's fast path, and the inputs as they are now
     # (taken before reading them, the presets or the prices: a file changed meanwhile makes
@@ -76,7 +79,7 @@ def _report(
         state = fastpath.snapshot(source, home)
     presets = preset_settings(home)
     options = parse_report_options(
-        by=by,
+        by=by if fmt == "aiswitch" else f"{by},model",
         since=since,
         until=until,
         agents=_split(agent),
@@ -94,7 +97,11 @@ def _report(
     warnings = _warning_text(presets.warnings + report.warnings)
     sys.stderr.write(warnings)
     if as_json:
-        text = report.to_json() + "\n"
+        text = (
+            report.to_json() + "\n"
+            if fmt == "aiswitch"
+            else _ccusage_text(report, by, home, source)
+        )
         sys.stdout.write(text)
         if args is not None and state is not None:
             fastpath.remember(args, home, state, text, warnings)
@@ -102,6 +109,29 @@ def _report(
         sys.stdout.write(report.to_csv())
     else:
         _print_table(report)
+
+
+def _ccusage_text(report: Any, by: str, home: Any, source: str) -> str:
+    """`--format ccusage`: the report in ccusage's JSON shape (aiswitch.tokens.ccusage_format)."""
+    import json
+
+    from aiswitch.tokens.ccusage_format import ccusage_document, session_infos
+
+    sessions = None
+    if by == "session":
+        from aiswitch.tokens.sources import input_files, load_rows
+        from aiswitch.tokens.sources.claude import session_from_path
+
+        projects: dict[str, str] = {}
+        if source in ("claude", "all"):
+            for path in input_files("claude", home):
+                parts = path.parts
+                if "projects" in parts:
+                    after = len(parts) - parts[::-1].index("projects")
+                    if after < len(parts) - 1:
+                        projects.setdefault(session_from_path(path), parts[after])
+        sessions = session_infos(load_rows(source, home).rows, projects)
+    return json.dumps(ccusage_document(report, by, sessions), indent=2, sort_keys=True) + "\n"
 
 
 def _money(value: float | None, unpriced: int, api_equivalent: float) -> str:
@@ -188,6 +218,12 @@ _COST = typer.Option("auto", "--cost-mode", help="auto, calculate or reported.")
 _JSON = typer.Option(False, "--json", help="One JSON document (docs/tokens.md).")
 _CSV = typer.Option(False, "--csv", help="CSV with a TOTAL line.")
 _NO_CACHE = typer.Option(False, "--no-cache", help="Read everything again; skip the caches.")
+_FORMAT = typer.Option(
+    "aiswitch",
+    "--format",
+    help="JSON shape: aiswitch (report schema 1) or ccusage (ccusage's daily, monthly or "
+    "session --json; with --by day, month or session).",
+)
 
 
 @tokens_app.command("report")
@@ -210,10 +246,11 @@ def report_cmd(
     as_json: bool = _JSON,
     as_csv: bool = _CSV,
     no_cache: bool = _NO_CACHE,
+    fmt: str = _FORMAT,
 ) -> None:
     """Token usage and cost, grouped as --by says, with totals."""
     _report(by, since, until, agent, preset, model, run, timezone, source, cost_mode, as_json,
-            as_csv, no_cache)  # fmt: skip
+            as_csv, no_cache, fmt)  # fmt: skip
 
 
 def _shortcut(name: str, by: str, what: str) -> None:
@@ -230,9 +267,10 @@ def _shortcut(name: str, by: str, what: str) -> None:
         as_json: bool = _JSON,
         as_csv: bool = _CSV,
         no_cache: bool = _NO_CACHE,
+        fmt: str = _FORMAT,
     ) -> None:
         _report(by, since, until, agent, preset, model, run, timezone, source, cost_mode,
-                as_json, as_csv, no_cache)  # fmt: skip
+                as_json, as_csv, no_cache, fmt)  # fmt: skip
 
     command.__doc__ = f"{what} (ccusage's `{name}`): `tokens report --by {by}`."
     tokens_app.command(name)(command)
