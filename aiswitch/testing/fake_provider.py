@@ -191,6 +191,7 @@ class HangReply:
 
 
 Reply = TextReply | ToolCallReply | ErrorReply | HangReply
+ReplyMaker = Callable[["RecordedRequest"], Reply]
 
 
 # --- recorded requests -------------------------------------------------------------------
@@ -241,10 +242,11 @@ class Rule:
     """Reply with `reply` to requests matching every given condition.
 
     `api`: only this API; `contains`: the prompt text contains this string;
-    `times`: at most this many uses (None = unlimited). `hits` counts uses.
+    `times`: at most this many uses (None = unlimited). `hits` counts uses. `reply` may be
+    a function of the request (a tool call naming a path only the request tells).
     """
 
-    reply: Reply
+    reply: Reply | ReplyMaker
     api: ApiKind | None = None
     contains: str | None = None
     times: int | None = None
@@ -268,7 +270,7 @@ class Script:
 
     def add(
         self,
-        reply: Reply,
+        reply: Reply | ReplyMaker,
         *,
         api: ApiKind | None = None,
         contains: str | None = None,
@@ -284,7 +286,8 @@ class Script:
             for rule in self._rules:
                 if rule.matches(request):
                     rule.hits += 1
-                    return rule.reply
+                    reply = rule.reply
+                    return reply(request) if callable(reply) else reply
         marked = reply_from_markers(request.prompt)
         if marked is not None:
             return marked
