@@ -761,9 +761,12 @@ def _too_large_answer(request_id: RequestId | None) -> bytes:
 
 
 def _plain(value: Any) -> Any:
-    """Pydantic models go on the wire as their JSON form; everything else as given."""
+    """Pydantic models go on the wire as their JSON form; everything else as given, but
+    a `dict` subclass as a plain `dict` (orjson leaves subclasses to json, 10x slower)."""
     if type(value) in _JSON_TYPES:
         return value
+    if isinstance(value, dict):
+        return dict(value)
     # No model exists unless pydantic is loaded; the peer never loads it itself.
     main = sys.modules.get("pydantic.main")
     if main is not None and isinstance(value, main.BaseModel):
