@@ -223,7 +223,7 @@ class Adapter:
 @dataclass
 class _Running:
     ctx: TaskContext
-    task: asyncio.Task[dict[str, Any]]
+    task: asyncio.Task[Any]
 
 
 class AdapterServer:
@@ -343,17 +343,20 @@ class AdapterServer:
             config=self.config,
             _server=self,
         )
-        task = asyncio.get_running_loop().create_task(self._run(ctx))
+        # The task runs in this request's own task (the peer made one for it): cancelling
+        # that (`task.cancel`, shutdown) cancels `run_task`, and `_run` answers with the
+        # outcome it was given, `cancelled` included.
+        task = asyncio.current_task()
+        assert task is not None
         self.running[assign.task_id] = _Running(ctx, task)
         self.counts["started"] += 1
         if self.counts["started"] == ORJSON_AFTER_TASKS:
             # After this turn: the import blocks the loop for a few milliseconds.
             asyncio.get_running_loop().call_soon(messages.use_orjson)
         try:
-            return await asyncio.shield(task)
+            return await self._run(ctx)
         finally:
-            if task.done():
-                self.running.pop(assign.task_id, None)
+            self.running.pop(assign.task_id, None)
 
     async def _run(self, ctx: TaskContext) -> dict[str, Any]:
         status = "ok"
