@@ -3,7 +3,8 @@
 Whatever arrives — random bytes, truncated or huge lines, wrong types, unknown and
 duplicate ids, batches, non-finite numbers — the reader neither raises nor stops: a valid
 request sent afterwards is still answered. Whatever an adapter answers to `task.assign`,
-the typed client returns a valid `TaskResult` or raises one of its own errors, nothing else.
+the typed client returns a valid `TaskResult` or raises one of its own errors, nothing else,
+and its future-returning `send` ends the same way as `call`.
 """
 
 from __future__ import annotations
@@ -138,11 +139,20 @@ async def _client_types_every_reply(reply: Any) -> None:
     adapter.on_request(ASSIGN.name, assign)
     client.start()
     adapter.start()
+    typed = AgentClient(client)
+    params = AssignParams(task_id="t", prompt="p")
     try:
         async with asyncio.timeout(EXAMPLE_TIMEOUT_S):
-            result = await AgentClient(client).call(
-                ASSIGN, AssignParams(task_id="t", prompt="p"), timeout=EXAMPLE_TIMEOUT_S
-            )
+            # `send` (a future, no coroutine) ends exactly as `call` does.
+            sent = typed.send(ASSIGN, params, timeout=EXAMPLE_TIMEOUT_S)
+            await asyncio.wait({sent})
+            try:
+                result = await typed.call(ASSIGN, params, timeout=EXAMPLE_TIMEOUT_S)
+            except (InvalidReplyError, RpcError) as exc:
+                error = sent.exception()
+                assert type(error) is type(exc) and str(error) == str(exc)
+                raise
+            assert sent.result() == result
         assert isinstance(result, TaskResult)
         # Whatever it accepted is something the run file and the ledger can hold.
         assert result.cost_usd is None or math.isfinite(result.cost_usd)

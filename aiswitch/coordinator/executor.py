@@ -240,7 +240,9 @@ class LocalExecutor:
             session_id=settings.session_id,
             options={**task.options, "attempt": attempt.number, "attempt_id": attempt.id},
         )
-        assign = asyncio.ensure_future(handle.assign(params))
+        # No task per attempt: the request goes now, its reply is a future.
+        call = handle.send_assign(params)
+        assign = call.reply
         # Woken by the reply or by `stop` (one watcher per run, not a task per attempt).
         woken = asyncio.get_running_loop().create_future()
 
@@ -274,6 +276,8 @@ class LocalExecutor:
             why = "timeout" if timed_out else stop_reason(stop)
             await self._cancel(handle, attempt, assign, why)
         reply_or_error = _outcome(assign)
+        if isinstance(reply_or_error, BaseException):
+            reply_or_error = await call.failure(reply_or_error)
         if isinstance(reply_or_error, TaskResult) and reply_or_error.status in (
             TaskState.OK,
             TaskState.FAILED,

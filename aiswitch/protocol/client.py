@@ -1,11 +1,12 @@
 """The typed client of the protocol: calls and notifications checked against the table.
 
 Contract:
-- `call(METHOD, params)` sends `METHOD.name` with `params` (an instance of
-  `METHOD.params`) and returns the reply validated as `METHOD.result`. A reply that does
-  not fit raises `InvalidReplyError` naming the method and the offending fields (never
-  their values): a malformed reply is the agent's fault, so it fails that one call, not
-  the connection. Transport failures are the peer's `RpcError`s, unchanged.
+- `call(METHOD, params)` (or `send`, the same without a coroutine) sends `METHOD.name`
+  with `params` (an instance of `METHOD.params`) and returns the reply validated as
+  `METHOD.result`. A reply that does not fit raises `InvalidReplyError` naming the
+  method and the offending fields (never their values): a malformed reply is the agent's
+  fault, so it fails that one call, not the connection. Transport failures are the
+  peer's `RpcError`s, unchanged.
 - `on(NOTIFICATION, handler)` delivers validated params; a notification that does not fit
   is logged (fields only) and counted in `invalid_notifications`, and never reaches the
   handler or breaks the reader.
@@ -15,6 +16,7 @@ This is the only place where a method name meets its models on the parent's side
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -59,10 +61,40 @@ class AgentClient:
         self, method: MethodSpec[P, R], params: P | None = None, *, timeout: float | None
     ) -> R:
         reply = await self.peer.request(method.name, params, timeout=timeout)
-        try:
-            return method.result.model_validate(reply)
-        except ValidationError as exc:
-            raise InvalidReplyError(method.name, invalid_fields(exc)) from None
+        return _validated(method, reply)
+
+    def send(
+        self, method: MethodSpec[P, R], params: P | None = None, *, timeout: float | None
+    ) -> asyncio.Future[R]:
+        """`call` without a coroutine or a task: the request goes now, and the future gets
+        what `call` returns or raises. Cancelling the future abandons the request. It does
+        not wait for the transport to drain (`peer.drain()` does): for the many calls of a
+        batch, each bounded by the agent's own capacity."""
+        raw = self.peer.send_request(method.name, params, timeout=timeout)
+        typed: asyncio.Future[R] = raw.get_loop().create_future()
+
+        def settle(raw: asyncio.Future[Any]) -> None:
+            if typed.done():
+                return
+            if raw.cancelled():
+                typed.cancel()
+                return
+            error = raw.exception()
+            if error is not None:
+                typed.set_exception(error)
+                return
+            try:
+                typed.set_result(_validated(method, raw.result()))
+            except InvalidReplyError as exc:
+                typed.set_exception(exc)
+
+        def abandon(typed: asyncio.Future[R]) -> None:
+            if typed.cancelled():
+                raw.cancel()
+
+        raw.add_done_callback(settle)
+        typed.add_done_callback(abandon)
+        return typed
 
     def on(self, notification: NotificationSpec[P], handler: Callable[[P], None]) -> None:
         model = notification.params
@@ -83,3 +115,11 @@ class AgentClient:
             handler(params)
 
         self.peer.on_notification(name, deliver)
+
+
+def _validated(method: MethodSpec[Any, R], reply: Any) -> R:
+    """The reply as the method's result model, or `InvalidReplyError` naming its fields."""
+    try:
+        return method.result.model_validate(reply)
+    except ValidationError as exc:
+        raise InvalidReplyError(method.name, invalid_fields(exc)) from None

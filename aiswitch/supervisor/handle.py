@@ -438,19 +438,31 @@ class AgentHandle:
 
     async def assign(self, params: AssignParams) -> TaskResult:
         """Run a task on the process; see the module docstring for what it raises."""
+        call = self.send_assign(params)
+        try:
+            return await call.reply
+        except ConnectionClosedError as exc:
+            raise await call.failure(exc) from None
+
+    def send_assign(self, params: AssignParams) -> AssignCall:
+        """`assign` without a coroutine or a task (a batch sends thousands): the request
+        goes now; `reply` ends as `assign` would, except that a lost connection is a
+        `ConnectionClosedError`, which `failure()` turns into the `AgentDiedError` that
+        `assign` raises. Cancelling `reply` abandons the call."""
         client, process = self._client, self._process
         if self.state is not S.RUNNING or client is None or process is None:
             raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
-        self.running.add(params.task_id)
-        try:
-            result = await client.call(ASSIGN, params, timeout=None)
-        except ConnectionClosedError:
-            message = await self._died(process)
-            raise AgentDiedError(message, hung=self._hung_process is process) from None
-        finally:
-            self.running.discard(params.task_id)
-        self.tasks_done += 1
-        return result
+        task_id = params.task_id
+        self.running.add(task_id)
+        reply = client.send(ASSIGN, params, timeout=None)
+
+        def done(reply: asyncio.Future[TaskResult]) -> None:
+            self.running.discard(task_id)
+            if not reply.cancelled() and reply.exception() is None:
+                self.tasks_done += 1
+
+        reply.add_done_callback(done)
+        return AssignCall(self, process, reply)
 
     async def _died(self, process: AgentProcess) -> str:
         code = await process.wait_exit(EXIT_AFTER_EOF_S)
@@ -573,3 +585,21 @@ def _last_line(text: str) -> str:
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("====")
     ]
     return lines[-1][:300] if lines else ""
+
+
+@dataclass
+class AssignCall:
+    """One `task.assign` in flight (`AgentHandle.send_assign`)."""
+
+    handle: AgentHandle
+    process: AgentProcess
+    reply: asyncio.Future[TaskResult]
+
+    async def failure(self, error: BaseException) -> BaseException:
+        """What `assign` raises for the reply's `error`: a lost connection becomes the
+        `AgentDiedError` saying how the process ended (waiting for its exit)."""
+        if not isinstance(error, ConnectionClosedError):
+            return error
+        handle, process = self.handle, self.process
+        message = await handle._died(process)
+        return AgentDiedError(message, hung=handle._hung_process is process)
