@@ -92,6 +92,31 @@ async def test_a_line_is_in_the_file_as_soon_as_add_returns(home: Home) -> None:
         await writer.close()
 
 
+async def test_queued_lines_go_out_in_order_as_one_write_of_whole_lines(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = LedgerWriter(StateStore(home))
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    try:
+        queued = [writer.queue(record(n)) for n in (1, 2, 3)]
+        assert not home.ledger.exists() and writer.written == 0  # nothing before the write
+        monkeypatch.setattr(os, "write", write)
+        writer.write_queued()
+        lines = b"".join(ledger_line(r) + b"\n" for r in queued)
+        assert writes == [lines]
+        assert home.ledger.read_bytes() == lines and writer.written == 3
+        writer.write_queued()  # nothing queued: nothing written
+        assert len(writes) == 1
+    finally:
+        await writer.close()
+
+
 async def test_fsyncs_are_batched_one_per_interval_armed_by_the_first_write(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,9 @@ Contract:
 - Every attempt runs on a process of its lane's pool (agent + preset); a task whose child
   died, hung or failed to start is retried (`retries`), one the agent failed only with
   `retry_failed`. A task's final result is recorded once: in its result, in the run's
-  journal (`state/runs/<run>.jsonl`, one line), and in the throttled run file.
+  journal (`state/runs/<run>.jsonl`, one line), and in the throttled run file. The
+  ledger and journal lines of one loop turn are written at its end, one write per file,
+  the ledger's first; final results are told (`on_event`) after that.
 - Usage: every `tokens.usage` notification goes to the ledger as it arrives, as its
   attempt's. That is the one source of truth: a result whose own usage differs from its
   notifications is logged and the notifications win; a result with usage and no
@@ -155,6 +157,11 @@ class Run:
         self._save_timer: asyncio.TimerHandle | None = None
         self._saves: set[asyncio.Task[None]] = set()
         self._journal = coordinator.runs.journal_writer(self.result.run_id)
+        # This loop turn's ledger and journal lines and the final results to tell after
+        # them (`_write_turn`).
+        self._journal_lines: list[bytes] = []
+        self._told: list[RunEvent] = []
+        self._write_due = False
         self._next_rewrite = 0.0
         self._durations: list[float] = []
         self._started = 0.0
@@ -249,6 +256,8 @@ class Run:
         run = self.result
         if self.executor is not None:
             await self.executor.close()
+        # What the last turn recorded (and what stopping the children brought in).
+        self._write_turn()
         if self._ledger is not None:
             await self._ledger.close()
         if self.budget_hit and run.status != RunStatus.CANCELLED:
@@ -477,13 +486,39 @@ class Run:
         self.finals += 1
         if result.status != "ok":
             self.failures += 1
-        # On disk before anyone is told: a killed run is resumed from this line.
-        try:
-            self._journal.append(_journal_line(result))
-        except StateError as exc:
-            self._fail(exc)
-        self._emit(RunEvent("status", result))
+        # On disk before anyone is told (a killed run is resumed from this line), and
+        # after the ledger lines of the same turn: written, then told, at the turn's end.
+        self._journal_lines.append(_journal_line(result))
+        self._told.append(RunEvent("status", result))
+        self._write_soon()
         self._save_soon()
+
+    # -- writing at the end of each loop turn -----------------------------------------
+
+    def _write_soon(self) -> None:
+        if not self._write_due:
+            self._write_due = True
+            asyncio.get_running_loop().call_soon(self._write_turn)
+
+    def _write_turn(self) -> None:
+        """What this turn recorded, on disk in one write per file: the usage first (the
+        ledger), then the final results (the journal; a journal line never precedes the
+        usage of its task), then the final results are told."""
+        self._write_due = False
+        if self._ledger is not None:
+            try:
+                self._ledger.write_queued()
+            except StateError as exc:
+                self._fail(exc)
+        lines, self._journal_lines = self._journal_lines, []
+        if lines:
+            try:
+                self._journal.append(b"".join(lines))
+            except StateError as exc:
+                self._fail(exc)
+        told, self._told = self._told, []
+        for event in told:
+            self._emit(event)
 
     # -- notifications ------------------------------------------------------------
 
@@ -495,14 +530,13 @@ class Run:
         self._emit(RunEvent("usage", task.result))
 
     def _add_to_ledger(self, record: LedgerRecord) -> LedgerRecord:
-        """Append to the ledger; when it cannot be written (a full disk), nothing more
-        starts and the run ends with that error (raised by `execute`)."""
+        """Price the record and queue its line, written at the end of this loop turn with
+        the turn's other usage (`_write_turn`); when it cannot be written (a full disk),
+        nothing more starts and the run ends with that error (raised by `execute`)."""
         assert self._ledger is not None
-        try:
-            return self._ledger.add(record)
-        except StateError as exc:
-            self._fail(exc)
-            return record
+        record = self._ledger.queue(record)
+        self._write_soon()
+        return record
 
     def _fail(self, exc: StateError) -> None:
         """A state file cannot be written (a full disk): nothing more starts, and the run

@@ -6,7 +6,9 @@ Contract:
   one `os.write` of the whole line on an `O_APPEND` descriptor the writer holds open (opened
   at the first record, mode 0600). There is no user-space buffer: once `add()` has returned,
   the line is in the kernel's page cache, so a parent killed even by SIGKILL loses none of
-  the usage its children reported before the kill.
+  the usage its children reported before the kill. `queue(record)` + `write_queued()` is
+  the same for a batch: the lines queued (in one loop turn, by the coordinator) go out as
+  one write of whole lines, under one lock, when `write_queued()` is called.
 - fsync is batched: the first line written after an fsync arms a timer of `FSYNC_INTERVAL_S`
   (no polling) that fsyncs, in a thread, every line written meanwhile; `flush()` (at each
   task end) and `close()` (at the run's end) fsync what is outstanding. The fsync bounds what
@@ -92,22 +94,42 @@ class LedgerWriter:
         self._unsynced = False
         self._timer: asyncio.TimerHandle | None = None
         self._fsyncs: set[asyncio.Task[None]] = set()
-        self._backlog: list[bytes] = []  # lines waiting for a rewriter's lock, oldest first
+        self._queued: list[bytes] = []  # lines `queue()` took, for `write_queued()`
+        # Whole lines (one or more per entry) waiting for a rewriter's lock, oldest first.
+        self._backlog: list[bytes] = []
         self._drain: asyncio.Task[None] | None = None
         self._error: StateError | None = None  # from the thread, raised by the next flush()
 
     def add(self, record: LedgerRecord) -> LedgerRecord:
+        """Price `record` and write its line now (see the module contract)."""
+        record = self.queue(record)
+        self.write_queued()
+        return record
+
+    def queue(self, record: LedgerRecord) -> LedgerRecord:
+        """Price `record` and queue its line for `write_queued()`, which writes every
+        queued line with one write: the usage a coordinator reads in one loop turn costs
+        one lock and one write, not one each."""
         if self._price is not None:
             record = self._price(record)
-        line = ledger_line(record) + b"\n"
-        if self._backlog or not self._write_if_free(line):
-            self._backlog.append(line)
+        self._queued.append(ledger_line(record) + b"\n")
+        return record
+
+    def write_queued(self) -> None:
+        """Write the queued lines, in order, as one write of whole lines (or, while a
+        rewriter holds the lock, hand them to the thread that waits for it)."""
+        lines = self._queued
+        if not lines:
+            return
+        self._queued = []
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        if self._backlog or not self._write_if_free(data):
+            self._backlog.append(data)
             if self._drain is None:
                 self._drain = asyncio.get_running_loop().create_task(self._drain_backlog())
-            return record
-        self.written += 1
+            return
+        self.written += len(lines)
         self._arm_fsync()
-        return record
 
     async def flush(self) -> None:
         """Wait for waiting lines and fsync everything written so far."""
@@ -180,8 +202,8 @@ class LedgerWriter:
                 batch = list(self._backlog)
                 done, error = await asyncio.to_thread(self._write_locked, batch)
                 # Only this loop's thread changes the backlog: `add()` appends behind `batch`.
+                self.written += sum(chunk.count(b"\n") for chunk in self._backlog[:done])
                 del self._backlog[:done]
-                self.written += done
                 if done:
                     self._arm_fsync()
                 if error is not None:
