@@ -55,6 +55,10 @@ def test_a_batch_prints_one_line_per_task_as_it_ends_then_the_run(
     assert run["usage"]["input_tokens"] + run["usage"]["output_tokens"] == total  # type: ignore[index]
     index = json.loads((home.state / "tasks.json").read_text())["runs"]
     assert index[-1]["mode"] == "batch" and index[-1]["tasks"] == 3
+    # The journal (what a resume reads): one whole line per final result, however many
+    # ended in one loop turn (they are written together).
+    journal = (home.runs / f"{run['run_id']}.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in journal) == ["b", "line-3", "line-5"]
 
 
 def test_a_batch_from_stdin_runs_every_task_on_each_parallel_agent(env: dict[str, str]) -> None:

@@ -513,7 +513,7 @@ class Run:
         lines, self._journal_lines = self._journal_lines, []
         if lines:
             try:
-                self._journal.append(b"".join(lines))
+                self._journal.append(b"\n".join(lines))
             except StateError as exc:
                 self._fail(exc)
         told, self._told = self._told, []

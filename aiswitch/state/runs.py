@@ -49,6 +49,7 @@ class RunJournal:
         self._fd: int | None = None
 
     def append(self, line: bytes) -> None:
+        """Append `line` (or several lines joined by newlines) with one write."""
         if self._fd is None:
             with writing(self.path, "append to"):
                 self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)

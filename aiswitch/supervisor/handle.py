@@ -454,7 +454,12 @@ class AgentHandle:
             raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
         task_id = params.task_id
         self.running.add(task_id)
-        reply = client.send(ASSIGN, params, timeout=None)
+        try:
+            reply = client.send(ASSIGN, params, timeout=None)
+        except ConnectionClosedError as exc:
+            # Its pipe closed before the request could go: the same as losing it after.
+            reply = asyncio.get_running_loop().create_future()
+            reply.set_exception(exc)
 
         def done(reply: asyncio.Future[TaskResult]) -> None:
             self.running.discard(task_id)
