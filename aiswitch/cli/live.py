@@ -209,7 +209,7 @@ def progress_line(run: Run, elapsed: float) -> str:
     return (
         f"{done}/{total} done · {running} running · {waiting} waiting · {failed} failed · "
         f"{retried} retried · {rate:.1f} tasks/s · ETA {eta} · "
-        f"{run.spent.total_tokens:,} tokens · {cost} · {processes} processes"
+        f"{run.spent_tokens:,} tokens · {cost} · {processes} processes"
     )
 
 

@@ -147,7 +147,8 @@ class Run:
         self.workspaces = self._workspaces()
         self.budget_hit = False
         self.failure: StateError | None = None
-        self.spent = Usage()
+        # Tokens and dollars spent so far (the budget's and the live view's figures).
+        self.spent_tokens = 0
         self.spent_cost = 0.0
         self.stray_usage = Usage()
         self.stray_cost: float | None = None
@@ -603,12 +604,12 @@ class Run:
 
     def _check_budget(self, usage: Usage, cost: float | None) -> None:
         request = self.request
-        self.spent = self.spent + usage
+        self.spent_tokens += usage.total_tokens
         self.spent_cost += cost or 0.0
         if self.budget_hit:
             return
         over_tokens = (
-            request.budget_tokens is not None and self.spent.total_tokens >= request.budget_tokens
+            request.budget_tokens is not None and self.spent_tokens >= request.budget_tokens
         )
         over_usd = request.budget_usd is not None and self.spent_cost >= request.budget_usd
         if (over_tokens or over_usd) and self.scheduler is not None:
