@@ -98,7 +98,8 @@ def test_every_graph_problem_is_one_line_naming_the_file_and_the_task(
         "  - {id: both, prompt: x, agent: mock, capability: review}\n"
         "  - {id: fan, prompt: 'look at {item}', for_each: []}\n"
         "  - {id: b, prompt: 'use {a.output}'}\n"
-        "  - {id: c, prompt: x, depends_on: [nope]}\n",
+        "  - {id: c, prompt: x, depends_on: [nope]}\n"
+        "  - {id: d, prompt: x, cwd: no/such/dir}\n",
     )
     done = run_cli("run", "--plan", str(plan), env=env)
     assert_refused(
@@ -109,6 +110,7 @@ def test_every_graph_problem_is_one_line_naming_the_file_and_the_task(
         ("task 'fan'", "for_each is an empty list"),
         ("task 'b'", "{a.output}", "not among its depends_on"),
         ("task 'c'", "depends on 'nope'", "not a task"),
+        ("task 'd'", "no/such/dir", "is not a directory"),
     )
 
 

@@ -166,6 +166,10 @@ def expand(plan: PlanFile, path: Path, digest: Any, problems: list[str]) -> list
             if task.fallback is None
             else _specs(task.fallback, source, task.id, "fallback", problems)
         )
+        cwd = _cwd(task.cwd or defaults.cwd, base)
+        if cwd is not None and not Path(cwd).is_dir():
+            problems.append(f"{where}: cwd {cwd!r} is not a directory (create it, or fix cwd)")
+            continue
         if prompt is None:
             continue
         spec = TaskSpec(
@@ -180,7 +184,7 @@ def expand(plan: PlanFile, path: Path, digest: Any, problems: list[str]) -> list
             budget_usd=task.budget_usd or defaults.budget_usd,
             options={**defaults.options, **task.options},
             continue_on_failure=task.continue_on_failure,
-            cwd=_cwd(task.cwd or defaults.cwd, base),
+            cwd=cwd,
             workspace=task.workspace or defaults.workspace,
             fallback=tuple(fallback),
         )
