@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiswitch.errors import StateError
@@ -34,11 +33,32 @@ def default_home() -> Path:
     return Path.home() / ".aiswitch"
 
 
-@dataclass(frozen=True)
 class Home:
-    """The paths of one aiswitch home."""
+    """The paths of one aiswitch home: immutable, equal when the roots are.
 
+    A plain class, not a dataclass: importing `dataclasses` (with `inspect` and `ast`) would
+    cost the fast paths that start here (a replayed report, the status line) ~10 ms."""
+
+    __slots__ = ("root",)
     root: Path
+
+    def __init__(self, root: Path) -> None:
+        object.__setattr__(self, "root", root)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Home is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Home) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"Home(root={self.root!r})"
+
+    def __reduce__(self) -> tuple[type[Home], tuple[Path]]:
+        return (Home, (self.root,))
 
     @classmethod
     def current(cls) -> Home:

@@ -4,10 +4,12 @@
 so that it costs little more than starting Python. So is a JSON token report whose output
 is already recorded for unchanged inputs (`aiswitch.tokens.fastpath`: a byte-for-byte replay
 of what the typer path printed; anything it does not answer exactly goes to typer, which
-records it for next time). So is the parse of a common `aiswitch run` command line
-(`parse_run`: the options as plain `--name value`, `--name=value` or a flag, and one task),
-which then runs without typer ever being imported; a test holds it to typer's parse over a
-table of command lines, and anything else (help, errors, unusual forms) goes to typer.
+records it for next time). So is `aiswitch tokens statusline` (`aiswitch.tokens.statusline`:
+its recorded summary, while the Claude logs are unchanged). So is the parse of a common
+`aiswitch run` command line (`parse_run`: the options as plain `--name value`,
+`--name=value` or a flag, and one task), which then runs without typer ever being imported;
+a test holds it to typer's parse over a table of command lines, and anything else (help,
+errors, unusual forms) goes to typer.
 Everything else goes to the typer app; user errors (`AiswitchError`) become one line on
 stderr and their exit code, with no traceback.
 """
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"aiswitch {__version__}\n")
         return
+    if args == ["tokens", "statusline"]:  # on every refresh of Claude Code's status bar
+        sys.exit(run_statusline())
     if args[:1] == ["tokens"]:
         from aiswitch.tokens import fastpath
 
@@ -44,6 +48,21 @@ def main(argv: list[str] | None = None) -> None:
         if parsed is not None:
             sys.exit(_run_fast(parsed))
     sys.exit(_run(args))
+
+
+def run_statusline() -> int:
+    """`aiswitch tokens statusline`: Claude Code's JSON on stdin, one line on stdout."""
+    from aiswitch.errors import AiswitchError
+    from aiswitch.home import Home
+    from aiswitch.tokens.statusline import statusline
+
+    try:
+        line = statusline(sys.stdin.read(), Home.current())
+    except AiswitchError as exc:
+        sys.stderr.write(error_line(exc) + "\n")
+        return exc.exit_code
+    sys.stdout.write(line + "\n")
+    return 0
 
 
 def _run(args: list[str]) -> int:

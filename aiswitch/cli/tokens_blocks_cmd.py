@@ -97,3 +97,13 @@ def _print_blocks(blocks: list[dict[str, Any]]) -> None:
                 f"({limit['status']})"
             )
         console.print(line, highlight=False)
+
+
+@tokens_app.command("statusline")
+def statusline_cmd() -> None:
+    """One line for Claude Code's status bar, from its status-line JSON on stdin."""
+    from aiswitch.cli.entry import run_statusline
+
+    code = run_statusline()
+    if code:
+        raise typer.Exit(code)

@@ -51,6 +51,9 @@ RECENT_DAYS = 3
 # A projected use above this share of the limit is a warning (ccusage's threshold).
 WARNING_SHARE = 0.8
 SYNTHETIC_MODEL = "<synthetic>"
+# What our blocks carry beyond ccusage's shape: unpriced requests (the table shows them) and
+# the first request's time in ms (the status line's burn rate).
+EXTRA_KEYS = frozenset({"unpriced_entries", "first_entry_ms"})
 # `--token-limit max`: the most tokens a finished block used.
 MAX_LIMIT = "max"
 
@@ -202,8 +205,9 @@ def _finish(block: _Block, now_ms: int) -> dict[str, Any]:
         "startTime": iso_ms(block.start),
         "tokenCounts": _counts(block.counts),
         "totalTokens": total,
-        # Not in ccusage's shape: dropped from --json, shown by the table.
+        # Not in ccusage's shape (`EXTRA_KEYS`): dropped from --json.
         "unpriced_entries": block.unpriced,
+        "first_entry_ms": block.first,
     }
 
 
@@ -266,7 +270,7 @@ def ccusage_json(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """The `--json` document: ccusage's shape exactly (our extra fields left out)."""
     return {
         "blocks": [
-            {key: value for key, value in block.items() if key != "unpriced_entries"}
+            {key: value for key, value in block.items() if key not in EXTRA_KEYS}
             for block in blocks
         ]
     }
