@@ -5,11 +5,15 @@
 2. A generated Claude log set (~200,000 assistant lines in ~2,000 files) -> our
    `--source claude --by day` report beside `ccusage claude daily --json -O` on the same
    files, cold and warm, and whether the totals match.
+3. On the same Claude logs: `tokens blocks --json` beside `ccusage blocks --json -O` (cold,
+   interleaved, medians; warm; whether the blocks match), and `tokens statusline` warm (wall
+   time and CPU time of the process, medians of `--statusline-repeat` runs).
 
 Each timing runs in a fresh Python process (what a user's command costs, start-up included).
 Data is generated in a temporary directory. ccusage comes from scripts/setup/ccusage.sh.
 Options: `--records N`, `--claude-lines N`, `--claude-files N`, `--keep DIR` (reuse data),
-`--ledger-only` (skip part 2), `--claude-only` (skip part 1), `--full-records` (write every
+`--ledger-only` (skip parts 2 and 3), `--claude-only` (skip part 1), `--no-blocks` (skip part 3),
+`--statusline-repeat N` (warm status lines timed; default 20), `--full-records` (write every
 field of every record, as ledgers written before `ledger_line` did; the default is the compact
 lines `LedgerWriter` writes now), `--repeat N` (cold Claude runs, each followed by a ccusage run
 so both see the same machine; their medians are compared; default 5), `--ledger-repeat N`
@@ -182,6 +186,70 @@ def claude_part(args: argparse.Namespace, base: Path, table: list[tuple[str, str
     )
 
 
+def blocks_part(args: argparse.Namespace, base: Path, table: list[tuple[str, str, str]]) -> None:
+    """Part 3: `tokens blocks` beside `ccusage blocks`, and the status line, on part 2's logs."""
+    import resource
+
+    config = base / ("claude-legacy" if args.legacy_lines else "claude")
+    blocks_home = base / "blocks-home"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "CLAUDE_CONFIG_DIR": str(config),
+        "HOME": str(base),
+        "AISWITCH_HOME": str(blocks_home),
+    }
+    cc_env = ccusage_env(config, base)
+    cc_args = [str(ccusage_path()), "blocks", "--json", "-O"]
+    our_args = [str(AISWITCH), "tokens", "blocks", "--json"]
+    timed(cc_args, cc_env)  # the page cache as warm for both
+    cc_runs: list[float] = []
+    cold_runs: list[float] = []
+    for _ in range(args.repeat):
+        shutil.rmtree(blocks_home, ignore_errors=True)
+        seconds, out = timed(our_args, env)
+        cold_runs.append(seconds)
+        seconds, cc_out = timed(cc_args, cc_env)
+        cc_runs.append(seconds)
+    warm, _ = timed(our_args, env)
+    mine, theirs = json.loads(out)["blocks"], json.loads(cc_out)["blocks"]
+    match = [(b["id"], b["totalTokens"], b["entries"]) for b in mine] == [
+        (b["id"], b["totalTokens"], b["entries"]) for b in theirs
+    ]
+    label = f"claude {args.claude_lines:,} lines"
+    cold, cc = statistics.median(cold_runs), statistics.median(cc_runs)
+    runs = ", ".join(f"{value:.2f}" for value in cc_runs)
+    table.append((label, "ccusage blocks --json -O (median)", f"{cc:.2f} s ({runs})"))
+    runs = ", ".join(f"{value:.2f}" for value in cold_runs)
+    table.append((label, "ours tokens blocks --json, cold", f"{cold:.2f} s ({runs})"))
+    table.append((label, "ours tokens blocks --json, warm", f"{warm:.2f} s"))
+    table.append((label, "blocks cold / ccusage", f"{cold / cc:.2f}x"))
+    table.append((label, "blocks equal to ccusage's", "yes" if match else "NO"))
+    hook = json.dumps({"session_id": theirs[-1]["id"], "model": {"display_name": "Opus"}})
+    statusline = [str(AISWITCH), "tokens", "statusline"]
+    subprocess.run(statusline, input=hook, env=env, capture_output=True, text=True, check=True)
+    walls: list[float] = []
+    cpus: list[float] = []
+    for _ in range(args.statusline_repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(statusline, input=hook, env=env, capture_output=True, text=True, check=True)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    version = [timed([str(AISWITCH), "--version"])[0] for _ in range(args.statusline_repeat)]
+    table.append(
+        (
+            label,
+            "statusline warm: wall / cpu (median)",
+            f"{statistics.median(walls) * 1000:.0f} ms / {statistics.median(cpus) * 1000:.0f} ms "
+            f"(min {min(walls) * 1000:.0f} / {min(cpus) * 1000:.0f})",
+        )
+    )
+    table.append(
+        (label, "aiswitch --version (median)", f"{statistics.median(version) * 1000:.0f} ms")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -198,6 +266,8 @@ def main() -> None:
     parser.add_argument("--full-records", action="store_true")
     parser.add_argument("--repeat", type=int, default=5, help="cold Claude runs (median)")
     parser.add_argument("--ledger-repeat", type=int, default=3, help="cold ledger runs (median)")
+    parser.add_argument("--statusline-repeat", type=int, default=20, help="warm status lines")
+    parser.add_argument("--no-blocks", action="store_true", help="skip part 3")
     args = parser.parse_args()
     # Time the command as installed: with its bytecode compiled (an editable install, or
     # PYTHONDONTWRITEBYTECODE, would otherwise compile changed modules on every run).
@@ -209,6 +279,8 @@ def main() -> None:
             ledger_part(args, base, table)
         if not args.ledger_only:
             claude_part(args, base, table)
+            if not args.no_blocks:
+                blocks_part(args, base, table)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)

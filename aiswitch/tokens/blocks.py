@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from aiswitch.errors import UsageError
-from aiswitch.tokens.prices import PriceTable
+from aiswitch.tokens.prices import ModelPrice, PriceTable
 from aiswitch.tokens.report import (
     R_CACHE_READ,
     R_CACHE_WRITE,
@@ -92,20 +93,32 @@ class _Block:
         self.models: dict[str, None] = {}
 
 
-def _row_cost(row: tuple[Any, ...], table: PriceTable) -> float | None:
-    if row[R_COST_SOURCE] == "reported" and row[R_COST] is not None:
-        return float(row[R_COST])
-    price = table.lookup(row[R_MODEL])
-    if price is None:
-        return None
-    return price.cost(
-        row[R_INPUT],
-        row[R_OUTPUT],
-        row[R_CACHE_READ],
-        row[R_CACHE_WRITE],
-        row[R_CACHE_WRITE_1H],
-        table.tier_rule,
-    )
+class RowPricer:
+    """The `auto` cost of report rows: the reported cost, else the table's; each model looked
+    up once (a lookup normalises the id with regular expressions)."""
+
+    def __init__(self, table: PriceTable) -> None:
+        self.table = table
+        self.prices: dict[str | None, ModelPrice | None] = {}
+
+    def cost(self, row: tuple[Any, ...]) -> float | None:
+        if row[R_COST_SOURCE] == "reported" and row[R_COST] is not None:
+            return float(row[R_COST])
+        model = row[R_MODEL]
+        try:
+            price = self.prices[model]
+        except KeyError:
+            price = self.prices[model] = self.table.lookup(model)
+        if price is None:
+            return None
+        return price.cost(
+            row[R_INPUT],
+            row[R_OUTPUT],
+            row[R_CACHE_READ],
+            row[R_CACHE_WRITE],
+            row[R_CACHE_WRITE_1H],
+            self.table.tier_rule,
+        )
 
 
 def build_blocks(
@@ -113,9 +126,10 @@ def build_blocks(
 ) -> list[dict[str, Any]]:
     """The blocks of `rows` at `now` (see the module docstring), oldest first."""
     now_ms = int(now.timestamp() * 1000)
+    row_cost = RowPricer(table).cost
     out: list[dict[str, Any]] = []
     current: _Block | None = None
-    for row in sorted(rows, key=lambda item: item[R_TS]):
+    for row in sorted(rows, key=itemgetter(R_TS)):
         ts = round(row[R_TS] * 1000)
         if current is None:
             current = _Block(ts - ts % HOUR_MS)
@@ -136,7 +150,7 @@ def build_blocks(
         model = row[R_MODEL]
         if model and model != SYNTHETIC_MODEL:
             current.models.setdefault(model, None)
-        cost = _row_cost(row, table)
+        cost = row_cost(row)
         if cost is None:
             current.unpriced += 1
         else:

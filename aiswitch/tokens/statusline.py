@@ -64,17 +64,18 @@ def _load(home: Home, state: list[Any]) -> dict[str, Any] | None:
 
 def build_summary(home: Home, now: datetime) -> dict[str, Any]:
     """Cost per session, per local day and the last block of Claude's logs (the slow path)."""
-    from aiswitch.tokens.blocks import _row_cost, build_blocks
+    from aiswitch.tokens.blocks import RowPricer, build_blocks
     from aiswitch.tokens.prices import load_price_table
     from aiswitch.tokens.report import R_SESSION, R_TS
     from aiswitch.tokens.sources import load_rows
 
     rows = load_rows(SOURCE, home).rows
     table = load_price_table(home)
+    row_cost = RowPricer(table).cost
     sessions: dict[str, float] = {}
     days: dict[str, float] = {}
     for row in rows:
-        cost = _row_cost(row, table) or 0.0
+        cost = row_cost(row) or 0.0
         session = row[R_SESSION]
         if session:
             sessions[session] = sessions.get(session, 0.0) + cost
