@@ -46,6 +46,7 @@ from aiswitch.rates import RateLimit, parse_rate
 from aiswitch.state.runs import RunStore
 from aiswitch.state.store import StateStore
 from aiswitch.supervisor.handle import AgentHandle
+from aiswitch.tokens.usage import Usage
 
 QuotaCheck = Callable[[str, str | None], None]
 
@@ -122,6 +123,40 @@ class Coordinator:
                 result.agent, result.preset = lane.agent.name, lane.preset.name
                 result.agent_id = plan.agent_ids.get(lane.key, result.agent_id)
         return Run(self, plan, on_event=on_event, resumed=previous)
+
+    def rerun(
+        self,
+        run_id: str,
+        *,
+        failed_only: bool = False,
+        on_event: Callable[[RunEvent], None] | None = None,
+    ) -> Run:
+        """A new run of what `run_id` ran. `failed_only`: its tasks that ended ok are kept
+        as they were (their output, for the tasks that depend on them; no usage of this
+        run), the others run again."""
+        from aiswitch.coordinator.history import finished_run, is_live
+
+        previous = finished_run(self.store, run_id)
+        if failed_only and is_live(previous):
+            raise UsageError(f"run {run_id} is still running", hint="wait for it to end")
+        plan = self.plan(self._request_of(previous))
+        if not failed_only:
+            return Run(self, plan, on_event=on_event)
+        if len(plan.tasks) != len(previous.results):
+            raise UsageError(
+                f"run {run_id} cannot be rerun with --failed: it recorded "
+                f"{len(previous.results)} tasks, its request now makes {len(plan.tasks)}",
+                hint=f"rerun all of it: aiswitch runs rerun {run_id}",
+            )
+        if all(r.status == TaskStatus.OK for r in previous.results):
+            raise UsageError(f"run {run_id} has no failed task", hint="nothing to rerun")
+        for task, result in zip(plan.tasks, previous.results, strict=True):
+            if result.status == TaskStatus.OK:
+                task.result = result.model_copy(
+                    update={"usage": Usage(), "cost_usd": None, "attempts": 0, "duration_s": 0.0}
+                )
+                task.final = True
+        return Run(self, plan, on_event=on_event)
 
     def _request_of(self, previous: RunResult) -> RunRequest:
         """The request that made `previous` (a plan: its file, unchanged since)."""

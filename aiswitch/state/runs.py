@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiswitch.errors import StateError
+from aiswitch.errors import StateError, UsageError
 from aiswitch.home import DIR_MODE, NOFOLLOW, SECRET_FILE_MODE
 from aiswitch.state.store import StateStore, writing
 
@@ -29,6 +30,20 @@ INDEX_RESOURCE = "runs-index"
 RUNS_RESOURCE = "runs"
 # The index keeps the newest entries; run files themselves are kept until pruned.
 MAX_INDEX_ENTRIES = 10_000
+
+
+# What `new_run_id` makes: a run id given on a command line must be one (it names files).
+RUN_ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is one `new_run_id` could have made; else a usage error."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise UsageError(
+            f"{run_id!r} is not a run id",
+            hint="run ids look like 20261204T131648Z-a596a1; `aiswitch runs list` shows them",
+        )
+    return run_id
 
 
 def new_run_id() -> str:
@@ -157,6 +172,29 @@ class RunStore:
         """Save the run and its index entry (when it starts and when it ends)."""
         self.save(run_id, document)
         self._index(run_id, entry)
+
+    def remove(self, run_id: str) -> bool:
+        """Forget a run: its index entry, its file and its journal. False if none was."""
+        found = False
+
+        def change(index: dict[str, Any]) -> dict[str, Any]:
+            nonlocal found
+            runs = index.get("runs", [])
+            kept = [r for r in runs if r.get("run_id") != run_id]
+            found = len(kept) != len(runs)
+            index["runs"] = kept
+            return index
+
+        self.store.update_json(INDEX_RESOURCE, self.index_path, lambda: {"runs": []}, change)
+        with self.store.lock(RUNS_RESOURCE):
+            for path in (self.path(run_id), self.journal_path(run_id)):
+                with writing(path, "remove"):
+                    try:
+                        path.unlink()
+                        found = True
+                    except FileNotFoundError:
+                        pass
+        return found
 
     def _index(self, run_id: str, entry: Mapping[str, Any]) -> None:
         def change(index: dict[str, Any]) -> dict[str, Any]:
