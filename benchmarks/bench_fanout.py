@@ -280,6 +280,9 @@ def run_to_exit(argv: list[str], env: dict[str, str]) -> float:
     proc = subprocess.run(
         argv,
         env=env,
+        # Outside any git repository: a parallel run in one gets worktrees by default
+        # (docs/workspaces.md), which is not what this measures.
+        cwd=env["AISWITCH_HOME"],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=INVOCATION_TIMEOUT_S,

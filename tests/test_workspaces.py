@@ -194,13 +194,17 @@ def test_one_agent_and_sequential_steps_share_the_users_tree_by_default(
     writers(home, {"a": {"MOCK_WRITE": write_spec({"step.txt": "a\n"})}})
     single = run(genv, repo, "--agent", "a", "edit")
     assert single.code == 0, single.stderr
-    ws = single.json()["results"][0]["workspace"]
+    # In the user's tree by default, and no snapshot taken (they cost a whole-tree add).
+    assert single.json()["results"][0]["workspace"] is None
+    assert (repo / "step.txt").read_text() == "a\n"  # written in the user's own tree
+    (repo / "step.txt").unlink()
+    asked = run(genv, repo, "--agent", "a", "edit", "--workspace", "shared")
+    ws = asked.json()["results"][0]["workspace"]
     assert ws["mode"] == "shared" and ws["branch"] is None
     assert ws["changes"]["paths"] == ["step.txt"]
-    assert (repo / "step.txt").read_text() == "a\n"  # written in the user's own tree
     sequential = run(genv, repo, "--sequential", "a,a", "edit")
     assert sequential.code == 0, sequential.stderr
-    assert {r["workspace"]["mode"] for r in sequential.json()["results"]} == {"shared"}
+    assert [r["workspace"] for r in sequential.json()["results"]] == [None, None]
     assert git(repo, "worktree", "list").count("\n") == 1
     assert not (home.root / "workspaces").exists() or not any((home.workspaces).iterdir())
 
@@ -525,7 +529,9 @@ def test_a_branch_name_clash_is_refused_before_anything_starts(
     git(repo, "branch", "aiswitch/R1/mock-2")
     monkeypatch.setattr(run_module, "new_run_id", lambda: "R1")
     coordinator = Coordinator(Home(home.root).ensure())
-    request = RunRequest(mode="parallel", specs=parse_specs("mock,mock"), prompt="x", cwd=str(repo))
+    # "auto": the default rule, as `aiswitch run` asks for it.
+    specs = parse_specs("mock,mock")
+    request = RunRequest(mode="parallel", specs=specs, prompt="x", cwd=str(repo), workspace="auto")
     with pytest.raises(WorkspaceError, match="a branch aiswitch/R1/mock-2 already exists"):
         coordinator.new_run(request)
     assert git(repo, "branch", "--list").count("aiswitch/") == 1

@@ -74,7 +74,8 @@ def execute(
     if dry_run and as_jsonl:
         raise UsageError("--dry-run prints the graph: use --json, not --jsonl, with it")
     output = "json" if as_json else "jsonl" if as_jsonl else "human"
-    where = {"workspace": workspace, "with_changes": with_changes, "check": check}
+    # No --workspace: the default rule (aiswitch.coordinator.workspaces.choose_mode).
+    where = {"workspace": workspace or "auto", "with_changes": with_changes, "check": check}
     if plan_file is not None:
         if agent or parallel or sequential or tasks_file or task is not None:
             raise UsageError(

@@ -1,10 +1,15 @@
 """Which workspace each task of a run works in (the run's hook into aiswitch.workspace).
 
 Contract:
-- `choose_mode(request, tasks)` is the default rule: `worktree` when more than one agent
-  may write at once in a git repository (a parallel run or a batch of more than one task
+- `choose_mode(request, tasks)`: with `workspace="auto"` (what `aiswitch run` asks for
+  unless told) the default rule: `worktree` when more than one agent may write at once in
+  a git repository (a parallel run, a batch of more than one task, a plan with branches,
   whose agents may edit), `shared` otherwise (one agent; sequential steps, each seeing the
-  previous step's changes). An explicit `--workspace` wins.
+  previous step's changes). An explicit mode wins; None (a library caller that asked for
+  nothing) is `shared`.
+- A run that is `shared` only because nothing asked otherwise makes no records (its
+  snapshots would cost a `git add` of the whole tree per task): `--workspace shared`,
+  `--check` or a plan task's own `workspace:` make them.
 - `plan_source(request, tasks)` checks the mode's source before anything starts (see
   `aiswitch.workspace.make.check_source`); None means every task runs in `cwd` as before.
 - `RunWorkspaces.prepare(task)` is the directory the task's attempts run in: made on its
@@ -39,11 +44,15 @@ if TYPE_CHECKING:
     from aiswitch.state.store import StateStore
 
 log = logging.getLogger("aiswitch.coordinator")
+# `RunRequest.workspace` for the default rule (what `aiswitch run` asks for unless told).
+AUTO = "auto"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def choose_mode(request: RunRequest, tasks: list[Task]) -> Mode:
-    if request.workspace is not None:
+    if request.workspace is None:
+        return "shared"  # a library caller that asked for nothing: the run's cwd, as ever
+    if request.workspace != AUTO:
         if request.workspace not in MODES:
             raise UsageError(
                 f"unknown --workspace {request.workspace!r}", hint="use worktree, copy or shared"
@@ -108,15 +117,11 @@ def plan_source(request: RunRequest, tasks: list[Task], config: Path) -> Workspa
     used = set(modes.values())
     if request.with_changes and "worktree" not in used:
         raise UsageError("--with-changes carries uncommitted changes into worktrees only")
-    asked = request.workspace is not None or any(t.workspace for t in tasks)
+    asked = request.workspace not in (None, AUTO) or any(t.workspace for t in tasks)
     if used == {"shared"} and not asked and request.check is None:
-        # One agent in the user's tree: its changes are recorded when that tree is a git
-        # repository with a commit; a batch's many tasks in one tree are not.
-        from aiswitch.workspace.git import inspect
-
-        repo = inspect(Path(request.cwd or ".").resolve())
-        if request.mode == "batch" or repo is None or repo.head is None:
-            return None
+        # In the user's tree by default: nothing to make, and no snapshots taken (they
+        # cost a `git add` of the whole tree per task); `--workspace shared` records them.
+        return None
     from aiswitch.workspace.model import load_settings
 
     sources = {

@@ -24,6 +24,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,12 @@ from aiswitch.workspace.git import COMMIT_CONFIG, RepoState, git, git_ok, git_st
 from aiswitch.workspace.model import Mode, Workspace, WorkspaceSettings
 
 BRANCH_PREFIX = "aiswitch"
+# `git worktree add` and `remove` read every worktree's notes under .git/worktrees/, and
+# fail on one that another is writing at that moment: they run one at a time per
+# repository (a file lock in its .git, for other aiswitch processes too). Creating a big
+# worktree can take a while, so the wait is long.
+WORKTREE_LOCK = "aiswitch-worktrees.lock"
+WORKTREE_LOCK_TIMEOUT_S = 600.0
 _OTHERS = ("-o", "--exclude-standard", "-z")
 
 
@@ -159,10 +167,32 @@ def make(
     return ws
 
 
+@contextlib.contextmanager
+def worktree_admin(repo: Path) -> Iterator[None]:
+    """One `git worktree add|remove|prune` at a time in `repo` (see WORKTREE_LOCK)."""
+    from filelock import FileLock, Timeout
+
+    common = git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip()
+    lock = FileLock(str(Path(common) / WORKTREE_LOCK))
+    try:
+        with _IN_PROCESS, lock.acquire(timeout=WORKTREE_LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise WorkspaceError(
+            f"another process held {common}/{WORKTREE_LOCK} for {WORKTREE_LOCK_TIMEOUT_S:g}s",
+            hint="wait for the other aiswitch run, or remove the lock file if none is running",
+        ) from None
+
+
+_IN_PROCESS = threading.Lock()
+
+
 def _worktree(source: Source, path: Path, branch: str, start: str | None) -> str:
     assert source.repo is not None and source.repo.head is not None
     top, head = source.top, start or source.repo.head
-    git(["worktree", "add", "-q", "-b", branch, str(path), head], top, what="git worktree add")
+    with worktree_admin(top):
+        add = ["worktree", "add", "-q", "-b", branch, str(path), head]
+        git(add, top, what="git worktree add")
     if start is not None or not source.with_changes or not source.repo.dirty:
         return head
     # Carried as a first commit on the branch: the task's diff starts after it.
@@ -324,11 +354,12 @@ def remove(ws: Workspace) -> None:
         return
     path = Path(ws.root)
     source = Path(ws.source)
-    if ws.mode == "worktree" and source.is_dir():
-        if path.exists():
-            git_ok(["worktree", "remove", "--force", "--force", str(path)], source)
-        # A worktree deleted by hand leaves git's note of it: pruned, not an error.
-        git_ok(["worktree", "prune"], source)
+    if ws.mode == "worktree" and source.is_dir() and git_ok(["rev-parse"], source):
+        with worktree_admin(source):
+            if path.exists():
+                git_ok(["worktree", "remove", "--force", "--force", str(path)], source)
+            # A worktree deleted by hand leaves git's note of it: pruned, not an error.
+            git_ok(["worktree", "prune"], source)
         if ws.branch and branch_exists(source, ws.branch):
             git(["branch", "-D", ws.branch], source, what=f"deleting branch {ws.branch}")
     if path.exists() or path.is_symlink():
