@@ -26,7 +26,7 @@ from aiswitch.state.store import StateStore
 from aiswitch.workspace.git import git, git_ok
 from aiswitch.workspace.model import Workspace
 
-UNKNOWN_RUN_HINT = "a run's id is printed at the end of `aiswitch run`"
+UNKNOWN_RUN_HINT = "`aiswitch runs list` lists runs"
 
 
 def record_path(home: Home, run_id: str, name: str) -> Path:
