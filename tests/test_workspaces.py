@@ -639,3 +639,66 @@ def test_each_jsonl_task_line_carries_its_workspace(
     for line in tasks:
         assert line["workspace"]["branch"].startswith("aiswitch/")
         assert line["workspace"]["changes"]["paths"] == ["x.txt"]
+
+
+def b_started(fifo: Path) -> dict[str, Any]:
+    """The start line of task 2 (b), read from the mocks' task log, a FIFO: each mock opens
+    it for one line and closes it (the end of what one writer wrote), so it is opened
+    again, waiting for the next writer, until b's line comes."""
+    while True:
+        with fifo.open() as log:
+            for text in log:
+                line = json.loads(text)
+                if line["event"] == "start" and line["task_id"].endswith("/2.1"):
+                    return dict(line)
+
+
+def test_a_resumed_run_works_on_in_the_workspaces_it_made_before_it_was_killed(
+    tmp_path: Path, home: Home, genv: dict[str, str]
+) -> None:
+    import signal
+
+    from support.cli import aiswitch_bin
+
+    repo = make_repo(tmp_path / "repo")
+    started = tmp_path / "b-started"
+    os.mkfifo(started)  # b's task log: its first line says its task began, workspace made
+    writers(
+        home,
+        {
+            "a": {"MOCK_WRITE": write_spec({"a.txt": "a\n"})},
+            "b": {"MOCK_WRITE": write_spec({"b.txt": "b\n"}), "MOCK_HANG": "1"},
+        },
+    )
+    proc = subprocess.Popen(
+        [aiswitch_bin(), "run", "-p", "a,b", "x", "--json"],
+        env={**genv, "MOCK_TASK_LOG": str(started)},
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        line = b_started(started)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run_id = line["task_id"].split("/")[0]
+    listed = run_cli("workspaces", "list", "--json", env=genv).json()
+    (hung,) = [w for w in listed if w["agent_id"] == "b#1"]
+    # b no longer hangs (and the task log is not passed on).
+    writers(
+        home,
+        {
+            "a": {"MOCK_WRITE": write_spec({"a.txt": "a\n"})},
+            "b": {"MOCK_WRITE": write_spec({"b.txt": "b\n"})},
+        },
+    )
+    resumed = run_cli("runs", "resume", run_id, "--json", env=genv, cwd=repo)
+    assert resumed.code == 0, resumed.stderr
+    b = results_by_agent(resumed)["b#1"]["workspace"]
+    assert b["root"] == hung["path"]  # the same worktree, not a clash or a second one
+    assert b["changes"]["paths"] == ["b.txt"]
+    assert git(repo, "branch", "--list").count("aiswitch/") == 2
