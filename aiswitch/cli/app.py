@@ -41,6 +41,7 @@ def _root(
 COMMAND_MODULES = {
     "run": "run_cmd",
     "runs": "runs_cmd",
+    "agents": "agents_cmd",
     "preset": "preset_cmd",
     "shell-init": "shell_cmd",
     "tokens": "tokens_cmd",

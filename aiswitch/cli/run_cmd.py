@@ -239,7 +239,11 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
         sys.stdout.write(json.dumps(jsonl_task(result), ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
+    control: Any = None
+
     def on_event(event: RunEvent) -> None:
+        if control is not None:
+            control.event(event)
         if live is not None:
             live.event(event.kind, event.result, event.text)
         if event.kind != "status":
@@ -256,6 +260,10 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
     loop = asyncio.get_running_loop()
     if main is not None:
         loop.add_signal_handler(signal.SIGTERM, main.cancel)
+        # `runs cancel`, `runs watch`, `agents …` from another terminal (aiswitch.cli.control).
+        from aiswitch.cli.control import ControlServer
+
+        control = await ControlServer.start(coordinator, run, main.cancel)
     try:
         if interactive and err is not None:
             live = LiveView(err, run)
@@ -267,6 +275,8 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
         result = run.result
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+        if control is not None:
+            await control.close(str(run.result.status))
     for warning in coordinator.store.warnings:
         if err is None:
             err = _console(stderr=True)

@@ -5,6 +5,8 @@
 - `runs rerun RUN [--failed]` runs the same request again under a new run id (`--failed`:
   the tasks that did not end ok; those that did are kept).
 - `runs rm RUN` forgets a finished run.
+- `runs cancel RUN` and `runs watch RUN` reach a running run through its control socket
+  (aiswitch.cli.control): cancel returns once the run has ended.
 - `runs resume RUN_ID` finishes an interrupted run (its coordinator was killed): the tasks
   that had not finished run again, under the same run id; a task that finished (its result
   is in the run's journal) never runs again.
@@ -30,6 +32,9 @@ _JSONL = typer.Option(
 )
 
 
+# `runs cancel`: the run's own stop takes a few seconds at most (children are stopped
+# with their stop sequence); this only bounds a wait for a run that hangs.
+CANCEL_WAIT_S = 30.0
 # Piped, a line is as long as it needs (up to this): a script reads whole lines.
 LIST_PIPED_WIDTH = 400
 
@@ -191,6 +196,93 @@ def rm(run_id: str = typer.Argument(..., help="The run to forget (its run_id).")
 
     remove_run(_store(), run_id)
     sys.stderr.write(f"removed run {run_id}\n")
+
+
+@runs_app.command("cancel")
+def cancel(run_id: str = typer.Argument(..., help="The running run (its run_id).")) -> None:
+    """Cancel a run from another terminal: its tasks are cancelled, its agents stopped."""
+    from aiswitch.cli.control import control_peer
+    from aiswitch.coordinator.history import finished_run
+
+    store = _store()
+
+    async def main() -> None:
+        peer = await control_peer(store, run_id)
+        try:
+            await peer.request("run.cancel", None, timeout=CANCEL_WAIT_S)
+            # The run closes its socket once it has ended and its file is final.
+            await asyncio.wait_for(peer.wait_closed(), CANCEL_WAIT_S)
+        except TimeoutError:
+            raise UsageError(
+                f"run {run_id} did not end within {CANCEL_WAIT_S:g}s of being cancelled",
+                hint="see it with `aiswitch runs watch " + run_id + "`",
+            ) from None
+        finally:
+            await peer.close()
+
+    asyncio.run(main())
+    run = finished_run(store, run_id)
+    sys.stderr.write(f"run {run_id} {run.status}\n")
+
+
+@runs_app.command("watch")
+def watch(
+    run_id: str = typer.Argument(..., help="The running run (its run_id)."),
+    as_jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per event."),
+) -> None:
+    """Stream a running run's events (task status, progress, usage) until it ends."""
+    from aiswitch.cli.control import control_peer
+    from aiswitch.cli.terminal import shown
+
+    store = _store()
+
+    def emit(event: dict[str, Any]) -> None:
+        if as_jsonl:
+            line = json.dumps(event, ensure_ascii=False)
+        elif event.get("kind") == "run":
+            line = f"run {event.get('run_id')} {event.get('status')}"
+        else:
+            what = event.get("text") or event.get("error") or ""
+            tokens = event.get("total_tokens")
+            line = " ".join(
+                str(part)
+                for part in (
+                    event.get("id") or event.get("task_id"),
+                    event.get("agent_id"),
+                    event.get("status"),
+                    f"{tokens:,} tokens" if tokens else "",
+                    shown(str(what)),
+                )
+                if part != ""
+            )
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    async def main() -> str:
+        peer = await control_peer(store, run_id)
+        ended: dict[str, Any] = {}
+
+        def events(params: Any) -> None:
+            for event in params.get("events", []) if isinstance(params, dict) else []:
+                emit(event)
+
+        def end(params: Any) -> None:
+            if isinstance(params, dict):
+                ended.update(params)
+
+        peer.on_notification("run.events", events)
+        peer.on_notification("run.ended", end)
+        try:
+            status = await peer.request("run.watch", None, timeout=CANCEL_WAIT_S)
+            emit({"kind": "run", **{k: status[k] for k in ("run_id", "status")}})
+            await peer.wait_closed()
+        finally:
+            await peer.close()
+        if ended:
+            emit({"kind": "run", "run_id": run_id, "status": ended.get("status")})
+        return str(ended.get("status", ""))
+
+    asyncio.run(main())
 
 
 def format_duration(seconds: float) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from aiswitch.coordinator.results import RunResult, RunStatus, TaskStatus
 from aiswitch.errors import StateError, UsageError
 from aiswitch.state.processes import is_same_process
-from aiswitch.state.runs import RunStore
+from aiswitch.state.runs import RUN_ID_PATTERN, RunStore
 from aiswitch.state.store import StateStore
 from aiswitch.supervisor.orphans import reap_orphans
 from aiswitch.tokens.usage import Usage
@@ -44,6 +44,10 @@ def reconcile(store: StateStore) -> list[str]:
                 run.pid = None
                 runs.record(run_id, run.json_document(), run.index_entry())
                 marked.append(run_id)
+        # The control socket of a dead run: nobody listens on it any more.
+        if RUN_ID_PATTERN.fullmatch(run_id):
+            with contextlib.suppress(OSError):
+                runs.socket_path(run_id).unlink(missing_ok=True)
     return marked
 
 

@@ -102,6 +102,46 @@ def _model_section(title: str, model: type[BaseModel], seen: dict[str, Any]) -> 
     return [f"{title} (`{model.__name__}`):", "", *lines]
 
 
+# The control socket of a running `aiswitch run` (aiswitch.cli.control): the same framing
+# and peer, other methods; written here so that the one protocol page describes both.
+RUN_CONTROL = """## Run control (another terminal → a running `aiswitch run`)
+
+Each running `aiswitch run` (and `runs resume`, `runs rerun`) listens on a unix socket,
+`tmp/sockets/<run_id>.sock` under the home (mode 0600 in a 0700 folder: the home's owner
+only), speaking the same newline-delimited JSON-RPC 2.0 as above. `aiswitch runs cancel`,
+`runs watch` and `agents stop|restart|switch` are its clients. The socket is removed when
+the run ends; one left by a killed run is removed by the next command that finds nobody
+listening on it (and the run is marked `interrupted`). A client refuses a socket that is
+not a socket or not owned by the user.
+
+| method | params | result |
+|---|---|---|
+| `run.status` | none | `{run_id, status, mode, tasks, finished, failed, processes: [process]}` |
+| `run.cancel` | none | `{run_id, cancelling: true}`; the run's tasks are cancelled and its \
+children stopped (as on SIGTERM); the run ends `cancelled` and then closes every connection |
+| `run.watch` | none | what `run.status` returns; then `run.events` notifications until the \
+run ends, then `run.ended` and the connection closes |
+| `agent.stop` | `{agent_id}` | `process`, stopped; its tasks in flight end as on a crash \
+(retried on another process, `--retries` permitting); its pool starts another if tasks wait |
+| `agent.restart` | `{agent_id}` | `process`, running again (`restarts` + 1); its tasks in \
+flight are retried |
+| `agent.switch` | `{agent_id, preset}` | `{agent_id, preset, env: EnvState}`: `env.switch` \
+on the live process, from its next task on |
+
+`agent_id` is a process's id (`mock.p1`, `claude@kimi.p2`), as `run.status` lists it. A
+`process` is `{agent_id, agent, preset, state, pid, restarts, in_flight, capacity,
+tasks_done, reason, parent_pid}`.
+
+Notifications (run → client): `run.events` `{events: [event]}`, one per event-loop turn
+with that turn's events; an event is `{kind: status|progress|usage, task_id, id, agent_id,
+preset, status}` plus `text` (progress), `total_tokens` (usage), or `error`,
+`total_tokens`, `cost_usd`, `duration_s` (a final status). `run.ended` `{run_id, status}`.
+
+Errors: an unknown `agent_id` is -32009, a request the run refuses (an unknown preset, a
+process that is not running) -32010, bad params -32602; each message is one line.
+"""
+
+
 def render() -> str:
     out = [HEADER, "## Methods (parent → agent)", ""]
     out += ["| method | summary |", "|---|---|"]
@@ -132,6 +172,7 @@ def render() -> str:
                 f"| {prop.get('description', '')} |"
             )
         out.append("")
+    out += [RUN_CONTROL]
     out += ["## Error codes", "", "| code | name | meaning |", "|---|---|---|"]
     names = {
         getattr(codes, n): n

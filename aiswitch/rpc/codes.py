@@ -19,6 +19,8 @@ ENV_INVALID = -32005
 UNKNOWN_SNAPSHOT = -32006
 MESSAGE_TOO_LARGE = -32007
 CLI_UNAVAILABLE = -32008
+UNKNOWN_AGENT = -32009
+CONTROL_REFUSED = -32010
 
 DESCRIPTIONS: dict[int, str] = {
     PARSE_ERROR: "The line is not valid JSON.",
@@ -34,6 +36,8 @@ DESCRIPTIONS: dict[int, str] = {
     UNKNOWN_SNAPSHOT: "No environment snapshot with that id.",
     MESSAGE_TOO_LARGE: "A message exceeded the line-length limit and was discarded.",
     CLI_UNAVAILABLE: "The agent's underlying CLI is missing or too old.",
+    UNKNOWN_AGENT: "Run control: no agent process with that id in the run.",
+    CONTROL_REFUSED: "Run control: the request was refused (the message says why).",
 }
 
 STANDARD_MESSAGES: dict[int, str] = {

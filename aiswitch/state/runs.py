@@ -137,6 +137,10 @@ class RunStore:
         with self.store.lock(RUNS_RESOURCE):
             self.store.write_bytes(self.path(run_id), data)
 
+    def socket_path(self, run_id: str) -> Path:
+        """Where the run's aiswitch listens for control requests while it runs."""
+        return self.store.home.tmp / "sockets" / f"{run_id}.sock"
+
     def journal_path(self, run_id: str) -> Path:
         return self.store.home.runs / f"{run_id}.jsonl"
 

@@ -544,13 +544,17 @@ class AgentHandle:
 
     # -- stop ----------------------------------------------------------------------
 
-    async def stop(self, reason: str = "stop") -> None:
-        """Stop the process (the full stop sequence) and any pending restart."""
+    async def stop(self, reason: str = "stop", *, abandon: bool = False) -> None:
+        """Stop the process (the full stop sequence) and any pending restart.
+        `abandon`: its tasks in flight fail as on a crash (`AgentDiedError`, so they are
+        retried elsewhere) instead of being cancelled by the agent's shutdown."""
         self._stop_requested = True
         self._notify_waiters()
         process = self._process
         if self.state in (S.RUNNING, S.STARTING):
             self._set(S.STOPPING, reason)
+        if abandon:
+            await _abandon(process, reason)
         if process is not None:
             await process.stop(reason)
         if self.state is S.STOPPING or self.state in (S.EXITED, S.BACKOFF, S.FATAL):
@@ -568,6 +572,23 @@ class AgentHandle:
             # Not cancelled: agents.json must not keep the entry of a stopped process.
             await asyncio.shield(self._table_write)
 
+    async def restart(self, reason: str = "restart requested") -> None:
+        """Stop the process and start a new one on this handle (the supervisor's
+        `agent.restart`: stop + start). Tasks in flight on the old process fail as on a
+        crash (the scheduler retries them). Returns once the new process runs."""
+        process = self._process
+        if process is None or self.state is not S.RUNNING:
+            raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
+        # Announced as an exit that comes back (`will_restart`): the pool keeps the handle,
+        # and the old process's watcher leaves it to us (the state is no longer running).
+        self._restart_pending = True
+        self._set(S.EXITED, reason)
+        await _abandon(process, reason)
+        await process.stop(reason)
+        self.restarts += 1
+        self._starting = self._spawn_task(self._start_loop("restart"))
+        await asyncio.shield(self._starting)
+
     def snapshot(self) -> dict[str, Any]:
         """What `ps` and the live view show of this process."""
         return {
@@ -583,6 +604,16 @@ class AgentHandle:
             "reason": self.reason,
             "parent_pid": os.getpid(),
         }
+
+
+async def _abandon(process: AgentProcess | None, reason: str) -> None:
+    """Close the connection to `process` first: its calls in flight fail with a lost
+    connection (`AssignCall.failure` makes that the `AgentDiedError` of a crash) rather
+    than being answered `cancelled` by the shutdown that follows; closing its stdin is
+    the first step of its stop sequence anyway."""
+    peer = process.peer if process is not None else None
+    if peer is not None:
+        await peer.close(reason)
 
 
 def _last_line(text: str) -> str:
