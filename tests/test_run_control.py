@@ -171,3 +171,42 @@ def test_a_socket_that_is_not_the_users_own_is_refused(
         os.chown(sock, 65534, 65534)
         assert_one_error_line(run_cli("runs", "cancel", run_id, env=env), "belongs to another user")
     assert_one_error_line(run_cli("runs", "watch", "bad/../id", env=env), "is not a run id")
+
+
+def test_ps_lists_each_live_agent_process_with_its_runs_figures(
+    env: dict[str, str], home: Home
+) -> None:
+    with hanging_run(env, "mock", "mock@fast") as proc:
+        run_id = running_run(env)
+        table = json.loads((home.state / "agents.json").read_text())
+        # An entry whose pid lives but is another process (a recycled pid) is not listed.
+        table["agents"]["20261204T000000Z-000000/ghost.p1"] = {
+            "pid": os.getpid(),
+            "create_time": 1.0,
+        }
+        (home.state / "agents.json").write_text(json.dumps(table))
+        done = run_cli("ps", "--json", env=env)
+        assert done.code == 0, done.stderr
+        rows = done.json()["processes"]
+        children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        assert {r["agent_id"] for r in rows} == {"mock.p1", "mock@fast.p1"}
+        for row in rows:
+            assert row["run_id"] == run_id
+            assert row["pid"] in children
+            assert row["state"] == "running"
+            assert (row["tasks_done"], row["in_flight"]) == (0, 1)
+            assert row["restarts"] == 0 and row["tokens"] == 0
+            assert row["rss"] > 0 and row["cpu_percent"] >= 0 and row["uptime_s"] >= 0
+        assert {r["preset"] for r in rows} == {None, "fast"}
+        shown = run_cli("ps", env=env)
+        assert shown.code == 0
+        assert shown.stdout.splitlines()[0].split()[:5] == [
+            "agent",
+            "run",
+            "preset",
+            "pid",
+            "state",
+        ]
+        assert run_cli("runs", "cancel", run_id, env=env).code == 0
+        proc.wait(timeout=WAIT_S)
+    assert run_cli("ps", "--json", env=env).json() == {"processes": []}

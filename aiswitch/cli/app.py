@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "run": "run_cmd",
     "runs": "runs_cmd",
     "agents": "agents_cmd",
+    "ps": "ps_cmd",
     "preset": "preset_cmd",
     "shell-init": "shell_cmd",
     "tokens": "tokens_cmd",

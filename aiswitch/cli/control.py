@@ -188,10 +188,17 @@ async def control_peer(store: Any, run_id: str) -> Peer:
     raise error
 
 
-async def control_call(store: Any, run_id: str, method: str, params: Any = None) -> Any:
+async def control_call(
+    store: Any,
+    run_id: str,
+    method: str,
+    params: Any = None,
+    *,
+    timeout: float = CONTROL_TIMEOUT_S,
+) -> Any:
     peer = await control_peer(store, run_id)
     try:
-        return await peer.request(method, params, timeout=CONTROL_TIMEOUT_S)
+        return await peer.request(method, params, timeout=timeout)
     except RemoteError as exc:
         raise UsageError(exc.remote_message) from None
     finally:

@@ -67,6 +67,13 @@ class RunControl:
         run = self.run
         executor = run.executor
         handles = executor.handles() if executor is not None else []
+        # Tokens per process: its attempts' usage (a process runs many tasks).
+        spent: dict[str, int] = {}
+        for task in run.tasks:
+            for attempt in task.attempts:
+                if attempt.process is not None:
+                    total = attempt.usage.total_tokens
+                    spent[attempt.process] = spent.get(attempt.process, 0) + total
         return {
             "run_id": run.run_id,
             "status": str(run.result.status),
@@ -74,7 +81,7 @@ class RunControl:
             "tasks": len(run.tasks),
             "finished": run.finals,
             "failed": run.failures,
-            "processes": [h.snapshot() for h in handles],
+            "processes": [{**h.snapshot(), "tokens": spent.get(h.agent_id, 0)} for h in handles],
         }
 
     def cancel(self) -> dict[str, Any]:

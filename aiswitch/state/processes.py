@@ -113,6 +113,36 @@ class ProcessTable:
         agents = data.get("agents", {}) if isinstance(data, dict) else {}
         return agents if isinstance(agents, dict) else {}
 
+    def live(self) -> list[dict[str, Any]]:
+        """The entries whose process is alive (pid and create time), each with `key`,
+        and what the machine says of it now: `cpu_percent` (CPU time over its lifetime,
+        as ps(1) counts %CPU: no sampling interval to wait for), `rss` (bytes),
+        `uptime_s`. A process this user may not inspect keeps None for those."""
+        import time
+
+        import psutil
+
+        now = time.time()
+        found = []
+        for key, entry in sorted(self.entries().items()):
+            if not isinstance(entry, dict):
+                continue
+            pid, created = entry.get("pid"), entry.get("create_time")
+            if not isinstance(pid, int) or not is_same_process(pid, created):
+                continue
+            row: dict[str, Any] = {**entry, "key": key, "cpu_percent": None, "rss": None}
+            row["uptime_s"] = round(now - created, 1) if isinstance(created, float) else None
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    times = process.cpu_times()
+                    row["rss"] = process.memory_info().rss
+                if row["uptime_s"]:
+                    busy = times.user + times.system
+                    row["cpu_percent"] = round(100 * busy / row["uptime_s"], 1)
+            found.append(row)
+        return found
+
     def reap_orphans(self) -> list[str]:
         """Kill children whose parent is gone; drop entries of processes that are gone."""
         if self._empty():
