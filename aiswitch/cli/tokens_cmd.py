@@ -56,6 +56,7 @@ def _report(
     as_csv: bool,
     no_cache: bool,
     fmt: str = "aiswitch",
+    verbose: bool = False,
 ) -> None:
     from aiswitch.errors import UsageError
     from aiswitch.home import Home
@@ -73,10 +74,12 @@ def _report(
     # The command line to record for the CLI's fast path, and the inputs as they are now
     # (taken before reading them, the presets or the prices: a file changed meanwhile makes
     # the record miss).
-    args = fastpath.current_args if as_json and not no_cache else None
+    args = fastpath.current_args if as_json and not no_cache and not verbose else None
     state = None
     if args is not None and fastpath.enabled() and fastpath.eligible(args):
         state = fastpath.snapshot(source, home)
+    if verbose:
+        _say_what_is_read(source, home)
     presets = preset_settings(home)
     options = parse_report_options(
         by=by if fmt == "aiswitch" else f"{by},model",
@@ -132,6 +135,22 @@ def _ccusage_text(report: Any, by: str, home: Any, source: str) -> str:
                         projects.setdefault(session_from_path(path), parts[after])
         sessions = session_infos(load_rows(source, home).rows, projects)
     return json.dumps(ccusage_document(report, by, sessions), indent=2, sort_keys=True) + "\n"
+
+
+def _say_what_is_read(source: str, home: Any) -> None:
+    """`-v`: one stderr line per folder of CLI logs the report reads (the user's own CLI
+    homes and aiswitch's preset homes), and the ledger."""
+    from aiswitch.tokens.inputs import log_roots
+
+    lines = []
+    if source in ("aiswitch", "all"):
+        lines.append(f"aiswitch: reading the ledger {home.ledger}")
+    for cli in ("claude", "codex", "gemini"):
+        if source in (cli, "all"):
+            roots = log_roots(cli, home=home)
+            where = ", ".join(str(path) for path in roots) if roots else "none found"
+            lines.append(f"aiswitch: reading {cli} logs in {where}")
+    sys.stderr.write("".join(line + "\n" for line in lines))
 
 
 def _money(value: float | None, unpriced: int, api_equivalent: float) -> str:
@@ -224,6 +243,9 @@ _FORMAT = typer.Option(
     help="JSON shape: aiswitch (report schema 1) or ccusage (ccusage's daily, monthly or "
     "session --json; with --by day, month or session).",
 )
+_VERBOSE = typer.Option(
+    False, "--verbose", "-v", help="Say which ledger and CLI homes are read (on stderr)."
+)
 
 
 @tokens_app.command("report")
@@ -247,10 +269,11 @@ def report_cmd(
     as_csv: bool = _CSV,
     no_cache: bool = _NO_CACHE,
     fmt: str = _FORMAT,
+    verbose: bool = _VERBOSE,
 ) -> None:
     """Token usage and cost, grouped as --by says, with totals."""
     _report(by, since, until, agent, preset, model, run, timezone, source, cost_mode, as_json,
-            as_csv, no_cache, fmt)  # fmt: skip
+            as_csv, no_cache, fmt, verbose)  # fmt: skip
 
 
 def _shortcut(name: str, by: str, what: str) -> None:
@@ -268,9 +291,10 @@ def _shortcut(name: str, by: str, what: str) -> None:
         as_csv: bool = _CSV,
         no_cache: bool = _NO_CACHE,
         fmt: str = _FORMAT,
+        verbose: bool = _VERBOSE,
     ) -> None:
         _report(by, since, until, agent, preset, model, run, timezone, source, cost_mode,
-                as_json, as_csv, no_cache, fmt)  # fmt: skip
+                as_json, as_csv, no_cache, fmt, verbose)  # fmt: skip
 
     command.__doc__ = f"{what} (ccusage's `{name}`): `tokens report --by {by}`."
     tokens_app.command(name)(command)

@@ -15,6 +15,11 @@ How each CLI's files are found:
   `projects/`, sorted by path as ccusage sorts them.
 - Codex: `$CODEX_HOME/sessions/**/rollout-*.jsonl` (default `~/.codex`), sorted by path.
 - Gemini: `$GEMINI_DATA_DIR/tmp/*/chats/session-*.json[l]` (default `~/.gemini`), sorted.
+- aiswitch's own preset homes, always, after the above: an API-key preset's CLI keeps its
+  files in `<aiswitch home>/homes/<cli>/<preset>/` (claude: a config dir; codex: a
+  CODEX_HOME; gemini: a GEMINI_CLI_HOME holding `.gemini/`), so their logs are read without
+  the user pointing the CLI's variable at them. `log_roots(cli, env, home)` lists every
+  folder read, for `tokens report -v`.
 """
 
 from __future__ import annotations
@@ -34,8 +39,25 @@ def rollup_path(home: Home) -> Path:
     return home.state / ROLLUP_FILE
 
 
-def claude_roots(env: Mapping[str, str] | None = None) -> list[Path]:
-    """The Claude config directories to read, as ccusage finds them."""
+# Where aiswitch keeps each CLI's files for an API-key preset (adapters/_common.py makes them).
+HOMES_DIR = "homes"
+
+
+def preset_homes(home: Home | None, cli: str) -> list[Path]:
+    """`<home>/homes/<cli>/<preset>/` for every preset that has one, sorted by name."""
+    if home is None:
+        return []
+    folder = home.root / HOMES_DIR / cli
+    try:
+        found = [path for path in folder.iterdir() if path.is_dir()]
+    except OSError:
+        return []
+    return sorted(found, key=str)
+
+
+def claude_roots(env: Mapping[str, str] | None = None, home: Home | None = None) -> list[Path]:
+    """The Claude config directories to read, as ccusage finds them, then the preset
+    homes aiswitch made under `home`."""
     env = os.environ if env is None else env
     roots: list[Path] = []
     configured = env.get("CLAUDE_CONFIG_DIR")
@@ -46,10 +68,12 @@ def claude_roots(env: Mapping[str, str] | None = None) -> list[Path]:
             for path in candidates
             if str(path).strip()
         ]
+        candidates += preset_homes(home, "claude")
     else:
-        home = Path(env.get("HOME") or Path.home())
-        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-        candidates = [xdg / "claude", home / ".claude"]
+        user_home = Path(env.get("HOME") or Path.home())
+        xdg = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
+        candidates = [xdg / "claude", user_home / ".claude"]
+    candidates += preset_homes(home, "claude")
     for path in candidates:
         if (path / "projects").is_dir() and path not in roots:
             roots.append(path)
@@ -74,9 +98,21 @@ def codex_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".codex"
 
 
-def codex_files(env: Mapping[str, str] | None = None) -> list[Path]:
-    sessions = codex_home(env) / "sessions"
-    return sorted(sessions.rglob("rollout-*.jsonl"), key=str) if sessions.is_dir() else []
+def codex_homes(env: Mapping[str, str] | None = None, home: Home | None = None) -> list[Path]:
+    """`codex_home(env)`, then the preset homes aiswitch made under `home` (each a
+    CODEX_HOME), without repeats."""
+    homes = [codex_home(env)]
+    homes += [path for path in preset_homes(home, "codex") if path not in homes]
+    return homes
+
+
+def codex_files(env: Mapping[str, str] | None = None, home: Home | None = None) -> list[Path]:
+    files: list[Path] = []
+    for codex in codex_homes(env, home):
+        sessions = codex / "sessions"
+        if sessions.is_dir():
+            files.extend(sorted(sessions.rglob("rollout-*.jsonl"), key=str))
+    return files
 
 
 def gemini_home(env: Mapping[str, str] | None = None) -> Path:
@@ -87,16 +123,43 @@ def gemini_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".gemini"
 
 
-def gemini_files(env: Mapping[str, str] | None = None) -> list[Path]:
-    tmp = gemini_home(env) / "tmp"
-    if not tmp.is_dir():
-        return []
-    files = [
-        path
-        for path in tmp.glob("*/chats/session-*")
-        if path.suffix in (".json", ".jsonl") and path.is_file()
+def gemini_homes(env: Mapping[str, str] | None = None, home: Home | None = None) -> list[Path]:
+    """`gemini_home(env)`, then the `.gemini` of each preset home aiswitch made under
+    `home` (a GEMINI_CLI_HOME), without repeats."""
+    homes = [gemini_home(env)]
+    homes += [
+        path / ".gemini" for path in preset_homes(home, "gemini") if path / ".gemini" not in homes
     ]
-    return sorted(files, key=str)
+    return homes
+
+
+def gemini_files(env: Mapping[str, str] | None = None, home: Home | None = None) -> list[Path]:
+    files: list[Path] = []
+    for gemini in gemini_homes(env, home):
+        tmp = gemini / "tmp"
+        if tmp.is_dir():
+            files.extend(
+                sorted(
+                    (
+                        path
+                        for path in tmp.glob("*/chats/session-*")
+                        if path.suffix in (".json", ".jsonl") and path.is_file()
+                    ),
+                    key=str,
+                )
+            )
+    return files
+
+
+def log_roots(
+    cli: str, env: Mapping[str, str] | None = None, home: Home | None = None
+) -> list[Path]:
+    """The folders a report of `cli`'s logs reads (those that exist), for `-v`."""
+    if cli == "claude":
+        return claude_roots(env, home)
+    if cli == "codex":
+        return [path for path in codex_homes(env, home) if (path / "sessions").is_dir()]
+    return [path for path in gemini_homes(env, home) if (path / "tmp").is_dir()]
 
 
 def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -> list[Path]:
@@ -107,9 +170,9 @@ def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -
     if source in ("aiswitch", "all"):
         files.extend([home.ledger, rollup_path(home)])
     if source in ("claude", "all"):
-        files.extend(claude_files(claude_roots(env)))
+        files.extend(claude_files(claude_roots(env, home)))
     if source in ("codex", "all"):
-        files.extend(codex_files(env))
+        files.extend(codex_files(env, home))
     if source in ("gemini", "all"):
-        files.extend(gemini_files(env))
+        files.extend(gemini_files(env, home))
     return files

@@ -115,7 +115,7 @@ def _read_files(
 def load_claude(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
-    files = claude.claude_files(claude.claude_roots(env))
+    files = claude.claude_files(claude.claude_roots(env, home))
     index = _index(home, "claude", use_index)
     reads = _read_files(index.read_appendable, files, claude.parser_for)
     index.save()
@@ -142,14 +142,18 @@ def _load_rewritten(
 def load_codex(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
-    sessions = codex.codex_home(env) / "sessions"
+    homes = codex.codex_homes(env, home)
 
     def parser_for(path: Path) -> Parse:
+        sessions = next(
+            (h / "sessions" for h in homes if path.is_relative_to(h / "sessions")),
+            path.parent,
+        )
         return partial(
             codex.parse_codex_bytes, path_session=codex.session_from_path(path, sessions)
         )
 
-    return _load_rewritten(home, "codex", codex.codex_files(env), parser_for, use_index)
+    return _load_rewritten(home, "codex", codex.codex_files(env, home), parser_for, use_index)
 
 
 def load_gemini(
@@ -158,7 +162,7 @@ def load_gemini(
     def parser_for(path: Path) -> Parse:
         return partial(gemini.parse_gemini_bytes, path=path)
 
-    return _load_rewritten(home, "gemini", gemini.gemini_files(env), parser_for, use_index)
+    return _load_rewritten(home, "gemini", gemini.gemini_files(env, home), parser_for, use_index)
 
 
 def load_rows(
@@ -314,7 +318,7 @@ def _all_report_in_parallel(
     from aiswitch.tokens.sources import claude_parallel
     from aiswitch.tokens.transfer import read_rollup
 
-    files = claude.claude_files(claude.claude_roots(env))
+    files = claude.claude_files(claude.claude_roots(env, home))
     size_of = {path: size for path, size, _, _ in fingerprints}
     sizes = [size_of.get(str(path), 0) for path in files]
     workers = claude_parallel.workers_for(sizes)

@@ -14,6 +14,12 @@ else from the latest `turn_context`, else it is unknown (`None`, so unpriced: ai
 guesses a model). The session id is `session_meta.payload.id`, else the file's path below
 `sessions/` without `.jsonl`.
 
+Ids (what `--source all` matches the ledger's records on): a request of a turn codex named
+(`turn_context` or `task_started` carry `turn_id`) has `message_id` = the turn id and
+`request_id` = `<turn id>:<n>`, n counting the turn's requests from 1. The codex adapter
+records the same ids from the same rollout (adapters/codex.py), so a request aiswitch drove
+counts once. Requests before any turn id have no ids (never matched, never deduplicated).
+
 Counts are normalised (see `aiswitch.tokens.usage`): OpenAI counts cached tokens inside
 `input_tokens`, so they move to `cache_read_tokens`; `reasoning_output_tokens` is part of
 `output_tokens`.
@@ -27,6 +33,7 @@ from typing import Any
 
 from aiswitch.tokens.inputs import codex_files as codex_files  # re-exported
 from aiswitch.tokens.inputs import codex_home as codex_home  # re-exported
+from aiswitch.tokens.inputs import codex_homes as codex_homes  # re-exported
 from aiswitch.tokens.report import Row
 from aiswitch.tokens.sources.jsonl import json_objects
 
@@ -59,6 +66,8 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
     objects, malformed = json_objects(data)
     session = path_session
     model: str | None = None
+    turn: str | None = None
+    turn_requests = 0
     previous: tuple[int, int, int, int] | None = None
     for obj in objects:
         kind = obj.get("type")
@@ -70,6 +79,9 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
             if isinstance(meta_id, str) and meta_id:
                 session = meta_id
             continue
+        turn_id = payload.get("turn_id")
+        if isinstance(turn_id, str) and turn_id and turn_id != turn:
+            turn, turn_requests = turn_id, 0
         if kind == "turn_context":
             turn_model = payload.get("model")
             if isinstance(turn_model, str) and turn_model:
@@ -106,6 +118,10 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
         row_model = event_model if isinstance(event_model, str) and event_model else model
         inp, cached, out, reasoning = usage
         cached = min(cached, inp)
+        request_id = None
+        if turn is not None:
+            turn_requests += 1
+            request_id = f"{turn}:{turn_requests}"
         rows.append(
             (
                 ts,
@@ -116,8 +132,8 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
                 row_model,
                 None,
                 session,
-                None,
-                None,
+                turn if request_id else None,
+                request_id,
                 inp - cached,
                 out,
                 cached,

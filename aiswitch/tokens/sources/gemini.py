@@ -14,6 +14,10 @@ Normalised as `aiswitch.tokens.usage` defines: `input` (the prompt) includes cac
 they move to `cache_read_tokens`; tool-use prompt tokens are prompt tokens billed as input, so
 they are added to `input_tokens`; output = candidates + thoughts, and thoughts are
 `reasoning_tokens`. A message without a timestamp takes the session's start time.
+
+Ids: a message's `id` is both its `message_id` and its `request_id` (one message is one API
+request); the gemini adapter records the same from the same file (adapters/gemini.py), so
+`--source all` counts a request aiswitch drove once.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def _rows(messages: Iterable[object], session: str, start: float | None) -> list
                 None,
                 session,
                 message_id if isinstance(message_id, str) else None,
-                None,
+                message_id if isinstance(message_id, str) else None,
                 input_tokens,
                 output_tokens,
                 cached,
