@@ -17,6 +17,14 @@ Contract:
   Translators are pure (no I/O), so the tests replay captured streams through them.
 - Every message that leaves an adapter passes `failure_text`: one line, bounded, with the
   environment's secret values and anything key-shaped masked.
+- Usage per API request: a CLI's stream gives the task's usage in one sum (claude, gemini)
+  or a sum that is cumulative over a resumed thread (codex). `drive` holds the stream's
+  usage reports until the CLI exits, then asks the adapter's `PerRequest` for the task's
+  requests as the CLI's own log holds them (read with the parser `tokens report --source
+  <cli>` uses, so both carry the same message and request ids). The log's requests are
+  recorded when they account for the stream's usage (`accounts_for`); otherwise the
+  stream's reports are, as they came. Either way the ledger holds what the provider sent,
+  once, and `--source all` can tell the ledger's requests from the log's.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlsplit
@@ -92,6 +101,7 @@ _PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _HOME_MODE: Final = 0o700
 
 AISWITCH_HOME_ENV: Final = "AISWITCH_HOME"
+log_usage = logging.getLogger("aiswitch.adapter.usage")
 
 
 # -- the CLI binary -------------------------------------------------------------------
@@ -464,6 +474,83 @@ class UsageTotals:
         self.model = self.model or report.model
 
 
+# What an adapter gives `drive` to turn the stream's usage into the task's requests: called
+# once the CLI has exited, with the translator and the stream's usage reports; returns the
+# requests from the CLI's own log, or None to keep the stream's reports.
+PerRequest = Callable[[Any, list[UsageReport]], list[UsageReport] | None]
+
+
+def sum_usage(reports: Iterable[UsageReport]) -> Usage:
+    total = Usage()
+    for report in reports:
+        total = total + report.usage
+    return total
+
+
+def reports_from_rows(
+    rows: Iterable[Sequence[Any]], cost_by_model: Mapping[str | None, float] | None = None
+) -> list[UsageReport]:
+    """Report rows of a CLI's log (`aiswitch.tokens.report.Row`) as usage reports with their
+    ids. `cost_by_model`: the CLI's own cost per model, shared among that model's requests in
+    proportion to their tokens (the last takes what rounding left), so the sum stays the
+    CLI's figure."""
+    from aiswitch.tokens.report import (
+        R_CACHE_READ,
+        R_CACHE_WRITE,
+        R_INPUT,
+        R_MESSAGE,
+        R_MODEL,
+        R_OUTPUT,
+        R_REASONING,
+        R_REQUEST,
+    )
+
+    reports = [
+        UsageReport(
+            Usage(
+                input_tokens=row[R_INPUT],
+                output_tokens=row[R_OUTPUT],
+                cache_read_tokens=row[R_CACHE_READ],
+                cache_write_tokens=row[R_CACHE_WRITE],
+                reasoning_tokens=row[R_REASONING],
+            ),
+            model=row[R_MODEL],
+            message_id=row[R_MESSAGE],
+            request_id=row[R_REQUEST],
+        )
+        for row in rows
+    ]
+    if not cost_by_model:
+        return reports
+    for model, cost in cost_by_model.items():
+        mine = [index for index, r in enumerate(reports) if r.model == model]
+        tokens = sum(reports[index].usage.total_tokens for index in mine) or 1
+        left = cost
+        for count, index in enumerate(mine):
+            share = reports[index].usage.total_tokens * cost / tokens
+            if count == len(mine) - 1:
+                share = left
+            left -= share
+            reports[index] = replace(reports[index], cost_usd=round(share, 12))
+    return reports
+
+
+def accounts_for(requests: Sequence[UsageReport], stream: Sequence[UsageReport]) -> bool:
+    """Whether the log's requests add up to the stream's usage, model by model."""
+    if not requests:
+        return False
+    models = {r.model for r in stream}
+    if len(models) > 1 and models != {r.model for r in requests}:
+        return False
+    if len(models) > 1:
+        return all(
+            sum_usage(r for r in requests if r.model == model)
+            == sum_usage(r for r in stream if r.model == model)
+            for model in models
+        )
+    return sum_usage(requests) == sum_usage(stream)
+
+
 def exit_failure(cli: str, end: Exit, detail: str | None = None) -> str:
     """'claude exited with code 1: <its last stderr line>' (or `detail` when known)."""
     if end.code < 0:
@@ -485,29 +572,47 @@ async def drive(
     name: str,
     provider: str,
     stdin_data: bytes | None = None,
+    per_request: PerRequest | None = None,
 ) -> TaskOutcome:
     """Run the CLI once, relay what the translator makes of its events, and end the task.
 
-    Leaving this function any way (result, failure, cancellation, timeout) ends the CLI's
-    whole process group (`CliRun`).
+    With `per_request`, usage is held until the CLI exits and recorded per API request
+    from the CLI's log when that log accounts for it (see the module docstring); the
+    outcome's usage is then the requests' sum. Leaving this function any way (result,
+    failure, cancellation, timeout) ends the CLI's whole process group (`CliRun`).
     """
+
+    async def record(report: UsageReport) -> None:
+        await ctx.report_usage(
+            report.usage,
+            model=report.model,
+            provider=provider,
+            cost_usd=report.cost_usd,
+            session_id=translator.session_id,
+            message_id=report.message_id,
+            request_id=report.request_id,
+        )
+
+    held: list[UsageReport] = []
     async with CliRun(argv, env=env, cwd=ctx.params.cwd, stdin_data=stdin_data, name=name) as run:
         async for event in run.events():
             for report in translator.feed(event):
                 if isinstance(report, Progress):
                     await ctx.progress(report.text, report.kind)
+                elif per_request is not None:
+                    held.append(report)
                 else:
-                    await ctx.report_usage(
-                        report.usage,
-                        model=report.model,
-                        provider=provider,
-                        cost_usd=report.cost_usd,
-                        session_id=translator.session_id,
-                        message_id=report.message_id,
-                        request_id=report.request_id,
-                    )
+                    await record(report)
         code = await run.wait()
         end = Exit(code=code, stderr_line=run.last_stderr_line())
+    requests = None
+    if held:
+        try:
+            requests = per_request(translator, held) if per_request else None
+        except (OSError, ValueError) as exc:  # the log is a refinement, never a failure
+            log_usage.warning("%s: usage kept as the stream gave it: %s", name, exc)
+        for report in requests or held:
+            await record(report)
     try:
         outcome = translator.finish(end)
     except TaskFailed as exc:
@@ -516,6 +621,8 @@ async def drive(
             output=exc.output,
             provider_status=exc.provider_status,
         ) from None
+    if requests:
+        outcome = replace(outcome, usage=sum_usage(requests))
     return outcome
 
 

@@ -8,9 +8,13 @@
 Contract (docs/agents.md has the tables):
 - Progress: assistant text, thinking, tool calls and tool results, API retries and
   permission denials become `task.progress`.
-- Usage comes only from the final `result` event (the `usage` on `assistant` events is a
-  partial snapshot): one `tokens.usage` per model in `modelUsage` with that model's own
-  cost, or one event with `usage` and `total_cost_usd` when there is no breakdown.
+- Usage: one `tokens.usage` per API request, with claude's message id and request id, read
+  from claude's own session log (`projects/*/<session>.jsonl` under the config dir) once
+  claude has exited, when the log's requests of this task (the ids its `assistant` events
+  named) add up to the final `result` event's usage; each model's cost (`modelUsage`) is
+  shared among its requests by tokens. Otherwise the `result` alone counts (the `usage` on
+  `assistant` events is a partial snapshot): one `tokens.usage` per model in `modelUsage`
+  with that model's own cost, or one with `usage` and `total_cost_usd` without a breakdown.
 - The task fails with claude's own message on an API error (`is_error`, which claude
   reports with `subtype: "success"`; its `api_error_status`, e.g. 429, is the result's
   `provider_status`), on max turns, on a non-zero exit, or when claude exits before its
@@ -43,6 +47,7 @@ from ._common import (
     Report,
     UsageReport,
     UsageTotals,
+    accounts_for,
     apply_home,
     drive,
     exit_failure,
@@ -51,6 +56,7 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
+    reports_from_rows,
     session_id,
     short,
     str_option,
@@ -276,6 +282,50 @@ def _describe_tool(block: dict[str, Any]) -> str:
     return name
 
 
+# -- usage per request, from claude's own log -------------------------------------------
+
+
+def requests_from_log(
+    env: dict[str, str], translator: ClaudeTranslator, stream: list[UsageReport]
+) -> list[UsageReport] | None:
+    """This task's requests as claude logged them (see the module docstring), or None."""
+    session = translator.session_id
+    wanted = {pair for pair in translator.messages if pair[0] and pair[1]}
+    if not session or not wanted:
+        return None
+    from aiswitch.tokens.inputs import claude_roots
+    from aiswitch.tokens.report import R_MESSAGE, R_MODEL, R_REQUEST
+    from aiswitch.tokens.sources.claude import (
+        dedupe_claude_entries,
+        parse_claude_bytes,
+        rows_from_entries,
+        session_from_path,
+    )
+
+    entries: list[tuple[Any, ...]] = []
+    for root in claude_roots(env):
+        projects = root / "projects"
+        paths = [*projects.glob(f"*/{session}.jsonl"), *projects.glob(f"*/{session}/**/*.jsonl")]
+        for path in sorted(paths):
+            parsed, _malformed = parse_claude_bytes(path.read_bytes(), session_from_path(path))
+            entries += parsed
+    rows = [
+        (*row[:R_MODEL], clean_model(row[R_MODEL]) if row[R_MODEL] else None, *row[R_MODEL + 1 :])
+        for row in rows_from_entries(dedupe_claude_entries(entries))
+        if (row[R_MESSAGE], row[R_REQUEST]) in wanted
+    ]
+    models = {row[R_MODEL] for row in rows}
+    if len(stream) == 1 and len(models) == 1:
+        # One figure for the task: the log names the model as the provider did.
+        costs = {models.pop(): stream[0].cost_usd}
+    else:
+        costs = {report.model: report.cost_usd for report in stream}
+    requests = reports_from_rows(
+        rows, {model: cost for model, cost in costs.items() if cost is not None}
+    )
+    return requests if accounts_for(requests, stream) else None
+
+
 # -- the command ----------------------------------------------------------------------
 
 
@@ -355,6 +405,7 @@ class ClaudeAdapter(CliAdapter):
             name="claude",
             provider=provider,
             stdin_data=stdin_message(ctx.prompt),
+            per_request=lambda translator, stream: requests_from_log(env, translator, stream),
         )
 
 

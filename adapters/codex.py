@@ -12,9 +12,14 @@ Contract (docs/agents.md has the tables):
   unset, codex uses its own provider and login.
 - Progress: agent messages, reasoning, commands, file changes, tool calls and non-fatal
   errors become `task.progress`.
-- Usage: one `tokens.usage` per `turn.completed` (OpenAI shape, cached tokens inside
-  `input_tokens`: normalised). The model is `-m`/OPENAI_MODEL when given, else the one
-  codex recorded in its session file.
+- Usage: one `tokens.usage` per API request of the turn, read from codex's rollout
+  (`sessions/…/rollout-*-<thread>.jsonl`: the last turn's `token_count` events, each
+  request's `last_token_usage`) once codex has exited, with the ids `tokens report --source
+  codex` gives them (message id = turn id, request id = `<turn id>:<n>`). Without a
+  readable rollout, one per `turn.completed` (OpenAI shape, cached tokens inside
+  `input_tokens`: normalised) — which after `resume` is the whole thread's running total,
+  not the turn's: the rollout is what makes a resumed turn count once. The model is
+  `-m`/OPENAI_MODEL when given, else the one codex recorded in its session file.
 - `turn.failed`, a non-zero exit, or an exit without `turn.completed` fail the task with
   codex's own message (the `error` event's text, else its last stderr line).
 - The thread id is the outcome's `session_id`; `params.session_id` continues it with
@@ -28,11 +33,12 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome, serve
-from aiswitch.tokens.usage import Usage
+from aiswitch.tokens.usage import COUNTERS, Usage
 
 from ._common import (
     CliAdapter,
@@ -51,9 +57,11 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
+    reports_from_rows,
     session_id,
     short,
     str_option,
+    sum_usage,
 )
 
 SPEC: Final = CliSpec(
@@ -268,13 +276,46 @@ def session_model_lookup(home: Path) -> ModelLookup:
     """Finds the model codex recorded for a thread in `home/sessions/…/rollout-*-ID.jsonl`."""
 
     def lookup(thread_id: str) -> str | None:
-        sessions = home / "sessions"
+        path = rollout_path(home, thread_id)
         with contextlib.suppress(OSError):
-            for path in sessions.glob(f"*/*/*/rollout-*-{thread_id}.jsonl"):
-                return _first_model(path)
+            return _first_model(path) if path else None
         return None
 
     return lookup
+
+
+def rollout_path(home: Path, thread_id: str) -> Path | None:
+    with contextlib.suppress(OSError):
+        for path in (home / "sessions").glob(f"*/*/*/rollout-*-{thread_id}.jsonl"):
+            return path
+    return None
+
+
+def requests_from_rollout(
+    home: Path, translator: CodexTranslator, stream: list[UsageReport]
+) -> list[UsageReport] | None:
+    """The last turn's requests as codex's rollout holds them (see the module docstring),
+    or None. Each count of the turn is at most the stream's (equal, or a resumed thread's
+    running total)."""
+    thread = translator.session_id
+    path = rollout_path(home, thread) if thread else None
+    if path is None:
+        return None
+    from aiswitch.tokens.report import R_MESSAGE
+    from aiswitch.tokens.sources.codex import parse_codex_bytes
+
+    rows, _malformed = parse_codex_bytes(path.read_bytes(), str(thread))
+    if not rows or rows[-1][R_MESSAGE] is None:
+        return None
+    turn = rows[-1][R_MESSAGE]
+    requests = [
+        report if report.model else replace(report, model=translator.model)
+        for report in reports_from_rows(row for row in rows if row[R_MESSAGE] == turn)
+    ]
+    logged, streamed = sum_usage(requests), sum_usage(stream)
+    if any(getattr(logged, name) > getattr(streamed, name) for name in COUNTERS):
+        return None
+    return requests
 
 
 def _first_model(path: Path) -> str | None:
@@ -305,8 +346,9 @@ class CodexAdapter(CliAdapter):
         argv = build_argv(cli.path, ctx, env, level)
         base_url = env.get(BASE_URL_VAR)
         provider = provider_name(base_url, "openai")
+        home = codex_home(env)
         translator = CodexTranslator(
-            model=model_of(ctx, env), model_lookup=session_model_lookup(codex_home(env))
+            model=model_of(ctx, env), model_lookup=session_model_lookup(home)
         )
         return await drive(
             ctx,
@@ -316,6 +358,7 @@ class CodexAdapter(CliAdapter):
             name="codex",
             provider=provider,
             stdin_data=ctx.prompt.encode(),
+            per_request=lambda translator, stream: requests_from_rollout(home, translator, stream),
         )
 
 

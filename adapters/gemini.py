@@ -13,7 +13,10 @@ Contract (docs/agents.md has the tables):
 - The model is the `model` option, else GEMINI_MODEL; passing it keeps gemini off its
   routing call.
 - Progress: assistant text (by line), tool calls, tool results and non-fatal errors.
-- Usage from the final `result` stats, one `tokens.usage` per model. gemini's
+- Usage: one `tokens.usage` per API request (a `gemini` message of gemini's own chat log,
+  `<GEMINI_CLI_HOME or ~>/.gemini/tmp/*/chats/session-*`, written since the task started),
+  its message id as message and request id, when those messages add up to the final
+  `result` stats; otherwise from the `result` stats, one `tokens.usage` per model. gemini's
   `output_tokens` are candidates only, so thoughts = total − input − output and
   normalised output = candidates + thoughts; `input_tokens` includes `cached`.
 - A `result` with status error, a non-zero exit (gemini exits with the HTTP status
@@ -30,6 +33,7 @@ import logging
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,6 +49,7 @@ from ._common import (
     Report,
     UsageReport,
     UsageTotals,
+    accounts_for,
     aiswitch_home,
     apply_home,
     drive,
@@ -55,6 +60,7 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
+    reports_from_rows,
     session_id,
     short,
     str_option,
@@ -354,6 +360,34 @@ def build_env(ctx: TaskContext) -> dict[str, str]:
     return env
 
 
+def chat_dir_roots(env: dict[str, str]) -> list[Path]:
+    """Where gemini keeps its chats for this child: `<GEMINI_CLI_HOME or HOME>/.gemini/tmp`."""
+    base = env.get(HOME_VAR) or env.get("HOME") or str(Path.home())
+    return [Path(base) / ".gemini" / "tmp"]
+
+
+def requests_from_log(
+    env: dict[str, str], started: float, translator: GeminiTranslator, stream: list[UsageReport]
+) -> list[UsageReport] | None:
+    """This task's requests as gemini logged them (see the module docstring), or None."""
+    session = translator.session_id
+    if not session:
+        return None
+    from aiswitch.tokens.report import R_SESSION, R_TS
+    from aiswitch.tokens.sources.gemini import parse_gemini_bytes
+
+    rows: list[Any] = []
+    for tmp in chat_dir_roots(env):
+        for path in sorted(tmp.glob(f"*/chats/session-*{session[:8]}*")):
+            if path.suffix not in (".json", ".jsonl"):
+                continue
+            parsed, _malformed = parse_gemini_bytes(path.read_bytes(), path)
+            plain: list[tuple[Any, ...]] = [tuple(row) for row in parsed]
+            rows += [r for r in plain if r[R_SESSION] == session and r[R_TS] >= started]
+    requests = reports_from_rows(rows)
+    return requests if accounts_for(requests, stream) else None
+
+
 class GeminiAdapter(CliAdapter):
     name = "gemini"
     spec = SPEC
@@ -364,6 +398,8 @@ class GeminiAdapter(CliAdapter):
         env = build_env(ctx)
         argv = build_argv(cli.path, ctx, env, level)
         provider = provider_name(env.get(BASE_URL_VAR), "google")
+        # gemini stamps its chat messages with this machine's clock, after it starts.
+        started = time.time()
         return await drive(
             ctx,
             argv,
@@ -372,6 +408,9 @@ class GeminiAdapter(CliAdapter):
             name="gemini",
             provider=provider,
             stdin_data=ctx.prompt.encode(),
+            per_request=lambda translator, stream: requests_from_log(
+                env, started, translator, stream
+            ),
         )
 
 

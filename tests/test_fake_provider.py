@@ -32,6 +32,7 @@ from aiswitch.testing.fake_provider import (
     TextReply,
     ToolCallReply,
     anthropic_usage,
+    anthropic_wire_usage,
     default_reply_text,
     gemini_usage,
     openai_usage,
@@ -204,7 +205,7 @@ def test_an_anthropic_stream_sends_the_text_as_deltas_and_the_final_usage_in_mes
     assert start["usage"]["input_tokens"] == USAGE.input_tokens
     assert start["usage"]["cache_read_input_tokens"] == USAGE.cache_read_tokens
     delta = next(d for _, d in events if d["type"] == "message_delta")
-    assert delta["usage"] == anthropic_usage(USAGE)
+    assert delta["usage"] == anthropic_wire_usage(USAGE)
     assert delta["delta"]["stop_reason"] == "end_turn"
 
 
@@ -216,7 +217,7 @@ def test_an_anthropic_request_without_stream_gets_one_json_message(fake: FakePro
     assert reply.status == 200
     message = reply.json()
     assert message["content"] == [{"type": "text", "text": "plain"}]
-    assert message["usage"] == anthropic_usage(USAGE)
+    assert message["usage"] == anthropic_wire_usage(USAGE)
     assert fake.requests[0].stream is False
 
 
@@ -328,7 +329,7 @@ def test_the_default_reply_is_derived_from_the_prompt_with_the_default_usage(
     assert anthropic_text(first) == default_reply_text("alpha")
     assert anthropic_text(again) == anthropic_text(first)
     assert anthropic_text(other) == default_reply_text("beta") != anthropic_text(first)
-    assert first[-2][1]["usage"] == anthropic_usage(DEFAULT_USAGE)
+    assert first[-2][1]["usage"] == anthropic_wire_usage(DEFAULT_USAGE)
 
 
 @pytest.mark.parametrize(

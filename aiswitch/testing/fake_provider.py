@@ -120,6 +120,18 @@ def anthropic_usage(usage: FakeUsage) -> dict[str, int]:
     }
 
 
+def anthropic_wire_usage(usage: FakeUsage) -> dict[str, Any]:
+    """`anthropic_usage` as the API sends it: with the cache writes' TTL breakdown (all
+    five-minute writes here), which Claude Code copies into its log and ccusage counts."""
+    return {
+        **anthropic_usage(usage),
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens,
+            "ephemeral_1h_input_tokens": 0,
+        },
+    }
+
+
 def openai_usage(usage: FakeUsage) -> dict[str, Any]:
     """OpenAI counts cached tokens inside input_tokens; it has no cache-write count."""
     input_total = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
@@ -502,7 +514,7 @@ def _anthropic_message(
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": anthropic_usage(usage),
+        "usage": anthropic_wire_usage(usage),
     }
 
 
@@ -517,7 +529,7 @@ def stream_anthropic(
     out: _Stream, reply: TextReply | ToolCallReply | HangReply, model: str, ids: _Ids
 ) -> None:
     usage = reply.usage if not isinstance(reply, HangReply) else DEFAULT_USAGE
-    start_usage = {**anthropic_usage(usage), "output_tokens": 1}
+    start_usage = {**anthropic_wire_usage(usage), "output_tokens": 1}
     message = _anthropic_message(ids, model, [], None, usage)
     out.event(
         {"type": "message_start", "message": {**message, "usage": start_usage}}, "message_start"
@@ -564,7 +576,7 @@ def stream_anthropic(
         {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": anthropic_usage(usage),
+            "usage": anthropic_wire_usage(usage),
         },
         "message_delta",
     )
