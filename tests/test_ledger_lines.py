@@ -92,7 +92,7 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
                 continue
             if any(
                 get(name) is not None and type(get(name)) is not str
-                for name in ("task_id", "agent_id")
+                for name in ("task_id", "agent_id", "host", "branch")
             ):
                 malformed += 1
                 continue
@@ -135,6 +135,8 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
                             write_1h,
                             cost,
                             cost_source,
+                            get("host"),
+                            get("branch"),
                         )
                     )
                     continue

@@ -253,7 +253,7 @@ def report_cmd(
     by: str = typer.Option(
         "day",
         "--by",
-        help="day, week, month, agent, preset, model, provider, run, session; "
+        help="day, week, month, agent, preset, model, provider, run, session, host, branch; "
         "several: --by day,agent.",
     ),
     since: str | None = _SINCE,

@@ -151,6 +151,7 @@ class Run:
         self.spent_tokens = 0
         self.spent_cost = 0.0
         self.stray_usage = Usage()
+        self._hosts: dict[str, str | None] = {}
         self.stray_cost: float | None = None
         self.scheduler: Scheduler | None = None
         self.executor: LocalExecutor | None = None
@@ -548,9 +549,22 @@ class Run:
             if self.scheduler is not None:
                 self.scheduler.stop_new(exc.message)
 
+    def _host(self, lane: Lane) -> str | None:
+        """The base URL host a lane's requests go to (its preset's, else its agent's, else
+        the parent's environment; the CLI's vendor when none sets one), once per lane."""
+        key = lane.key
+        if key not in self._hosts:
+            from aiswitch.presets.hosts import base_url_host
+
+            self._hosts[key] = base_url_host(
+                lane.agent.name, lane.preset.variables, lane.agent.env or {}, os.environ
+            )
+        return self._hosts[key]
+
     def _record_usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
         assert self._ledger is not None
         result = task.result
+        workspace = result.workspace
         record = self._add_to_ledger(
             _ledger_record(
                 self.run_id,
@@ -560,6 +574,8 @@ class Run:
                 result.preset,
                 attempt.number,
                 params,
+                host=self._host(task.lane),
+                branch=workspace.branch if workspace is not None else None,
             )
         )
         attempt.add_usage(params.usage, record.cost_usd)
@@ -592,9 +608,19 @@ class Run:
             handle.agent_id,
             params.task_id,
         )
+        from aiswitch.presets.hosts import base_url_host
+
+        host = base_url_host(handle.agent.name, handle.env)
         record = self._add_to_ledger(
             _ledger_record(
-                self.run_id, None, handle.agent.name, handle.agent_id, handle.preset, None, params
+                self.run_id,
+                None,
+                handle.agent.name,
+                handle.agent_id,
+                handle.preset,
+                None,
+                params,
+                host=host,
             )
         )
         self.stray_usage = self.stray_usage + params.usage
@@ -717,8 +743,13 @@ def _ledger_record(
     preset: str | None,
     attempt: int | None,
     params: UsageParams,
+    *,
+    host: str | None = None,
+    branch: str | None = None,
 ) -> LedgerRecord:
     return LedgerRecord(
+        host=host,
+        branch=branch,
         run_id=run_id,
         task_id=task_id,
         attempt=attempt,

@@ -71,6 +71,11 @@ class LedgerRecord(BaseModel):
     cache_write_1h_tokens: RowCount = 0
     cost_usd: Cost = None
     cost_source: RowCostSource = "unpriced"
+    # Attribution (reports group by them: `--by host`, `--by branch`): the host of the base
+    # URL the request went to (never the key), and the git branch of the task's workspace.
+    # CLI-log rows know neither (None).
+    host: RowText = None
+    branch: RowText = None
     task_id: Text = None
     # Which attempt of the task spent it (1 for the first; retries count up).
     attempt: OptionalInt = None

@@ -7,7 +7,9 @@ Contract:
   `warnings`, serialisable with `to_json()` / `to_csv()`.
 - Grouping keys (`by`, several at once): `day` (`YYYY-MM-DD`), `week` (ISO 8601 week,
   `YYYY-Www`, e.g. `2026-W47`: weeks start on Monday and the year is the ISO week-numbering
-  year), `month` (`YYYY-MM`), `agent`, `preset`, `model`, `provider`, `run`, `session`. Days,
+  year), `month` (`YYYY-MM`), `agent`, `preset`, `model`, `provider`, `run`, `session`,
+  `host` (the base URL host a request went to) and `branch` (its workspace's git branch;
+  both null for CLI-log rows and pruned days). Days,
   weeks and months, and the inclusive `since`/`until` dates, are taken in the report's
   timezone (IANA name; default: the machine's local zone).
 - Every row and the totals carry `input_tokens`, `output_tokens`, `cache_read_tokens`,
@@ -46,7 +48,21 @@ from aiswitch.tokens.records import ROW_FIELDS, ROW_INDEX, LedgerRecord
 from aiswitch.tokens.times import SLOT_SECONDS, local_day
 
 REPORT_SCHEMA_VERSION = 1
-BY_KEYS = ("day", "week", "month", "agent", "preset", "model", "provider", "run", "session")
+BY_KEYS = (
+    "day",
+    "week",
+    "month",
+    "agent",
+    "preset",
+    "model",
+    "provider",
+    "run",
+    "session",
+    "host",
+    "branch",
+)
+# Keys a prune rollup does not keep (its entries have no such field): null there.
+_NOT_ROLLED_UP = frozenset({"host", "branch"})
 COUNTERS = (
     "input_tokens",
     "output_tokens",
@@ -566,7 +582,10 @@ class Aggregator:
         reported part (the calculated part counts as unpriced)."""
         filters = self._filters()
         mode = self.options.cost_mode
-        getters = [_getter(name, self.pricer) for name in self.options.by]
+        getters = [
+            _none if name in _NOT_ROLLED_UP else _getter(name, self.pricer)
+            for name in self.options.by
+        ]
         slot: tuple[str, str, str] = ("", "", "")
         groups = self.state.groups
         for entry in entries:
@@ -716,12 +735,18 @@ def _getter(name: str, pricer: _Pricer) -> _Getter:
     return lambda row, slot: cast(str | None, row[field_index])
 
 
+def _none(row: tuple[Any, ...], slot: tuple[str, str, str]) -> str | None:
+    return None
+
+
 _ROW_FIELD = {
     "agent": "agent",
     "preset": "preset",
     "model": "model",
     "run": "run_id",
     "session": "session_id",
+    "host": "host",
+    "branch": "branch",
 }
 
 

@@ -559,6 +559,8 @@ def rows_from_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...
             write_1h,
             cost,
             "unpriced" if cost is None else "reported",
+            None,  # host: the logs name none
+            None,  # branch
         )
         for (
             ts_ms,

@@ -142,6 +142,8 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
                 0,
                 None,
                 "unpriced",
+                None,  # host: the logs name none
+                None,  # branch
             )
         )
     return rows, malformed

@@ -122,6 +122,8 @@ def _rows(messages: Iterable[object], session: str, start: float | None) -> list
                 0,
                 None,
                 "unpriced",
+                None,  # host: the logs name none
+                None,  # branch
             )
         )
     return rows
