@@ -236,3 +236,18 @@ def test_report_verbose_names_the_preset_homes_it_reads(tmp_path: Path) -> None:
     assert f"codex logs in {home.root / 'homes' / 'codex' / PRESET}" in out.stderr
     assert "claude logs in none found" in out.stderr
     assert out.json()["totals"]["requests"] == 3
+
+
+def test_the_table_counts_api_requests_under_that_name(tmp_path: Path) -> None:
+    # Two tasks, three API requests: three ledger lines, so three requests (issue 12,
+    # defect 8: the column counted ledger lines, one per task, under "Reqs").
+    home = aiswitch_home(tmp_path, "claude", ledger=True)
+    env = clean_env(home.root, HOME=str(tmp_path), COLUMNS="200")
+
+    out = run_cli("tokens", "report", "--timezone", "UTC", env=env)
+
+    assert out.code == 0, out.stderr
+    header = next(line for line in out.stdout.splitlines() if "Input" in line)
+    assert "Requests" in header
+    total = next(line for line in out.stdout.splitlines() if "Total" in line and "│" in line)
+    assert total.rstrip(" │").split()[-1] == "3"

@@ -201,7 +201,7 @@ def _print_table(report: Any) -> None:
         justify="right",
         footer=_money(totals["cost_usd"], totals["unpriced_requests"], report.api_equivalent_usd),
     )
-    table.add_column("Reqs", justify="right", footer=f"{totals['requests']:,}")
+    table.add_column("Requests", justify="right", footer=f"{totals['requests']:,}")
     for row in report.rows:
         table.add_row(
             *(str(row[key]) if row[key] is not None else "-" for key in report.by),
