@@ -608,7 +608,10 @@ async def drive(
     requests = None
     if held:
         try:
-            requests = per_request(translator, held) if per_request else None
+            # A thread: a long session's log takes a while to parse, and the adapter's
+            # other tasks keep reporting meanwhile.
+            if per_request is not None:
+                requests = await asyncio.to_thread(per_request, translator, held)
         except (OSError, ValueError) as exc:  # the log is a refinement, never a failure
             log_usage.warning("%s: usage kept as the stream gave it: %s", name, exc)
         for report in requests or held:
