@@ -168,8 +168,16 @@ def run_worker(case: str, args: argparse.Namespace) -> dict[str, Any]:
         argv = [PY, SCRIPT, "--worker", case, "--chains", str(args.chains)]
         argv += ["--length", str(args.length), "--latency", str(args.latency)]
         argv += ["--concurrency", str(args.concurrency or args.chains)]
+        # In the temporary home, not the caller's folder: a git checkout would get tasks
+        # worktrees of their own (docs/workspaces.md), which is not what this measures.
         done = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S, check=False
+            argv,
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT_S,
+            check=False,
         )
         if done.returncode != 0:
             raise SystemExit(f"worker {case} failed:\n{done.stderr[-3000:]}")

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiswitch.coordinator.executor import LocalExecutor, TaskSettings
-from aiswitch.coordinator.plan_check import fill_in
+from aiswitch.coordinator.graph import TaskGraph
 from aiswitch.coordinator.request import Plan, RunEvent
 from aiswitch.coordinator.results import (
     AgentResult,
@@ -54,7 +54,7 @@ from aiswitch.coordinator.results import (
     TaskStatus,
 )
 from aiswitch.coordinator.scheduler import Scheduler
-from aiswitch.coordinator.tasks import FAILOVER_ENDS, Attempt, End, Lane, Task
+from aiswitch.coordinator.tasks import Attempt, End, Lane, Task
 from aiswitch.errors import StateError
 from aiswitch.masking import redact_text
 from aiswitch.protocol.models import ProgressParams, UsageParams
@@ -167,7 +167,7 @@ class Run:
         self._next_rewrite = 0.0
         self._durations: list[float] = []
         self._started = 0.0
-        self._ids: dict[str, list[AgentResult]] | None = None
+        self.graph = TaskGraph(self)
         self._advertised: dict[str, tuple[str, ...]] = {}
 
     @property
@@ -229,8 +229,8 @@ class Run:
             retry_failed=request.retry_failed,
             on_final=self._final,
             on_start=self._started_attempt,
-            prepare=self._prepare,
-            reroute=self._reroute,
+            prepare=self.graph.prepare,
+            reroute=self.graph.reroute,
         )
         try:
             self.scheduler.submit(self.tasks)
@@ -308,92 +308,6 @@ class Run:
         return figures
 
     # -- tasks ----------------------------------------------------------------------
-
-    def _prepare(self, task: Task) -> bool:
-        """When `task` is ready: skipped if a dependency failed (unless it goes on after
-        failures), its prompt filled in, its lane chosen (a capability's least loaded)."""
-        if task.depends_on and not task.continue_on_failure:
-            for index in task.depends_on:
-                dependency = self.tasks[index - 1].result
-                if dependency.status != TaskStatus.OK:
-                    task.result.status = TaskStatus.SKIPPED
-                    task.result.error = (
-                        f"skipped: dependency {dependency.id or dependency.task_id} "
-                        f"{_HOW_IT_ENDED.get(dependency.status, dependency.status)}"
-                    )
-                    return False
-        if task.prompt is None:
-            self._hand_off(task)
-        elif task.template:
-            task.prompt = task.result.prompt = fill_in(task.prompt, self._by_id())
-        if len(task.candidates) > 1 and self.scheduler is not None:
-            self._move(task, min(task.candidates, key=self.scheduler.load))
-        return True
-
-    def _hand_off(self, task: Task) -> None:
-        # A sequential step: the task, plus the last successful step's output.
-        request = self.request
-        previous = next(
-            (t.result for t in reversed(self.tasks[: task.index - 1]) if t.result.status == "ok"),
-            None,
-        )
-        if previous is None:
-            task.prompt = request.prompt
-        else:
-            task.prompt = (
-                request.handoff_template.replace("{previous_output}", previous.output)
-                .replace("{previous_agent}", previous.agent_id)
-                .replace("{task}", request.prompt)
-            )
-
-    def _by_id(self) -> dict[str, list[AgentResult]]:
-        """A plan's results by task id, and a fanned task's copies by the task's own id."""
-        if self._ids is None:
-            self._ids = {}
-            for task in self.tasks:
-                task_id = task.result.id
-                if task_id is None:
-                    continue
-                self._ids.setdefault(task_id, []).append(task.result)
-                group, bracket, _ = task_id.partition("[")
-                if bracket:
-                    self._ids.setdefault(group, []).append(task.result)
-        return self._ids
-
-    def _move(self, task: Task, lane: Lane) -> None:
-        """`task`'s next attempt runs on `lane` (routing, failover)."""
-        if lane is task.lane:
-            return
-        task.lane = lane
-        result = task.result
-        result.agent, result.preset = lane.agent.name, lane.preset.name
-        result.agent_id = self.plan.agent_ids.get(lane.key, result.agent_id)
-
-    def _reroute(self, task: Task, attempt: Attempt) -> bool:
-        """After a process death or a provider's refusal: the task moves to an agent it
-        has not tried (another with its capability, the least loaded, else the next
-        fallback), if there is one."""
-        if attempt.end not in FAILOVER_ENDS or not (task.candidates or task.fallback):
-            return False
-        tried = {a.lane for a in task.attempts}
-        others = [lane for lane in task.candidates if lane.key not in tried]
-        chosen: Lane | None = None
-        if others and self.scheduler is not None:
-            chosen = min(others, key=self.scheduler.load)
-        else:
-            chosen = next((lane for lane in task.fallback if lane.key not in tried), None)
-        if chosen is None:
-            return False
-        log.info(
-            "%s: attempt %s ended %s on %s; the next goes to %s",
-            task.result.id or task.id,
-            attempt.id,
-            attempt.end,
-            attempt.lane,
-            chosen.key,
-        )
-        self._move(task, chosen)
-        return True
 
     def _started_attempt(self, task: Task, attempt: Attempt) -> None:
         result = task.result
@@ -721,13 +635,6 @@ _STATUS = {
     End.START_FAILED: TaskStatus.FAILED,
     End.INVALID: TaskStatus.FAILED,
     End.PROVIDER: TaskStatus.FAILED,
-}
-# How a dependency's end reads in a skipped task's error.
-_HOW_IT_ENDED = {
-    TaskStatus.FAILED: "failed",
-    TaskStatus.TIMEOUT: "timed out",
-    TaskStatus.CANCELLED: "was cancelled",
-    TaskStatus.SKIPPED: "was skipped",
 }
 
 
