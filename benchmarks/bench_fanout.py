@@ -139,6 +139,9 @@ async def fanout(tasks: int, concurrency: int) -> dict[str, Any]:
         prompt="",
         batch=[BatchItem(prompt=f"task {i}", id=str(i)) for i in range(tasks)],
         concurrency=concurrency,
+        # Every task in the one working folder: run from a git checkout, the default rule
+        # would make a worktree per task (the workspaces' cost, not the scheduler's).
+        workspace="shared",
     )
     plan = coordinator.plan(request)
     run = coordinator.new_run(request, plan, on_event=on_event)
