@@ -298,3 +298,20 @@ def test_a_task_that_reaches_its_own_budget_gets_no_further_attempt(
     capped = results["capped"]
     assert capped["attempts"] == 1 and capped["cost_usd"] == 0.5
     assert "reached its budget_usd $0.1" in capped["error"]
+
+
+def test_a_plans_results_on_screen_are_named_by_task_and_say_why_one_was_skipped(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "defaults: {agent: mock}\n"
+        "tasks:\n"
+        "  - {id: first, prompt: a, options: {fail: true}}\n"
+        "  - {id: second, prompt: b, depends_on: [first]}\n"
+    )
+    done = run_cli("run", "--plan", str(plan), env=env)
+    assert done.code == 1  # none ok
+    assert "first · mock#1" in done.stdout and "second · mock#1" in done.stdout
+    assert "skipped: dependency first failed" in done.stdout
+    assert "aiswitch: second (mock#1): skipped: dependency first failed" in done.stderr

@@ -264,6 +264,9 @@ def render_results(console: Console, run: RunResult) -> None:
     for result in run.results:
         mark, style = STATUS_STYLE.get(result.status, ("?", ""))
         title = f"{result.agent_id}" + (f" @{result.preset}" if result.preset else "")
+        if run.mode == "plan":
+            # A plan runs many tasks on one agent: its panels are named by task.
+            title = f"{result.id} · {title}"
         body = Text(safe_text(result.output.rstrip()) or "(no output)")
         if result.error:
             body.append(f"\n{shown(result.error)}", style="red")
