@@ -80,7 +80,7 @@ GC_GEN0_THRESHOLD = 10_000
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.coordinator import Coordinator
-    from aiswitch.coordinator.workspaces import RunWorkspaces
+    from aiswitch.coordinator.run_workspaces import RunWorkspaces
 
 log = logging.getLogger("aiswitch.coordinator")
 
@@ -178,7 +178,8 @@ class Run:
         """The tasks' workspaces (aiswitch.coordinator.workspaces), or None: all in cwd."""
         if self.plan.workspace is None:
             return None
-        from aiswitch.coordinator.workspaces import RunWorkspaces, task_names
+        from aiswitch.coordinator.run_workspaces import RunWorkspaces
+        from aiswitch.coordinator.workspaces import task_names
 
         coordinator = self.coordinator
         workspaces = RunWorkspaces(
