@@ -702,3 +702,14 @@ def test_a_resumed_run_works_on_in_the_workspaces_it_made_before_it_was_killed(
     assert b["root"] == hung["path"]  # the same worktree, not a clash or a second one
     assert b["changes"]["paths"] == ["b.txt"]
     assert git(repo, "branch", "--list").count("aiswitch/") == 2
+
+
+def test_a_shared_batch_takes_no_snapshots(
+    tmp_path: Path, home: Home, genv: dict[str, str]
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("one\ntwo\nthree\n")
+    done = run(genv, repo, "--agent", "mock", "--tasks", str(tasks), "-w", "shared")
+    assert done.code == 0, done.stderr
+    assert [r["workspace"] for r in done.json()["results"]] == [None, None, None]

@@ -9,7 +9,8 @@ Contract:
   nothing) is `shared`.
 - A run that is `shared` only because nothing asked otherwise makes no records (its
   snapshots would cost a `git add` of the whole tree per task): `--workspace shared`,
-  `--check` or a plan task's own `workspace:` make them.
+  `--check` or a plan task's own `workspace:` make them; a `shared` batch makes none
+  without `--check` (its thousands of tasks share one tree).
 - `plan_source(request, tasks)` checks the mode's source before anything starts (see
   `aiswitch.workspace.make.check_source`); None means every task runs in `cwd` as before.
 - `task_names(tasks)`: each task's workspace name. The run's workspaces themselves are
@@ -108,9 +109,10 @@ def plan_source(request: RunRequest, tasks: list[Task], config: Path) -> Workspa
     if request.with_changes and "worktree" not in used:
         raise UsageError("--with-changes carries uncommitted changes into worktrees only")
     asked = request.workspace not in (None, AUTO) or any(t.workspace for t in tasks)
-    if used == {"shared"} and not asked and request.check is None:
+    if used == {"shared"} and request.check is None and (not asked or request.mode == "batch"):
         # In the user's tree by default: nothing to make, and no snapshots taken (they
-        # cost a `git add` of the whole tree per task); `--workspace shared` records them.
+        # cost a `git add` of the whole tree per task); `--workspace shared` records them,
+        # except for a batch, whose many tasks share the tree (its own figures, not theirs).
         return None
     from aiswitch.workspace import make as ws_make
     from aiswitch.workspace.model import load_settings
