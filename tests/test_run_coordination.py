@@ -25,8 +25,9 @@ def test_sequential_steps_with_other_presets_run_on_their_own_pools(
     assert step2["AISWITCH_AGENT_ID"] == "mock@slow.p1"
     assert "MOCK_STEPS" in step2 and step2["MOCK_STEPS"] == "6"
     # Processes with different presets never share a pool: each has its own log.
-    assert (home.agent_logs / "mock@fast.p1.log").exists()
-    assert (home.agent_logs / "mock@slow.p1.log").exists()
+    run_logs = home.agent_logs / out.json()["run_id"]
+    assert (run_logs / "mock@fast.p1.log").exists()
+    assert (run_logs / "mock@slow.p1.log").exists()
 
 
 def test_a_step_whose_preset_changes_a_start_time_setting_gets_a_fresh_child(

@@ -149,7 +149,7 @@ def plant_link(path: Path, target: Path) -> None:
 
 @pytest.mark.parametrize(
     "planted",
-    ["state/tokens.jsonl", "logs/agents/mock.p1.log", "logs/coordinator.log"],
+    ["state/tokens.jsonl", "logs/coordinator.log"],
 )
 def test_a_link_planted_in_place_of_a_file_is_refused_and_its_target_untouched(
     tmp_path: Path, home: Home, env: dict[str, str], planted: str

@@ -234,7 +234,7 @@ def test_secret_values_never_reach_the_agent_log(home: Home) -> None:
     preset_with_plain_secrets(env, home)
     out = run_cli("run", "--agent", "mock@plain", "x", "--json", env=env, timeout=CLI_TIMEOUT_S)
     assert out.code == 0, out.stderr
-    logs = list(home.agent_logs.glob("*.log"))
+    logs = list(home.agent_logs.glob(f"{out.json()['run_id']}/*.log"))
     assert logs
     text = "".join(log.read_text() for log in logs)
     # Both ways wrote: the names are there, with the logger's line and the relayed ones.

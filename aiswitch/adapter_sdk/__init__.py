@@ -14,7 +14,7 @@ The SDK speaks the whole protocol (docs/protocol.md) on stdin/stdout: the handsh
 concurrency limits, cancellation, task status and results, env.switch/snapshot/rollback,
 metrics and shutdown. It exits by itself when stdin closes or the parent process is
 gone, cancelling running tasks (so their `finally` blocks can kill any CLI they run).
-Logs go to stderr, which the parent keeps in `logs/agents/<agent-id>.log`.
+Logs go to stderr, which the parent keeps in `logs/agents/<run_id>/<agent-id>.log`.
 `light_usage(...)` is `Usage(...)` without pydantic for valid counts (an adapter whose
 task path builds no model then runs without importing pydantic at all).
 """

@@ -554,7 +554,7 @@ async def _serve(adapter: Adapter) -> None:
 class RedactingFormatter(logging.Formatter):
     """The agent log's formatter: every record, traceback included, leaves through
     `masking.redact_text`, so the environment's secret values (remembered by
-    `Environment`) and anything key-shaped never reach `logs/agents/*.log`."""
+    `Environment`) and anything key-shaped never reach `logs/agents/*/*.log`."""
 
     def format(self, record: logging.LogRecord) -> str:
         from aiswitch.masking import redact_text

@@ -22,7 +22,7 @@ HEADER = f"""# The aiswitch protocol (version {PROTOCOL_VERSION})
 Newline-delimited JSON-RPC 2.0 over the agent process's stdin (parent → agent) and
 stdout (agent → parent). One message per line, never pretty-printed; a line may be up
 to 16 MiB. The agent's stderr is its log: the parent copies it to
-`logs/agents/<agent-id>.log` and never parses it.
+`logs/agents/<run_id>/<agent-id>.log` and never parses it.
 
 - The parent sends `agent.initialize` first and waits for its reply (a timeout ends
   the agent). The reply's `capabilities.max_concurrent_tasks` bounds the tasks the

@@ -169,7 +169,7 @@ class AgentHandle:
     def log_path(self) -> Any:
         from aiswitch.supervisor.logs import agent_log_path
 
-        return agent_log_path(self.home, self.agent_id)
+        return agent_log_path(self.home, self.agent_id, self.run_id)
 
     # -- state ---------------------------------------------------------------------
 

@@ -1,17 +1,22 @@
-"""Agent log files: `logs/agents/<agent-id>.log`, appended to, rotated by size.
+"""Agent log files: `logs/agents/<run_id>/<agent-id>.log`, appended to, rotated by size.
 
-The child's stderr is the file itself (an fd handed to the child), so nothing in the
-parent copies log lines. Each run writes a header line first so runs can be told apart.
+One folder per run, so two runs' `gemini.p1` never share a file. The child's stderr is the
+file itself (an fd handed to the child), so nothing in the parent copies log lines. Each
+process start writes a header line first (`==== TIME run RUN agent ID ====`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import stat
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiswitch.home import NOFOLLOW, SECRET_FILE_MODE, Home
+from aiswitch.home import DIR_MODE, NOFOLLOW, SECRET_FILE_MODE, Home
 from aiswitch.state.store import writing
 
 # Rotate before a log grows past this; keep this many old ones (`.1` is the newest).
@@ -19,13 +24,18 @@ MAX_LOG_BYTES = 5 * 1024 * 1024
 KEEP_ROTATED = 3
 
 
-def agent_log_path(home: Home, agent_id: str) -> Path:
-    return home.agent_logs / f"{agent_id}.log"
+def agent_log_path(home: Home, agent_id: str, run_id: str) -> Path:
+    return home.agent_logs / run_id / f"{agent_id}.log"
 
 
 def open_agent_log(home: Home, agent_id: str, run_id: str) -> int:
     """Open (rotating first if needed) and return a file descriptor for appending."""
-    path = agent_log_path(home, agent_id)
+    path = agent_log_path(home, agent_id, run_id)
+    with writing(path.parent, "create"):
+        path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
+        # A link planted in place of the run's folder would take the log elsewhere.
+        if not stat.S_ISDIR(os.lstat(path.parent).st_mode):
+            raise OSError(errno.ELOOP, "not a folder", str(path.parent))
     with writing(path):
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_size > MAX_LOG_BYTES:
@@ -58,3 +68,59 @@ def tail(path: Path, max_bytes: int = 2048) -> str:
             return handle.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+# An adapter's log line starts with its logging time (`%(asctime)s`: local time, with
+# milliseconds after a comma); the header line has an ISO time with its offset.
+_LINE_TIME = re.compile(rb"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)(?:[,.](\d{1,6}))?")
+_HEADER = re.compile(rb"^==== (\S+) run ")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    when: datetime
+    agent_id: str
+    text: str
+
+
+def run_logs(home: Home, run_id: str) -> dict[str, Path]:
+    """The agent logs of `run_id` by agent id (rotated parts are not read)."""
+    folder = home.agent_logs / run_id
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".log"))
+    except FileNotFoundError:
+        return {}
+    return {name[: -len(".log")]: folder / name for name in names}
+
+
+def log_lines(path: Path, agent_id: str) -> list[LogLine]:
+    """`path`'s lines, each with its time: its own, or the last one before it (a CLI's
+    relayed line has none); lines before any time get the file's modification time."""
+    try:
+        data = path.read_bytes()
+        fallback = datetime.fromtimestamp(path.stat().st_mtime).astimezone()
+    except FileNotFoundError:
+        return []
+    local = datetime.now().astimezone().tzinfo
+    when: datetime | None = None
+    lines = []
+    for raw in data.splitlines():
+        found = _HEADER.match(raw) or _LINE_TIME.match(raw)
+        if found is not None:
+            with contextlib.suppress(ValueError):
+                text = found.group(1).decode()
+                parsed = datetime.fromisoformat(text)
+                if found.re is _LINE_TIME and found.group(2):
+                    parsed = parsed.replace(microsecond=int(found.group(2).ljust(6, b"0")))
+                when = parsed if parsed.tzinfo else parsed.replace(tzinfo=local)
+        lines.append(LogLine(when or fallback, agent_id, raw.decode(errors="replace")))
+    return lines
+
+
+def merged(paths: dict[str, Path], since: datetime | None = None) -> list[LogLine]:
+    """Every line of `paths` in time order (a file's own order kept for equal times)."""
+    lines = [line for agent, path in paths.items() for line in log_lines(path, agent)]
+    lines.sort(key=lambda line: line.when)
+    if since is not None:
+        lines = [line for line in lines if line.when >= since]
+    return lines

@@ -7,7 +7,7 @@ up and takes it down.
 Contract:
 - Spawned with `aiswitch.rpc.child.spawn` (never a shell) in a new session (its own
   process group, so signals reach the whole group and a terminal's Ctrl-C does not);
-  stdin/stdout are the protocol, stderr is `logs/agents/<agent-id>.log`.
+  stdin/stdout are the protocol, stderr is `logs/agents/<run_id>/<agent-id>.log`.
 - On Linux the child also gets SIGTERM when the parent dies (PR_SET_PDEATHSIG), on top
   of the protocol's own rule that an adapter exits when its stdin closes; and the table
   in `state/agents.json` lets the next invocation reap anything left behind.
@@ -92,7 +92,7 @@ class AgentProcess:
 
     @property
     def log_path(self) -> Any:
-        return agent_log_path(self.home, self.agent_id)
+        return agent_log_path(self.home, self.agent_id, self.run_id)
 
     @property
     def returncode(self) -> int | None:
