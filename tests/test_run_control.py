@@ -67,6 +67,8 @@ def test_runs_cancel_from_another_process_cancels_the_tasks_and_stops_the_childr
         assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children
+        refused = run_cli("runs", "rm", run_id, env=env)
+        assert_one_error_line(refused, f"run {run_id} is still running", code=2)
         done = run_cli("runs", "cancel", run_id, env=env)
         assert done.code == 0, done.stderr
         assert done.stderr == f"run {run_id} cancelled\n"
