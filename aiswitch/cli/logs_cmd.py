@@ -6,6 +6,7 @@ id. Without `--run`, AGENT_ID's newest run is read (its id goes to stderr).
 
 from __future__ import annotations
 
+import glob
 import re
 import sys
 from datetime import datetime, timedelta
@@ -54,8 +55,10 @@ def logs(
     start = parse_since(since)
     home = Home.current()
     if run is None:
+        assert agent_id is not None  # refused above when both are missing
         runs = sorted(
-            (p.parent.name for p in home.agent_logs.glob(f"*/{agent_id}.log")), reverse=True
+            (p.parent.name for p in home.agent_logs.glob(f"*/{glob.escape(agent_id)}.log")),
+            reverse=True,
         )
         if not runs:
             raise UsageError(
