@@ -240,3 +240,26 @@ def test_the_cli_log_readers_build_rows_of_the_declared_layout(tmp_path: Path) -
     for row in [*rows, *more, *claude]:
         assert len(row) == len(ROW_FIELDS)
     assert rows and more and claude
+
+
+def test_prune_keeps_totals_of_a_negative_reported_cost_and_of_sums_beyond_64_bits(
+    tmp_path: Path,
+) -> None:
+    # Found by the differential test: a rollup entry whose reported cost summed below zero was
+    # read back as malformed (its tokens vanished), and three counts of 2**63-1 summed past what
+    # a line holds as an integer.
+    big = 2**63 - 1
+    base = {"v": 1, "ts": "2026-01-01T00:00:00Z", "source": "aiswitch", "model": "m"}
+    lines = [
+        json.dumps({**base, "output_tokens": 5, "cost_usd": -1, "cost_source": "reported"}),
+        *(json.dumps({**base, "input_tokens": big}) for _ in range(3)),
+    ]
+    home = _home(tmp_path, [line.encode() for line in lines])
+    options = parse_report_options(by=["day"], timezone="UTC")
+    before = report_for_source("aiswitch", home, options, use_cache=False).totals
+    assert before["input_tokens"] == 3 * big and before["output_tokens"] == 5
+    transfer.prune(home, date(9999, 12, 31), timezone="UTC")
+    assert home.ledger.read_bytes() == b""
+    after = report_for_source("aiswitch", home, options, use_cache=False).totals
+    for name in ("input_tokens", "output_tokens", "requests"):
+        assert after[name] == before[name], name

@@ -55,6 +55,7 @@ from aiswitch.state.store import writing
 from aiswitch.tokens.ledger import RESOURCE as LEDGER_RESOURCE
 from aiswitch.tokens.ledger import ledger_line
 from aiswitch.tokens.records import STORED, LedgerRecord
+from aiswitch.tokens.schema import MAX_INT64
 from aiswitch.tokens.times import SLOT_SECONDS, local_date  # the rollup's time grain
 
 ROLLUP_FILE = "tokens-rollup.jsonl"
@@ -102,7 +103,9 @@ def _entry(obj: Mapping[str, Any]) -> tuple[Any, ...] | None:
         return None
     if any(type(value) is not int or value < 0 for value in counts):
         return None
-    if any(type(value) not in (int, float) or value < 0 for value in costs):
+    # A ledger line may report any number as its cost (schema kind `cost`), so a sum may be
+    # below zero too; reading it back must not drop the entry's tokens with it.
+    if any(type(value) not in (int, float) for value in costs):
         return None
     return (ts.timestamp(), *texts, *counts, *costs)
 
@@ -561,15 +564,21 @@ def _add_to_rollup(
     sums: dict[tuple[Any, ...], list[Any]], record: LedgerRecord, ts: datetime, table: Any
 ) -> None:
     slot = int(ts.timestamp()) // SLOT_SECONDS * SLOT_SECONDS
-    key = (
-        slot,
-        *(getattr(record, name) or "" for name in TEXT_FIELDS),
-    )
-    acc = sums.get(key)
-    if acc is None:
-        acc = sums[key] = [0] * len(TOKEN_FIELDS) + [0, 0.0, 0, 0.0, 0, 0]
-    for index, name in enumerate(TOKEN_FIELDS):
-        acc[index] += getattr(record, name)
+    texts = tuple(getattr(record, name) or "" for name in TEXT_FIELDS)
+    counts = [getattr(record, name) for name in TOKEN_FIELDS]
+    # An entry's sums stay 64-bit integers (what a line holds as one): a sum that would pass
+    # MAX_INT64 goes on in a further entry of the same slot and names.
+    part = 0
+    while True:
+        key = (slot, *texts, part)
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0] * len(TOKEN_FIELDS) + [0, 0.0, 0, 0.0, 0, 0]
+        if all(a + c <= MAX_INT64 for a, c in zip(acc, counts, strict=False)):
+            break
+        part += 1
+    for index, count in enumerate(counts):
+        acc[index] += count
     base = len(TOKEN_FIELDS)
     acc[base] += 1
     if record.cost_source == "reported" and record.cost_usd is not None:
@@ -594,7 +603,7 @@ def _add_to_rollup(
 def _rollup_line(prune_id: int, key: tuple[Any, ...], acc: list[Any]) -> bytes:
     import orjson
 
-    slot, *texts = key
+    slot, *texts, _part = key
     obj: dict[str, Any] = {
         "v": ROLLUP_VERSION,
         "kind": "rollup",
