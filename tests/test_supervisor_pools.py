@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -382,6 +383,42 @@ async def test_a_handle_mirrors_its_process_in_agents_json(home: Home) -> None:
         assert entry["pid"] == handle.pid
     finally:
         await handle.stop()
+    assert table.entries() == {}
+
+
+class TableThatWaitsInAdd(ProcessTable):
+    """Holds the entry's write (in its worker thread) until the test lets it go."""
+
+    def __init__(self, store: StateStore) -> None:
+        super().__init__(store)
+        self.adding = threading.Event()
+        self.go_on = threading.Event()
+        self.added = threading.Event()
+
+    def add(self, key: str, entry: dict[str, Any]) -> None:
+        self.adding.set()
+        assert self.go_on.wait(STEP_S)
+        super().add(key, entry)
+        self.added.set()
+
+
+async def test_a_stop_while_the_entry_is_written_leaves_no_entry_behind(home: Home) -> None:
+    # The pool's close() stops a process that is still starting: the entry's removal must come
+    # after its write, whichever thread runs first (a run's agents.json kept `mock.p2`).
+    table = TableThatWaitsInAdd(StateStore(home))
+    changes = Changes()
+    handle = make_handle(home, supervision=quick(), on_change=changes, table=table)
+    start = asyncio.create_task(handle.start())
+    async with asyncio.timeout(STEP_S):
+        await asyncio.to_thread(table.adding.wait, STEP_S)
+    stop = asyncio.create_task(handle.stop("closing"))
+    await changes.until(ProcessState.STOPPED)  # the process is gone; its entry not yet written
+    table.go_on.set()
+    async with asyncio.timeout(STEP_S):
+        await stop
+        with contextlib.suppress(AgentStartError, AgentDiedError):
+            await start
+        assert await asyncio.to_thread(table.added.wait, STEP_S)
     assert table.entries() == {}
 
 

@@ -193,11 +193,11 @@ class AgentHandle:
         entry = process.table_entry()
         entry.update(preset=self.preset, restarts=self.restarts)
         key = f"{self.run_id}/{self.agent_id}"
-        if self._table_write is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._table_write)
+        # In the one chain of table writes: a stop that comes while this write is on its
+        # way removes the entry after it, never before (the entry would outlive the process).
+        write = self._chain_table_write(lambda: table.add(key, entry))
         try:
-            await asyncio.to_thread(table.add, key, entry)
+            await asyncio.shield(write)
         except StateError as exc:
             # Unrecorded, a process could outlive a killed parent unseen: not started.
             await process.stop("agents.json cannot be written")
@@ -209,19 +209,21 @@ class AgentHandle:
         if table is None or change.new in LIVE or change.old not in LIVE:
             return
         key = f"{self.run_id}/{self.agent_id}"
+        self._chain_table_write(lambda: table.remove(key))
 
-        def write() -> None:
-            table.remove(key)
-
+    def _chain_table_write(self, write: Callable[[], Any]) -> asyncio.Task[Any]:
+        """Run `write` in a thread after every earlier table write of this handle."""
         previous = self._table_write
 
-        async def chained() -> None:
+        async def chained() -> Any:
             if previous is not None:
                 with contextlib.suppress(Exception):
                     await previous
-            await asyncio.to_thread(write)
+            return await asyncio.to_thread(write)
 
-        self._table_write = asyncio.get_running_loop().create_task(chained())
+        task = asyncio.get_running_loop().create_task(chained())
+        self._table_write = task
+        return task
 
     def _spawn_task(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
