@@ -38,6 +38,13 @@ def parse_since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.astimezone()
 
 
+def _mtime(path: Any) -> int:
+    try:
+        return int(path.stat().st_mtime_ns)
+    except OSError:
+        return 0
+
+
 def logs(
     agent_id: str | None = typer.Argument(None, help="One agent process (e.g. mock.p1)."),
     run: str | None = typer.Option(None, "--run", help="The run whose logs to read."),
@@ -56,10 +63,10 @@ def logs(
     home = Home.current()
     if run is None:
         assert agent_id is not None  # refused above when both are missing
-        runs = sorted(
-            (p.parent.name for p in home.agent_logs.glob(f"*/{glob.escape(agent_id)}.log")),
-            reverse=True,
-        )
+        # Newest by when its log was last written: two run ids of the same second sort
+        # by their random part, not by time.
+        found = home.agent_logs.glob(f"*/{glob.escape(agent_id)}.log")
+        runs = [p.parent.name for p in sorted(found, key=_mtime, reverse=True)]
         if not runs:
             raise UsageError(
                 f"no log of agent {agent_id!r}",
