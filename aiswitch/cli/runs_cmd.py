@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +53,20 @@ def _store() -> Any:
     return StateStore(Home.current())
 
 
+def _run_again(run_id: str, output: Any, start: Callable[[Any, Any], Any]) -> None:
+    """Check `run_id`, then present the run `start(coordinator, on_event)` makes; exits."""
+    from aiswitch.cli.run_cmd import coordinator_for_cli, present
+    from aiswitch.state.runs import check_run_id
+
+    check_run_id(run_id)
+    coordinator = coordinator_for_cli()
+
+    async def main() -> int:
+        return await present(coordinator, lambda on_event: start(coordinator, on_event), output)
+
+    raise typer.Exit(asyncio.run(main()))
+
+
 @runs_app.command("resume")
 def resume(
     run_id: str = typer.Argument(..., help="The run to finish (its run_id)."),
@@ -59,19 +74,11 @@ def resume(
     as_jsonl: bool = _JSONL,
 ) -> None:
     """Run an interrupted run's unfinished tasks again (finished ones are kept)."""
-    from aiswitch.cli.run_cmd import coordinator_for_cli, present
-    from aiswitch.state.runs import check_run_id
-
-    output = _output(as_json, as_jsonl)
-    check_run_id(run_id)
-    coordinator = coordinator_for_cli()
-
-    async def main() -> int:
-        return await present(
-            coordinator, lambda on_event: coordinator.resume(run_id, on_event=on_event), output
-        )
-
-    raise typer.Exit(asyncio.run(main()))
+    _run_again(
+        run_id,
+        _output(as_json, as_jsonl),
+        lambda coordinator, on_event: coordinator.resume(run_id, on_event=on_event),
+    )
 
 
 @runs_app.command("rerun")
@@ -84,21 +91,13 @@ def rerun(
     as_jsonl: bool = _JSONL,
 ) -> None:
     """Run a past run's request again, under a new run id."""
-    from aiswitch.cli.run_cmd import coordinator_for_cli, present
-    from aiswitch.state.runs import check_run_id
-
-    output = _output(as_json, as_jsonl)
-    check_run_id(run_id)
-    coordinator = coordinator_for_cli()
-
-    async def main() -> int:
-        return await present(
-            coordinator,
-            lambda on_event: coordinator.rerun(run_id, failed_only=failed, on_event=on_event),
-            output,
-        )
-
-    raise typer.Exit(asyncio.run(main()))
+    _run_again(
+        run_id,
+        _output(as_json, as_jsonl),
+        lambda coordinator, on_event: coordinator.rerun(
+            run_id, failed_only=failed, on_event=on_event
+        ),
+    )
 
 
 @runs_app.command("list")
