@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -99,6 +100,17 @@ def normalise_usage(raw: dict[str, Any]) -> Usage:
         cache_write_tokens=written,
         reasoning_tokens=base.reasoning_tokens,
     )
+
+
+# codex's events carry a refused request's HTTP status only in their text: "exceeded retry
+# limit, last status: 429 Too Many Requests" (codex 0.169.0, `turn.failed` and `error`).
+_LAST_STATUS: Final = re.compile(r"\blast status: ([1-5][0-9][0-9])\b")
+
+
+def provider_status(message: str) -> int | None:
+    """The HTTP status codex says the provider last refused with, if it says one."""
+    found = _LAST_STATUS.search(message)
+    return int(found.group(1)) if found else None
 
 
 class CodexTranslator:
@@ -183,10 +195,11 @@ class CodexTranslator:
         return [report]
 
     def finish(self, end: Exit) -> TaskOutcome:
+        status = provider_status(self.failure or self.last_error or "")
         if self.failure is not None:
-            raise TaskFailed(f"codex: {self.failure}")
+            raise TaskFailed(f"codex: {self.failure}", provider_status=status)
         if end.code != 0:
-            raise TaskFailed(exit_failure("codex", end, self.last_error))
+            raise TaskFailed(exit_failure("codex", end, self.last_error), provider_status=status)
         if not self.turns_completed:
             raise TaskFailed(exit_failure("codex", end, self.last_error))
         return TaskOutcome(

@@ -93,6 +93,15 @@ EXIT_MEANINGS: Final = {
     53: "turn limit reached",
     130: "cancelled",
 }
+# The refusals a plan fails over on, by the exit code they give (status modulo 256): 402,
+# 429, 500 and 502-504. None of gemini's own exit codes above is among them.
+_REFUSAL_EXITS: Final = {status % 256: status for status in (402, 429, 500, 502, 503, 504)}
+
+
+def provider_status(exit_code: int | None) -> int | None:
+    """The HTTP status a provider refused the task with, from gemini's exit code."""
+    return _REFUSAL_EXITS.get(exit_code) if exit_code is not None else None
+
 
 log = logging.getLogger("aiswitch.adapter.gemini")
 
@@ -205,13 +214,15 @@ class GeminiTranslator:
 
     def finish(self, end: Exit) -> TaskOutcome:
         result = self.result
+        status = provider_status(end.code)
         if result is None:
             detail = self.last_error or end.stderr_line or EXIT_MEANINGS.get(end.code)
-            raise TaskFailed(exit_failure("gemini", end, detail))
+            raise TaskFailed(exit_failure("gemini", end, detail), provider_status=status)
         if result.get("status") != "success":
             error = result.get("error")
             message = error.get("message") if isinstance(error, dict) else None
-            raise TaskFailed(f"gemini: {message or self.last_error or 'the run failed'}")
+            message = f"gemini: {message or self.last_error or 'the run failed'}"
+            raise TaskFailed(message, provider_status=status)
         if end.code != 0:
             detail = EXIT_MEANINGS.get(end.code) or end.stderr_line
             raise TaskFailed(exit_failure("gemini", end, detail))
