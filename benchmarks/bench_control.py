@@ -42,6 +42,7 @@ def one(agents: int) -> dict[str, float]:
         proc = subprocess.Popen(
             [BIN, "run", "--parallel", ",".join(["mock"] * agents), "hang"],
             env=env,
+            cwd=tmp,  # outside any repository: no worktrees of the checkout it runs from
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
