@@ -48,8 +48,6 @@ from ._common import (
     Permission,
     Progress,
     Report,
-    UsageReport,
-    UsageTotals,
     apply_home,
     drive,
     exit_failure,
@@ -58,12 +56,11 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
-    reports_from_rows,
     session_id,
     short,
     str_option,
-    sum_usage,
 )
+from ._usage import UsageReport, UsageTotals, reports_from_rows, sum_usage
 
 SPEC: Final = CliSpec(
     name="codex",

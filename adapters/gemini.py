@@ -47,9 +47,6 @@ from ._common import (
     Permission,
     Progress,
     Report,
-    UsageReport,
-    UsageTotals,
-    accounts_for,
     aiswitch_home,
     apply_home,
     drive,
@@ -60,11 +57,11 @@ from ._common import (
     permission_flags,
     permission_level,
     provider_name,
-    reports_from_rows,
     session_id,
     short,
     str_option,
 )
+from ._usage import UsageReport, UsageTotals, accounts_for, reports_from_rows
 
 SPEC: Final = CliSpec(
     name="gemini",

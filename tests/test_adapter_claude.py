@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiswitch_adapters._common import Exit, Progress, Report, UsageReport
+from aiswitch_adapters._common import (
+    Exit,
+    Progress,
+    Report,
+)
+from aiswitch_adapters._usage import UsageReport
 from aiswitch_adapters.claude import ClaudeTranslator, build_argv, build_env, stdin_message
 from test_adapter_common import make_ctx
 

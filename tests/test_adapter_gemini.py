@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiswitch_adapters._common import Exit, Progress, Report, UsageReport
+from aiswitch_adapters._common import (
+    Exit,
+    Progress,
+    Report,
+)
+from aiswitch_adapters._usage import UsageReport
 from aiswitch_adapters.gemini import GeminiTranslator, build_argv, build_env
 from test_adapter_common import make_ctx
 

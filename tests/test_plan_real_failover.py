@@ -71,7 +71,7 @@ def test_a_429_moves_a_codex_or_gemini_task_to_its_fallback_preset(
     ],
 )
 def test_codex_names_the_status_only_in_its_message(message: str, status: int | None) -> None:
-    from adapters.codex import provider_status
+    from aiswitch_adapters.codex import provider_status
 
     assert provider_status(message) == status
 
@@ -80,6 +80,6 @@ def test_codex_names_the_status_only_in_its_message(message: str, status: int | 
     ("code", "status"), [(173, 429), (146, 402), (247, 503), (1, None), (41, None), (130, None)]
 )
 def test_gemini_exits_with_the_status_modulo_256(code: int, status: int | None) -> None:
-    from adapters.gemini import provider_status
+    from aiswitch_adapters.gemini import provider_status
 
     assert provider_status(code) == status

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from aiswitch_adapters import claude, codex, gemini
-from aiswitch_adapters._common import UsageReport, sum_usage
+from aiswitch_adapters._usage import UsageReport, sum_usage
 from support.cli import clean_env, run_cli
 
 from aiswitch.home import Home
