@@ -29,14 +29,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from aiswitch.home import Home
+from aiswitch.tokens.rollup import rollup_path
 
 SOURCES = ("aiswitch", "claude", "codex", "gemini", "all")
-# The prune rollup beside the ledger (see aiswitch.tokens.transfer, which imports this name).
-ROLLUP_FILE = "tokens-rollup.jsonl"
-
-
-def rollup_path(home: Home) -> Path:
-    return home.state / ROLLUP_FILE
 
 
 # Where aiswitch keeps each CLI's files for an API-key preset (adapters/_common.py makes them).

@@ -15,8 +15,9 @@ Contract:
   identities) and counted. The append is one write; if it fails, the ledger is truncated back
   to its old size, so no half line is left behind.
 - `prune(home, before, timezone, preset_prices)` moves the records of days before `before`
-  (in `timezone`, default local) into the rollup `state/tokens-rollup.jsonl`, as sums per
-  15-minute slot, source, agent, preset, provider, model, run and session, with their cost
+  (in `timezone`, default local) into the rollup `state/tokens-rollup.jsonl`
+  (`aiswitch.tokens.rollup`, which also has its format), as sums per 15-minute slot,
+  source, agent, preset, provider, model, run and session, with their cost
   frozen at prune time (the `auto` cost: reported where the CLI reported one, else
   calculated). Reports count the rollup, so their totals do not change. Malformed ledger
   lines are kept. Crash safety: the new ledger is written to a temp file first, the rollup
@@ -24,16 +25,6 @@ Contract:
   replaces the ledger, and the marker is flipped to `done`; a pending marker's entries
   count only when the ledger is that inode, so a crash at any point counts nothing twice.
 
-Rollup format (version 1), one JSON object per line:
-
-    {"v": 1, "kind": "rollup", "prune": <id>, "slot": "<UTC ISO start of a 15-minute slot>",
-     "source", "agent", "preset", "provider", "model", "run_id", "session_id",
-     <input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-      cache_write_1h_tokens>, "requests", "reported_cost_usd", "reported_requests",
-     "calculated_cost_usd", "calculated_requests", "unpriced_requests"}
-    {"v": 1, "kind": "prune", "prune": <id>, "before": "YYYY-MM-DD", "timezone": "...",
-     "cutoff": "<UTC ISO of local midnight of before>", "at": "<UTC ISO>", "records": N,
-     "status": "pending" | "done", "ledger_inode": N}
 """
 
 from __future__ import annotations
@@ -44,7 +35,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -55,136 +46,18 @@ from aiswitch.state.store import writing
 from aiswitch.tokens.ledger import RESOURCE as LEDGER_RESOURCE
 from aiswitch.tokens.ledger import ledger_line
 from aiswitch.tokens.records import STORED, LedgerRecord
-from aiswitch.tokens.schema import MAX_INT64
-from aiswitch.tokens.times import SLOT_SECONDS, local_date  # the rollup's time grain
+from aiswitch.tokens.rollup import (
+    ROLLUP_VERSION,
+    add_to_rollup,
+    read_rollup_file,
+    rollup_line,
+    rollup_path,
+    utc_text,
+)
+from aiswitch.tokens.times import local_date
 
-ROLLUP_FILE = "tokens-rollup.jsonl"
-ROLLUP_VERSION = 1
 EXPORT_FORMATS = ("jsonl", "csv")
-TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cache_write_1h_tokens",
-)
-TEXT_FIELDS = ("source", "agent", "preset", "provider", "model", "run_id", "session_id")
-COST_FIELDS = (
-    "requests",
-    "reported_cost_usd",
-    "reported_requests",
-    "calculated_cost_usd",
-    "calculated_requests",
-    "unpriced_requests",
-)
 CSV_FIELDS = tuple(LedgerRecord.model_fields)
-
-
-def rollup_path(home: Home) -> Path:
-    return home.state / ROLLUP_FILE
-
-
-# --- the rollup ---------------------------------------------------------------------------
-
-
-def _entry(obj: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """A rollup entry (the `U_*` order of `aiswitch.tokens.report`), None when off-schema."""
-    try:
-        ts = datetime.fromisoformat(obj["slot"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    texts = tuple(obj.get(name) for name in TEXT_FIELDS)
-    counts = tuple(obj.get(name, 0) for name in TOKEN_FIELDS)
-    costs = tuple(obj.get(name, 0) for name in COST_FIELDS)
-    if any(value is not None and type(value) is not str for value in texts):
-        return None
-    if any(type(value) is not int or value < 0 for value in counts):
-        return None
-    # A ledger line may report any number as its cost (schema kind `cost`), so a sum may be
-    # below zero too; reading it back must not drop the entry's tokens with it.
-    if any(type(value) not in (int, float) for value in costs):
-        return None
-    return (ts.timestamp(), *texts, *counts, *costs)
-
-
-@dataclass
-class RollupFile:
-    """A parsed rollup: its lines (kept verbatim for rewrites), entries and markers."""
-
-    lines: list[bytes] = field(default_factory=list)
-    entries: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)  # (prune id, …)
-    marks: list[dict[str, Any]] = field(default_factory=list)
-    malformed: int = 0
-
-    def live_entries(self, ledger_inode: int | None) -> list[tuple[Any, ...]]:
-        """Entries of finished prunes, and of a pending one whose new ledger is in place."""
-        dead = {
-            mark.get("prune")
-            for mark in self.marks
-            if mark.get("status") == "pending" and mark.get("ledger_inode") != ledger_inode
-        }
-        return [entry for prune_id, entry in self.entries if prune_id not in dead]
-
-    def cutoff(self) -> datetime | None:
-        """The latest prune cutoff (an instant: local midnight of `before`)."""
-        found: datetime | None = None
-        for mark in self.marks:
-            try:
-                instant = datetime.fromisoformat(str(mark.get("cutoff")))
-            except ValueError:
-                continue
-            if found is None or instant > found:
-                found = instant
-        return found
-
-
-def read_rollup_file(path: Path) -> RollupFile:
-    import orjson
-
-    result = RollupFile()
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return result
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        result.lines.append(line)
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            result.malformed += 1
-            continue
-        if not isinstance(obj, dict):
-            result.malformed += 1
-        elif obj.get("kind") == "prune":
-            result.marks.append(obj)
-        elif (entry := _entry(obj)) is not None:
-            prune_id = obj.get("prune")
-            result.entries.append((prune_id if isinstance(prune_id, int) else 0, entry))
-        else:
-            result.malformed += 1
-    return result
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return path.stat().st_ino
-    except OSError:
-        return None
-
-
-def read_rollup(home: Home) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """The rollup entries reports count, and a warning when some lines were unreadable."""
-    path = rollup_path(home)
-    rollup = read_rollup_file(path)
-    warnings = []
-    if rollup.malformed:
-        warnings.append(f"aiswitch: skipped {rollup.malformed} malformed line(s) in {path}")
-    return rollup.live_entries(_inode(home.ledger)), warnings
 
 
 # --- export -------------------------------------------------------------------------------
@@ -508,7 +381,7 @@ def prune(
                 kept.append(line)
                 continue
             pruned += 1
-            _add_to_rollup(sums, record, ts, tables.get(record.preset or "", base))
+            add_to_rollup(sums, record, ts, tables.get(record.preset or "", base))
         rollup_file = rollup_path(home)
         rollup = read_rollup_file(rollup_file)
         prune_id = 1 + max((int(m.get("prune", 0)) for m in rollup.marks), default=0)
@@ -522,13 +395,13 @@ def prune(
                 "prune": prune_id,
                 "before": before.isoformat(),
                 "timezone": resolve_timezone_name(timezone),
-                "cutoff": _utc_text(datetime.combine(before, datetime.min.time(), zone)),
-                "at": _utc_text(datetime.now(UTC)),
+                "cutoff": utc_text(datetime.combine(before, datetime.min.time(), zone)),
+                "at": utc_text(datetime.now(UTC)),
                 "records": pruned,
                 "status": "pending",
                 "ledger_inode": tmp.stat().st_ino,
             }
-            entries = [_rollup_line(prune_id, key, acc) for key, acc in sorted(sums.items())]
+            entries = [rollup_line(prune_id, key, acc) for key, acc in sorted(sums.items())]
             store.write_bytes(rollup_file, _join([*rollup.lines, *entries, orjson.dumps(mark)]))
             os.replace(tmp, home.ledger)
         except BaseException:
@@ -537,10 +410,6 @@ def prune(
         mark["status"] = "done"
         store.write_bytes(rollup_file, _join([*rollup.lines, *entries, orjson.dumps(mark)]))
     return PruneResult(pruned, len(kept) - malformed, malformed, dropped, len(sums), before)
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _join(lines: Sequence[bytes]) -> bytes:
@@ -558,61 +427,3 @@ def _write_synced(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _add_to_rollup(
-    sums: dict[tuple[Any, ...], list[Any]], record: LedgerRecord, ts: datetime, table: Any
-) -> None:
-    slot = int(ts.timestamp()) // SLOT_SECONDS * SLOT_SECONDS
-    texts = tuple(getattr(record, name) or "" for name in TEXT_FIELDS)
-    counts = [getattr(record, name) for name in TOKEN_FIELDS]
-    # An entry's sums stay 64-bit integers (what a line holds as one): a sum that would pass
-    # MAX_INT64 goes on in a further entry of the same slot and names.
-    part = 0
-    while True:
-        key = (slot, *texts, part)
-        acc = sums.get(key)
-        if acc is None:
-            acc = sums[key] = [0] * len(TOKEN_FIELDS) + [0, 0.0, 0, 0.0, 0, 0]
-        if all(a + c <= MAX_INT64 for a, c in zip(acc, counts, strict=False)):
-            break
-        part += 1
-    for index, count in enumerate(counts):
-        acc[index] += count
-    base = len(TOKEN_FIELDS)
-    acc[base] += 1
-    if record.cost_source == "reported" and record.cost_usd is not None:
-        acc[base + 1] += record.cost_usd
-        acc[base + 2] += 1
-        return
-    price = table.lookup(record.model)
-    if price is None:
-        acc[base + 5] += 1
-        return
-    acc[base + 3] += price.cost(
-        record.input_tokens,
-        record.output_tokens,
-        record.cache_read_tokens,
-        record.cache_write_tokens,
-        record.cache_write_1h_tokens,
-        table.tier_rule,
-    )
-    acc[base + 4] += 1
-
-
-def _rollup_line(prune_id: int, key: tuple[Any, ...], acc: list[Any]) -> bytes:
-    import orjson
-
-    slot, *texts, _part = key
-    obj: dict[str, Any] = {
-        "v": ROLLUP_VERSION,
-        "kind": "rollup",
-        "prune": prune_id,
-        "slot": _utc_text(datetime.fromtimestamp(slot, UTC)),
-    }
-    for name, value in zip(TEXT_FIELDS, texts, strict=True):
-        if value:
-            obj[name] = value
-    obj.update(zip(TOKEN_FIELDS, acc[: len(TOKEN_FIELDS)], strict=True))
-    obj.update(zip(COST_FIELDS, acc[len(TOKEN_FIELDS) :], strict=True))
-    return orjson.dumps(obj)

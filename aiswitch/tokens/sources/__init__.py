@@ -252,7 +252,7 @@ def report_for_source(
         rollup: list[tuple[Any, ...]] = []
         warnings: list[str] = []
         if source in ("aiswitch", "all"):
-            from aiswitch.tokens.transfer import read_rollup
+            from aiswitch.tokens.rollup import read_rollup
 
             rollup, warnings = read_rollup(home)
         loaded = load_rows(source, home, env, use_index=use_cache)
@@ -265,8 +265,8 @@ def report_for_source(
 
 def _ledger_report_in_parallel(home: Home, options: ReportOptions) -> Report | None:
     """The ledger's report from parallel workers, or None when the ledger is too small."""
+    from aiswitch.tokens.rollup import read_rollup
     from aiswitch.tokens.sources import parallel
-    from aiswitch.tokens.transfer import read_rollup
 
     path = home.ledger
     try:
@@ -315,8 +315,8 @@ def _all_report_in_parallel(
     """`--source all` with the Claude logs read by parallel workers (as `load_rows` and
     `build_report` would, without the Claude rows the ledger holds), or None when there are
     too few Claude logs for workers."""
+    from aiswitch.tokens.rollup import read_rollup
     from aiswitch.tokens.sources import claude_parallel
-    from aiswitch.tokens.transfer import read_rollup
 
     files = claude.claude_files(claude.claude_roots(env, home))
     size_of = {path: size for path, size, _, _ in fingerprints}
