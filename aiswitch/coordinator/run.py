@@ -23,26 +23,24 @@ Contract:
   results, and the run ends `budget_exceeded`.
 - Cancelling `Run.execute()` (Ctrl-C) cancels the tasks, stops every child, records the
   run as `cancelled`, and re-raises; the recorded run stays in `Run.result`.
-- While runs schedule, the process's cyclic garbage collector is quieter (`quiet_gc`):
-  what existed when the first run started is frozen out of its sight, and young
-  collections run every `GC_GEN0_THRESHOLD` allocations; both are undone when the last
-  run ends.
+- While runs schedule, the process's cyclic garbage collector is quieter
+  (`aiswitch.coordinator.quiet_gc`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiswitch.coordinator.executor import LocalExecutor, TaskSettings
 from aiswitch.coordinator.graph import TaskGraph
+from aiswitch.coordinator.quiet_gc import quiet_gc
 from aiswitch.coordinator.request import Plan, RunEvent
 from aiswitch.coordinator.results import (
     AgentResult,
@@ -54,7 +52,8 @@ from aiswitch.coordinator.results import (
     TaskStatus,
 )
 from aiswitch.coordinator.scheduler import Scheduler
-from aiswitch.coordinator.tasks import Attempt, End, Lane, Task
+from aiswitch.coordinator.tasks import Attempt, End, Task
+from aiswitch.coordinator.usage_records import UsageRecords
 from aiswitch.errors import StateError
 from aiswitch.masking import redact_text
 from aiswitch.protocol.models import ProgressParams, UsageParams
@@ -72,11 +71,6 @@ RUN_SAVE_INTERVAL_S = 1.0
 # this many times T, so rewrites take at most 1/20 of a run's time however big it is.
 # The journal (what recovery reads) still gets every final result each interval.
 RUN_REWRITE_COST_FACTOR = 20.0
-# A batch holds several objects per task for the whole run, and the cyclic collector
-# traversed them again and again: a third of the coordinator's CPU for 10,000 tasks. During
-# a run young collections wait for this many allocations (700 by default; garbage cycles
-# live that much longer, a few MB at most).
-GC_GEN0_THRESHOLD = 10_000
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.coordinator import Coordinator
@@ -151,7 +145,6 @@ class Run:
         self.spent_tokens = 0
         self.spent_cost = 0.0
         self.stray_usage = Usage()
-        self._hosts: dict[str, str | None] = {}
         self.stray_cost: float | None = None
         self.scheduler: Scheduler | None = None
         self.executor: LocalExecutor | None = None
@@ -169,6 +162,7 @@ class Run:
         self._started = 0.0
         self.graph = TaskGraph(self)
         self._advertised: dict[str, tuple[str, ...]] = {}
+        self._records = UsageRecords(self.run_id)
 
     @property
     def run_id(self) -> str:
@@ -464,32 +458,16 @@ class Run:
             if self.scheduler is not None:
                 self.scheduler.stop_new(exc.message)
 
-    def _host(self, lane: Lane) -> str | None:
-        """The base URL host a lane's requests go to (its preset's, else its agent's, else
-        the parent's environment; the CLI's vendor when none sets one), once per lane."""
-        key = lane.key
-        if key not in self._hosts:
-            from aiswitch.presets.hosts import base_url_host
-
-            self._hosts[key] = base_url_host(
-                lane.agent.name, lane.preset.variables, lane.agent.env or {}, os.environ
-            )
-        return self._hosts[key]
-
     def _record_usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
         assert self._ledger is not None
         result = task.result
         workspace = result.workspace
         record = self._add_to_ledger(
-            _ledger_record(
-                self.run_id,
-                result.task_id,
-                result.agent,
-                result.agent_id,
-                result.preset,
+            self._records.for_attempt(
+                result,
                 attempt.number,
+                task.lane,
                 params,
-                host=self._host(task.lane),
                 branch=workspace.branch if workspace is not None else None,
             )
         )
@@ -523,21 +501,7 @@ class Run:
             handle.agent_id,
             params.task_id,
         )
-        from aiswitch.presets.hosts import base_url_host
-
-        host = base_url_host(handle.agent.name, handle.env)
-        record = self._add_to_ledger(
-            _ledger_record(
-                self.run_id,
-                None,
-                handle.agent.name,
-                handle.agent_id,
-                handle.preset,
-                None,
-                params,
-                host=host,
-            )
-        )
+        record = self._add_to_ledger(self._records.stray(handle, params))
         self.stray_usage = self.stray_usage + params.usage
         if record.cost_usd is not None:
             self.stray_cost = round((self.stray_cost or 0.0) + record.cost_usd, 8)
@@ -600,32 +564,6 @@ class Run:
             self.on_event(event)
 
 
-_quiet_runs = 0
-_gc_threshold: tuple[int, ...] = ()
-
-
-@contextlib.contextmanager
-def quiet_gc() -> Iterator[None]:
-    """The collector quieter while a run schedules (see the module docstring); nested
-    and concurrent runs of one process share one quiet period, undone by the last."""
-    global _quiet_runs, _gc_threshold
-    if _quiet_runs == 0:
-        _gc_threshold = gc.get_threshold()
-        # The plan (every task, its result) is frozen: never traversed, never collected
-        # until the run ends.
-        gc.freeze()
-        gen0, *older = _gc_threshold
-        gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), *older)
-    _quiet_runs += 1
-    try:
-        yield
-    finally:
-        _quiet_runs -= 1
-        if _quiet_runs == 0:
-            gc.set_threshold(*_gc_threshold)
-            gc.unfreeze()
-
-
 _STATUS = {
     End.OK: TaskStatus.OK,
     End.FAILED: TaskStatus.FAILED,
@@ -641,38 +579,3 @@ _STATUS = {
 
 def _journal_line(result: AgentResult) -> bytes:
     return result.model_dump_json().encode()
-
-
-def _ledger_record(
-    run_id: str,
-    task_id: str | None,
-    agent: str,
-    agent_id: str,
-    preset: str | None,
-    attempt: int | None,
-    params: UsageParams,
-    *,
-    host: str | None = None,
-    branch: str | None = None,
-) -> LedgerRecord:
-    return LedgerRecord(
-        host=host,
-        branch=branch,
-        run_id=run_id,
-        task_id=task_id,
-        attempt=attempt,
-        agent=agent,
-        agent_id=agent_id,
-        preset=preset,
-        provider=params.provider,
-        model=params.model,
-        session_id=params.session_id,
-        message_id=params.message_id,
-        request_id=params.request_id,
-        input_tokens=params.usage.input_tokens,
-        output_tokens=params.usage.output_tokens,
-        cache_read_tokens=params.usage.cache_read_tokens,
-        cache_write_tokens=params.usage.cache_write_tokens,
-        reasoning_tokens=params.usage.reasoning_tokens,
-        cost_usd=params.cost_usd,
-    )
