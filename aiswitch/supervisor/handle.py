@@ -67,6 +67,7 @@ from aiswitch.supervisor.limits import (
 )
 from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S, EXIT_AFTER_EOF_S, AgentProcess
 from aiswitch.supervisor.states import LIVE, ProcessState, StateChange, transition
+from aiswitch.supervisor.table_entry import TableEntry
 
 if TYPE_CHECKING:
     from aiswitch.agents import AgentDef
@@ -146,7 +147,8 @@ class AgentHandle:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
-        self._table_write: asyncio.Task[None] | None = None
+        # Its entry in agents.json (`TableEntry`: one chain of writes).
+        self._entry = TableEntry(table, f"{run_id}/{agent_id}") if table is not None else None
         self._snapshots: dict[str, tuple[dict[str, str], str | None]] = {}
 
     # -- what others may read -------------------------------------------------------
@@ -187,17 +189,13 @@ class AgentHandle:
 
     async def _register(self) -> None:
         """Put the new process in agents.json before anyone is told it runs."""
-        table, process = self.table, self._process
-        if table is None or process is None:
+        process = self._process
+        if self._entry is None or process is None:
             return
         entry = process.table_entry()
         entry.update(preset=self.preset, restarts=self.restarts)
-        key = f"{self.run_id}/{self.agent_id}"
-        # In the one chain of table writes: a stop that comes while this write is on its
-        # way removes the entry after it, never before (the entry would outlive the process).
-        write = self._chain_table_write(lambda: table.add(key, entry))
         try:
-            await asyncio.shield(write)
+            await self._entry.add(entry)
         except StateError as exc:
             # Unrecorded, a process could outlive a killed parent unseen: not started.
             await process.stop("agents.json cannot be written")
@@ -205,25 +203,8 @@ class AgentHandle:
 
     def _record(self, change: StateChange) -> None:
         """Drop the entry of a process that ended, in order with the other writes."""
-        table = self.table
-        if table is None or change.new in LIVE or change.old not in LIVE:
-            return
-        key = f"{self.run_id}/{self.agent_id}"
-        self._chain_table_write(lambda: table.remove(key))
-
-    def _chain_table_write(self, write: Callable[[], Any]) -> asyncio.Task[Any]:
-        """Run `write` in a thread after every earlier table write of this handle."""
-        previous = self._table_write
-
-        async def chained() -> Any:
-            if previous is not None:
-                with contextlib.suppress(Exception):
-                    await previous
-            return await asyncio.to_thread(write)
-
-        task = asyncio.get_running_loop().create_task(chained())
-        self._table_write = task
-        return task
+        if self._entry is not None and change.new not in LIVE and change.old in LIVE:
+            self._entry.remove()
 
     def _spawn_task(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -570,9 +551,9 @@ class AgentHandle:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._table_write is not None:
+        if self._entry is not None:
             # Not cancelled: agents.json must not keep the entry of a stopped process.
-            await asyncio.shield(self._table_write)
+            await self._entry.settled()
 
     async def restart(self, reason: str = "restart requested") -> None:
         """Stop the process and start a new one on this handle (the supervisor's
