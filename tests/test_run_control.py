@@ -35,17 +35,23 @@ def hanging_run(env: dict[str, str], *agents: str) -> Iterator[subprocess.Popen[
         text=True,
     )
     try:
-        assert proc.stderr is not None
-        running = 0
-        while running < len(agents):  # the plain status lines say when each task runs
-            line = proc.stderr.readline()
-            assert line, "aiswitch exited before its agents were running"
-            running += line.strip().endswith(" running")
+        for _ in agents:
+            next_running(proc)
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=WAIT_S)
+
+
+def next_running(proc: subprocess.Popen[str]) -> None:
+    """Wait for the run's next plain status line saying that a task (attempt) runs."""
+    assert proc.stderr is not None
+    while True:
+        line = proc.stderr.readline()
+        assert line, "aiswitch exited before its agents were running"
+        if line.strip().endswith(" running"):
+            return
 
 
 def running_run(env: dict[str, str]) -> str:
@@ -133,6 +139,7 @@ def test_agents_switch_restart_and_stop_reach_a_live_process(
         after = restarted.json()
         assert after["state"] == "running" and after["restarts"] == 1
         assert after["pid"] != old_pid and not psutil.pid_exists(old_pid)
+        next_running(proc)  # the restart ended the attempt; the task runs again
         missing = run_cli("agents", "stop", "mock.p99", env=env)
         assert_one_error_line(missing, "no live agent process 'mock.p99'")
         wrong = run_cli("agents", "stop", "mock.p99", "--run", run_id, env=env)
@@ -140,6 +147,7 @@ def test_agents_switch_restart_and_stop_reach_a_live_process(
         stopped = run_cli("agents", "stop", agent_id, env=env)
         assert stopped.code == 0, stopped.stderr
         assert stopped.json()["state"] == "stopped"
+        next_running(proc)  # and again, on a fresh process
         assert run_cli("runs", "cancel", run_id, env=env).code == 0
         proc.wait(timeout=WAIT_S)
     (result,) = run_file(home, run_id)["results"]
