@@ -461,11 +461,7 @@ class AgentHandle:
                 f"{self.agent_id} stopped answering (no heartbeat within "
                 f"{self.supervision.heartbeat_timeout_s:g}s) and was killed"
             )
-        from aiswitch.supervisor.logs import tail
-
-        last = _last_line(tail(self.log_path))
-        how = f"exited with code {code}" if code is not None else "closed its output"
-        return f"the agent {how} during the task" + (f": {last}" if last else "")
+        return "the agent " + process.how_ended(code, "during the task")
 
     async def _moved_on(self, process: AgentProcess) -> None:
         """Until the handle is done with the exited `process` (its exit announced, or a
@@ -597,13 +593,6 @@ async def _abandon(process: AgentProcess | None, reason: str) -> None:
     peer = process.peer if process is not None else None
     if peer is not None:
         await peer.close(reason)
-
-
-def _last_line(text: str) -> str:
-    lines = [
-        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("====")
-    ]
-    return lines[-1][:300] if lines else ""
 
 
 @dataclass

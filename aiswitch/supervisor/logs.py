@@ -70,6 +70,17 @@ def tail(path: Path, max_bytes: int = 2048) -> str:
         return ""
 
 
+def last_line(path: Path) -> str:
+    """The last meaningful line of an agent's log (its run headers skipped), for saying
+    how a process ended."""
+    lines = [
+        line.strip()
+        for line in tail(path).splitlines()
+        if line.strip() and not line.startswith("====")
+    ]
+    return lines[-1][:300] if lines else ""
+
+
 # An adapter's log line starts with its logging time (`%(asctime)s`: local time, with
 # milliseconds after a comma); the header line has an ISO time with its offset.
 _LINE_TIME = re.compile(rb"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)(?:[,.](\d{1,6}))?")

@@ -45,7 +45,7 @@ from aiswitch.rpc.child import Child, spawn
 from aiswitch.rpc.errors import RpcError
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
 from aiswitch.supervisor.limits import DEFAULT_START_TIMEOUT_S
-from aiswitch.supervisor.logs import agent_log_path, open_agent_log, tail
+from aiswitch.supervisor.logs import agent_log_path, last_line, open_agent_log
 
 # How long each step of the stop sequence may take before the next, harder one.
 SHUTDOWN_REPLY_TIMEOUT_S = 2.0
@@ -156,9 +156,12 @@ class AgentProcess:
         return f"{self.agent_id} {ended} (see {self.log_path})"
 
     async def _ended(self, when: str) -> str:
-        """How the child's output ended, `when`, with the last line of its log."""
-        code = await self.wait_exit(EXIT_AFTER_EOF_S)
-        last = _last_line(tail(self.log_path))
+        return self.how_ended(await self.wait_exit(EXIT_AFTER_EOF_S), when)
+
+    def how_ended(self, code: int | None, when: str) -> str:
+        """How the child's output ended (its exit `code`, if it exited), `when`, with the
+        last line of its log."""
+        last = last_line(self.log_path)
         how = f"exited with code {code}" if code is not None else "closed its output"
         return f"{how} {when}" + (f": {last}" if last else "")
 
@@ -242,10 +245,3 @@ async def wait_uncancellable(task: asyncio.Task[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return task.result()
-
-
-def _last_line(text: str) -> str:
-    lines = [
-        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("====")
-    ]
-    return lines[-1][:300] if lines else ""
