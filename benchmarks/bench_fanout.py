@@ -150,7 +150,7 @@ async def fanout(tasks: int, concurrency: int) -> dict[str, Any]:
     result = await run.execute()
     wall2, cpu2 = time.monotonic(), time.process_time()
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    handles = [h for pool in run.executor.pools.values() for h in pool.handles]  # type: ignore[union-attr]
+    handles = run.executor.handles()  # type: ignore[union-attr]
     ups = [h.started_at for h in handles if h.started_at is not None]
     pool_up = max(ups) if ups else wall1
     ok = sum(1 for r in result.results if r.status == "ok")

@@ -56,6 +56,7 @@ ACCEPTED = [
     ["run", "--parallel", "mock", "two words", "--cwd=relative/dir"],
     ["run", "-p", "mock,mock", "x", "--workspace", "worktree", "--with-changes"],
     ["run", "-a", "mock", "x", "-w", "copy", "--check", "pytest -q", "--best-of", "3"],
+    ["run", "-a", "mock", "x", "--backend", "ray", "--address", "ray://127.0.0.1:10001"],
     ["run"],
     ["run", "x"],
 ]
@@ -121,6 +122,8 @@ DEFAULTS: dict[str, Any] = {
     "with_changes": False,
     "check": None,
     "best_of": None,
+    "backend": None,
+    "address": None,
 }
 
 PIECES = [
@@ -151,6 +154,9 @@ PIECES = [
     ["--budget-tokens", "5.0"],
     ["--permissions", "read-only"],
     ["--resume", "abc"],
+    ["--backend", "ray"],
+    ["--backend=local"],
+    ["--address", "auto"],
     ["--json"],
     ["--jsonl"],
     ["the task"],

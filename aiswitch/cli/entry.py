@@ -97,6 +97,8 @@ RUN_VALUE_OPTIONS: dict[str, tuple[str, str]] = {
     "-w": ("workspace", "str"),
     "--check": ("check", "str"),
     "--best-of": ("best_of", "int"),
+    "--backend": ("backend", "str"),
+    "--address": ("address", "str"),
 }
 RUN_FLAGS = {
     "--retry-failed": "retry_failed",

@@ -204,7 +204,7 @@ def progress_line(run: Run, elapsed: float) -> str:
     eta = f"{(total - done) / rate:.0f}s" if rate > 0 and done < total else "-"
     processes = 0
     if run.executor is not None:
-        processes = sum(p.size for p in run.executor.pools.values())
+        processes = run.executor.process_count()
     cost = "unpriced" if not run.spent_cost else format_cost(run.spent_cost)
     return (
         f"{done}/{total} done · {running} running · {waiting} waiting · {failed} failed · "

@@ -63,6 +63,8 @@ def execute(
     with_changes: bool = False,
     check: str | None = None,
     best_of: int | None = None,
+    backend: str | None = None,
+    address: str | None = None,
 ) -> int:
     """`aiswitch run` with its options parsed (by typer, or by the fast path in
     `aiswitch.cli.entry`, which a test holds to typer's parse): its exit code."""
@@ -75,7 +77,13 @@ def execute(
         raise UsageError("--dry-run prints the graph: use --json, not --jsonl, with it")
     output = "json" if as_json else "jsonl" if as_jsonl else "human"
     # No --workspace: the default rule (aiswitch.coordinator.workspaces.choose_mode).
-    where = {"workspace": workspace or "auto", "with_changes": with_changes, "check": check}
+    where = {
+        "workspace": workspace or "auto",
+        "with_changes": with_changes,
+        "check": check,
+        "backend": backend,
+        "address": address,
+    }
     if plan_file is not None:
         if agent or parallel or sequential or tasks_file or task is not None:
             raise UsageError(
@@ -417,6 +425,17 @@ def register(app: typer.Typer) -> None:
         best_of: int | None = typer.Option(
             None, "--best-of", help="Run the task N times on each agent given, then rank them."
         ),
+        backend: str | None = typer.Option(
+            None,
+            "--backend",
+            help="What runs the tasks: local (child processes here) or ray (a Ray cluster, "
+            "docs/ray.md); default: config/coordination.yaml's, else local.",
+        ),
+        address: str | None = typer.Option(
+            None,
+            "--address",
+            help="The Ray cluster for --backend ray: auto, ray://HOST:PORT or HOST:PORT.",
+        ),
     ) -> None:
         """Run a task on agents (child processes) and show their results side by side."""
         code = execute(
@@ -443,6 +462,8 @@ def register(app: typer.Typer) -> None:
             with_changes=with_changes,
             check=check,
             best_of=best_of,
+            backend=backend,
+            address=address,
         )
         raise typer.Exit(code)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from aiswitch.agents import AgentRegistry
 from aiswitch.coordinator.build import TaskBuilder
 from aiswitch.coordinator.executor import LocalExecutor
+from aiswitch.coordinator.executors import choose_backend
 from aiswitch.coordinator.plan_check import reread_plan
 from aiswitch.coordinator.request import (
     DEFAULT_HANDOFF_TEMPLATE,
@@ -84,6 +85,7 @@ class Coordinator:
         check_request(request)
         plan = TaskBuilder(self, request).build(request_specs(request))
         plan.workspace = plan_source(request, plan.tasks, self.home.config)
+        plan.backend = choose_backend(self.home.config, request.backend, request.address)
         return plan
 
     def new_run(
@@ -186,6 +188,8 @@ class Coordinator:
             workspace=settings.workspace,
             with_changes=settings.with_changes,
             check=settings.check,
+            backend=settings.backend,
+            address=settings.address,
             batch=(
                 [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results[::lanes]]
                 if batch

@@ -1,5 +1,7 @@
 """The local executor: runs an attempt on a process of the lane's pool on this machine.
 
+It is the `local` backend of the executor seam (`aiswitch.coordinator.executors.Executor`).
+
 Contract:
 - One pool per lane key (agent + preset), made on first use from the agent's definition
   (`pool`, `restart`, `start_timeout`, `start_retries`, heartbeats); children get the
@@ -45,6 +47,7 @@ from aiswitch.supervisor.states import ProcessState
 
 if TYPE_CHECKING:
     from aiswitch.agents import AgentDef
+    from aiswitch.coordinator.executors import ProcessRef
     from aiswitch.home import Home
     from aiswitch.state.processes import ProcessTable
     from aiswitch.supervisor.states import StateChange
@@ -96,7 +99,7 @@ class LocalExecutor:
         table: ProcessTable | None = None,
         on_progress: ProgressSink | None = None,
         on_usage: UsageSink | None = None,
-        on_stray_usage: Callable[[AgentHandle, UsageParams], None] | None = None,
+        on_stray_usage: Callable[[ProcessRef, UsageParams], None] | None = None,
         on_change: Callable[[StateChange], None] | None = None,
         on_assigned: Callable[[Task, Attempt], None] | None = None,
         on_provides: Callable[[str, tuple[str, ...]], None] | None = None,
@@ -175,6 +178,12 @@ class LocalExecutor:
 
     def handles(self) -> list[AgentHandle]:
         return [h for pool in self.pools.values() for h in pool.handles]
+
+    def process_count(self) -> int:
+        return sum(pool.size for pool in self.pools.values())
+
+    def peak_processes(self) -> int:
+        return sum(pool.peak_processes for pool in self.pools.values())
 
     # -- notifications ---------------------------------------------------------------
 

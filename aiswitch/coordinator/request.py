@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aiswitch.coordinator.executors import Backend
 from aiswitch.coordinator.results import AgentResult, RunMode
 from aiswitch.coordinator.specs import AgentSpec
 from aiswitch.coordinator.tasks import DEFAULT_RETRIES, Task
@@ -94,6 +95,9 @@ class RunRequest:
     workspace: str | None = None
     with_changes: bool = False
     check: str | None = None
+    # The executor (`--backend`, `--address`); None: config/coordination.yaml's, else local.
+    backend: str | None = None
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Plan:
     agent_ids: dict[str, str] = field(default_factory=dict)
     # Where each task works (aiswitch.coordinator.workspaces); None: all in `cwd`.
     workspace: WorkspacePlan | None = None
+    # Which executor runs it (aiswitch.coordinator.executors).
+    backend: Backend = field(default_factory=Backend)
 
     @property
     def results(self) -> list[AgentResult]:

@@ -124,6 +124,9 @@ class RunSettings(BaseModel):
     workspace: str | None = None
     with_changes: bool = False
     check: str | None = None
+    # Which executor ran it (docs/ray.md): None is local.
+    backend: Literal["local", "ray"] | None = None
+    address: str | None = None
 
 
 class PlanRecord(BaseModel):

@@ -38,7 +38,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiswitch.coordinator.executor import LocalExecutor, TaskSettings
+from aiswitch.coordinator.executor import TaskSettings
+from aiswitch.coordinator.executors import Executor, ExecutorHooks, ProcessRef, new_executor
 from aiswitch.coordinator.graph import TaskGraph
 from aiswitch.coordinator.quiet_gc import quiet_gc
 from aiswitch.coordinator.request import Plan, RunEvent
@@ -121,6 +122,8 @@ class Run:
                 workspace=request.workspace,
                 with_changes=request.with_changes,
                 check=request.check,
+                backend=None if plan.backend.backend == "local" else plan.backend.backend,
+                address=plan.backend.address,
             ),
         )
         if request.plan is not None:
@@ -147,7 +150,7 @@ class Run:
         self.stray_usage = Usage()
         self.stray_cost: float | None = None
         self.scheduler: Scheduler | None = None
-        self.executor: LocalExecutor | None = None
+        self.executor: Executor | None = None
         self._ledger: LedgerWriter | None = None
         self._save_timer: asyncio.TimerHandle | None = None
         self._saves: set[asyncio.Task[None]] = set()
@@ -203,7 +206,8 @@ class Run:
         from aiswitch.state.processes import ProcessTable
 
         request = self.request
-        self.executor = LocalExecutor(
+        self.executor = new_executor(
+            self.plan.backend,
             home=coordinator.home,
             run_id=run.run_id,
             parent_env=coordinator.parent_env,
@@ -211,11 +215,13 @@ class Run:
                 cwd=request.cwd, permissions=request.permissions, session_id=request.session_id
             ),
             table=ProcessTable(coordinator.store),
-            on_progress=self._progress,
-            on_usage=self._usage,
-            on_stray_usage=self._stray_usage,
-            on_assigned=self._assigned,
-            on_provides=self._provides,
+            hooks=ExecutorHooks(
+                on_progress=self._progress,
+                on_usage=self._usage,
+                on_stray_usage=self._stray_usage,
+                on_assigned=self._assigned,
+                on_provides=self._provides,
+            ),
         )
         self.scheduler = Scheduler(
             self._attempt,
@@ -299,7 +305,7 @@ class Run:
             figures.retried = self.scheduler.figures.retried
             figures.peak_concurrency = self.scheduler.figures.peak_running
         if self.executor is not None:
-            figures.peak_processes = sum(p.peak_processes for p in self.executor.pools.values())
+            figures.peak_processes = self.executor.peak_processes()
         return figures
 
     # -- tasks ----------------------------------------------------------------------
@@ -493,7 +499,7 @@ class Run:
         if self.executor is not None and attempt.end is None:
             self.executor.cancel_attempt(attempt, task.halted)
 
-    def _stray_usage(self, handle: Any, params: UsageParams) -> None:
+    def _stray_usage(self, handle: ProcessRef, params: UsageParams) -> None:
         assert self._ledger is not None
         log.warning(
             "%s sent usage for task id %r, which no attempt of this run owns; recorded "
