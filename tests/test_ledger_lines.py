@@ -92,7 +92,7 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
                 continue
             if any(
                 get(name) is not None and type(get(name)) is not str
-                for name in ("task_id", "agent_id", "host", "branch")
+                for name in ("task_id", "agent_id", "host", "branch", "caller")
             ):
                 malformed += 1
                 continue
@@ -137,6 +137,7 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
                             cost_source,
                             get("host"),
                             get("branch"),
+                            get("caller"),
                         )
                     )
                     continue

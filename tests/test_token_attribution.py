@@ -110,3 +110,38 @@ def test_reports_group_by_host_and_branch_with_nulls_first() -> None:
         ("h1", "b1", 2),
         ("h2", "b1", 1),
     ]
+
+
+@pytest.mark.timeout(60)
+async def test_a_runs_caller_is_on_the_run_and_on_each_of_its_ledger_records(
+    home: Home, env: dict[str, str]
+) -> None:
+    from aiswitch.coordinator.coordinator import Coordinator
+    from aiswitch.coordinator.request import RunRequest
+    from aiswitch.coordinator.specs import parse_specs
+
+    coordinator = Coordinator(home, parent_env=env)
+    request = RunRequest(
+        mode="parallel", specs=parse_specs("mock,mock@fast"), prompt="hi", caller="claude-code/2.1"
+    )
+
+    result = await coordinator.run(request)
+
+    assert result.caller == "claude-code/2.1"
+    records = ledger(home)
+    assert len(records) == 2
+    assert {r["caller"] for r in records} == {"claude-code/2.1"}
+    report = run_cli("tokens", "report", "--by", "caller", "--json", env=env)
+    assert report.code == 0, report.stderr
+    assert [(row["caller"], row["requests"]) for row in report.json()["rows"]] == [
+        ("claude-code/2.1", 2)
+    ]
+
+
+def test_a_run_from_the_command_line_has_no_caller(home: Home, env: dict[str, str]) -> None:
+    done = run_cli("run", "--agent", "mock", "hello", "--json", env=env)
+
+    assert done.code == 0, done.stderr
+    assert done.json()["caller"] is None
+    (record,) = ledger(home)
+    assert "caller" not in record

@@ -253,7 +253,8 @@ def report_cmd(
     by: str = typer.Option(
         "day",
         "--by",
-        help="day, week, month, agent, preset, model, provider, run, session, host, branch; "
+        help="day, week, month, agent, preset, model, provider, run, session, host, branch, "
+        "caller; "
         "several: --by day,agent.",
     ),
     since: str | None = _SINCE,

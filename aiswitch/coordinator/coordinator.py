@@ -190,6 +190,7 @@ class Coordinator:
             check=settings.check,
             backend=settings.backend,
             address=settings.address,
+            caller=previous.caller,
             batch=(
                 [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results[::lanes]]
                 if batch

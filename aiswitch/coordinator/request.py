@@ -98,6 +98,8 @@ class RunRequest:
     # The executor (`--backend`, `--address`); None: config/coordination.yaml's, else local.
     backend: str | None = None
     address: str | None = None
+    # Who asked through `aiswitch mcp` (`name/version`): on the run and its ledger records.
+    caller: str | None = None
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,11 @@ class RunResult(BaseModel):
     pid_create_time: float | None = None
     resumed_from: str | None = None
     plan: PlanRecord | None = Field(None, description="`--plan`: the plan file.")
+    caller: str | None = Field(
+        None,
+        description="The MCP client that started the run through `aiswitch mcp` "
+        "(its clientInfo, `name/version`); null from the CLI.",
+    )
 
     def totals(self, extra: Usage | None = None, extra_cost: float | None = None) -> None:
         """Recompute the run's usage and cost from its results (plus usage no task owns)."""

@@ -107,6 +107,7 @@ class Run:
             results=plan.results,
             pid=os.getpid(),
             pid_create_time=process_identity(os.getpid()),
+            caller=request.caller,
             settings=RunSettings(
                 timeout_s=request.timeout_s,
                 permissions=request.permissions,
@@ -165,7 +166,7 @@ class Run:
         self._started = 0.0
         self.graph = TaskGraph(self)
         self._advertised: dict[str, tuple[str, ...]] = {}
-        self._records = UsageRecords(self.run_id)
+        self._records = UsageRecords(self.run_id, caller=request.caller)
 
     @property
     def run_id(self) -> str:

@@ -5,7 +5,8 @@ Contract: `UsageRecords(run_id)` builds one `LedgerRecord` per `tokens.usage` no
 the workspace branch when there is one), `stray` for usage whose task id no attempt of the
 run owns (recorded against the run). Each record carries the base URL host its requests
 went to (the lane's preset, else its agent's env, else the parent's environment; the CLI's
-vendor when none sets one; never a key), worked out once per lane.
+vendor when none sets one; never a key), worked out once per lane, and the run's caller
+(the MCP client that asked for it, when one did).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 
 
 class UsageRecords:
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, *, caller: str | None = None) -> None:
         self.run_id = run_id
+        self.caller = caller
         self._hosts: dict[str, str | None] = {}
 
     def for_attempt(
@@ -79,6 +81,7 @@ class UsageRecords:
         return LedgerRecord(
             host=host,
             branch=branch,
+            caller=self.caller,
             run_id=self.run_id,
             task_id=task_id,
             attempt=attempt,

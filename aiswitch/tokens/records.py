@@ -76,6 +76,9 @@ class LedgerRecord(BaseModel):
     # CLI-log rows know neither (None).
     host: RowText = None
     branch: RowText = None
+    # The client that asked for the run through `aiswitch mcp` (its MCP `clientInfo`,
+    # `name/version`, e.g. `claude-code/2.0.1`); None for runs started from the CLI.
+    caller: RowText = None
     task_id: Text = None
     # Which attempt of the task spent it (1 for the first; retries count up).
     attempt: OptionalInt = None

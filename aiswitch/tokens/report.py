@@ -8,8 +8,9 @@ Contract:
 - Grouping keys (`by`, several at once): `day` (`YYYY-MM-DD`), `week` (ISO 8601 week,
   `YYYY-Www`, e.g. `2026-W47`: weeks start on Monday and the year is the ISO week-numbering
   year), `month` (`YYYY-MM`), `agent`, `preset`, `model`, `provider`, `run`, `session`,
-  `host` (the base URL host a request went to) and `branch` (its workspace's git branch;
-  both null for CLI-log rows and pruned days). Days,
+  `host` (the base URL host a request went to), `branch` (its workspace's git branch) and
+  `caller` (the MCP client that asked for the run through `aiswitch mcp`, `name/version`);
+  all three null for CLI-log rows and pruned days. Days,
   weeks and months, and the inclusive `since`/`until` dates, are taken in the report's
   timezone (IANA name; default: the machine's local zone).
 - Every row and the totals carry `input_tokens`, `output_tokens`, `cache_read_tokens`,
@@ -60,9 +61,10 @@ BY_KEYS = (
     "session",
     "host",
     "branch",
+    "caller",
 )
 # Keys a prune rollup does not keep (its entries have no such field): null there.
-_NOT_ROLLED_UP = frozenset({"host", "branch"})
+_NOT_ROLLED_UP = frozenset({"host", "branch", "caller"})
 COUNTERS = (
     "input_tokens",
     "output_tokens",
@@ -747,6 +749,7 @@ _ROW_FIELD = {
     "session": "session_id",
     "host": "host",
     "branch": "branch",
+    "caller": "caller",
 }
 
 

@@ -561,6 +561,7 @@ def rows_from_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...
             "unpriced" if cost is None else "reported",
             None,  # host: the logs name none
             None,  # branch
+            None,  # caller
         )
         for (
             ts_ms,

@@ -144,6 +144,7 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
                 "unpriced",
                 None,  # host: the logs name none
                 None,  # branch
+                None,  # caller
             )
         )
     return rows, malformed

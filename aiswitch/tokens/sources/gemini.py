@@ -124,6 +124,7 @@ def _rows(messages: Iterable[object], session: str, start: float | None) -> list
                 "unpriced",
                 None,  # host: the logs name none
                 None,  # branch
+                None,  # caller
             )
         )
     return rows
