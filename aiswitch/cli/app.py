@@ -52,6 +52,7 @@ COMMAND_MODULES = {
     "compare": "workspace_cmd",
     "apply": "workspace_cmd",
     "workspaces": "workspace_cmd",
+    "mcp": "mcp_cmd",
 }
 
 

@@ -62,9 +62,7 @@ def _report(
     from aiswitch.home import Home
     from aiswitch.tokens import fastpath
     from aiswitch.tokens.ccusage_format import check_format
-    from aiswitch.tokens.prices import load_price_table
-    from aiswitch.tokens.report import parse_report_options
-    from aiswitch.tokens.sources import check_source, preset_settings, report_for_source
+    from aiswitch.tokens.sources import check_source
 
     if as_json and as_csv:
         raise UsageError("give --json or --csv, not both")
@@ -80,24 +78,23 @@ def _report(
         state = fastpath.snapshot(source, home)
     if verbose:
         _say_what_is_read(source, home)
-    presets = preset_settings(home)
-    options = parse_report_options(
-        by=by if fmt == "aiswitch" else f"{by},model",
-        since=since,
-        until=until,
-        agents=_split(agent),
-        presets=_split(preset),
-        models=_split(model),
-        runs=_split(run),
-        timezone=timezone,
-        cost_mode=cost_mode,
-        prices=load_price_table(home),
-        preset_prices=presets.prices,
-        subscription_presets=presets.subscription,
-    )
     inputs = state[1] if state is not None else None  # listed and stat-ed once
-    report = report_for_source(source, home, options, use_cache=not no_cache, fingerprints=inputs)
-    warnings = _warning_text(presets.warnings + report.warnings)
+    report, warning_list = make_report(
+        home,
+        by if fmt == "aiswitch" else f"{by},model",
+        since,
+        until,
+        agent,
+        preset,
+        model,
+        run,
+        timezone,
+        source,
+        cost_mode,
+        use_cache=not no_cache,
+        inputs=inputs,
+    )
+    warnings = _warning_text(warning_list)
     sys.stderr.write(warnings)
     if as_json:
         text = (
@@ -112,6 +109,48 @@ def _report(
         sys.stdout.write(report.to_csv())
     else:
         _print_table(report)
+
+
+def make_report(
+    home: Any,
+    by: str,
+    since: str | None,
+    until: str | None,
+    agent: list[str] | None,
+    preset: list[str] | None,
+    model: list[str] | None,
+    run: list[str] | None,
+    timezone: str | None,
+    source: str,
+    cost_mode: str,
+    *,
+    use_cache: bool = True,
+    inputs: Any = None,
+) -> tuple[Any, list[str]]:
+    """The report `tokens report` shows (and the MCP `tokens_report` tool returns), with
+    its warnings."""
+    from aiswitch.tokens.prices import load_price_table
+    from aiswitch.tokens.report import parse_report_options
+    from aiswitch.tokens.sources import check_source, preset_settings, report_for_source
+
+    check_source(source)
+    presets = preset_settings(home)
+    options = parse_report_options(
+        by=by,
+        since=since,
+        until=until,
+        agents=_split(agent),
+        presets=_split(preset),
+        models=_split(model),
+        runs=_split(run),
+        timezone=timezone,
+        cost_mode=cost_mode,
+        prices=load_price_table(home),
+        preset_prices=presets.prices,
+        subscription_presets=presets.subscription,
+    )
+    report = report_for_source(source, home, options, use_cache=use_cache, fingerprints=inputs)
+    return report, presets.warnings + report.warnings
 
 
 def _ccusage_text(report: Any, by: str, home: Any, source: str) -> str:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from aiswitch.coordinator.results import AgentResult, RunResult
     from aiswitch.state.store import StateStore
+    from aiswitch.workspace.model import Workspace
 
 
 def _store() -> StateStore:
@@ -54,14 +55,16 @@ def _load_run(store: StateStore, run_id: str) -> RunResult:
 # -- diff -------------------------------------------------------------------------------
 
 
-def diff(run_id: str, key: str | None, stat: bool) -> int:
+def diffs(
+    store: StateStore, run_id: str, key: str | None, *, stat: bool = False, color: bool = False
+) -> list[tuple[Workspace, bytes]]:
+    """Each workspace of the run (or the one `key` names) with its `git diff base tip`:
+    what `aiswitch diff` prints and the MCP `diff` tool returns."""
     from aiswitch.workspace.changes import repo_of
     from aiswitch.workspace.records import drift, find, for_run
 
-    store = _store()
     found = [find(store, run_id, key)] if key else for_run(store, run_id)
-    terminal = sys.stdout.isatty()
-    chunks: list[bytes] = []
+    out: list[tuple[Workspace, bytes]] = []
     for ws in found:
         label = ws.agent_id or ws.name
         if ws.base is None or ws.tip is None:
@@ -69,14 +72,23 @@ def diff(run_id: str, key: str | None, stat: bool) -> int:
         repo = repo_of(ws)
         if not repo.is_dir():
             raise WorkspaceError(f"{label}: {drift(ws) or 'its workspace is gone'}")
-        if len(found) > 1:
-            chunks.append(f"# {label} ({ws.branch or ws.mode})\n".encode())
-        args = ["git", "diff", "--color=always" if terminal else "--color=never"]
+        args = ["git", "diff", "--color=always" if color else "--color=never"]
         args += ["--stat"] if stat else []
         done = subprocess.run([*args, ws.base, ws.tip], cwd=repo, capture_output=True, check=False)
         if done.returncode != 0:
             raise WorkspaceError(f"git diff of {label} failed: {done.stderr.decode().strip()}")
-        chunks.append(done.stdout)
+        out.append((ws, done.stdout))
+    return out
+
+
+def diff(run_id: str, key: str | None, stat: bool) -> int:
+    terminal = sys.stdout.isatty()
+    found = diffs(_store(), run_id, key, stat=stat, color=terminal)
+    chunks: list[bytes] = []
+    for ws, text in found:
+        if len(found) > 1:
+            chunks.append(f"# {ws.agent_id or ws.name} ({ws.branch or ws.mode})\n".encode())
+        chunks.append(text)
     _page(b"".join(chunks), terminal)
     return 0
 
@@ -163,13 +175,18 @@ def render_ranking(console: Console, run: RunResult) -> None:
     console.print(table)
 
 
+def compare_document(store: StateStore, run_id: str) -> dict[str, Any]:
+    """`aiswitch compare --json`'s document (and the MCP `compare` tool's)."""
+    run = _load_run(store, run_id)
+    return {"run_id": run.run_id, "status": str(run.status), "agents": compare_rows(run)}
+
+
 def compare(run_id: str, as_json: bool) -> int:
-    run = _load_run(_store(), run_id)
     if as_json:
-        document = {"run_id": run.run_id, "status": str(run.status), "agents": compare_rows(run)}
+        document = compare_document(_store(), run_id)
         sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
-    else:
-        render_ranking(_console(), run)
+        return 0
+    render_ranking(_console(), _load_run(_store(), run_id))
     return 0
 
 
@@ -178,19 +195,34 @@ def compare(run_id: str, as_json: bool) -> int:
 
 def apply(run_id: str, key: str, how: str, keep: bool) -> int:
     from aiswitch.workspace.apply import HOWS
+
+    if how not in HOWS:
+        raise WorkspaceError(f"unknown --as {how!r}", hint="use patch, merge or cherry-pick")
+    done = apply_workspace(_store(), run_id, key, how, keep)
+    sys.stderr.write(
+        f"aiswitch: applied {done['agent_id']} ({done['files']} files) to {done['target']} "
+        f"as {how}\n"
+    )
+    if not keep:
+        sys.stderr.write(
+            f"aiswitch: removed the run's {done['removed_workspaces']} workspaces "
+            "(--keep keeps them)\n"
+        )
+    return 0
+
+
+def apply_workspace(
+    store: StateStore, run_id: str, key: str, how: str, keep: bool
+) -> dict[str, Any]:
+    """Apply one workspace's changes (and, unless `keep`, remove the run's workspaces):
+    what `aiswitch apply` does and the MCP `apply` tool calls."""
     from aiswitch.workspace.apply import apply as apply_changes
     from aiswitch.workspace.make import remove
     from aiswitch.workspace.records import find, forget, load
 
-    if how not in HOWS:
-        raise WorkspaceError(f"unknown --as {how!r}", hint="use patch, merge or cherry-pick")
-    store = _store()
     ws = find(store, run_id, key)
-    files = apply_changes(store, ws, how)
-    where = ws.source
-    sys.stderr.write(
-        f"aiswitch: applied {ws.agent_id or ws.name} ({files} files) to {where} as {how}\n"
-    )
+    files = apply_changes(store, ws, how)  # type: ignore[arg-type]
+    removed = 0
     if not keep:
         # The run's question is answered: its workspaces go (the applied one's work is in
         # your tree now).
@@ -198,10 +230,15 @@ def apply(run_id: str, key: str, how: str, keep: bool) -> int:
         for each in others:
             remove(each)
             forget(store, each)
-        sys.stderr.write(
-            f"aiswitch: removed the run's {len(others)} workspaces (--keep keeps them)\n"
-        )
-    return 0
+        removed = len(others)
+    return {
+        "run_id": run_id,
+        "agent_id": ws.agent_id or ws.name,
+        "files": files,
+        "target": ws.source,
+        "how": how,
+        "removed_workspaces": removed,
+    }
 
 
 # -- workspaces list | clean ------------------------------------------------------------

@@ -29,6 +29,8 @@ Contract:
   written.
 - EOF, or a write to a closed stream, fails every pending request at once with
   `ConnectionClosedError`, and sets `closed`.
+- While a request handler runs in its task, `CURRENT_REQUEST_ID` holds its request's id
+  (a server that cancels requests by id, as MCP does, maps ids to its tasks).
 
 How it is built: three objects that own their state, composed here. `LineFramer`
 (framing.py) turns bytes into bounded lines; `PendingCalls` (pending.py) owns the
@@ -64,6 +66,7 @@ import re
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiswitch.rpc import codes, messages
@@ -107,6 +110,9 @@ InlineHandler = Callable[[Params], Any]
 NotificationHandler = Callable[[Params], Awaitable[None] | None]
 
 log = logging.getLogger("aiswitch.rpc")
+# The id of the request a handler task is answering (None outside one): a server that
+# cancels requests by id (MCP's `notifications/cancelled`) maps ids to its tasks.
+CURRENT_REQUEST_ID: ContextVar[RequestId | None] = ContextVar("request_id", default=None)
 # Marks the end of input in the held-back queue (see `_hold_behind`).
 _EOF = object()
 _JSON_TYPES = (dict, list, str, int, float, bool, type(None))
@@ -615,6 +621,7 @@ class Peer:
         serial: int,
     ) -> None:
         """One request's task: run its handler, write its answer."""
+        CURRENT_REQUEST_ID.set(request_id)
         try:
             try:
                 result = await handler(params)
@@ -720,6 +727,7 @@ class Peer:
                 handler = self._requests.get(method)
                 if handler is None:
                     raise _not_found(method)
+                CURRENT_REQUEST_ID.set(request.id)
                 result = await handler(params)
         except Exception as exc:
             return self._answer(request.id, method, None, exc)

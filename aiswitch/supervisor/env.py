@@ -100,8 +100,10 @@ BASE_NAMES: Final = frozenset(
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
         "NODE_EXTRA_CA_CERTS",
-        # aiswitch's own: the adapters' log level
+        # aiswitch's own: the adapters' log level, and how deeply `aiswitch mcp` servers
+        # are nested (an agent that starts one more is refused beyond the limit)
         "AISWITCH_LOG_LEVEL",
+        "AISWITCH_MCP_DEPTH",
         *KEPT_NAMES,
     }
 )

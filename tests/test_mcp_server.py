@@ -1,0 +1,405 @@
+"""`aiswitch mcp` as a real process, driven by the official MCP SDK's client over stdio (and,
+for what a client library never sends, by hand): the handshake, the tools and their
+schemas, runs of mock agents, progress, cancellation, bad input and the end of stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jsonschema
+import mcp_types
+import psutil
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from support.cli import aiswitch_bin, run_cli
+
+from aiswitch.cli.mcp_server.wire import PROTOCOL_VERSIONS
+from aiswitch.home import Home
+
+pytestmark = pytest.mark.timeout(90)
+CLIENT = mcp_types.Implementation(name="test-client", version="1.0")
+# Children of a cancelled run are stopped (SIGTERM, then SIGKILL) well within this.
+CHILDREN_GONE_S = 5.0
+
+
+@contextlib.asynccontextmanager
+async def connect(env: dict[str, str], *args: str) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=aiswitch_bin(), args=["mcp", *args], env=env)
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, client_info=CLIENT) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def text_of(result: mcp_types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, mcp_types.TextContent))
+
+
+def assert_one_sentence_error(result: mcp_types.CallToolResult, *words: str) -> None:
+    assert result.is_error, result
+    text = text_of(result)
+    assert "\n" not in text and "Traceback" not in text
+    for word in words:
+        assert word in text, text
+
+
+def server_process() -> psutil.Process:
+    """The `aiswitch mcp` child of this test process (the SDK's client started it)."""
+    (proc,) = [p for p in psutil.Process().children() if "mcp" in " ".join(p.cmdline()[1:3])]
+    return proc
+
+
+async def test_initialize_negotiates_a_served_revision_and_names_the_server(
+    env: dict[str, str],
+) -> None:
+    async with connect(env) as session:
+        result = session.initialize_result
+        assert result is not None
+        assert result.protocol_version in PROTOCOL_VERSIONS
+        assert result.server_info.name == "aiswitch"
+        assert result.capabilities.tools is not None
+
+
+async def test_the_tools_are_listed_with_valid_input_and_output_schemas(
+    env: dict[str, str],
+) -> None:
+    async with connect(env) as session:
+        listed = (await session.list_tools()).tools
+
+    names = {tool.name for tool in listed}
+    assert names == {
+        "run",
+        "run_start",
+        "run_status",
+        "run_result",
+        "run_cancel",
+        "agents",
+        "diff",
+        "compare",
+        "tokens_report",
+    }  # no apply without --allow-apply
+    for tool in listed:
+        assert tool.description and len(tool.description) > 40
+        assert tool.input_schema["type"] == "object"
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+        jsonschema.Draft202012Validator.check_schema(tool.input_schema)
+        jsonschema.Draft202012Validator.check_schema(tool.output_schema)
+    run = next(tool for tool in listed if tool.name == "run")
+    assert run.input_schema["required"] == ["task", "agents"]
+
+
+async def test_apply_is_offered_only_with_allow_apply(env: dict[str, str]) -> None:
+    async with connect(env, "--allow-apply") as session:
+        listed = (await session.list_tools()).tools
+    assert "apply" in {tool.name for tool in listed}
+
+
+async def test_run_of_two_agents_in_parallel_returns_both_results_and_progress(
+    home: Home, env: dict[str, str]
+) -> None:
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+
+    async with connect(env) as session:
+        arguments = {"task": "say hi", "agents": ["mock", "mock@fast"]}
+        result = await session.call_tool("run", arguments, progress_callback=on_progress)
+
+    assert not result.is_error, text_of(result)
+    document = result.structured_content
+    assert document["mode"] == "parallel"
+    assert [(r["agent_id"], r["status"]) for r in document["results"]] == [
+        ("mock#1", "ok"),
+        ("mock#2", "ok"),
+    ]
+    assert all(r["output"] for r in document["results"])
+    assert document["caller"] == "test-client/1.0"
+    # The very document `aiswitch run --json` prints, as the run's file holds it.
+    shown = run_cli("runs", "show", document["run_id"], "--json", env=env)
+    assert shown.json() == document
+    text = text_of(result)
+    assert document["run_id"] in text and document["results"][0]["output"][:20] in text
+    # Progress counted up, one per event, and named the agents.
+    values = [value for value, _ in progress]
+    assert values == sorted(values) and len(values) >= 4
+    assert any("mock#2 ok" in (message or "") for _, message in progress)
+    # The ledger names the caller on each of the run's records.
+    records = [json.loads(line) for line in home.ledger.read_text().splitlines()]
+    assert {r["caller"] for r in records if r["run_id"] == document["run_id"]} == {
+        "test-client/1.0"
+    }
+
+
+async def test_a_cancelled_run_call_stops_the_runs_children(env: dict[str, str]) -> None:
+    running = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        if message and "running" in message:
+            running.set()
+
+    async with connect({**env, "MOCK_HANG": "1"}) as session:
+        server = server_process()
+        children: list[psutil.Process] = []
+        async with anyio.create_task_group() as group:
+
+            async def call() -> None:
+                await session.call_tool(
+                    "run", {"task": "hang", "agents": ["mock"]}, progress_callback=on_progress
+                )
+
+            group.start_soon(call)
+            await running.wait()
+            children = server.children(recursive=True)
+            assert children, "the run has an agent process"
+            group.cancel_scope.cancel()  # the SDK sends notifications/cancelled
+        _gone, alive = await asyncio.to_thread(psutil.wait_procs, children, timeout=CHILDREN_GONE_S)
+        assert alive == []
+        # The server keeps serving.
+        assert (await session.list_tools()).tools
+
+
+async def test_run_start_then_status_then_result(env: dict[str, str]) -> None:
+    async with connect(env) as session:
+        started = await session.call_tool("run_start", {"task": "hi", "agents": ["mock@fast"]})
+        assert not started.is_error, text_of(started)
+        run_id = started.structured_content["run_id"]
+        status = await session.call_tool("run_status", {"run_id": run_id})
+        assert not status.is_error, text_of(status)
+        assert status.structured_content["run_id"] == run_id
+        assert status.structured_content["status"] in ("running", "ok")
+        result = await session.call_tool("run_result", {"run_id": run_id, "wait_s": 60})
+
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["run_id"] == run_id
+    assert result.structured_content["status"] == "ok"
+    assert result.structured_content["results"][0]["agent_id"] == "mock#1"
+
+
+async def test_run_cancel_cancels_a_started_run(env: dict[str, str]) -> None:
+    async with connect({**env, "MOCK_HANG": "1"}) as session:
+        started = await session.call_tool("run_start", {"task": "hang", "agents": ["mock"]})
+        run_id = started.structured_content["run_id"]
+        cancelled = await session.call_tool("run_cancel", {"run_id": run_id})
+        assert not cancelled.is_error, text_of(cancelled)
+        assert cancelled.structured_content == {"run_id": run_id, "status": "cancelled"}
+        result = await session.call_tool("run_result", {"run_id": run_id})
+        assert result.structured_content["status"] == "cancelled"
+
+
+async def test_agents_lists_agents_and_presets_but_no_secret(
+    home: Home, env: dict[str, str]
+) -> None:
+    secret = "sk-mcp-agents-secret-0000000000000000"
+    added = run_cli("preset", "add", "mine", "--agent", "mock", f"OPENAI_API_KEY={secret}", env=env)
+    assert added.code == 0, added.stderr
+    async with connect(env, "--agents", "mock,mock@fast") as session:
+        result = await session.call_tool("agents", {})
+
+    assert not result.is_error, text_of(result)
+    document = result.structured_content
+    agents = {a["name"]: a for a in document["agents"]}
+    assert agents["mock"]["installed"] and agents["mock"]["allowed"]
+    assert not agents["codex"]["allowed"]
+    assert "mine" in {p["name"] for p in document["presets"]}
+    assert secret not in json.dumps(document) and secret not in text_of(result)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        ({"task": "hi", "agents": ["nosuch"]}, ["unknown agent 'nosuch'"]),
+        ({"task": "hi", "agents": ["mock@nosuchpreset"]}, ["nosuchpreset"]),
+        ({"task": "  ", "agents": ["mock"]}, ["task is empty"]),
+        ({"task": "hi", "agents": ["mock"], "budget_usd": 0}, ["budget_usd"]),
+        ({"task": "hi", "agents": ["mock"], "permissions": "full"}, ["above this server's cap"]),
+        ({"task": "hi", "agents": []}, ["agents"]),
+        ({"task": "hi"}, ["agents"]),
+        ({"task": "hi", "agents": ["mock"], "mode": "sideways"}, ["mode"]),
+        ({"task": "hi", "agents": ["mock"], "bogus": 1}, ["bogus"]),
+    ],
+)
+async def test_bad_run_arguments_are_tool_errors_of_one_sentence(
+    env: dict[str, str], arguments: dict[str, Any], words: list[str]
+) -> None:
+    async with connect(env) as session:
+        result = await session.call_tool("run", arguments)
+    assert_one_sentence_error(result, *words)
+
+
+async def test_an_agent_outside_the_allow_list_is_refused(env: dict[str, str]) -> None:
+    async with connect(env, "--agents", "mock@fast") as session:
+        refused = await session.call_tool("run", {"task": "hi", "agents": ["mock"]})
+        allowed = await session.call_tool("run", {"task": "hi", "agents": ["mock@fast"]})
+    assert_one_sentence_error(refused, "not allowed", "mock@fast")
+    assert not allowed.is_error, text_of(allowed)
+
+
+@pytest.mark.parametrize("tool", ["run_status", "run_result", "run_cancel", "diff", "compare"])
+async def test_an_unknown_run_id_is_a_tool_error(env: dict[str, str], tool: str) -> None:
+    async with connect(env) as session:
+        result = await session.call_tool(tool, {"run_id": "20990101-000000-abcdef"})
+    assert_one_sentence_error(result, "20990101-000000-abcdef")
+
+
+async def test_a_diff_of_a_run_without_workspaces_is_a_tool_error(env: dict[str, str]) -> None:
+    async with connect(env) as session:
+        run = await session.call_tool("run", {"task": "hi", "agents": ["mock@fast"]})
+        run_id = run.structured_content["run_id"]
+        result = await session.call_tool("diff", {"run_id": run_id})
+    assert_one_sentence_error(result, run_id)
+
+
+async def test_a_server_nested_too_deep_starts_no_run(env: dict[str, str]) -> None:
+    async with connect({**env, "AISWITCH_MCP_DEPTH": "2"}) as session:
+        result = await session.call_tool("run", {"task": "hi", "agents": ["mock"]})
+    assert_one_sentence_error(result, "nested 2 deep")
+
+
+async def test_the_session_budget_stops_runs_once_spent(env: dict[str, str]) -> None:
+    async with connect({**env, "MOCK_COST_USD": "0.5"}, "--budget-usd", "0.4") as session:
+        first = await session.call_tool("run", {"task": "hi", "agents": ["mock@fast"]})
+        second = await session.call_tool("run", {"task": "hi", "agents": ["mock@fast"]})
+    assert not first.is_error, text_of(first)
+    assert_one_sentence_error(second, "budget")
+
+
+# -- by hand: what a client library never sends -------------------------------------------
+
+
+class RawServer:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [aiswitch_bin(), "mcp"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def send(self, line: bytes | dict[str, Any]) -> None:
+        data = line if isinstance(line, bytes) else json.dumps(line).encode()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data + b"\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+    def ask(self, line: bytes | dict[str, Any]) -> dict[str, Any]:
+        self.send(line)
+        return self.read()
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+
+
+def test_malformed_json_rpc_gets_protocol_errors_and_the_server_keeps_serving(
+    env: dict[str, str],
+) -> None:
+    server = RawServer(env)
+    try:
+        assert server.ask(INITIALIZE)["result"]["protocolVersion"] == "2025-06-18"
+        assert server.ask(b"{not json")["error"]["code"] == -32700
+        assert server.ask({"jsonrpc": "2.0", "id": 1})["error"]["code"] == -32600
+        assert server.ask({"jsonrpc": "2.0", "id": 2, "method": "nope"})["error"]["code"] == -32601
+        wrong = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"arguments": {}}}
+        assert server.ask(wrong)["error"]["code"] == -32602
+        unknown = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "x"}}
+        assert server.ask(unknown)["error"]["code"] == -32602
+        old = {**INITIALIZE, "id": 5, "params": {**INITIALIZE["params"], "protocolVersion": "1999"}}  # type: ignore[dict-item]
+        assert server.ask(old)["result"]["protocolVersion"] == PROTOCOL_VERSIONS[0]
+        assert server.ask({"jsonrpc": "2.0", "id": 6, "method": "ping"}) == {
+            "jsonrpc": "2.0",
+            "id": 6,
+            "result": {},
+        }
+    finally:
+        assert server.proc.stdin is not None
+        server.proc.stdin.close()
+        assert server.proc.wait(timeout=30) == 0
+
+
+def test_closing_stdin_cancels_every_run_and_leaves_no_child(env: dict[str, str]) -> None:
+    server = RawServer({**env, "MOCK_HANG": "1"})
+    proc = psutil.Process(server.proc.pid)
+    server.ask(INITIALIZE)
+    started = server.ask(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "run_start", "arguments": {"task": "hang", "agents": ["mock"]}},
+        }
+    )
+    run_id = started["result"]["structuredContent"]["run_id"]
+    # A second run, held open, whose progress says when its agent runs.
+    server.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": "run",
+                "arguments": {"task": "hang", "agents": ["mock"]},
+                "_meta": {"progressToken": "p"},
+            },
+        }
+    )
+    while True:
+        message = server.read()
+        assert message.get("method") == "notifications/progress", message
+        assert message["params"]["progressToken"] == "p"
+        if "running" in message["params"]["message"]:
+            break
+    children = proc.children(recursive=True)
+    assert len(children) >= 2  # an agent process per run (and what they started)
+
+    assert server.proc.stdin is not None
+    server.proc.stdin.close()
+
+    assert server.proc.wait(timeout=30) == 0
+    _gone, alive = psutil.wait_procs(children, timeout=CHILDREN_GONE_S)
+    assert alive == []
+    shown = run_cli("runs", "show", run_id, "--json", env=env)
+    assert shown.json()["status"] == "cancelled"
+
+
+def test_mcp_does_not_load_on_version(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [
+            str(Path(aiswitch_bin()).parent / "python"),
+            "-c",
+            "import sys; sys.argv=['aiswitch','--version']\n"
+            "from aiswitch.cli.entry import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'mcp_types' not in sys.modules\n"
+            "assert 'aiswitch.cli.mcp_server' not in sys.modules",
+        ],
+        env={**env, **{k: v for k, v in os.environ.items() if k == "PATH"}},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
