@@ -43,6 +43,7 @@ COMMAND_MODULES = {
     "runs": "runs_cmd",
     "agents": "agents_cmd",
     "ps": "ps_cmd",
+    "top": "top_cmd",
     "logs": "logs_cmd",
     "preset": "preset_cmd",
     "shell-init": "shell_cmd",

@@ -74,40 +74,77 @@ def ps(
         sys.stderr.write("no agent process is running\n")
         return
     from rich.console import Console
-    from rich.table import Table
 
-    from aiswitch.cli.runs_cmd import LIST_PIPED_WIDTH, format_duration
+    from aiswitch.cli.runs_cmd import LIST_PIPED_WIDTH
 
-    table = Table(box=None, pad_edge=False)
-    names = (
-        "agent", "run", "preset", "pid", "state", "uptime", "restarts", "done/in flight",
-        "tokens", "cpu%", "rss",
-    )  # fmt: skip
-    for name in names:
-        numeric = name in ("pid", "restarts", "tokens", "cpu%", "rss")
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
-    for row in rows:
-
-        def shown(value: Any, fmt: str = "{}") -> str:
-            return "-" if value is None else fmt.format(value)
-
-        table.add_row(
-            str(row["agent_id"]),
-            str(row["run_id"]),
-            shown(row.get("preset")),
-            shown(row.get("pid")),
-            shown(row.get("state")),
-            format_duration(row["uptime_s"]) if row.get("uptime_s") is not None else "-",
-            shown(row.get("restarts")),
-            f"{shown(row.get('tasks_done'))}/{shown(row.get('in_flight'))}",
-            shown(row.get("tokens"), "{:,}"),
-            shown(row.get("cpu_percent"), "{:.1f}"),
-            shown(row["rss"] / 2**20 if row.get("rss") is not None else None, "{:.0f}M"),
-        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=LIST_PIPED_WIDTH)
-    console.print(table, highlight=False, markup=False)
+    console.print(table(rows), highlight=False, markup=False)
+
+
+COLUMNS = (
+    "agent", "run", "preset", "pid", "state", "uptime", "restarts", "done/in flight",
+    "tokens", "cpu%", "rss",
+)  # fmt: skip
+_NUMERIC = frozenset(("pid", "restarts", "tokens", "cpu%", "rss"))
+
+
+def _shown(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _rss(value: Any) -> str:
+    return _shown(value / 2**20 if value is not None else None, "{:.0f}M")
+
+
+def table(rows: list[dict[str, Any]], totals: bool = False) -> Any:
+    """The rows of `collect` as a rich table (`ps`, and each frame of `top`), with a last
+    line of totals (processes, tasks, tokens, CPU, RSS) when `totals`."""
+    from rich.table import Table
+
+    from aiswitch.cli.runs_cmd import format_duration
+
+    out = Table(box=None, pad_edge=False, show_footer=totals)
+    for name in COLUMNS:
+        out.add_column(name, justify="right" if name in _NUMERIC else "left", no_wrap=True)
+    for row in rows:
+        out.add_row(
+            str(row["agent_id"]),
+            str(row["run_id"]),
+            _shown(row.get("preset")),
+            _shown(row.get("pid")),
+            _shown(row.get("state")),
+            format_duration(row["uptime_s"]) if row.get("uptime_s") is not None else "-",
+            _shown(row.get("restarts")),
+            f"{_shown(row.get('tasks_done'))}/{_shown(row.get('in_flight'))}",
+            _shown(row.get("tokens"), "{:,}"),
+            _shown(row.get("cpu_percent"), "{:.1f}"),
+            _rss(row.get("rss")),
+        )
+    if totals:
+        sums = summed(rows)
+        footer = {
+            "agent": f"{len(rows)} process{'es' if len(rows) != 1 else ''}",
+            "run": f"{sums['runs']} run{'s' if sums['runs'] != 1 else ''}",
+            "done/in flight": f"{sums['tasks_done']}/{sums['in_flight']}",
+            "tokens": f"{sums['tokens']:,}",
+            "cpu%": f"{sums['cpu_percent']:.1f}",
+            "rss": _rss(sums["rss"]),
+        }
+        for column in out.columns:
+            column.footer = footer.get(str(column.header), "")
+    return out
+
+
+def summed(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of `collect`'s rows: runs, tasks done and in flight, tokens, CPU %, RSS
+    (a figure a row lacks counts 0)."""
+    out: dict[str, Any] = {"processes": len(rows), "runs": len({r["run_id"] for r in rows})}
+    for name in ("tasks_done", "in_flight", "tokens", "cpu_percent", "rss"):
+        out[name] = sum(r.get(name) or 0 for r in rows)
+    out["cpu_percent"] = round(out["cpu_percent"], 1)
+    return out
 
 
 def register(app: typer.Typer) -> None:

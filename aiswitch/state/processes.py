@@ -116,7 +116,8 @@ class ProcessTable:
     def live(self) -> list[dict[str, Any]]:
         """The entries whose process is alive (pid and create time), each with `key`,
         and what the machine says of it now: `cpu_percent` (CPU time over its lifetime,
-        as ps(1) counts %CPU: no sampling interval to wait for), `rss` (bytes),
+        as ps(1) counts %CPU: no sampling interval to wait for), `cpu_s` (its CPU seconds so
+        far), `rss` (bytes),
         `uptime_s`. A process this user may not inspect keeps None for those."""
         import time
 
@@ -137,8 +138,9 @@ class ProcessTable:
                 with process.oneshot():
                     times = process.cpu_times()
                     row["rss"] = process.memory_info().rss
+                busy = times.user + times.system
+                row["cpu_s"] = busy
                 if row["uptime_s"]:
-                    busy = times.user + times.system
                     row["cpu_percent"] = round(100 * busy / row["uptime_s"], 1)
             found.append(row)
         return found
