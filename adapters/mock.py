@@ -26,6 +26,7 @@ its environment (so presets and agents.yaml can set it) and, per task, from
     MOCK_GARBAGE            lines of non-protocol garbage printed before a result  [0]
     MOCK_OVERSIZE_BYTES     pad the result to this many bytes (tests line limits)  [0]
     MOCK_MAX_CONCURRENT     tasks it runs at once                                  [4]
+    MOCK_METRICS_REPORT     "1": send metrics.report as each task ends             [0]
     MOCK_SEED               seed for latency ranges and rates                      [0]
     MOCK_EXIT_AT_START      exit with this code before the handshake               [unset]
     MOCK_HANDSHAKE_DELAY    seconds before answering agent.initialize; "inf" never [0]
@@ -230,6 +231,7 @@ class MockAdapter(Adapter):
     def __init__(self, env: Mapping[str, str]) -> None:
         base = Options(env, {})
         self.max_concurrent_tasks = int(base.number("max_concurrent", DEFAULT_MAX_CONCURRENT))
+        self.report_metrics = env.get(PREFIX + "METRICS_REPORT") == "1"
         self.seed = int(base.number("seed", 0))
         self.handshake_delay = base.number("handshake_delay", 0.0)
         self.provides = tuple(

@@ -206,6 +206,9 @@ class Adapter:
     supports_resume = False
     # Capabilities advertised in agent.initialize, for plans' `capability:` routing.
     provides: tuple[str, ...] = ()
+    # Send `metrics.report` (the `metrics.query` figures) as each task ends, before its
+    # reply: the parent merges the latest into `state/metrics.json`.
+    report_metrics = False
 
     async def setup(self, params: InitializeParams) -> None:
         """Called once at `agent.initialize`; raise `MethodError(CLI_UNAVAILABLE, …)`
@@ -414,6 +417,9 @@ class AdapterServer:
         self.counts[status] += 1
         self._keep(result)
         self.running.pop(ctx.task_id, None)
+        if self.adapter.report_metrics:
+            with contextlib.suppress(ConnectionClosedError):
+                await self.peer.notify(names.METRICS_REPORT, self._metrics(None))
         return result
 
     def _keep(self, result: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "agents": "agents_cmd",
     "ps": "ps_cmd",
     "top": "top_cmd",
+    "metrics": "metrics_cmd",
     "logs": "logs_cmd",
     "preset": "preset_cmd",
     "shell-init": "shell_cmd",

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from aiswitch.coordinator.executor import TaskSettings
 from aiswitch.coordinator.executors import Executor, ExecutorHooks, ProcessRef, new_executor
 from aiswitch.coordinator.graph import TaskGraph
+from aiswitch.coordinator.metrics import RunMetrics
 from aiswitch.coordinator.quiet_gc import quiet_gc
 from aiswitch.coordinator.request import Plan, RunEvent
 from aiswitch.coordinator.results import (
@@ -152,6 +153,7 @@ class Run:
         self.stray_cost: float | None = None
         self.scheduler: Scheduler | None = None
         self.executor: Executor | None = None
+        self.metrics = RunMetrics(self)
         self._ledger: LedgerWriter | None = None
         self._save_timer: asyncio.TimerHandle | None = None
         self._saves: set[asyncio.Task[None]] = set()
@@ -234,6 +236,7 @@ class Run:
             prepare=self.graph.prepare,
             reroute=self.graph.reroute,
         )
+        self.metrics.start()
         try:
             self.scheduler.submit(self.tasks)
             with quiet_gc():
@@ -259,6 +262,7 @@ class Run:
     async def _finish(self) -> None:
         run = self.result
         if self.executor is not None:
+            self.metrics.sample()  # CPU and RSS, before the children stop
             await self.executor.close()
         # What the last turn recorded (and what stopping the children brought in).
         self._write_turn()
@@ -279,7 +283,8 @@ class Run:
         for save in list(self._saves):
             with contextlib.suppress(Exception):
                 await save
-        await asyncio.to_thread(self._write_end)
+        # The run's file and its metrics entry: two files, two locks, written at once.
+        await asyncio.gather(asyncio.to_thread(self._write_end), self.metrics.close())
 
     def _write_end(self) -> None:
         self._journal.close()

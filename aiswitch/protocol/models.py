@@ -296,7 +296,13 @@ PROGRESS = NotificationSpec(
     names.PROGRESS, ProgressParams, "A line of progress from a running task."
 )
 USAGE = NotificationSpec(names.USAGE, UsageParams, "Tokens spent; sent as soon as known.")
-METRICS_REPORT = NotificationSpec(names.METRICS_REPORT, Metrics, "Unsolicited metrics (optional).")
+METRICS_REPORT = NotificationSpec(
+    names.METRICS_REPORT,
+    Metrics,
+    "The `metrics.query` figures, unasked (optional; the SDK sends it as each task ends when "
+    "`Adapter.report_metrics` is set). The parent merges each process's latest into "
+    "`state/metrics.json` (`reported`).",
+)
 LOG = NotificationSpec(names.LOG, LogParams, "A log line for the parent's log of this agent.")
 
 METHODS: tuple[MethodSpec[Any, Any], ...] = (

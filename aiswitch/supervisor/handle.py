@@ -44,6 +44,7 @@ from aiswitch.protocol.models import (
     ENV_ROLLBACK,
     ENV_SNAPSHOT,
     ENV_SWITCH,
+    METRICS_REPORT,
     PROGRESS,
     STATUS,
     USAGE,
@@ -52,6 +53,7 @@ from aiswitch.protocol.models import (
     Empty,
     EnvState,
     EnvSwitchParams,
+    Metrics,
     ProgressParams,
     RollbackParams,
     StatusResult,
@@ -124,6 +126,8 @@ class AgentHandle:
         self.on_change = on_change
         self.on_progress = on_progress
         self.on_usage = on_usage
+        # `metrics.report` notifications, the latest per process (pid) it ran.
+        self.reported: dict[int, Metrics] = {}
         self.clock = clock
         self.state = S.STOPPED
         self.reason = ""
@@ -322,6 +326,7 @@ class AgentHandle:
         assert client is not None
         client.on(PROGRESS, self._progress)
         client.on(USAGE, self._usage)
+        client.on(METRICS_REPORT, self._metrics_report)
         self._client = client
         self.capacity = info.capabilities.max_concurrent_tasks
         self.provides = tuple(info.capabilities.provides)
@@ -350,6 +355,12 @@ class AgentHandle:
     def _usage(self, params: UsageParams) -> None:
         if self.on_usage is not None:
             self.on_usage(self, params)
+
+    def _metrics_report(self, params: Metrics) -> None:
+        """The latest `metrics.report` of each of its processes (by pid): the figures
+        are counters since that process started."""
+        if self.pid is not None:
+            self.reported[self.pid] = params
 
     # -- exits ---------------------------------------------------------------------
 
