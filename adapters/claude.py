@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome, serve
@@ -282,16 +283,11 @@ def _describe_tool(block: dict[str, Any]) -> str:
 # -- usage per request, from claude's own log -------------------------------------------
 
 
-def requests_from_log(
-    env: dict[str, str], translator: ClaudeTranslator, stream: list[UsageReport]
-) -> list[UsageReport] | None:
-    """This task's requests as claude logged them (see the module docstring), or None."""
-    session = translator.session_id
-    wanted = {pair for pair in translator.messages if pair[0] and pair[1]}
-    if not session or not wanted:
-        return None
+def session_rows(env: Mapping[str, str], session: str) -> list[tuple[Any, ...]]:
+    """The report rows of one session as claude logged it (deduplicated, models cleaned);
+    the ACP adapter reads claude-code-acp's sessions with it too."""
     from aiswitch.tokens.inputs import claude_roots
-    from aiswitch.tokens.report import R_MESSAGE, R_MODEL, R_REQUEST
+    from aiswitch.tokens.report import R_MODEL
     from aiswitch.tokens.sources.claude import (
         dedupe_claude_entries,
         parse_claude_bytes,
@@ -306,11 +302,23 @@ def requests_from_log(
         for path in sorted(paths):
             parsed, _malformed = parse_claude_bytes(path.read_bytes(), session_from_path(path))
             entries += parsed
-    rows = [
+    return [
         (*row[:R_MODEL], clean_model(row[R_MODEL]) if row[R_MODEL] else None, *row[R_MODEL + 1 :])
         for row in rows_from_entries(dedupe_claude_entries(entries))
-        if (row[R_MESSAGE], row[R_REQUEST]) in wanted
     ]
+
+
+def requests_from_log(
+    env: dict[str, str], translator: ClaudeTranslator, stream: list[UsageReport]
+) -> list[UsageReport] | None:
+    """This task's requests as claude logged them (see the module docstring), or None."""
+    session = translator.session_id
+    wanted = {pair for pair in translator.messages if pair[0] and pair[1]}
+    if not session or not wanted:
+        return None
+    from aiswitch.tokens.report import R_MESSAGE, R_MODEL, R_REQUEST
+
+    rows = [row for row in session_rows(env, session) if (row[R_MESSAGE], row[R_REQUEST]) in wanted]
     models = {row[R_MODEL] for row in rows}
     if len(stream) == 1 and len(models) == 1:
         # One figure for the task: the log names the model as the provider did.

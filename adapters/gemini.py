@@ -34,6 +34,7 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -374,6 +375,23 @@ def chat_dir_roots(env: dict[str, str]) -> list[Path]:
     return [Path(base) / ".gemini" / "tmp"]
 
 
+def logged_requests(env: Mapping[str, str], session: str, started: float) -> list[UsageReport]:
+    """The requests of `session` that gemini logged since `started` (epoch seconds), with
+    their message ids; the ACP adapter reads `gemini --experimental-acp` sessions with it."""
+    from aiswitch.tokens.report import R_SESSION, R_TS
+    from aiswitch.tokens.sources.gemini import parse_gemini_bytes
+
+    rows: list[Any] = []
+    for tmp in chat_dir_roots(dict(env)):
+        for path in sorted(tmp.glob(f"*/chats/session-*{session[:8]}*")):
+            if path.suffix not in (".json", ".jsonl"):
+                continue
+            parsed, _malformed = parse_gemini_bytes(path.read_bytes(), path)
+            plain: list[tuple[Any, ...]] = [tuple(row) for row in parsed]
+            rows += [r for r in plain if r[R_SESSION] == session and r[R_TS] >= started]
+    return reports_from_rows(rows)
+
+
 def requests_from_log(
     env: dict[str, str], started: float, translator: GeminiTranslator, stream: list[UsageReport]
 ) -> list[UsageReport] | None:
@@ -381,18 +399,7 @@ def requests_from_log(
     session = translator.session_id
     if not session:
         return None
-    from aiswitch.tokens.report import R_SESSION, R_TS
-    from aiswitch.tokens.sources.gemini import parse_gemini_bytes
-
-    rows: list[Any] = []
-    for tmp in chat_dir_roots(env):
-        for path in sorted(tmp.glob(f"*/chats/session-*{session[:8]}*")):
-            if path.suffix not in (".json", ".jsonl"):
-                continue
-            parsed, _malformed = parse_gemini_bytes(path.read_bytes(), path)
-            plain: list[tuple[Any, ...]] = [tuple(row) for row in parsed]
-            rows += [r for r in plain if r[R_SESSION] == session and r[R_TS] >= started]
-    requests = reports_from_rows(rows)
+    requests = logged_requests(env, session, started)
     return requests if accounts_for(requests, stream) else None
 
 

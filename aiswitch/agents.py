@@ -20,6 +20,9 @@ An agent is any program that speaks the aiswitch protocol on stdio. `config/agen
         heartbeat_interval: 10   # agent.status every N seconds; null: none
         heartbeat_timeout: 10    # no answer within N seconds: killed and replaced
         rate: 30/min             # task starts per agent (COUNT/s, /min or /hour)
+      opencode-acp:              # an Agent Client Protocol agent (docs/acp.md)
+        kind: acp                # `command` is the ACP agent; the acp adapter drives it
+        command: [opencode, acp]
 
 Errors (unreadable or invalid YAML, unknown fields, bad types) are `ConfigError`s that
 name the file and, for YAML errors, the line.
@@ -52,6 +55,7 @@ from aiswitch.supervisor import limits
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 RestartSetting = Literal["on-failure", "always", "never"]
+AgentKind = Literal["adapter", "acp"]
 
 
 class PoolSettings(BaseModel):
@@ -82,7 +86,13 @@ class AgentDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    kind: AgentKind = Field(
+        "adapter", description="adapter: `command` speaks aiswitch's protocol; acp: it speaks ACP."
+    )
     command: list[str] = Field(min_length=1)
+    acp_command: list[str] | None = Field(
+        None, description="kind acp: the ACP agent's command (the acp adapter runs it)."
+    )
     env: dict[str, str] = {}
     env_passthrough: list[str] = Field(
         [], description="Parent variables the child gets besides the allowlist (NAME or PREFIX*)."
@@ -106,6 +116,22 @@ class AgentDef(BaseModel):
     rate: str | None = Field(None, description="Task starts allowed: COUNT/s, /min, /hour.")
 
     _rate = field_validator("rate")(classmethod(lambda cls, v: check_rate(v)))
+
+    @model_validator(mode="after")
+    def _acp_behind_its_adapter(self) -> AgentDef:
+        # An ACP agent runs behind the acp adapter, which learns its command (and how to
+        # install it) from agent.initialize's `config` (docs/acp.md).
+        if self.kind != "acp":
+            return self
+        if self.acp_command is None:
+            self.acp_command = self.command
+            self.command = _adapter("acp")
+        self.cli = self.cli or self.acp_command[0]
+        extra: dict[str, Any] = {"acp_command": self.acp_command}
+        if self.install:
+            extra["acp_install"] = self.install
+        self.options = {**self.options, **extra}
+        return self
 
     @model_validator(mode="after")
     def _cli_path_in_options(self) -> AgentDef:
@@ -142,6 +168,7 @@ class _Override(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: AgentKind | None = None
     command: list[str] | None = Field(None, min_length=1)
     env: dict[str, str] | None = None
     env_passthrough: list[str] | None = None
@@ -180,6 +207,33 @@ _REAL_AGENTS = (
 )
 # Several tasks of one real agent may run at once: each is its own CLI process.
 REAL_AGENT_CONCURRENCY = 4
+# The built-in ACP agents (docs/acp.md): name, ACP command, npm package (pinned where
+# tested), the CLI behind it whose homes and logs the adapter knows, description.
+_ACP_AGENTS: tuple[tuple[str, list[str], str, str | None, str], ...] = (
+    (
+        "gemini-acp",
+        ["gemini", "--experimental-acp"],
+        "@google/gemini-cli@0.61.0",
+        "gemini",
+        "Gemini CLI over ACP (gemini --experimental-acp).",
+    ),
+    (
+        "claude-acp",
+        ["claude-code-acp"],
+        "@zed-industries/claude-code-acp@0.16.2",
+        "claude",
+        "Claude Code over ACP (claude-code-acp, with the claude CLI behind it).",
+    ),
+    (
+        "codex-acp",
+        ["codex-acp"],
+        "@zed-industries/codex-acp@0.16.0",
+        None,
+        "Codex over ACP (codex-acp).",
+    ),
+    ("qwen", ["qwen", "--acp"], "@qwen-code/qwen-code", None, "Qwen Code over ACP (qwen --acp)."),
+    ("opencode", ["opencode", "acp"], "opencode-ai", None, "OpenCode over ACP (opencode acp)."),
+)
 
 
 def builtin_agents() -> dict[str, AgentDef]:
@@ -200,6 +254,16 @@ def builtin_agents() -> dict[str, AgentDef]:
             install=f"npm install -g {package}@{version}",
             max_concurrency=REAL_AGENT_CONCURRENCY,
             description=f"{description} docs/agents.md",
+        )
+    for name, command, package, behind, description in _ACP_AGENTS:
+        agents[name] = AgentDef(
+            name=name,
+            kind="acp",
+            command=command,
+            install=f"npm install -g {package}",
+            max_concurrency=REAL_AGENT_CONCURRENCY,
+            options={"acp_cli": behind} if behind else {},
+            description=f"{description} docs/acp.md",
         )
     return agents
 
@@ -259,6 +323,12 @@ class AgentRegistry:
                 agents[name] = AgentDef(name=name, **fields)
             else:
                 merged = base.model_dump()
+                if fields.get("kind", base.kind) == "acp" and "command" in fields:
+                    # A new ACP command: the validator puts the acp adapter in front of it.
+                    merged.update(acp_command=None, cli=None, unavailable=None)
+                    merged["options"] = {
+                        k: v for k, v in base.options.items() if k != "acp_command"
+                    }
                 if "command" in fields:
                     merged["unavailable"] = None
                 if "env" in fields:

@@ -1,4 +1,7 @@
-"""`aiswitch agents stop|restart|switch AGENT_ID`: one agent process of a running run,
+"""`aiswitch agents list`: the agents defined (built-in and config/agents.yaml), their
+kind and whether they can start here (else the one line saying what to install).
+
+`aiswitch agents stop|restart|switch AGENT_ID`: one agent process of a running run,
 from another terminal, through the run's control socket (aiswitch.cli.control).
 
 AGENT_ID is a process's id (`mock.p1`, `claude@kimi.p2`), as `runs watch` and
@@ -17,7 +20,9 @@ import typer
 
 from aiswitch.errors import UsageError
 
-agents_app = typer.Typer(help="Agent processes of running runs.", no_args_is_help=True)
+agents_app = typer.Typer(
+    help="The agents defined, and agent processes of running runs.", no_args_is_help=True
+)
 
 _RUN = typer.Option(None, "--run", help="The run the process belongs to (when several have it).")
 
@@ -56,6 +61,41 @@ def _call(agent_id: str, run_id: str | None, method: str, **params: str) -> None
     run = _run_of(store, agent_id, run_id)
     result = asyncio.run(control_call(store, run, method, {"agent_id": agent_id, **params}))
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+
+@agents_app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the agents defined: built-in and config/agents.yaml, available or not."""
+    from aiswitch.agents import AgentRegistry
+    from aiswitch.errors import AgentUnavailableError
+
+    rows = []
+    for name, agent in sorted(AgentRegistry.load().agents.items()):
+        try:
+            agent.check_available()
+            missing = None
+        except AgentUnavailableError as exc:
+            missing = exc.one_line()
+        command = agent.acp_command if agent.kind == "acp" else agent.command
+        rows.append(
+            {
+                "name": name,
+                "kind": agent.kind,
+                "command": command,
+                "available": missing is None,
+                "unavailable": missing,
+                "description": agent.description,
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        return
+    for row in rows:
+        state = "ready" if row["available"] else "missing"
+        line = f"{row['name']:<14} {row['kind']:<8} {state:<8} {row['description']}"
+        sys.stdout.write(line.rstrip() + "\n")
+        if row["unavailable"]:
+            sys.stdout.write(f"{'':<14} {row['unavailable']}\n")
 
 
 @agents_app.command("stop")
