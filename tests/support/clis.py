@@ -42,6 +42,10 @@ PINNED_DEFAULT_MODELS = {
 }
 
 SETUP_SCRIPT = "scripts/setup/agent-clis.sh"
+# The ACP agent adapters (scripts/setup/acp-agents.sh, a prefix of their own).
+ACP_SETUP_SCRIPT = "scripts/setup/acp-agents.sh"
+CLAUDE_ACP_PACKAGE = "@zed-industries/claude-code-acp"
+CLAUDE_ACP_VERSION = "0.16.2"
 
 
 class CliNotInstalledError(RuntimeError):
@@ -77,6 +81,20 @@ def cli_path(name: str) -> Path:
             f"{name} in {manifest.parent} is not the pinned {version}: run `bash {SETUP_SCRIPT}`"
         )
     return path
+
+
+def acp_bin_dir() -> Path:
+    """The npm ``.bin`` folder holding ``claude-code-acp`` (pinned), never skipped."""
+    prefix = cache_root() / "npm-acp"
+    manifest = prefix / "node_modules" / CLAUDE_ACP_PACKAGE / "package.json"
+    if not manifest.is_file() or f'"version": "{CLAUDE_ACP_VERSION}"' not in manifest.read_text(
+        encoding="utf-8"
+    ):
+        raise CliNotInstalledError(
+            f"{CLAUDE_ACP_PACKAGE}@{CLAUDE_ACP_VERSION} is not installed in {prefix}: "
+            f"run `bash {ACP_SETUP_SCRIPT}`"
+        )
+    return prefix / "node_modules" / ".bin"
 
 
 def node_bin_dir() -> Path:

@@ -1,0 +1,129 @@
+"""`aiswitch run` driving real ACP agents offline: the pinned Gemini CLI with
+`--experimental-acp`, and `@zed-industries/claude-code-acp` with the pinned claude CLI
+behind it, against `aiswitch.testing.fake_provider` on 127.0.0.1, side by side with the
+native adapters. The sandbox (fake provider, trap proxy, no process left behind, no
+request to any other address) is test_real_agents_e2e's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from support.cli import aiswitch_bin
+from support.clis import CLAUDE_VERSION, acp_bin_dir
+from test_real_agents_e2e import (  # the sandbox fixture and what it checks
+    FAKE_PRESET,
+    RUN_TIMEOUT_S,
+    TEXTS,
+    USAGES,
+    Sandbox,
+    ledger_usage,
+    normalised,
+    pinned_clis,
+    results_by_agent,
+    sandbox,
+)
+
+from aiswitch.testing.fake_provider import ApiKind
+
+pytestmark = [pytest.mark.realcli, pytest.mark.slow, pytest.mark.timeout(120)]
+__all__ = ["pinned_clis", "sandbox"]
+
+# The task timeout of the hang test: long enough for node agents to start on a loaded
+# machine; the test's clock starts when the agent's request reached the fake.
+HANG_TASK_TIMEOUT_S = 25.0
+
+
+def acp_env(box: Sandbox) -> dict[str, str]:
+    env = box.env()
+    env["PATH"] = f"{acp_bin_dir()}:{env['PATH']}"
+    return env
+
+
+def run(box: Sandbox, *args: str) -> object:
+    from support.cli import run_cli
+
+    return run_cli("run", *args, env=acp_env(box), cwd=box.work, timeout=RUN_TIMEOUT_S)
+
+
+def test_gemini_over_acp_and_native_agents_answer_side_by_side_with_the_fakes_tokens(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.add_preset()
+    sandbox.script_answers()
+    agents = f"gemini-acp@{FAKE_PRESET},gemini@{FAKE_PRESET},claude@{FAKE_PRESET}"
+
+    out = run(sandbox, "--parallel", agents, "Review the parser", "--json")
+
+    results = results_by_agent(out)  # type: ignore[arg-type]
+    for agent, api in (("gemini-acp", ApiKind.GEMINI), ("gemini", ApiKind.GEMINI)):
+        assert results[agent]["status"] == "ok", results[agent]
+        assert results[agent]["output"] == TEXTS[api]
+    assert results["claude"]["output"] == TEXTS[ApiKind.ANTHROPIC]
+    records = [r for r in sandbox.ledger() if r["agent"] == "gemini-acp"]
+    assert len(records) == 1, records
+    # What the fake sent, per request, read back from gemini's own session log.
+    assert ledger_usage(records[0]) == normalised(ApiKind.GEMINI, USAGES[ApiKind.GEMINI])
+    assert records[0]["session_id"] == results["gemini-acp"]["session_id"]
+    assert records[0]["provider"] == "127.0.0.1"
+    prompts = [r.prompt for r in sandbox.fake.requests_for(ApiKind.GEMINI)]
+    assert prompts == ["Review the parser", "Review the parser"]
+
+
+def test_claude_code_acp_drives_the_real_claude_cli_and_records_its_usage(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.add_preset()
+    sandbox.script_answers()
+
+    out = run(sandbox, "--parallel", f"claude-acp@{FAKE_PRESET}", "Add tests", "--json")
+
+    result = results_by_agent(out)["claude-acp"]  # type: ignore[arg-type]
+    assert result["status"] == "ok", result
+    assert result["output"] == TEXTS[ApiKind.ANTHROPIC]
+    records = [r for r in sandbox.ledger() if r["agent"] == "claude-acp"]
+    # claude-code-acp reports no tokens: claude's own session log is the record.
+    total = {name: sum(r.get(name, 0) for r in records) for name in ledger_usage({})}
+    assert total == normalised(ApiKind.ANTHROPIC, USAGES[ApiKind.ANTHROPIC])
+    assert all(r["session_id"] == result["session_id"] for r in records)
+    requests = sandbox.fake.requests_for(ApiKind.ANTHROPIC)
+    # The pinned claude CLI answered (CLAUDE_CODE_EXECUTABLE), not the SDK's bundled copy.
+    agents = {r.headers.get("user-agent", r.headers.get("User-Agent", "")) for r in requests}
+    assert all(f"claude-cli/{CLAUDE_VERSION}" in agent for agent in agents), agents
+
+
+def test_a_hung_acp_turn_times_out_and_leaves_no_process(sandbox: Sandbox) -> None:
+    sandbox.add_preset()
+    timeout = HANG_TASK_TIMEOUT_S
+    args = [
+        "run",
+        "--parallel",
+        f"gemini-acp@{FAKE_PRESET}",
+        "[[hang]] x",
+        "--timeout",
+        str(timeout),
+    ]
+    proc = subprocess.Popen(
+        [aiswitch_bin(), *args, "--json"],
+        env=acp_env(sandbox),
+        cwd=sandbox.work,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sandbox.fake.wait_for_requests(1, timeout=timeout, api=ApiKind.GEMINI)
+        reached = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - reached < timeout + 15
+    result = json.loads(stdout)["results"][0]
+    assert result["status"] == "timeout", (result, stderr)
+    # The sandbox fixture asserts that no process of this run is left.
