@@ -76,6 +76,10 @@ SETUP_TIMEOUT_S: Final = 60.0
 CANCEL_GRACE_S: Final = 2.0
 # After stdin closes and SIGTERM, how long the agent's group may take to exit.
 TERM_GRACE_S: Final = 2.0
+# After a turn that ended (its result is in), how long the agent may take to exit on the
+# EOF of its stdin before its group is killed: it owes nothing more (its session log is
+# written as the turn goes), and a node agent's SIGTERM exit costs ~0.5 s a task.
+DONE_GRACE_S: Final = 0.05
 # How long an agent whose stdout ended may take to report its exit code.
 EXIT_WAIT_S: Final = 2.0
 STDERR_TAIL_LINES: Final = 40
@@ -183,10 +187,15 @@ class AgentProcess:
         except TimeoutError:
             return None
 
-    async def end(self) -> None:
-        """Close stdin, SIGTERM the group, SIGKILL it after TERM_GRACE_S; wait for the exit."""
+    async def end(self, *, done: bool) -> None:
+        """Close stdin, SIGTERM the group, SIGKILL it after TERM_GRACE_S; wait for the exit.
+        `done`: the turn ended, so SIGKILL after DONE_GRACE_S instead."""
         self.child.close_stdin()
         pid = self.child.pid
+        if done and self.child.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.child.wait(), DONE_GRACE_S)
+            signal_group(pid, signal.SIGKILL)
         if self.child.returncode is None:
             signal_group(pid, signal.SIGTERM)
             try:
@@ -308,7 +317,7 @@ class AcpAdapter(Adapter):
         except TaskFailed as exc:
             raise TaskFailed(failure_text(exc.message, env), output=exc.output) from None
         finally:
-            await asyncio.shield(self._end(agent, client))
+            await asyncio.shield(self._end(agent, client, done=turn.stop_reason is not None))
         output, _ = turn.translator.finish()
         totals = await self._record_usage(ctx, env, turn, started)
         return self._outcome(turn, output, totals, env)
@@ -316,9 +325,9 @@ class AcpAdapter(Adapter):
     def name_of(self, ctx: TaskContext) -> str:
         return Path(self.command[0]).name if self.command else "acp"
 
-    async def _end(self, agent: AgentProcess, client: ClientSide) -> None:
+    async def _end(self, agent: AgentProcess, client: ClientSide, *, done: bool) -> None:
         await client.close()
-        await agent.end()
+        await agent.end(done=done)
 
     # -- the exchange ---------------------------------------------------------------
 
