@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_acp.py                 # 10 pairs
     .venv/bin/python benchmarks/bench_acp.py --pairs 20 --json
+    .venv/bin/python benchmarks/bench_acp.py --handshake 20  # adapters' spawn-to-ready only
 
 Both agents run the same pinned Gemini CLI (scripts/setup/agent-clis.sh installs it into
 the test cache) against `aiswitch.testing.fake_provider` on 127.0.0.1, through the
@@ -15,6 +16,10 @@ Figures: the task's `duration_s` (from assignment to result, inside the adapter:
 bridge adds) and the whole command's wall time. Goal (issue 16): gemini-acp <= 1.1x the
 native adapter's per-task time. The load average is printed before and after: on a shared
 machine it is part of the figure.
+
+`--handshake N`: each adapter's spawn-to-ready (`python -m aiswitch_adapters.X` until its
+`agent.initialize` reply is read), N interleaved runs, medians: the acp adapter starts no
+agent at its handshake, only finds the binary, so it must stay as cheap as the native one.
 """
 
 from __future__ import annotations
@@ -89,6 +94,52 @@ def run_once(agent: str, env: dict[str, str], work: Path) -> tuple[float, float]
     return float(result["duration_s"]), wall
 
 
+def handshake(module: str, config: dict[str, Any], env: dict[str, str]) -> float:
+    """Seconds from spawn until the adapter's `agent.initialize` reply is read."""
+    params = {"agent_id": f"{module}#1", "parent_pid": os.getpid(), "config": config}
+    line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "agent.initialize", "params": params})
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"aiswitch_adapters.{module}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((line + "\n").encode())
+    proc.stdin.flush()
+    reply = json.loads(proc.stdout.readline())
+    elapsed = time.perf_counter() - started
+    proc.stdin.close()  # an adapter exits when its stdin closes
+    proc.wait()
+    if "result" not in reply:
+        raise SystemExit(f"{module} refused agent.initialize: {reply}")
+    return elapsed
+
+
+def handshakes(runs: int, bin_dir: Path) -> None:
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    cases = {
+        "gemini": ("gemini", {}),
+        "acp (gemini-acp)": (
+            "acp",
+            {"acp_command": ["gemini", "--experimental-acp"], "acp_cli": "gemini"},
+        ),
+        "mock": ("mock", {}),
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, (module, config) in cases.items():
+            times[name].append(handshake(module, config, env))
+    print(f"spawn-to-ready, {runs} interleaved runs, load average {os.getloadavg()[0]:.2f}")
+    for name, values in times.items():
+        s = summary(values)
+        print(
+            f"{name:<18}{s['median'] * 1000:7.1f} ms ({s['min'] * 1000:.1f}..{s['max'] * 1000:.1f})"
+        )
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -100,7 +151,11 @@ def main() -> None:
         "--bin-dir", type=Path, default=cache_root() / "npm" / "node_modules" / ".bin"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--handshake", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.handshake:
+        handshakes(args.handshake, args.bin_dir)
+        return
     if not (args.bin_dir / "gemini").exists():
         raise SystemExit(f"no gemini in {args.bin_dir}: run `bash scripts/setup/agent-clis.sh`")
 
