@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiswitch_adapters.acp import AcpAdapter
 from support.cli import aiswitch_bin
 from support.clis import CLAUDE_VERSION, acp_bin_dir
+from test_adapter_common import make_ctx
 from test_real_agents_e2e import (  # the sandbox fixture and what it checks
     FAKE_PRESET,
     RUN_TIMEOUT_S,
@@ -27,6 +31,9 @@ from test_real_agents_e2e import (  # the sandbox fixture and what it checks
     sandbox,
 )
 
+from aiswitch.adapter_sdk import TaskFailed
+from aiswitch.agents import AgentRegistry
+from aiswitch.home import Home
 from aiswitch.testing.fake_provider import ApiKind
 
 pytestmark = [pytest.mark.realcli, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -127,3 +134,59 @@ def test_a_hung_acp_turn_times_out_and_leaves_no_process(sandbox: Sandbox) -> No
     result = json.loads(stdout)["results"][0]
     assert result["status"] == "timeout", (result, stderr)
     # The sandbox fixture asserts that no process of this run is left.
+
+
+async def acp_resume(sandbox: Sandbox, agent: str) -> tuple[Any, Any]:
+    """Two tasks on one built-in ACP agent in-process (as its server drives it), the second
+    given the first's session id; returns both outcomes (or the second's TaskFailed)."""
+    registry = AgentRegistry.load(Home(sandbox.ais))
+    adapter = AcpAdapter()
+    env = acp_env(sandbox)
+    cli = "claude" if agent == "claude-acp" else "gemini"
+    variables = sandbox.variables(cli)
+    env.update(
+        variables,
+        AISWITCH_PRESET=FAKE_PRESET,
+        AISWITCH_PRESET_VARS=",".join(sorted(variables)),
+        AISWITCH_PRESET_BILLING="api",
+    )
+    # The adapter finds the agent's binaries on PATH, as its own process would.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", env["PATH"])
+        await adapter.setup(SimpleNamespace(config=registry.get(agent).options))
+    first = await adapter.run_task(
+        make_ctx(env=env, prompt="Remember heliotrope", cwd=str(sandbox.work))
+    )
+    try:
+        second = await adapter.run_task(
+            make_ctx(
+                env=env, prompt="Which word?", cwd=str(sandbox.work), session_id=first.session_id
+            )
+        )
+    except TaskFailed as exc:
+        second = exc
+    return first, second
+
+
+async def test_claude_code_acp_continues_its_session_when_given_the_session_id(
+    sandbox: Sandbox,
+) -> None:
+    first, second = await acp_resume(sandbox, "claude-acp")
+
+    assert first.session_id and second.session_id == first.session_id
+    last = sandbox.fake.requests_for(ApiKind.ANTHROPIC)[-1]
+    assert last.prompt == "Which word?"
+    assert "Remember heliotrope" in json.dumps(last.body)
+
+
+async def test_gemini_acps_session_load_failure_is_one_clear_line(sandbox: Sandbox) -> None:
+    """Gemini CLI 0.61.0 cannot load its own ACP sessions: loading starts recording the
+    session again into the same file (a `$set` of its messages to the new context) before
+    reading it, so no resumable session is left to find. The task fails with its message."""
+    first, second = await acp_resume(sandbox, "gemini-acp")
+
+    assert first.session_id
+    assert isinstance(second, TaskFailed)
+    assert second.message.startswith("gemini: session/load failed: Internal error")
+    requests = sandbox.fake.requests_for(ApiKind.GEMINI)
+    assert [r.prompt for r in requests] == ["Remember heliotrope"]
