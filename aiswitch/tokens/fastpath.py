@@ -32,21 +32,30 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiswitch.home import Home
+
+# Not `typing` at run time: it imports `re` (~5 ms), which this fast path otherwise never
+# loads; mypy reads the names as if typing.TYPE_CHECKING were used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    Fingerprint = list[Any]  # [path, size, mtime_ns, inode]
 
 FAST_PATH_ENV = "AISWITCH_NO_FAST_PATH"
 FAST_RECORD_VERSION = 1
 # Under the token index directory (aiswitch.tokens.index.INDEX_DIR).
 FAST_DIR = ("token-index", "fast")
 MAX_FAST_RECORDS = 64
+# The index of the Claude log folders' mtimes (`aiswitch.tokens.listing`), under the home's tmp.
+DIR_INDEX_FILE = ("token-index", "dirs.marshal")
+DIR_INDEX_VERSION = 1
 REPORT_COMMANDS = frozenset({"report", "daily", "weekly", "monthly", "session"})
 # Options after which the fast path never applies (the typer path does other work for them).
 BYPASS_FLAGS = frozenset({"--no-cache", "--help"})
@@ -70,8 +79,6 @@ KEY_CHARS = 32
 # The command line of this process, set by `aiswitch.cli.entry` around the typer path so that
 # the report command can `remember` its output (None when not run from the console script).
 current_args: list[str] | None = None
-
-Fingerprint = list[Any]  # [path, size, mtime_ns, inode]
 
 
 def eligible(args: Sequence[str]) -> bool:
@@ -116,16 +123,54 @@ def _code_fingerprints() -> list[Fingerprint]:
     return out
 
 
-def snapshot(source: str, home: Home) -> list[Any]:
-    """What a report of `source` depends on besides the command line (module docstring)."""
-    from aiswitch.tokens.inputs import input_files
+def _dir_index_path(home: Home) -> Path:
+    return home.tmp.joinpath(*DIR_INDEX_FILE)
 
-    inputs = [_fingerprint(os.fspath(path)) for path in input_files(source, home)]
+
+def _load_dir_index(home: Home) -> dict[str, Any]:
+    import marshal  # built in, and loads several times faster than json
+
+    try:
+        stored = marshal.loads(_dir_index_path(home).read_bytes())  # noqa: S302 (own cache)
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    if not isinstance(stored, dict) or stored.get("v") != DIR_INDEX_VERSION:
+        return {}
+    folders = stored.get("dirs")
+    return folders if isinstance(folders, dict) else {}
+
+
+def _save_dir_index(home: Home, folders: dict[str, Any]) -> None:
+    import contextlib
+    import marshal
+
+    from aiswitch.tokens.index import _atomic_write
+
+    record = {"v": DIR_INDEX_VERSION, "dirs": folders}
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        _atomic_write(_dir_index_path(home), marshal.dumps(record))
+
+
+def snapshot(source: str, home: Home) -> list[Any]:
+    """What a report of `source` depends on besides the command line (module docstring).
+
+    The Claude logs are listed through the index of their folders' mtimes kept in
+    `tmp/token-index/dirs.json` (`aiswitch.tokens.listing`): only changed folders are read.
+    Every file is still stat-ed (a log appended to changes no folder)."""
+    from aiswitch.tokens.inputs import input_paths
+    from aiswitch.tokens.listing import DIRTY
+
+    folders = _load_dir_index(home)
+    inputs = [_fingerprint(path) for path in input_paths(source, home, index=folders)]
+    if folders.pop(DIRTY, False):
+        _save_dir_index(home, folders)
     return [source, inputs, _tree(os.fspath(home.config)), _code_fingerprints()]
 
 
 def context_key(args: Sequence[str]) -> str:
     """The record name for `args` in this process's environment."""
+    import hashlib  # only here: the status line (which has no key) does not pay for it
+
     from aiswitch import __version__
 
     local = time.localtime()

@@ -25,11 +25,17 @@ How each CLI's files are found:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from aiswitch.home import Home
-from aiswitch.tokens.rollup import rollup_path
+from aiswitch.tokens.listing import files_under
+
+# Not `typing` at run time: it imports `re` (~5 ms), which this fast path otherwise never
+# loads; mypy reads the names as if typing.TYPE_CHECKING were used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 SOURCES = ("aiswitch", "claude", "codex", "gemini", "all")
 
@@ -75,14 +81,18 @@ def claude_roots(env: Mapping[str, str] | None = None, home: Home | None = None)
     return roots
 
 
+def claude_paths(roots: Iterable[Path], index: dict[str, Any] | None = None) -> list[str]:
+    """`claude_files` as strings; `index`: see `aiswitch.tokens.listing.files_under`."""
+    files: list[str] = []
+    for root in roots:
+        files.extend(files_under(os.path.join(root, "projects"), ".jsonl", index))
+    files.sort()
+    return files
+
+
 def claude_files(roots: Iterable[Path]) -> list[Path]:
     """Every `*.jsonl` under each root's `projects/`, sorted by path as ccusage sorts them."""
-    files: list[Path] = []
-    for root in roots:
-        for dirpath, _dirnames, filenames in os.walk(root / "projects"):
-            files.extend(Path(dirpath, name) for name in filenames if name.endswith(".jsonl"))
-    files.sort(key=str)
-    return files
+    return [Path(path) for path in claude_paths(roots)]
 
 
 def codex_home(env: Mapping[str, str] | None = None) -> Path:
@@ -157,17 +167,30 @@ def log_roots(
     return [path for path in gemini_homes(env, home) if (path / "tmp").is_dir()]
 
 
-def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -> list[Path]:
+def input_paths(
+    source: str,
+    home: Home,
+    env: Mapping[str, str] | None = None,
+    index: dict[str, Any] | None = None,
+) -> list[str]:
     """The files a report of `source` reads (for cache keys), without reading them.
 
-    `source` must be one of `SOURCES` (the caller checks it)."""
-    files: list[Path] = []
+    `source` must be one of `SOURCES` (the caller checks it). `index`: the directory index
+    the Claude logs are listed through (`aiswitch.tokens.listing.files_under`)."""
+    files: list[str] = []
     if source in ("aiswitch", "all"):
-        files.extend([home.ledger, rollup_path(home)])
+        from aiswitch.tokens.rollup import rollup_path  # dataclasses: not on the fast paths
+
+        files.extend([os.fspath(home.ledger), os.fspath(rollup_path(home))])
     if source in ("claude", "all"):
-        files.extend(claude_files(claude_roots(env, home)))
+        files.extend(claude_paths(claude_roots(env, home), index))
     if source in ("codex", "all"):
-        files.extend(codex_files(env, home))
+        files.extend(map(os.fspath, codex_files(env, home)))
     if source in ("gemini", "all"):
-        files.extend(gemini_files(env, home))
+        files.extend(map(os.fspath, gemini_files(env, home)))
     return files
+
+
+def input_files(source: str, home: Home, env: Mapping[str, str] | None = None) -> list[Path]:
+    """`input_paths` as paths."""
+    return [Path(path) for path in input_paths(source, home, env)]
