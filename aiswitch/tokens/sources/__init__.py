@@ -112,12 +112,36 @@ def _read_files(
     return [(path, read(path, parser_for(path))) for path in files]
 
 
+def _unread_bytes(files: list[Path], index: FileIndex) -> list[int]:
+    """Per file, the bytes a read through `index` would parse (a changed file counted whole),
+    so that an index that holds them all forks no workers."""
+    out: list[int] = []
+    for path in files:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            out.append(0)
+            continue
+        cached = index.entries.get(str(path))
+        same = cached is not None and cached[:3] == [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        out.append(0 if same else stat.st_size)
+    return out
+
+
 def load_claude(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
+    from aiswitch.tokens.sources import claude_parallel
+
     files = claude.claude_files(claude.claude_roots(env, home))
     index = _index(home, "claude", use_index)
-    reads = _read_files(index.read_appendable, files, claude.parser_for)
+    sizes = _unread_bytes(files, index)
+    workers = claude_parallel.workers_for(sizes)
+    parallel = claude_parallel.read_claude(files, sizes, index, workers) if workers > 1 else None
+    if parallel is not None:
+        reads = list(zip(files, parallel, strict=True))
+    else:
+        reads = _read_files(index.read_appendable, files, claude.parser_for)
     index.save()
     entries = [entry for _, read in reads for entry in read.items]
     rows = claude.rows_from_entries(claude.dedupe_claude_entries(entries))

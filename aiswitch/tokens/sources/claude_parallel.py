@@ -221,3 +221,68 @@ def _contested(mine: set[int], theirs: list[array[int]]) -> set[int]:
         if at + 1 < len(theirs):
             seen = seen.union(part)
     return contested
+
+
+# How a worker's read of one file comes back (`read_claude`): the parent's own copy of the
+# index entry holds its items, the worker's index updates hold them, or they are sent.
+_CACHED, _UPDATED, _SENT = 0, 1, 2
+
+
+def _read_worker(connection: Any, files: list[tuple[int, Path]], index: FileIndex) -> None:
+    """A worker of `read_claude`: read `files` through the index, send how each read went,
+    then the index entries it changed (marshalled once, for both the parent and the index)."""
+    entries_of = index.entries
+    reads: list[tuple[int, int, bool, int, Any]] = []
+    updates: dict[str, list[Any]] = {}
+    for position, path in files:
+        key = str(path)
+        before = entries_of.get(key)
+        read = index.read_appendable(path, claude.parser_for(path))
+        after = entries_of.get(key)
+        if after is not None and after is not before:
+            updates[key] = after
+            how, items = (_UPDATED, None) if read.items is after[6] else (_SENT, read.items)
+        elif after is not None and read.items is after[6]:
+            how, items = _CACHED, None
+        else:
+            how, items = _SENT, read.items
+        reads.append((position, read.malformed, read.incomplete_tail, how, items))
+    forked.send(connection, (reads, list(updates)))
+    forked.send(connection, marshal.dumps(updates))
+
+
+def read_claude(
+    files: Sequence[Path], sizes: Sequence[int], index: FileIndex, workers: int
+) -> list[FileRead] | None:
+    """What `index.read_appendable` gives for each of `files` (of `sizes` bytes), in order,
+    read by `workers` processes (the parent reads the first share), or None when forked
+    workers cannot run here (the caller reads in one process). The index takes the
+    workers' updates (`FileIndex.adopt`); the caller saves it."""
+    if not forked.can_fork():
+        return None
+    parts = split_shares(sizes, workers, PARENT_WEIGHT)
+    shares = [[(at, files[at]) for at in part] for part in parts]
+    out: list[FileRead | None] = [None] * len(files)
+    try:
+        targets = [(_read_worker, (share, index)) for share in shares[1:]]
+        with forked.no_cyclic_gc(), forked.workers(targets) as ends:
+            for position, path in shares[0]:
+                out[position] = index.read_appendable(path, claude.parser_for(path))
+            for end in ends:
+                reads, updated = forked.receive(end)
+                part = forked.receive(end)
+                entries = marshal.loads(part) if updated else {}  # noqa: S302 - our worker's
+                for position, malformed, torn, how, items in reads:
+                    if how == _UPDATED:
+                        items = entries[str(files[position])][6]
+                    elif how == _CACHED:
+                        items = index.entries[str(files[position])][6]
+                    out[position] = FileRead(items, malformed, torn)
+                # Adopted after the cached entries above were read: it drops them here.
+                if updated:
+                    index.adopt(part, updated)
+    except forked.WorkerFailed:
+        return None
+    index.seen.update(str(path) for path in files)
+    assert all(read is not None for read in out)
+    return out  # type: ignore[return-value]
