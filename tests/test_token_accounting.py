@@ -251,3 +251,55 @@ def test_the_table_counts_api_requests_under_that_name(tmp_path: Path) -> None:
     assert "Requests" in header
     total = next(line for line in out.stdout.splitlines() if "Total" in line and "│" in line)
     assert total.rstrip(" │").split()[-1] == "3"
+
+
+def fallback_lines(cli: str) -> list[dict[str, Any]]:
+    """The ledger lines the parent writes for the recorded tool-using task when the CLI's
+    log did not account for its usage (`drive` keeps the stream's reports): sums, no ids."""
+    translator = {
+        "claude": claude.ClaudeTranslator,
+        "codex": codex.CodexTranslator,
+        "gemini": gemini.GeminiTranslator,
+    }[cli]()
+    lines = []
+    for report in replay(translator, cli, "stream-tool"):
+        assert report.message_id is None and report.request_id is None
+        line: dict[str, Any] = {
+            "v": 1,
+            "ts": "2026-12-04T13:01:00Z",
+            "agent": cli,
+            "preset": PRESET,
+            "model": report.model,
+            "session_id": translator.session_id,
+        }
+        line.update({name: getattr(report.usage, name) for name in COUNTERS})
+        lines.append(line)
+    assert lines
+    return lines
+
+
+@pytest.mark.parametrize("cli", ["claude", "codex", "gemini"])
+def test_source_all_counts_a_task_recorded_as_sums_once(cli: str, tmp_path: Path) -> None:
+    # Issue 12, part e: a ledger line without ids (the stream's sums, when the CLI's log did
+    # not account for them) could not be matched with the log's entries of the same two
+    # requests, so --source all counted the task twice.
+    home = Home(tmp_path / "ais")
+    home.ensure()
+    logs = cli_home(tmp_path, cli, before='"again"')  # the files as the tool task left them
+    shutil.copytree(logs, home.root / "homes" / cli / PRESET)
+    home.ledger.write_text(
+        "".join(json.dumps(line) + "\n" for line in fallback_lines(cli)), encoding="utf-8"
+    )
+    empty = tmp_path / "user"
+    empty.mkdir()
+    total = normalised(cli, TOOL) + normalised(cli, ANSWER)
+    tokens = {name: getattr(total, name) for name in COUNTERS}
+
+    ledger = totals(home, "aiswitch", empty)
+    assert {name: ledger[name] for name in COUNTERS} == tokens
+    log = totals(home, cli, empty)
+    assert {name: log[name] for name in COUNTERS} == tokens
+    assert log["requests"] == 2
+    both = totals(home, "all", empty)
+    assert {name: both[name] for name in COUNTERS} == tokens
+    assert both["requests"] == ledger["requests"]
