@@ -21,6 +21,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from support.cli import aiswitch_bin, run_cli
+from test_workspaces import GIT_IDENTITY, make_repo, writers
 
 from aiswitch.cli.mcp_server.wire import PROTOCOL_VERSIONS
 from aiswitch.home import Home
@@ -216,26 +217,27 @@ async def test_agents_lists_agents_and_presets_but_no_secret(
     assert secret not in json.dumps(document) and secret not in text_of(result)
 
 
-@pytest.mark.parametrize(
-    ("arguments", "words"),
-    [
-        ({"task": "hi", "agents": ["nosuch"]}, ["unknown agent 'nosuch'"]),
-        ({"task": "hi", "agents": ["mock@nosuchpreset"]}, ["nosuchpreset"]),
-        ({"task": "  ", "agents": ["mock"]}, ["task is empty"]),
-        ({"task": "hi", "agents": ["mock"], "budget_usd": 0}, ["budget_usd"]),
-        ({"task": "hi", "agents": ["mock"], "permissions": "full"}, ["above this server's cap"]),
-        ({"task": "hi", "agents": []}, ["agents"]),
-        ({"task": "hi"}, ["agents"]),
-        ({"task": "hi", "agents": ["mock"], "mode": "sideways"}, ["mode"]),
-        ({"task": "hi", "agents": ["mock"], "bogus": 1}, ["bogus"]),
-    ],
-)
-async def test_bad_run_arguments_are_tool_errors_of_one_sentence(
-    env: dict[str, str], arguments: dict[str, Any], words: list[str]
-) -> None:
+BAD_RUN_ARGUMENTS: list[tuple[dict[str, Any], list[str]]] = [
+    ({"task": "hi", "agents": ["nosuch"]}, ["unknown agent 'nosuch'"]),
+    ({"task": "hi", "agents": ["mock@nosuchpreset"]}, ["nosuchpreset"]),
+    ({"task": "  ", "agents": ["mock"]}, ["task is empty"]),
+    ({"task": "hi", "agents": ["mock"], "budget_usd": 0}, ["budget_usd"]),
+    ({"task": "hi", "agents": ["mock"], "permissions": "full"}, ["above this server's cap"]),
+    ({"task": "hi", "agents": []}, ["agents"]),
+    ({"task": "hi"}, ["agents"]),
+    ({"task": "hi", "agents": ["mock"], "mode": "sideways"}, ["mode"]),
+    ({"task": "hi", "agents": ["mock"], "bogus": 1}, ["bogus"]),
+    ({"task": "hi", "agents": ["mock"], "timeout": -1}, ["timeout"]),
+]
+
+
+async def test_bad_run_arguments_are_tool_errors_of_one_sentence(env: dict[str, str]) -> None:
     async with connect(env) as session:
-        result = await session.call_tool("run", arguments)
-    assert_one_sentence_error(result, *words)
+        for arguments, words in BAD_RUN_ARGUMENTS:
+            for tool in ("run", "run_start"):
+                assert_one_sentence_error(await session.call_tool(tool, arguments), *words)
+        # Nothing was started by any of them.
+        assert run_cli("runs", "list", "--json", env=env).json() == {"runs": []}
 
 
 async def test_an_agent_outside_the_allow_list_is_refused(env: dict[str, str]) -> None:
@@ -246,11 +248,57 @@ async def test_an_agent_outside_the_allow_list_is_refused(env: dict[str, str]) -
     assert not allowed.is_error, text_of(allowed)
 
 
-@pytest.mark.parametrize("tool", ["run_status", "run_result", "run_cancel", "diff", "compare"])
-async def test_an_unknown_run_id_is_a_tool_error(env: dict[str, str], tool: str) -> None:
+async def test_an_unknown_run_id_is_a_tool_error(env: dict[str, str]) -> None:
     async with connect(env) as session:
-        result = await session.call_tool(tool, {"run_id": "20990101-000000-abcdef"})
-    assert_one_sentence_error(result, "20990101-000000-abcdef")
+        for tool in ("run_status", "run_result", "run_cancel", "diff", "compare"):
+            result = await session.call_tool(tool, {"run_id": "20990101-000000-abcdef"})
+            assert_one_sentence_error(result, "20990101-000000-abcdef")
+
+
+async def test_parallel_writers_get_worktrees_then_diff_compare_apply_and_report(
+    tmp_path: Path, home: Home, env: dict[str, str]
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    writers(
+        home,
+        {
+            "w1": {"MOCK_WRITE": json.dumps({"a.txt": "from w1\n"})},
+            "w2": {"MOCK_WRITE": json.dumps({"a.txt": "from w2\n", "b.txt": "more\n"})},
+        },
+    )
+    genv = {**env, **GIT_IDENTITY}
+    async with connect(genv, "--allow-apply") as session:
+        run = await session.call_tool(
+            "run", {"task": "write", "agents": ["w1", "w2"], "cwd": str(repo)}
+        )
+        assert not run.is_error, text_of(run)
+        run_id = run.structured_content["run_id"]
+        modes = {r["workspace"]["mode"] for r in run.structured_content["results"]}
+        assert modes == {"worktree"}
+        assert "1 files +1 -0" in text_of(run) and "2 files +2 -0" in text_of(run)
+
+        diff = await session.call_tool("diff", {"run_id": run_id, "agent_id": "w1#1"})
+        assert not diff.is_error, text_of(diff)
+        (item,) = diff.structured_content["diffs"]
+        assert item["agent_id"] == "w1#1" and "+from w1" in item["diff"]
+        assert not item["truncated"]
+
+        compare = await session.call_tool("compare", {"run_id": run_id})
+        cli = run_cli("compare", run_id, "--json", env=genv)
+        assert compare.structured_content == cli.json()
+
+        applied = await session.call_tool("apply", {"run_id": run_id, "agent_id": "w2#1"})
+        assert not applied.is_error, text_of(applied)
+        assert applied.structured_content["files"] == 2
+        assert (repo / "b.txt").read_text() == "more\n"
+
+        report = await session.call_tool("tokens_report", {"by": "caller,agent"})
+        assert not report.is_error, text_of(report)
+        rows = report.structured_content["rows"]
+        assert {(r["caller"], r["agent"]) for r in rows} == {
+            ("test-client/1.0", "w1"),
+            ("test-client/1.0", "w2"),
+        }
 
 
 async def test_a_diff_of_a_run_without_workspaces_is_a_tool_error(env: dict[str, str]) -> None:
