@@ -315,6 +315,49 @@ async def test_a_server_nested_too_deep_starts_no_run(env: dict[str, str]) -> No
     assert_one_sentence_error(result, "nested 2 deep")
 
 
+async def test_agents_started_through_the_server_are_one_level_deeper(
+    env: dict[str, str],
+) -> None:
+    async with connect({**env, "MOCK_DUMP_ENV": "1", "AISWITCH_MCP_DEPTH": "1"}) as session:
+        result = await session.call_tool("run", {"task": "env", "agents": ["mock"]})
+    assert not result.is_error, text_of(result)
+    child_env = json.loads(result.structured_content["results"][0]["output"])
+    assert child_env["AISWITCH_MCP_DEPTH"] == "2"
+
+
+async def test_a_run_cancelled_from_a_terminal_answers_its_call_as_cancelled(
+    env: dict[str, str],
+) -> None:
+    running = anyio.Event()
+    run_ids: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        if message and "running" in message:
+            running.set()
+
+    async with connect({**env, "MOCK_HANG": "1"}) as session, anyio.create_task_group() as group:
+        answers: list[mcp_types.CallToolResult] = []
+
+        async def call() -> None:
+            answers.append(
+                await session.call_tool(
+                    "run", {"task": "hang", "agents": ["mock"]}, progress_callback=on_progress
+                )
+            )
+
+        group.start_soon(call)
+        await running.wait()
+        listed = await asyncio.to_thread(run_cli, "runs", "list", "--json", env=env)
+        run_ids = [entry["run_id"] for entry in listed.json()["runs"]]
+        cancelled = await asyncio.to_thread(run_cli, "runs", "cancel", run_ids[0], env=env)
+        assert cancelled.code == 0, cancelled.stderr
+
+    (answer,) = answers
+    assert not answer.is_error, text_of(answer)
+    assert answer.structured_content["run_id"] == run_ids[0]
+    assert answer.structured_content["status"] == "cancelled"
+
+
 async def test_the_session_budget_stops_runs_once_spent(env: dict[str, str]) -> None:
     async with connect({**env, "MOCK_COST_USD": "0.5"}, "--budget-usd", "0.4") as session:
         first = await session.call_tool("run", {"task": "hi", "agents": ["mock@fast"]})

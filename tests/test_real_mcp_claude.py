@@ -38,12 +38,23 @@ CALL_ID = "toolu_mcp_1"
 CODEX_TEXT = "Codex's review through aiswitch: the parser is fine."
 FINAL_TEXT = "Codex reviewed it and found nothing to fix."
 DELEGATED = "Review the parser for off-by-one errors."
+# Claude Code connects MCP servers in the background; a model that calls a server's tool too
+# early is told to call this one first.
+WAIT_TOOL = "WaitForMcpServers"
 
 
 def claude_turn(request: RecordedRequest) -> TextReply | ToolCallReply:
-    """Claude's model: first call aiswitch's run tool, then answer once its result is in."""
+    """Claude's model: call aiswitch's run tool (first waiting for the MCP server, as Claude
+    Code itself suggests, when its tools are not listed yet), then answer with its result."""
     if CALL_ID in json.dumps(request.body):
         return TextReply(FINAL_TEXT, usage=USAGES[ApiKind.ANTHROPIC])
+    tools = {tool.get("name") for tool in request.body.get("tools", [])}
+    if "mcp__aiswitch__run" not in tools:
+        assert WAIT_TOOL in tools, sorted(tools)
+        waits = json.dumps(request.body).count('"name": "WaitForMcpServers"')
+        return ToolCallReply(
+            WAIT_TOOL, {}, usage=USAGES[ApiKind.ANTHROPIC], call_id=f"toolu_wait_{waits}"
+        )
     return ToolCallReply(
         "mcp__aiswitch__run",
         {"task": DELEGATED, "agents": ["codex@fake"]},

@@ -281,9 +281,15 @@ class Session:
                     }
                 },
             }
-            self._spawn(self.peer.notify("notifications/progress", params))
+            self._spawn(self._notify("notifications/progress", params))
 
         return on_event
+
+    async def _notify(self, method: str, params: dict[str, Any]) -> None:
+        from aiswitch.rpc.errors import ConnectionClosedError
+
+        with contextlib.suppress(ConnectionClosedError):  # the client has gone
+            await self.peer.notify(method, params)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -298,9 +304,14 @@ class Session:
         try:
             result = await asyncio.shield(entry.task)
         except asyncio.CancelledError:
-            # notifications/cancelled (or the end of stdin): the run is cancelled with it.
-            await entry.cancel()
-            raise
+            call = asyncio.current_task()
+            if call is not None and call.cancelling():
+                # notifications/cancelled (or the end of stdin): the run goes with the call.
+                await entry.cancel()
+                raise
+            # The run alone was cancelled (run_cancel, `aiswitch runs cancel`): the call
+            # answers with what the run recorded.
+            result = entry.run.result
         finally:
             if entry.task.done():
                 self.runs.pop(entry.run.run_id, None)
