@@ -398,11 +398,14 @@ class Session:
                 why_not = None
             except AgentUnavailableError as exc:
                 why_not = exc.one_line()
+            model = agent.options.get("model")
             agents.append(
                 {
                     "name": agent.name,
                     "description": agent.description,
                     "cli": agent.cli,
+                    # The model its definition asks for; a preset's own wins (presets).
+                    "model": None if model is None else str(model),
                     "installed": why_not is None,
                     "why_not": why_not,
                     "capabilities": list(agent.capabilities),

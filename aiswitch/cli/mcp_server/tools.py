@@ -155,6 +155,7 @@ def _agents_schema() -> dict[str, Any]:
             "name": _STR,
             "description": _STR,
             "cli": _NULLABLE_STR,
+            "model": _NULLABLE_STR,
             "installed": {"type": "boolean"},
             "why_not": _NULLABLE_STR,
             "capabilities": {"type": "array", "items": _STR},
