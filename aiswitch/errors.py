@@ -21,6 +21,8 @@ is a bug and keeps its traceback.
     ├── QuotaExceededError             a quota forbids starting the task (exit 6)
     ├── WorkspaceError                 a workspace cannot be made, found, or applied
     │                                  (not a git repository, a dirty tree, a conflict; exit 2)
+    ├── ExecutorError                  the executor's backend cannot run tasks (a Ray cluster
+    │                                  out of reach, no node offering the agent; exit 5)
     └── RpcError                       a JSON-RPC failure (see aiswitch.rpc.errors)
         ├── RemoteError                the peer answered with an error object
         ├── RequestTimeoutError        no reply within the request's timeout
@@ -124,6 +126,13 @@ class QuotaExceededError(AiswitchError):
     """A quota forbids starting a task."""
 
     exit_code = 6
+
+
+class ExecutorError(AiswitchError):
+    """The executor's backend cannot run tasks (a Ray cluster out of reach, no node
+    offering the agent)."""
+
+    exit_code = 5
 
 
 class WorkspaceError(AiswitchError):

@@ -5,6 +5,8 @@ its small interface."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,7 +71,7 @@ def test_only_the_seam_names_an_executor_class() -> None:
     """Nothing else in the coordinator knows which executor runs (the run holds an
     `Executor`, made by `new_executor`)."""
     folder = Path(coordinator_package.__file__).parent
-    allowed = {"executors.py", "executor.py", "ray_executor.py", "coordinator.py"}
+    allowed = {"executors.py", "executor.py", "ray_executor.py", "ray_node.py", "coordinator.py"}
     for path in folder.glob("*.py"):
         if path.name in allowed:
             continue
@@ -82,3 +84,31 @@ def test_only_the_seam_names_an_executor_class() -> None:
             for a in n.names
         }
         assert not names & {"LocalExecutor", "RayExecutor"}, path.name
+
+
+def test_a_local_run_never_imports_ray() -> None:
+    """Ray is imported by the ray executor only: not by a run, the CLI or --version."""
+    code = (
+        "import sys\n"
+        "import aiswitch.cli.run_cmd, aiswitch.coordinator.coordinator\n"
+        "import aiswitch.coordinator.executors, aiswitch.coordinator.run\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_child_environment_on_a_node_keeps_the_drivers_values_and_the_nodes_basics(
+    tmp_path: Path,
+) -> None:
+    from aiswitch.coordinator.ray_node import node_env
+
+    driver = {"PATH": "/driver/bin", "HOME": "/home/driver", "OPENAI_API_KEY": "k", "LC_ALL": "x"}
+    node = {"PATH": "/node/bin", "HOME": "/home/node", "SECRET_OF_NODE": "s"}
+    env = node_env(driver, node, Home(tmp_path / "h"))
+    assert env == {
+        "PATH": "/node/bin",
+        "HOME": "/home/node",
+        "OPENAI_API_KEY": "k",
+        "AISWITCH_HOME": str(tmp_path / "h"),
+    }

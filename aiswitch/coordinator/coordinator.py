@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from aiswitch.agents import AgentRegistry
 from aiswitch.coordinator.build import TaskBuilder
 from aiswitch.coordinator.executor import LocalExecutor
-from aiswitch.coordinator.executors import choose_backend
+from aiswitch.coordinator.executors import check_available, choose_backend
 from aiswitch.coordinator.plan_check import reread_plan
 from aiswitch.coordinator.request import (
     DEFAULT_HANDOFF_TEMPLATE,
@@ -86,6 +86,7 @@ class Coordinator:
         plan = TaskBuilder(self, request).build(request_specs(request))
         plan.workspace = plan_source(request, plan.tasks, self.home.config)
         plan.backend = choose_backend(self.home.config, request.backend, request.address)
+        check_available(plan.backend)
         return plan
 
     def new_run(

@@ -120,6 +120,9 @@ class LocalExecutor:
         self._wakers: dict[StopSignal, set[Callable[[], None]]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
+    async def start(self) -> None:
+        """Nothing to reach: pools start with their first task."""
+
     # -- pools ---------------------------------------------------------------------
 
     def pool(self, lane: Lane) -> AgentPool:

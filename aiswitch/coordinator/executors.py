@@ -1,7 +1,8 @@
 """The executor seam: how a run's attempts reach agent processes, and which backend does it.
 
 Contract:
-- `Executor` is all the run (and its live views) know of an executor: `execute` runs one
+- `Executor` is all the run (and its live views) know of an executor: `start` reaches
+  its backend (an `ExecutorError` when it cannot, before any task starts), `execute` runs one
   attempt and sets its end (as `LocalExecutor.execute` documents), `cancel_attempt` asks
   the process running an attempt to cancel it, `handles` are the processes on this
   machine that `agents stop|restart|switch` may control (none for a remote backend),
@@ -63,6 +64,7 @@ class ExecutorHooks:
 
 
 class Executor(Protocol):
+    async def start(self) -> None: ...
     async def execute(self, task: Task, attempt: Attempt, stop: StopSignal) -> None: ...
     def cancel_attempt(self, attempt: Attempt, why: str) -> None: ...
     def handles(self) -> list[AgentHandle]: ...
@@ -110,6 +112,18 @@ def choose_backend(config_dir: Path, backend: str | None, address: str | None) -
     return chosen
 
 
+def check_available(backend: Backend) -> None:
+    """Refuse, before anything starts, a backend whose package is not installed."""
+    if backend.backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError(
+                "--backend ray needs Ray, which is not installed",
+                hint="pip install 'aiswitch[ray]'",
+            )
+
+
 def new_executor(
     backend: Backend,
     *,
@@ -121,7 +135,16 @@ def new_executor(
     hooks: ExecutorHooks,
 ) -> Executor:
     if backend.backend == "ray":
-        raise UsageError("--backend ray is not built yet", hint="use --backend local")
+        from aiswitch.coordinator.ray_executor import RayExecutor
+
+        return RayExecutor(
+            address=backend.address,
+            home=home,
+            run_id=run_id,
+            parent_env=parent_env,
+            settings=settings,
+            hooks=hooks,
+        )
     from aiswitch.coordinator.executor import LocalExecutor
 
     return LocalExecutor(

@@ -238,6 +238,7 @@ class Run:
         )
         self.metrics.start()
         try:
+            await self.executor.start()
             self.scheduler.submit(self.tasks)
             with quiet_gc():
                 await self.scheduler.run()

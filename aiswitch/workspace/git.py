@@ -70,8 +70,14 @@ def git(
     return done.stdout.decode("utf-8", "replace")
 
 
-def git_bytes(args: Sequence[str], cwd: str | Path, *, what: str | None = None) -> bytes:
-    done = _run(args, cwd)
+def git_bytes(
+    args: Sequence[str],
+    cwd: str | Path,
+    *,
+    what: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> bytes:
+    done = _run(args, cwd, env=env)
     if done.returncode != 0:
         raise WorkspaceError(f"{what or 'git ' + args[0]} failed: {last_line(done.stderr)}")
     return done.stdout

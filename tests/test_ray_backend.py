@@ -1,0 +1,432 @@
+"""The `ray` backend on a real local Ray cluster (a head and a second node process on
+127.0.0.1, started here, torn down at the end): the same batches and plans as `--backend
+local`, a node killed mid-run, secrets out of Ray's logs, workspaces made on the nodes.
+
+One cluster serves the whole module (Ray takes seconds to start); the node-killing test
+runs last, as it takes the second node away."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from support.cli import Completed, aiswitch_bin, clean_env, run_cli
+
+from aiswitch.home import Home
+
+pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'aiswitch[ray]'")
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+# `ray start` of one node on a busy machine: seconds; this only stops a hung start.
+RAY_START_TIMEOUT_S = 120.0
+# A run of a few hundred mock tasks here takes seconds; this only ends a hung one.
+RUN_TIMEOUT_S = 180.0
+# Killed processes may take a moment to leave the process table.
+REAP_WAIT_S = 15.0
+# Attempts in flight per node (its `agent:mock` resource).
+SLOTS_PER_NODE = 16
+INPUT_TOKENS = 10
+OUTPUT_TOKENS = 5
+# What marks the processes of this module's cluster (Ray's processes inherit it).
+MARK = "AISWITCH_RAY_TEST"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    address: str
+    temp: Path
+    mark: str
+
+    def env(self, home: Home, **extra: str) -> dict[str, str]:
+        return clean_env(home.root, **offline_env(), **extra)
+
+    def processes(self, node: str = "") -> list[psutil.Process]:
+        """This cluster's processes (of one node: its mark's suffix) and their children."""
+        found: set[psutil.Process] = set()
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARK, "").startswith(self.mark + node):
+                    found.add(proc)
+                    found.update(proc.children(recursive=True))
+        return [p for p in found if _alive(p)]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def offline_env() -> dict[str, str]:
+    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def ray_bin() -> str:
+    return str(Path(sys.executable).parent / "ray")
+
+
+def start_node(cluster_mark: str, name: str, args: list[str]) -> None:
+    ports = [free_port() for _ in range(3)]
+    env = {**os.environ, **offline_env(), MARK: f"{cluster_mark}-{name}"}
+    done = subprocess.run(
+        [
+            ray_bin(),
+            "start",
+            *args,
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            "1",
+            "--object-store-memory",
+            str(100 * 1024 * 1024),
+            "--resources",
+            json.dumps({"agent:mock": SLOTS_PER_NODE}),
+            "--disable-usage-stats",
+            "--dashboard-agent-listen-port",
+            str(ports[0]),
+            "--dashboard-agent-grpc-port",
+            str(ports[1]),
+            "--metrics-export-port",
+            str(ports[2]),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RAY_START_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def kill(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(processes, timeout=REAP_WAIT_S)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    # Short: Ray's socket paths under it must fit in a unix socket's 107 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    mark = f"aiswitch-test-{os.getpid()}-{temp.name}"
+    port = free_port()
+    cluster = Cluster(f"127.0.0.1:{port}", temp, mark)
+    try:
+        start_node(
+            mark,
+            "head",
+            ["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", str(temp)],
+        )
+        start_node(mark, "node2", ["--address", cluster.address])
+        yield cluster
+    finally:
+        kill(cluster.processes())
+        left = cluster.processes()
+        shutil.rmtree(temp, ignore_errors=True)
+        assert left == [], [p.pid for p in left]
+
+
+def mock_agents(home: Home, **mock_env: str) -> None:
+    home.ensure()
+    env = {
+        "MOCK_LATENCY": "0.01-0.05",
+        "MOCK_STEPS": "1",
+        "MOCK_INPUT_TOKENS": str(INPUT_TOKENS),
+        "MOCK_OUTPUT_TOKENS": str(OUTPUT_TOKENS),
+        "MOCK_MAX_CONCURRENT": "4",
+        **mock_env,
+    }
+    agents = {"mock": {"env": env, "pool": {"min": 0, "max": 4, "idle_timeout": 60}}}
+    (home.config / "agents.yaml").write_text(json.dumps({"agents": agents}))
+
+
+def jsonl(done: Completed) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    assert done.code == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[-1]["type"] == "run"
+    return [line for line in lines if line["type"] == "task"], lines[-1]
+
+
+# The mock names the process that ran a task in its output: which one legitimately differs.
+_PROCESS = re.compile(r"^\[mock(\.[0-9a-f]+)?\.p\d+\] ")
+
+
+def comparable(task: dict[str, Any]) -> tuple[Any, ...]:
+    output = _PROCESS.sub("", task["output"])
+    return (task["id"], task["status"], output, json.dumps(task["usage"]), task["attempts"])
+
+
+def ledger(home: Home, run_id: str) -> list[dict[str, Any]]:
+    lines = home.ledger.read_text().splitlines() if home.ledger.exists() else []
+    return [r for r in map(json.loads, lines) if r.get("run_id") == run_id]
+
+
+def ledger_totals(records: list[dict[str, Any]]) -> tuple[int, int, int]:
+    inputs = sum(r["input_tokens"] for r in records)
+    return len(records), inputs, sum(r["output_tokens"] for r in records)
+
+
+def nodes_of(tasks: list[dict[str, Any]]) -> set[str]:
+    return {m.group(1) for t in tasks if (m := _PROCESS.match(t["output"])) and m.group(1)}
+
+
+def test_a_200_task_batch_gives_the_same_results_and_ledger_on_ray_as_locally(
+    cluster: Cluster, home: Home, tmp_path: Path
+) -> None:
+    mock_agents(home)
+    env = cluster.env(home)
+    tasks = "".join(f"task number {n}\n" for n in range(200))
+    runs = {}
+    for backend in ("local", "ray"):
+        extra = ["--address", cluster.address] if backend == "ray" else []
+        done = run_cli(
+            "run",
+            "--agent",
+            "mock",
+            "--tasks",
+            "-",
+            "--concurrency",
+            "32",
+            "--jsonl",
+            "--backend",
+            backend,
+            *extra,
+            env=env,
+            input=tasks,
+            timeout=RUN_TIMEOUT_S,
+        )
+        runs[backend] = jsonl(done)
+    local_tasks, local_run = runs["local"]
+    ray_tasks, ray_run = runs["ray"]
+    assert len(ray_tasks) == 200
+    assert sorted(map(comparable, ray_tasks)) == sorted(map(comparable, local_tasks))
+    assert ray_run["status"] == local_run["status"] == "ok"
+    assert ray_run["usage"] == local_run["usage"]
+    assert ray_run["usage"]["input_tokens"] == 200 * INPUT_TOKENS
+    local_ledger = ledger(home, local_run["run_id"])
+    ray_ledger = ledger(home, ray_run["run_id"])
+    assert ledger_totals(ray_ledger) == ledger_totals(local_ledger) == (200, 2000, 1000)
+    assert Counter(r["task_id"] for r in ray_ledger).most_common(1)[0][1] == 1
+    # Both nodes ran tasks (the processes are named per node).
+    assert len(nodes_of(ray_tasks)) == 2, nodes_of(ray_tasks)
+    # The driver alone keeps the state: no agents.json entry of a node's process.
+    assert json.loads((home.state / "agents.json").read_text())["agents"] == {}
+
+
+def plan_file(path: Path) -> Path:
+    """50 tasks: 10 roots, each with a chain of four dependants fed its output."""
+    lines = ["defaults: {agent: mock, options: {output: '<{prompt}>'}}", "tasks:"]
+    for root in range(10):
+        lines.append(f"  - {{id: r{root}, prompt: 'root {root}'}}")
+        previous = f"r{root}"
+        for step in range(4):
+            ident = f"s{root}_{step}"
+            prompt = f"step {step} after {{{previous}.output}}"
+            lines.append(f"  - {{id: {ident}, prompt: '{prompt}', depends_on: [{previous}]}}")
+            previous = ident
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_50_task_plan_gives_the_same_results_and_ledger_on_ray_as_locally(
+    cluster: Cluster, home: Home, tmp_path: Path
+) -> None:
+    mock_agents(home)
+    env = cluster.env(home)
+    plan = plan_file(tmp_path / "plan.yaml")
+    docs = {}
+    for backend in ("local", "ray"):
+        extra = ["--address", cluster.address] if backend == "ray" else []
+        done = run_cli(
+            "run", "--plan", str(plan), "--json", "--backend", backend, *extra, env=env,
+            timeout=RUN_TIMEOUT_S,
+        )  # fmt: skip
+        assert done.code == 0, done.stderr[-3000:]
+        docs[backend] = done.json()
+    local, ray = docs["local"], docs["ray"]
+    assert ray["status"] == local["status"] == "ok"
+    assert len(ray["results"]) == 50
+    assert [comparable(r) for r in ray["results"]] == [comparable(r) for r in local["results"]]
+    assert ray["results"][-1]["output"] == "<step 3 after <step 2 after <step 1 after " \
+        "<step 0 after <root 9>>>>>"  # fmt: skip
+    assert ray["usage"] == local["usage"]
+    assert ledger_totals(ledger(home, ray["run_id"])) == ledger_totals(
+        ledger(home, local["run_id"])
+    )
+    assert ray["settings"]["backend"] == "ray"
+
+
+SECRET = "sk-proj-RAYSECRET" + "q7" * 16
+
+
+def test_a_presets_key_reaches_the_child_and_never_rays_logs(
+    cluster: Cluster, home: Home, tmp_path: Path
+) -> None:
+    from aiswitch.presets.model import Preset
+    from aiswitch.presets.store import PresetStore, StoreData
+
+    mock_agents(home, MOCK_DUMP_ENV="1")
+
+    def add(data: StoreData) -> None:
+        data.presets["p"] = Preset(name="p", variables={"OPENAI_API_KEY": SECRET})
+
+    PresetStore(home).modify(add)
+    done = run_cli(
+        "run", "--parallel", "mock@p,mock@p", "env?", "--json", "--backend", "ray",
+        "--address", cluster.address, env=cluster.env(home), timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.code == 0, done.stderr[-3000:]
+    children = [json.loads(r["output"]) for r in done.json()["results"]]
+    # It travelled with the tasks: each child on its node got it.
+    assert [child["OPENAI_API_KEY"] for child in children] == [SECRET, SECRET]
+    # Ray's session logs (every node's: one machine) never hold it.
+    needle = SECRET.encode()
+    searched = 0
+    for path in cluster.temp.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            searched += 1
+            with contextlib.suppress(OSError):
+                assert needle not in path.read_bytes(), path
+    assert searched > 10
+    assert SECRET not in done.stderr
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_workspaces_are_made_on_the_nodes_and_their_changes_come_back_as_patches(
+    cluster: Cluster, home: Home, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "--initial-branch=main")
+    (repo / "README.md").write_text("hello\n")
+    (repo / "src").mkdir()
+    (repo / "src" / "app.py").write_text("print(1)\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    files = {"src/app.py": "print(2)\n", "added.txt": "new\n"}
+    mock_agents(home, MOCK_WRITE=json.dumps(files))
+    env = cluster.env(home)
+    done = run_cli(
+        "run", "--parallel", "mock,mock", "edit", "--json", "--backend", "ray",
+        "--address", cluster.address, env=env, cwd=repo, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.code == 0, done.stderr[-3000:]
+    results = done.json()["results"]
+    assert [r["status"] for r in results] == ["ok", "ok"]
+    for result in results:
+        ws = result["workspace"]
+        assert ws["mode"] == "worktree"
+        # The node worked elsewhere; the driver's worktree holds what it did.
+        root = Path(ws["root"])
+        assert (root / "src" / "app.py").read_text() == "print(2)\n"
+        assert (root / "added.txt").read_text() == "new\n"
+        assert sorted(ws["changes"]["paths"]) == ["added.txt", "src/app.py"]
+    # The user's tree is untouched; `aiswitch diff` shows a task's change.
+    assert (repo / "src" / "app.py").read_text() == "print(1)\n"
+    run_id = done.json()["run_id"]
+    diff = run_cli("diff", run_id, "mock#1", env=env, cwd=repo)
+    assert diff.code == 0, diff.stderr
+    assert "+print(2)" in diff.stdout
+
+
+def test_killing_a_node_mid_run_loses_nothing_and_runs_nothing_twice(
+    cluster: Cluster, home: Home, tmp_path: Path
+) -> None:
+    log = tmp_path / "tasks.log"
+    mock_agents(home, MOCK_LATENCY="0.3-0.6", MOCK_TASK_LOG=str(log))
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("".join(f"task number {n}\n" for n in range(150)))
+    proc = subprocess.Popen(
+        [
+            aiswitch_bin(), "run", "--agent", "mock", "--tasks", str(tasks), "--concurrency",
+            str(2 * SLOTS_PER_NODE), "--retries", "3", "--jsonl", "--backend", "ray",
+            "--address", cluster.address,
+        ],
+        env=cluster.env(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        seen = []
+        while len(seen) < 40:
+            line = proc.stdout.readline()
+            assert line, "the run ended before the node was killed"
+            seen.append(json.loads(line))
+        # The second node with everything on it: raylet, workers, the mocks they started.
+        victims = cluster.processes("-node2")
+        killed = {p.pid for p in victims}
+        assert killed
+        kill(victims)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = seen + [json.loads(line) for line in out.splitlines()]
+    task_lines = [line for line in lines if line["type"] == "task"]
+    run = lines[-1]
+    assert run["type"] == "run", err[-3000:]
+    # Nothing lost: every task ended, once, ok.
+    assert len(task_lines) == 150
+    assert len({line["task_id"] for line in task_lines}) == 150
+    assert {line["status"] for line in task_lines} == {"ok"}, err[-3000:]
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    starts = Counter(e["attempt_id"] for e in events if e["event"] == "start")
+    # Nothing run twice: no attempt started twice; a task ran again only when its attempt
+    # was on the killed node, and each ok task's recorded attempt ended ok.
+    assert set(starts.values()) == {1}
+    killed_pids = {e["pid"] for e in events if e["pid"] in killed}
+    assert killed_pids, "the killed node ran no task"
+    recorded = {line["task_id"]: line["attempts"] for line in task_lines}
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_task.setdefault(e["task_id"].rsplit(".", 1)[0], []).append(e)
+    retried = 0
+    for task_id, attempts in recorded.items():
+        mine = by_task[task_id]
+        last_ok = [e for e in mine if e["event"] == "end" and e["attempt"] == attempts]
+        assert [e["status"] for e in last_ok] == ["ok"], mine
+        for e in mine:
+            if e["event"] == "start" and e["attempt"] < attempts:
+                assert e["pid"] in killed_pids, mine
+                retried += 1
+        # An earlier attempt that ended ok had its reply lost with its node, if any.
+        lost = [e for e in mine if e["event"] == "end" and e["attempt"] != attempts]
+        assert all(e["pid"] in killed_pids for e in lost), mine
+    assert retried >= 1
+    # Usage: once per attempt in the ledger, and the run's totals are the ledger's.
+    records = ledger(home, run["run_id"])
+    keys = Counter((r["task_id"], r["attempt"]) for r in records)
+    assert set(keys.values()) == {1}
+    assert run["usage"]["input_tokens"] == sum(r["input_tokens"] for r in records)
+    assert len(records) >= 150
