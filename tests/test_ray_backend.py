@@ -9,146 +9,59 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from support.cli import Completed, aiswitch_bin, clean_env, run_cli
+from support.cli import Completed, aiswitch_bin, assert_one_error_line, clean_env, run_cli
 
 from aiswitch.home import Home
+from aiswitch.testing.ray_cluster import LocalRayCluster
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'aiswitch[ray]'")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-# `ray start` of one node on a busy machine: seconds; this only stops a hung start.
-RAY_START_TIMEOUT_S = 120.0
 # A run of a few hundred mock tasks here takes seconds; this only ends a hung one.
 RUN_TIMEOUT_S = 180.0
-# Killed processes may take a moment to leave the process table.
-REAP_WAIT_S = 15.0
 # Attempts in flight per node (its `agent:mock` resource).
 SLOTS_PER_NODE = 16
 INPUT_TOKENS = 10
 OUTPUT_TOKENS = 5
-# What marks the processes of this module's cluster (Ray's processes inherit it).
-MARK = "AISWITCH_RAY_TEST"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
 class Cluster:
-    address: str
-    temp: Path
-    mark: str
+    ray: LocalRayCluster
+
+    @property
+    def address(self) -> str:
+        return self.ray.address
+
+    @property
+    def temp(self) -> Path:
+        return self.ray.temp
 
     def env(self, home: Home, **extra: str) -> dict[str, str]:
-        return clean_env(home.root, **offline_env(), **extra)
-
-    def processes(self, node: str = "") -> list[psutil.Process]:
-        """This cluster's processes (of one node: its mark's suffix) and their children."""
-        found: set[psutil.Process] = set()
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if proc.environ().get(MARK, "").startswith(self.mark + node):
-                    found.add(proc)
-                    found.update(proc.children(recursive=True))
-        return [p for p in found if _alive(p)]
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def offline_env() -> dict[str, str]:
-    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-
-
-def ray_bin() -> str:
-    return str(Path(sys.executable).parent / "ray")
-
-
-def start_node(cluster_mark: str, name: str, args: list[str]) -> None:
-    ports = [free_port() for _ in range(3)]
-    env = {**os.environ, **offline_env(), MARK: f"{cluster_mark}-{name}"}
-    done = subprocess.run(
-        [
-            ray_bin(),
-            "start",
-            *args,
-            "--node-ip-address",
-            "127.0.0.1",
-            "--num-cpus",
-            "1",
-            "--object-store-memory",
-            str(100 * 1024 * 1024),
-            "--resources",
-            json.dumps({"agent:mock": SLOTS_PER_NODE}),
-            "--disable-usage-stats",
-            "--dashboard-agent-listen-port",
-            str(ports[0]),
-            "--dashboard-agent-grpc-port",
-            str(ports[1]),
-            "--metrics-export-port",
-            str(ports[2]),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RAY_START_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def kill(processes: list[psutil.Process]) -> None:
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(processes, timeout=REAP_WAIT_S)
+        return clean_env(home.root, **self.ray.env(), **extra)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    # Short: Ray's socket paths under it must fit in a unix socket's 107 bytes.
-    temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-    mark = f"aiswitch-test-{os.getpid()}-{temp.name}"
-    port = free_port()
-    cluster = Cluster(f"127.0.0.1:{port}", temp, mark)
+    ray = LocalRayCluster({"agent:mock": SLOTS_PER_NODE})
     try:
-        start_node(
-            mark,
-            "head",
-            ["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", str(temp)],
-        )
-        start_node(mark, "node2", ["--address", cluster.address])
-        yield cluster
+        ray.start_head()
+        ray.add_node("node2")
+        yield Cluster(ray)
     finally:
-        kill(cluster.processes())
-        left = cluster.processes()
-        shutil.rmtree(temp, ignore_errors=True)
-        assert left == [], [p.pid for p in left]
+        left = ray.stop()
+        # No raylet, worker or child of the cluster outlives it.
+        assert left == [], [(p.pid, p.name()) for p in left]
 
 
 def mock_agents(home: Home, **mock_env: str) -> None:
@@ -359,6 +272,22 @@ def test_workspaces_are_made_on_the_nodes_and_their_changes_come_back_as_patches
     assert "+print(2)" in diff.stdout
 
 
+def test_a_cluster_out_of_reach_is_one_line_and_the_run_starts_nothing(
+    home: Home, tmp_path: Path
+) -> None:
+    from aiswitch.testing.ray_cluster import free_port, offline_env
+
+    log = tmp_path / "tasks.log"
+    mock_agents(home, MOCK_TASK_LOG=str(log))
+    address = f"127.0.0.1:{free_port()}"
+    done = run_cli(
+        "run", "--agent", "mock", "x", "--backend", "ray", "--address", address,
+        env=clean_env(home.root, **offline_env()), timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert_one_error_line(done, f"cannot reach the Ray cluster at {address}", code=5)
+    assert not log.exists()
+
+
 def test_killing_a_node_mid_run_loses_nothing_and_runs_nothing_twice(
     cluster: Cluster, home: Home, tmp_path: Path
 ) -> None:
@@ -383,10 +312,8 @@ def test_killing_a_node_mid_run_loses_nothing_and_runs_nothing_twice(
             assert line, "the run ended before the node was killed"
             seen.append(json.loads(line))
         # The second node with everything on it: raylet, workers, the mocks they started.
-        victims = cluster.processes("-node2")
-        killed = {p.pid for p in victims}
+        killed = cluster.ray.kill("node2")
         assert killed
-        kill(victims)
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if proc.poll() is None:

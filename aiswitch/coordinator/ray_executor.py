@@ -54,8 +54,21 @@ LOCAL_SLOTS_PER_KIND: Final = 32
 ACTOR_READY_TIMEOUT_S: Final = 120.0
 # After a cancel, the node's own cancel bound plus this for the answer to travel back.
 CANCEL_TRAVEL_S: Final = 5.0
+# Ray retries an unreachable cluster for a long while; a plain TCP connect says at once.
+CONNECT_PROBE_TIMEOUT_S: Final = 5.0
 # Stopping the actors at the run's end: their processes' stop sequence, then Ray's kill.
 CLOSE_TIMEOUT_S: Final = 30.0
+
+
+def _probe(address: str) -> None:
+    """Raise `ConnectionError` when `HOST:PORT` (or `ray://HOST:PORT`) does not answer."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        return  # `auto`, or a form Ray checks itself
+    import socket
+
+    with socket.create_connection((host, int(port)), timeout=CONNECT_PROBE_TIMEOUT_S):
+        pass
 
 
 def import_ray() -> Any:
@@ -138,7 +151,7 @@ class RayExecutor:
             return
         try:
             await asyncio.to_thread(self._connect, ray)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             where = self.address or "a local Ray instance"
             raise ExecutorError(
                 f"cannot reach the Ray cluster at {where}: {redact_text(str(exc)).splitlines()[0]}",
@@ -147,6 +160,8 @@ class RayExecutor:
         self._connected_here = True
 
     def _connect(self, ray: Any) -> None:
+        if self.address is not None:
+            _probe(self.address)
         options: dict[str, Any] = {
             "namespace": "aiswitch",
             "log_to_driver": False,
@@ -327,8 +342,8 @@ class RayExecutor:
         ended = False
         try:
             async for ref in stream:
-                event = await ref
-                ended = self._event(task, attempt, event) or ended
+                for event in await ref:
+                    ended = self._event(task, attempt, event) or ended
         except asyncio.CancelledError:
             await asyncio.shield(self._cancel_and_drain(slot, stream, task, attempt))
             attempt.end, attempt.error = End.CANCELLED, "cancelled"
@@ -399,7 +414,8 @@ class RayExecutor:
 
             async def drain() -> None:
                 async for ref in stream:
-                    self._event(task, attempt, await ref)
+                    for event in await ref:
+                        self._event(task, attempt, event)
 
             await asyncio.wait_for(drain(), CANCEL_REPLY_TIMEOUT_S + CANCEL_TRAVEL_S)
 

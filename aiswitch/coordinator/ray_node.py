@@ -6,7 +6,8 @@ Contract:
   `ray.remote` there; this module never imports Ray). It runs attempts with the local
   executor, so a child is started, supervised and spoken to over stdio JSON-RPC exactly
   as on the driver's machine; its processes are named `AGENT.NODE.pN`.
-- `run_attempt(order)` streams the attempt's events back to the driver as plain tuples:
+- `run_attempt(order)` streams the attempt's events back to the driver, in lists of
+  plain tuples (what came in since the last list):
   `("assigned", process, provides, processes)`, `("progress", params)`, `("usage",
   params)`, and last `("end", end, error, reply, patch)`. It writes no ledger and no
   state file: the driver alone does.
@@ -149,7 +150,7 @@ class NodeAgents:
 
     # -- attempts ----------------------------------------------------------------------
 
-    async def run_attempt(self, order: AttemptOrder) -> AsyncIterator[Event]:
+    async def run_attempt(self, order: AttemptOrder) -> AsyncIterator[list[Event]]:
         lane = Lane(order.agent, order.preset)
         self.executor.envs.setdefault(lane.key, order.env)
         task = Task(
@@ -183,18 +184,25 @@ class NodeAgents:
                 )
                 attempt.cwd = str(checkout.cwd)
             run = asyncio.ensure_future(self.executor.execute(task, attempt, stop))
+            # Events go in batches: all that came in since the last one (an item of a
+            # stream costs a round trip; the reply's usage rides with the end).
+            batch: list[Event] = []
             while True:
                 getting = asyncio.ensure_future(queue.get())
                 await asyncio.wait({run, getting}, return_when=asyncio.FIRST_COMPLETED)
-                if getting.done():
-                    yield getting.result()
-                    continue
-                getting.cancel()
-                break
+                if not getting.done():
+                    getting.cancel()
+                    break
+                batch.append(getting.result())
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                if run.done():
+                    break
+                yield batch
+                batch = []
             await run
-            # What came in with the reply, in order, before the end.
             while not queue.empty():
-                yield queue.get_nowait()
+                batch.append(queue.get_nowait())
             patch = None
             if checkout is not None:
                 from aiswitch.workspace import remote
@@ -202,7 +210,8 @@ class NodeAgents:
                 patch = await asyncio.to_thread(remote.changes, checkout)
             reply = attempt.reply.model_dump(mode="json") if attempt.reply is not None else None
             end = attempt.end.value if attempt.end is not None else None
-            yield ("end", end, attempt.error, reply, patch)
+            batch.append(("end", end, attempt.error, reply, patch))
+            yield batch
         finally:
             self._events.pop(attempt.id, None)
             self._stops.pop(attempt.id, None)

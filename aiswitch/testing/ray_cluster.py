@@ -1,0 +1,135 @@
+"""A local Ray cluster on 127.0.0.1 for the tests and benchmarks of the `ray` backend.
+
+Contract:
+- `LocalRayCluster(resources)` starts nothing; `start_head()` and `add_node(name)` run
+  `ray start` (the venv's) with the dashboard off, usage stats off, no token auth, one
+  CPU, a small object store, free ports for every per-node agent, and `resources` (e.g.
+  `{"agent:mock": 16}`) on each node. Ray's files go to a short temporary folder
+  (`temp`: its session logs, which a test searches).
+- Every process of the cluster carries `AISWITCH_RAY_TEST=<mark>-<node>` in its
+  environment (Ray's processes inherit it): `processes(node)` finds them and their
+  children, `kill(node)` SIGKILLs them (a lost node), `stop()` kills them all and returns
+  those that are still there (none, when all went). Nothing here stops a process it did
+  not start: no `ray stop`.
+- `env()` is what a driver needs to reach it offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import psutil
+
+MARK: Final = "AISWITCH_RAY_TEST"
+# `ray start` of one node on a busy machine takes seconds; this only stops a hung one.
+RAY_START_TIMEOUT_S: Final = 120.0
+# Killed processes may take a moment to leave the process table.
+REAP_WAIT_S: Final = 15.0
+OBJECT_STORE_BYTES: Final = 100 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def offline_env() -> dict[str, str]:
+    """No usage stats sent, no token to share between the nodes of a local cluster."""
+    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+class LocalRayCluster:
+    def __init__(self, resources: Mapping[str, float]) -> None:
+        self.resources = dict(resources)
+        # Short: Ray's socket paths under it must fit in a unix socket's 107 bytes.
+        self.temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+        self.mark = f"aiswitch-{os.getpid()}-{self.temp.name}"
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return offline_env()
+
+    def start_head(self) -> None:
+        self._start(
+            "head",
+            [
+                "--head",
+                "--port",
+                str(self.port),
+                "--include-dashboard=false",
+                "--temp-dir",
+                str(self.temp),
+            ],
+        )
+
+    def add_node(self, name: str) -> None:
+        self._start(name, ["--address", self.address])
+
+    def _start(self, name: str, args: list[str]) -> None:
+        ports = [str(free_port()) for _ in range(3)]
+        env = {**os.environ, **offline_env(), MARK: f"{self.mark}-{name}"}
+        ray = str(Path(sys.executable).parent / "ray")
+        command = [
+            ray, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+            "--object-store-memory", str(OBJECT_STORE_BYTES),
+            "--resources", json.dumps(self.resources), "--disable-usage-stats",
+            "--dashboard-agent-listen-port", ports[0], "--dashboard-agent-grpc-port", ports[1],
+            "--metrics-export-port", ports[2],
+        ]  # fmt: skip
+        done = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RAY_START_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start ({name}) failed: {done.stderr[-3000:]}")
+
+    def processes(self, node: str = "") -> list[psutil.Process]:
+        """This cluster's processes (of one node, by name) and their children."""
+        prefix = f"{self.mark}-{node}" if node else self.mark
+        found: set[psutil.Process] = set()
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARK, "").startswith(prefix):
+                    found.add(proc)
+                    found.update(proc.children(recursive=True))
+        return [p for p in found if _alive(p)]
+
+    def kill(self, node: str = "") -> set[int]:
+        """SIGKILL a node's processes (all nodes': ""); their pids."""
+        victims = self.processes(node)
+        for proc in victims:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(victims, timeout=REAP_WAIT_S)
+        return {p.pid for p in victims}
+
+    def stop(self) -> list[psutil.Process]:
+        self.kill()
+        left = self.processes()
+        shutil.rmtree(self.temp, ignore_errors=True)
+        return left
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
