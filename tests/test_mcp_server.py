@@ -301,6 +301,21 @@ async def test_parallel_writers_get_worktrees_then_diff_compare_apply_and_report
         }
 
 
+async def test_one_agent_in_a_repository_edits_a_worktree_not_the_checkout(
+    tmp_path: Path, home: Home, env: dict[str, str]
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    writers(home, {"w1": {"MOCK_WRITE": json.dumps({"a.txt": "from w1\n"})}})
+    genv = {**env, **GIT_IDENTITY}
+    async with connect(genv) as session:
+        run = await session.call_tool("run", {"task": "write", "agents": ["w1"], "cwd": str(repo)})
+    assert not run.is_error, text_of(run)
+    (result,) = run.structured_content["results"]
+    assert result["workspace"]["mode"] == "worktree"
+    assert not (repo / "a.txt").exists()
+    assert (Path(result["workspace"]["root"]) / "a.txt").read_text() == "from w1\n"
+
+
 async def test_a_diff_of_a_run_without_workspaces_is_a_tool_error(env: dict[str, str]) -> None:
     async with connect(env) as session:
         run = await session.call_tool("run", {"task": "hi", "agents": ["mock@fast"]})

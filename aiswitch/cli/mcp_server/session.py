@@ -14,6 +14,8 @@ Contract:
   as `notifications/progress` (a count that grows by one per event, a short message, and
   the event itself in `_meta["aiswitch/event"]`). `notifications/cancelled` naming the
   call cancels its task, which cancels the run (its children stopped) and sends no answer.
+- A run that names no `workspace` works in a worktree of its own in a git repository with
+  a commit, one agent as well as several (`default_workspace`); elsewhere the CLI's rule.
 - `run_start` runs the same request in a task of the session; `run_status`,
   `run_result` and `run_cancel` read it (a run of another process: its recorded file).
 - The end of stdin (the client closed it, or died) cancels every call and run of the
@@ -227,6 +229,8 @@ class Session:
 
     async def _new_run(self, args: tool_defs.RunArgs, token: Any) -> SessionRun:
         request = self._request(args)
+        if args.workspace is None:
+            request.workspace = await asyncio.to_thread(default_workspace, request.cwd)
         coordinator = self.coordinator
         plan = await asyncio.to_thread(coordinator.plan, request)
         began = asyncio.Event()
@@ -530,6 +534,18 @@ class Session:
             + (f", ${cost:.4f}" if cost is not None else "")
         )
         return document, text
+
+
+def default_workspace(cwd: str | None) -> str:
+    """Delegated agents edit in a worktree of their own when they work in a git repository
+    with a commit (the caller reviews with diff and takes the work with apply), even one
+    agent alone; elsewhere the CLI's rule (`auto`)."""
+    from pathlib import Path
+
+    from aiswitch.workspace.git import inspect
+
+    state = inspect(Path(cwd or ".").resolve())
+    return "worktree" if state is not None and state.head is not None else "auto"
 
 
 def _tool_error(message: str) -> Any:

@@ -54,8 +54,8 @@ class RunArgs(_Args):
     workspace: Literal["worktree", "copy", "shared"] | None = Field(
         None,
         description="Where each agent works: its own git worktree, a copy of the folder, or "
-        "the folder itself. Default: worktree for several agents in a git repository, "
-        "else shared.",
+        "the folder itself. Default: a worktree in a git repository (review it with diff, "
+        "take it with apply), else the folder itself.",
     )
     timeout: float | None = Field(None, description="Seconds each agent may take.")
     budget_usd: float | None = Field(None, description="Stop the run when it costs this much.")
