@@ -17,6 +17,8 @@ its environment (so presets and agents.yaml can set it) and, per task, from
     MOCK_REASONING_TOKENS   of the output tokens, those spent reasoning            [0]
     MOCK_COST_USD           a cost to report as the CLI's own figure               [none]
     MOCK_USAGE_EVENTS       tokens.usage notifications the usage is split into     [1]
+    MOCK_USAGE_EARLY        "1": report the usage before the task's steps (so a
+                            hanging task has reported usage)                       [0]
     MOCK_FAILURE_RATE       probability (0..1) that a task fails                   [0]
     MOCK_CRASH_RATE         probability (0..1) that the process exits mid-task     [0]
     MOCK_CRASH_EXIT_CODE    the exit code of such a crash                          [3]
@@ -290,6 +292,12 @@ class MockAdapter(Adapter):
         usage = self._usage(ctx.prompt, output, opts)
         model = opts.text("model", "mock-1")
 
+        cost = opts.text("cost_usd")
+        cost_usd = float(cost) if cost else None
+        events = int(opts.number("usage_events", 1))
+        early = opts.flag("usage_early")
+        if early:
+            await self._report(ctx, usage, model, cost_usd, events)
         for step in range(1, steps + 1):
             await asyncio.sleep(latency / (steps + 1))
             await ctx.progress(f"step {step}/{steps}: working on {ctx.prompt[:40]!r}")
@@ -315,9 +323,8 @@ class MockAdapter(Adapter):
         for _ in range(int(opts.number("garbage", 0))):
             await ctx.emit_raw(b"this is not JSON-RPC {garbage\n")
 
-        cost = opts.text("cost_usd")
-        cost_usd = float(cost) if cost else None
-        await self._report(ctx, usage, model, cost_usd, int(opts.number("usage_events", 1)))
+        if not early:
+            await self._report(ctx, usage, model, cost_usd, events)
         if fails:
             status = int(opts.number("provider_status", 0)) or None
             message = f"mock: provider answered {status}" if status else "mock: simulated failure"

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from support.cli import run_cli
 
-from aiswitch.cli.live import render_totals
+from aiswitch.cli.results_view import render_totals
 from aiswitch.coordinator.coordinator import Coordinator
 from aiswitch.coordinator.request import RunRequest
 from aiswitch.coordinator.specs import parse_specs

@@ -483,6 +483,19 @@ def test_best_of_runs_the_task_n_times_and_prints_the_ranking(
     for agent_id in ("a#1", "a#2", "a#3"):
         assert agent_id in done.stdout
     assert git(repo, "branch", "--list").count("aiswitch/") == 3
+    # `runs show` prints the results again with the ranking, as `run` did.
+    run_id = next(
+        w for line in done.stdout.splitlines() for w in line.split()[1:2] if line.startswith("run ")
+    )
+    shown = run_cli("runs", "show", run_id, env=genv)
+    assert shown.code == 0, shown.stderr
+    ranking = shown.stdout[shown.stdout.index(f"run {run_id}, best first") :]
+    assert ranking == done.stdout[done.stdout.index(f"run {run_id}, best first") :]
+    plain = run_cli("run", "--agent", "a", "x", env=genv, cwd=repo)
+    plain_id = next(
+        line.split()[1] for line in plain.stdout.splitlines() if line.startswith("run ")
+    )
+    assert "best first" not in run_cli("runs", "show", plain_id, env=genv).stdout
 
 
 # -- bad input --------------------------------------------------------------------------

@@ -13,8 +13,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiswitch.cli.terminal import safe_text, shown
-from aiswitch.coordinator.results import AgentResult, RunResult
+from aiswitch.cli.results_view import (
+    format_changes,
+    format_costs,
+    format_tokens,
+    last_line,
+    outcome_line,
+    unpriced,
+)
+from aiswitch.cli.terminal import shown
+from aiswitch.coordinator.results import AgentResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -35,37 +43,20 @@ STATUS_STYLE = {
 # Live refresh rate: smooth elapsed-time counters without burning a core.
 REFRESH_PER_SECOND = 8
 LAST_LINE_CHARS = 60
+# The live table's columns, in the order they give way on a narrow terminal: first the last
+# line shrinks (down to LAST_LINE_MIN), then changes, preset and tokens are left out; the
+# task (a plan's), agent, status and elapsed always stay.
+COLUMNS = ("agent", "preset", "status", "elapsed", "tokens", "changes", "last output")
+GIVE_WAY = ("changes", "preset", "tokens")
+LAST_LINE_MIN = 16
+# Between two columns of the table (rich's padding (0, 1), no outer edge).
+COLUMN_GAP = 2
 # Up to this many tasks get a row each; more are a batch, shown as figures.
 TABLE_MAX_ROWS = 12
 # Without a terminal, a batch prints a line each time this share of it is done.
 PLAIN_PROGRESS_STEP = 0.1
 # A big plan's view lists at most this many of its running tasks.
 PLAN_RUNNING_ROWS = 8
-
-
-def format_tokens(result: AgentResult) -> str:
-    u = result.usage
-    return f"{u.input_tokens:,} in · {u.output_tokens:,} out" + (
-        f" · {u.cache_read_tokens:,} cached" if u.cache_read_tokens else ""
-    )
-
-
-def format_changes(result: AgentResult) -> str:
-    """`2 files +10 -3` (and the check's verdict) once the task's changes are known."""
-    ws = result.workspace
-    if ws is None or ws.changes is None:
-        return "-"
-    c = ws.changes
-    text = f"{c.files} file{'s' if c.files != 1 else ''} +{c.insertions} -{c.deletions}"
-    if ws.check is not None:
-        text += " · check " + ("passed" if ws.check.passed else "failed")
-    return text
-
-
-def format_cost(cost: float | None) -> str:
-    from aiswitch.tokens.money import format_usd
-
-    return "unpriced" if cost is None else format_usd(cost)
 
 
 class LiveView:
@@ -103,9 +94,11 @@ class LiveView:
             self.started.setdefault(key, now)
         if result.final:
             self.ended.setdefault(key, now)
-        if text:
-            last = text.splitlines()[-1] if text.strip() else ""
-            self.last_line[key] = shown(last)
+        if result.final:
+            # The error of a task that failed; else its output's last non-empty line.
+            self.last_line[key] = outcome_line(result) or self.last_line.get(key, "")
+        elif text and text.strip():
+            self.last_line[key] = last_line(text)
 
     def render(self) -> RenderableType:
         from rich.console import Group
@@ -141,34 +134,60 @@ class LiveView:
         return Group(*lines)
 
     def table(self) -> RenderableType:
+        """One row per task; on a narrow terminal the columns give way (`GIVE_WAY`)."""
+        from rich.cells import cell_len
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(box=None, pad_edge=False, expand=False)
         plan = self.run.result.mode == "plan"
-        columns = ("agent", "preset", "status", "elapsed", "tokens", "changes", "last output")
-        for column in ("task", *columns) if plan else columns:
-            table.add_column(column, no_wrap=True)
         now = time.monotonic()
+        rows: list[dict[str, Any]] = []
         for result in self.results:
             mark, style = STATUS_STYLE.get(result.status, ("?", ""))
             start = self.started.get(result.task_id)
             end = self.ended.get(result.task_id, now)
-            elapsed = f"{end - start:5.1f}s" if start else "  -  "
-            line = self.last_line.get(result.task_id, "")
-            if len(line) > LAST_LINE_CHARS:
-                line = line[: LAST_LINE_CHARS - 1] + "…"
-            first = (Text(result.id or ""),) if plan else ()
-            table.add_row(
-                *first,
-                result.agent_id,
-                result.preset or "-",
-                f"[{style}]{mark} {result.status}[/]",
-                elapsed,
-                format_tokens(result),
-                format_changes(result),
-                Text(line),  # an agent's text is data, never markup
+            rows.append(
+                {
+                    "task": result.id or "",
+                    "agent": result.agent_id,
+                    "preset": result.preset or "-",
+                    "status": Text(f"{mark} {result.status}", style=style),
+                    "elapsed": f"{end - start:5.1f}s" if start else "  -  ",
+                    "tokens": format_tokens(result),
+                    "changes": format_changes(result),
+                    # An agent's text is data, never markup.
+                    "last output": Text(self.last_line.get(result.task_id, "")),
+                }
             )
+        names = [*(("task",) if plan else ()), *COLUMNS]
+
+        def width(name: str) -> int:
+            cells = [cell_len(str(row[name])) for row in rows]
+            return max([cell_len(name), *cells])
+
+        def fixed(shown: list[str]) -> int:
+            return sum(width(n) + COLUMN_GAP for n in shown if n != "last output")
+
+        widest_line = width("last output")
+        room = self.console.width
+        for name in GIVE_WAY:
+            if fixed(names) + min(widest_line, LAST_LINE_MIN) <= room:
+                break
+            names.remove(name)
+        line_width = max(0, min(widest_line, room - fixed(names)))
+        if line_width < len("last output"):
+            names.remove("last output")
+        table = Table(box=None, pad_edge=False, expand=False)
+        for name in names:
+            table.add_column(name, no_wrap=True, overflow="ellipsis")
+        for row in rows:
+            cells = []
+            for name in names:
+                cell = row[name]
+                if name == "last output" and cell_len(str(cell)) > line_width:
+                    cell = Text(str(cell)[: max(0, line_width - 1)] + "…")
+                cells.append(cell)
+            table.add_row(*cells)
         return table
 
 
@@ -205,7 +224,7 @@ def progress_line(run: Run, elapsed: float) -> str:
     processes = 0
     if run.executor is not None:
         processes = run.executor.process_count()
-    cost = "unpriced" if not run.spent_cost else format_cost(run.spent_cost)
+    cost = format_costs(run.spent_cost or None, unpriced(run.result.results))
     return (
         f"{done}/{total} done · {running} running · {waiting} waiting · {failed} failed · "
         f"{retried} retried · {rate:.1f} tasks/s · ETA {eta} · "
@@ -248,81 +267,3 @@ class StatusLines:
 
     def _print(self, line: str) -> None:
         self.console.print(line, highlight=False, markup=False)
-
-
-def render_results(console: Console, run: RunResult) -> None:
-    """Each agent's result in a panel (side by side when they fit), then totals; a batch
-    gets one line per task instead."""
-    if len(run.results) > TABLE_MAX_ROWS:
-        render_batch(console, run)
-        return
-    from rich.columns import Columns
-    from rich.panel import Panel
-    from rich.text import Text
-
-    panels = []
-    for result in run.results:
-        mark, style = STATUS_STYLE.get(result.status, ("?", ""))
-        title = f"{result.agent_id}" + (f" @{result.preset}" if result.preset else "")
-        if run.mode == "plan":
-            # A plan runs many tasks on one agent: its panels are named by task.
-            title = f"{result.id} · {title}"
-        body = Text(safe_text(result.output.rstrip()) or "(no output)")
-        if result.error:
-            body.append(f"\n{shown(result.error)}", style="red")
-        subtitle = f"{mark} {result.status} · {result.duration_s:.1f}s · {format_tokens(result)}"
-        ws = result.workspace
-        if ws is not None and ws.changes is not None:
-            subtitle += f" · {format_changes(result)}"
-            if ws.branch:
-                body.append(f"\n{ws.branch}", style="dim")
-        panels.append(
-            Panel(
-                body,
-                title=title,
-                title_align="left",
-                subtitle=subtitle,
-                subtitle_align="left",
-                border_style=style,
-            )
-        )
-    width = console.width // max(1, len(panels)) - 1
-    if len(panels) > 1 and width >= 40:
-        console.print(Columns(panels, width=width, equal=True))
-    else:
-        for panel in panels:
-            console.print(panel)
-    render_totals(console, run)
-
-
-def render_batch(console: Console, run: RunResult) -> None:
-    from rich.markup import escape
-
-    for result in run.results:
-        mark, style = STATUS_STYLE.get(result.status, ("?", ""))
-        what = result.error if result.error else result.output.strip().splitlines()[:1]
-        text = what if isinstance(what, str) else (what[0] if what else "")
-        # Agents' text is data, never markup: "[mock.p1] …" must print as it is.
-        console.print(
-            f"[{style}]{mark}[/] {escape(str(result.id or result.task_id))} "
-            f"{escape(result.agent_id)} {result.status} · {escape(shown(text[:LAST_LINE_CHARS]))}",
-            highlight=False,
-        )
-    render_totals(console, run)
-
-
-def render_totals(console: Console, run: RunResult) -> None:
-    u = run.usage
-    f = run.figures
-    console.print(
-        f"{f.succeeded}/{len(run.results)} ok · {f.retried} retried · "
-        f"p95 {f.p95_response_s or 0:.2f}s · peak {f.peak_concurrency} in flight",
-        highlight=False,
-    )
-    console.print(
-        f"run {run.run_id} [bold]{run.status}[/] · {run.mode} · "
-        f"{u.total_tokens:,} tokens ({u.input_tokens:,} in, {u.output_tokens:,} out, "
-        f"{u.cache_read_tokens:,} cache read, {u.cache_write_tokens:,} cache write) · "
-        f"{format_cost(run.cost_usd)}",
-        highlight=False,
-    )

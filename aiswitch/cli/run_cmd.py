@@ -158,6 +158,7 @@ def execute(
         concurrency=concurrency,
         retries=retries,
         retry_failed=retry_failed,
+        best_of=best_of,
         **where,  # type: ignore[arg-type]
     )
     return asyncio.run(_run(request, output, dry_run, ranked=best_of is not None))
@@ -230,7 +231,8 @@ def coordinator_for_cli() -> Any:
 
 async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool = False) -> int:
     """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON."""
-    from aiswitch.cli.live import LiveView, StatusLines, render_results
+    from aiswitch.cli.live import LiveView, StatusLines
+    from aiswitch.cli.results_view import render_results
     from aiswitch.coordinator.request import RunEvent
 
     # `--json` shows nothing on stderr but warnings: rich is loaded only for them.
@@ -297,7 +299,7 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
         sys.stdout.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
     else:
         render_results(_console(), result)
-        if ranked:
+        if ranked or result.settings.best_of:  # `runs rerun` of a --best-of run too
             from aiswitch.cli.workspace_cmd import render_ranking
 
             render_ranking(_console(), result)

@@ -123,7 +123,7 @@ def list_(
     from rich.console import Console
     from rich.table import Table
 
-    from aiswitch.cli.live import format_cost
+    from aiswitch.cli.results_view import format_cost
 
     table = Table(box=None, pad_edge=False)
     for name in ("run", "mode", "status", "agents", "tokens", "cost", "started", "duration"):
@@ -183,9 +183,13 @@ def show(
     else:
         from rich.console import Console
 
-        from aiswitch.cli.live import render_results
+        from aiswitch.cli.results_view import render_results
 
         render_results(Console(), run)
+        if run.settings.best_of:
+            from aiswitch.cli.workspace_cmd import render_ranking
+
+            render_ranking(Console(), run)
 
 
 @runs_app.command("rm")

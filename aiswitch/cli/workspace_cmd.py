@@ -154,7 +154,7 @@ def compare_rows(run: RunResult) -> list[dict[str, Any]]:
 def render_ranking(console: Console, run: RunResult) -> None:
     from rich.table import Table
 
-    from aiswitch.cli.live import format_cost
+    from aiswitch.cli.results_view import format_cost
 
     table = Table(title=f"run {run.run_id}, best first", title_justify="left", box=None)
     for column in ("#", "agent", "status", "check", "files", "±lines", "tokens", "cost", "time"):

@@ -191,6 +191,7 @@ class Coordinator:
             check=settings.check,
             backend=settings.backend,
             address=settings.address,
+            best_of=settings.best_of,
             caller=previous.caller,
             batch=(
                 [BatchItem(prompt=r.prompt or "", id=r.id) for r in previous.results[::lanes]]

@@ -100,6 +100,8 @@ class RunRequest:
     address: str | None = None
     # Who asked through `aiswitch mcp` (`name/version`): on the run and its ledger records.
     caller: str | None = None
+    # `--best-of N`: the same task N times per agent, its results ranked.
+    best_of: int | None = None
 
 
 @dataclass(frozen=True)

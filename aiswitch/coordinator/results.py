@@ -127,6 +127,7 @@ class RunSettings(BaseModel):
     # Which executor ran it (docs/ray.md): None is local.
     backend: Literal["local", "ray"] | None = None
     address: str | None = None
+    best_of: int | None = Field(None, description="`--best-of N`: its results are ranked.")
 
 
 class PlanRecord(BaseModel):

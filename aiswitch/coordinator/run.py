@@ -126,6 +126,7 @@ class Run:
                 check=request.check,
                 backend=None if plan.backend.backend == "local" else plan.backend.backend,
                 address=plan.backend.address,
+                best_of=request.best_of,
             ),
         )
         if request.plan is not None:
