@@ -134,9 +134,9 @@ async def test_a_running_run_writes_its_metrics_in_batches(
             assert first["ended_at"] is None
             first = await written.get()
         assert first["ended_at"] is None and first["status"] == "running"
-        assert first["run"]["tasks"] == 1 and first["agents"]["mock.p1"]["tasks"] == 1, first[
-            "agents"
-        ]
+        # On whichever process of the pool ran it (it may have started a second one).
+        assert first["run"]["tasks"] == 1
+        assert sum(a["tasks"] for a in first["agents"].values()) == 1, first["agents"]
         assert metrics_file(home)["runs"][run.run_id]["ended_at"] is None
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
