@@ -58,10 +58,15 @@ def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-def handshake(command: list[str], env: dict[str, str]) -> float:
+def handshake(command: list[str], env: dict[str, str], cwd: Path) -> float:
     started = time.perf_counter()
     proc = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
     )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(_line(INITIALIZE))
@@ -74,13 +79,14 @@ def handshake(command: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def run_calls(env: dict[str, str], repeat: int) -> list[float]:
+def run_calls(env: dict[str, str], repeat: int, cwd: Path) -> list[float]:
     proc = subprocess.Popen(
         [BIN, "mcp"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,
+        cwd=cwd,
     )
     assert proc.stdin is not None and proc.stdout is not None
 
@@ -101,7 +107,7 @@ def run_calls(env: dict[str, str], repeat: int) -> list[float]:
         started = time.perf_counter()
         answer = ask({**call, "id": 10 + i})
         elapsed = time.perf_counter() - started
-        assert answer["result"]["structuredContent"]["status"] == "ok", answer
+        assert answer["result"].get("structuredContent", {}).get("status") == "ok", answer
         if i:
             times.append(elapsed)
     proc.stdin.close()
@@ -109,11 +115,12 @@ def run_calls(env: dict[str, str], repeat: int) -> list[float]:
     return times
 
 
-def cli_run(env: dict[str, str]) -> float:
+def cli_run(env: dict[str, str], cwd: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(
         [BIN, "run", "--agent", "mock@fast", "hi", "--json"],
         env=env,
+        cwd=cwd,
         capture_output=True,
         check=False,
         stdin=subprocess.DEVNULL,
@@ -143,20 +150,23 @@ def main() -> None:
             "AISWITCH_HOME": str(Path(tmp) / "home"),
             "LANG": "C.UTF-8",
         }
+        # Outside any repository: in one, each run would get a git worktree of it.
+        work = Path(tmp) / "work"
+        work.mkdir()
         sdk = Path(tmp) / "sdk_server.py"
         sdk.write_text(SDK_SERVER)
         ours: list[float] = []
         theirs: list[float] = []
         for _ in range(options.repeat):
-            ours.append(handshake([BIN, "mcp"], env))
-            theirs.append(handshake([sys.executable, str(sdk)], env))
+            ours.append(handshake([BIN, "mcp"], env, work))
+            theirs.append(handshake([sys.executable, str(sdk)], env, work))
         print("handshake: spawn -> initialize answered")
         a = show("aiswitch mcp", ours)
         b = show("official SDK MCPServer, one tool", theirs)
         print(f"  ratio aiswitch/SDK: {a / b:.2f}x (goal < 1)")
 
-        calls = run_calls(env, options.repeat)
-        cli = [cli_run(env) for _ in range(options.repeat)]
+        calls = run_calls(env, options.repeat, work)
+        cli = [cli_run(env, work) for _ in range(options.repeat)]
         print("one mock agent (mock@fast): run tool call vs aiswitch run --json")
         c = show("tools/call run (warm server)", calls)
         d = show("aiswitch run --agent mock@fast hi --json", cli)

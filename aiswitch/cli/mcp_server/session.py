@@ -544,7 +544,11 @@ def default_workspace(cwd: str | None) -> str:
 
     from aiswitch.workspace.git import inspect
 
-    state = inspect(Path(cwd or ".").resolve())
+    path = Path(cwd or ".").resolve()
+    # Outside any repository (no `.git` above), no git process is started.
+    if not any((folder / ".git").exists() for folder in (path, *path.parents)):
+        return "auto"
+    state = inspect(path)
     return "worktree" if state is not None and state.head is not None else "auto"
 
 
