@@ -491,6 +491,7 @@ async def drive(
             session_id=translator.session_id,
             message_id=report.message_id,
             request_id=report.request_id,
+            requests=report.requests,
         )
 
     held: list[UsageReport] = []

@@ -19,6 +19,8 @@ class UsageReport:
     cost_usd: float | None = None
     message_id: str | None = None
     request_id: str | None = None
+    # How many API requests `usage` covers (more than 1: a task's sums, without ids).
+    requests: int = 1
 
 
 @dataclass

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from aiswitch.adapter_sdk import TaskContext, TaskFailed, TaskOutcome, serve
@@ -108,6 +109,8 @@ class ClaudeTranslator:
         self.result: dict[str, Any] | None = None
         self.totals = UsageTotals()
         self.messages: list[tuple[str | None, str | None]] = []
+        # The API requests seen (distinct message ids), per model: what a usage sum covers.
+        self.requests: dict[str | None, int] = {}
         self.last_text = ""
 
     def feed(self, event: dict[str, Any]) -> list[Report]:
@@ -147,6 +150,9 @@ class ClaudeTranslator:
             pair = (message.get("id"), event.get("request_id"))
             if pair not in self.messages:
                 self.messages.append(pair)
+                model = message.get("model")
+                key = clean_model(model) if isinstance(model, str) else None
+                self.requests[key] = self.requests.get(key, 0) + 1
         reports: list[Report] = []
         for block in message.get("content") or []:
             if not isinstance(block, dict):
@@ -209,9 +215,16 @@ class ClaudeTranslator:
         # The breakdown is used only when it adds up to the total: the total is what
         # was billed, and the ledger must not count tokens twice or lose any.
         if per_model and summed == total:
-            reports = [r for r in per_model if r.usage.total_tokens or r.cost_usd]
+            reports = [
+                replace(r, requests=self.requests.get(r.model) or 1)
+                for r in per_model
+                if r.usage.total_tokens or r.cost_usd
+            ]
+            if len(reports) == 1:  # every request seen is this model's
+                reports = [replace(reports[0], requests=max(1, len(self.messages)))]
         elif total.total_tokens or total_cost:
-            reports = [UsageReport(total, model=self.model, cost_usd=total_cost)]
+            requests = max(1, len(self.messages))
+            reports = [UsageReport(total, model=self.model, cost_usd=total_cost, requests=requests)]
         else:
             reports = []
         if len(reports) == 1 and len(self.messages) == 1:

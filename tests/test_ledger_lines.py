@@ -64,6 +64,10 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
             write = get("cache_write_tokens", 0)
             reasoning = get("reasoning_tokens", 0)
             write_1h = get("cache_write_1h_tokens", 0)
+            requests = get("requests", 1)  # added since: a count, default 1
+            if type(requests) is not int or not 0 <= requests <= 2**63 - 1:
+                malformed += 1
+                continue
             if (
                 type(inp) is not int
                 or type(out) is not int
@@ -138,6 +142,7 @@ def reference_parse(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
                             get("host"),
                             get("branch"),
                             get("caller"),
+                            requests,
                         )
                     )
                     continue

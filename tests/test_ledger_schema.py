@@ -169,7 +169,7 @@ def test_a_count_written_as_text_is_refused_by_every_path_and_prune_keeps_totals
 
 @settings(max_examples=60, deadline=None)
 @given(
-    counts=st.lists(st.integers(0, 2**63 - 1), min_size=6, max_size=6),
+    counts=st.lists(st.integers(0, 2**63 - 1), min_size=7, max_size=7),
     texts=st.lists(st.none() | st.text(max_size=4), min_size=10, max_size=10),
     cost=st.none() | st.floats(0, 1e6, allow_nan=False),
     cost_source=st.sampled_from(COST_SOURCES),

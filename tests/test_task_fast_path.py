@@ -370,6 +370,7 @@ def test_a_result_the_fast_path_cannot_vouch_for_is_left_to_the_model(
         {},
         {"model": "mock-1", "provider": "mock", "cost_usd": 0.5, "session_id": "s-1"},
         {"message_id": "msg-1", "request_id": "req-1", "cost_usd": 0.0},
+        {"session_id": "s-1", "requests": 3},  # a task's sums over three requests
     ],
 )
 def test_a_usage_notification_is_written_byte_for_byte_as_the_model_writes_it(
@@ -414,6 +415,8 @@ def test_notifications_the_fast_path_cannot_vouch_for_are_left_to_the_model() ->
     assert usage_params("t-1", bad_usage, None, None, None, None, None, None) is None
     assert usage_params("t-1", light_usage(), None, None, 1, None, None, None) is None
     assert usage_params("t-1", light_usage(), 5, None, None, None, None, None) is None  # type: ignore[arg-type]
+    assert usage_params("t-1", light_usage(), None, None, None, None, None, None, 0) is None
+    assert usage_params("t-1", light_usage(), None, None, None, None, None, None, True) is None
 
 
 # -- agent.shutdown ---------------------------------------------------------------------

@@ -272,6 +272,8 @@ def fallback_lines(cli: str) -> list[dict[str, Any]]:
             "model": report.model,
             "session_id": translator.session_id,
         }
+        if report.requests != 1:
+            line["requests"] = report.requests
         line.update({name: getattr(report.usage, name) for name in COUNTERS})
         lines.append(line)
     assert lines
@@ -303,3 +305,28 @@ def test_source_all_counts_a_task_recorded_as_sums_once(cli: str, tmp_path: Path
     both = totals(home, "all", empty)
     assert {name: both[name] for name in COUNTERS} == tokens
     assert both["requests"] == ledger["requests"]
+    # Issue 12, defect 8: the sums' record counts the requests claude's stream named (codex's
+    # and gemini's streams name none: one per record).
+    assert ledger["requests"] == (2 if cli == "claude" else 1)
+
+
+def test_a_usage_notification_for_several_requests_is_one_record_counting_them() -> None:
+    from types import SimpleNamespace
+
+    from aiswitch.coordinator.usage_records import UsageRecords
+    from aiswitch.protocol.models import UsageParams
+    from aiswitch.tokens.ledger import ledger_line
+
+    params = UsageParams.model_validate(
+        {"task_id": "t-1", "usage": {"input_tokens": 5}, "session_id": "s-1", "requests": 3}
+    )
+    handle = SimpleNamespace(
+        agent=SimpleNamespace(name="claude"), env={}, agent_id="a", preset=None
+    )
+    record = UsageRecords("run-1").stray(handle, params)
+    assert record.requests == 3
+    assert json.loads(ledger_line(record))["requests"] == 3
+    one = UsageRecords("run-1").stray(handle, params.model_copy(update={"requests": 1}))
+    assert "requests" not in json.loads(ledger_line(one))  # the default is left out
+    with pytest.raises(ValueError):
+        UsageParams.model_validate({"task_id": "t", "usage": {}, "requests": 0})

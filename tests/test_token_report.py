@@ -45,9 +45,10 @@ def test_a_half_hour_offset_zone_cuts_days_at_the_right_minute() -> None:
 def test_instants_beyond_the_calendar_count_on_its_first_and_last_days() -> None:
     """Year 1 with an east offset is year 0 in UTC: no crash, counted on the first day."""
     rows = [
-        (-62135600400.0, *[None] * 9, 1, 1, 0, 0, 0, 0, None, "unpriced"),  # 0001-01-01+01:00
-        (253402300799.0, *[None] * 9, 2, 2, 0, 0, 0, 0, None, "unpriced"),  # 9999-12-31Z
-    ]
+        # ... cost, cost_source, host, branch, caller, requests
+        (-62135600400.0, *[None] * 9, 1, 1, 0, 0, 0, 0, None, "unpriced", None, None, None, 1),
+        (253402300799.0, *[None] * 9, 2, 2, 0, 0, 0, 0, None, "unpriced", None, None, None, 1),
+    ]  # 0001-01-01+01:00 and 9999-12-31Z
     rows = [(row[0], "aiswitch", *row[2:]) for row in rows]
     report = build_report(rows, parse_report_options(by="day", timezone="Asia/Tokyo"))
     assert [(row["day"], row["input_tokens"]) for row in report.rows] == [

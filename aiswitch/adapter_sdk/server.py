@@ -162,13 +162,23 @@ class TaskContext:
         session_id: str | None = None,
         message_id: str | None = None,
         request_id: str | None = None,
+        requests: int = 1,
     ) -> None:
-        """Send one `tokens.usage` event (the parent appends each to its ledger)."""
+        """Send one `tokens.usage` event (the parent appends each to its ledger).
+        `requests`: how many API requests `usage` covers (see `UsageParams.requests`)."""
         # Most tasks report once: their first report is their usage (no model to build).
         self.usage = usage if self.usage.is_empty else self.usage + usage
         self._server.metrics_usage = self._server.metrics_usage + usage
         params: Any = usage_params(
-            self.task_id, usage, model, provider, cost_usd, session_id, message_id, request_id
+            self.task_id,
+            usage,
+            model,
+            provider,
+            cost_usd,
+            session_id,
+            message_id,
+            request_id,
+            requests,
         )
         if params is None:
             from aiswitch.protocol.models import UsageParams
@@ -182,6 +192,7 @@ class TaskContext:
                 session_id=session_id,
                 message_id=message_id,
                 request_id=request_id,
+                requests=requests,
             )
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(

@@ -430,6 +430,7 @@ def usage_params(
     session_id: str | None,
     message_id: str | None,
     request_id: str | None,
+    requests: int = 1,
 ) -> UsageWire | None:
     """`UsageParams(...).model_dump(mode="json")` by hand, or None for the model."""
     counts = _usage_dict(usage)
@@ -437,6 +438,8 @@ def usage_params(
         counts is None
         or type(task_id) is not str
         or not _cost(cost_usd)
+        or type(requests) is not int
+        or requests < 1
         or not (
             _text(model)
             and _text(provider)
@@ -456,6 +459,7 @@ def usage_params(
             "session_id": session_id,
             "message_id": message_id,
             "request_id": request_id,
+            "requests": requests,
         }
     )
 

@@ -93,6 +93,7 @@ class UsageRecords:
             session_id=params.session_id,
             message_id=params.message_id,
             request_id=params.request_id,
+            requests=params.requests,
             input_tokens=params.usage.input_tokens,
             output_tokens=params.usage.output_tokens,
             cache_read_tokens=params.usage.cache_read_tokens,

@@ -220,6 +220,12 @@ class UsageParams(_Model):
     session_id: str | None = None
     message_id: str | None = None
     request_id: str | None = None
+    requests: int = Field(
+        1,
+        ge=1,
+        description="How many API requests this usage covers: 1 for one request (with its "
+        "ids); more when a CLI's usage for several requests is reported as one sum.",
+    )
 
 
 class LogParams(_Model):

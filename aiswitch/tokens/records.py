@@ -79,6 +79,9 @@ class LedgerRecord(BaseModel):
     # The client that asked for the run through `aiswitch mcp` (its MCP `clientInfo`,
     # `name/version`, e.g. `claude-code/2.0.1`); None for runs started from the CLI.
     caller: RowText = None
+    # How many API requests the record stands for: 1 for a request recorded with its ids;
+    # more for a task recorded by its stream's sums (the CLI's log did not account for it).
+    requests: RowCount = 1
     task_id: Text = None
     # Which attempt of the task spent it (1 for the first; retries count up).
     attempt: OptionalInt = None

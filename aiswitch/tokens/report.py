@@ -103,6 +103,7 @@ R_REASONING = ROW_INDEX["reasoning_tokens"]
 R_CACHE_WRITE_1H = ROW_INDEX["cache_write_1h_tokens"]
 R_COST = ROW_INDEX["cost_usd"]
 R_COST_SOURCE = ROW_INDEX["cost_source"]
+R_REQUESTS = ROW_INDEX["requests"]
 # The counters and the cost, read in one slice (declared next to one another, in this order).
 _R_SUMS = slice(R_INPUT, R_COST_SOURCE + 1)
 if ROW_FIELDS[_R_SUMS] != (
@@ -537,30 +538,31 @@ class Aggregator:
             acc[2] += read
             acc[3] += write
             acc[4] += reasoning
-            acc[5] += 1
+            requests = row[R_REQUESTS]
+            acc[5] += requests
             preset = row[R_PRESET]
             if cost is not None and take_reported and cost_source == "reported":
                 acc[6] += cost
-                acc[7] += 1
+                acc[7] += requests
                 if subscription and preset in subscription:
                     acc[9] += cost
                 continue
             if only_reported:
-                acc[8] += 1
+                acc[8] += requests
                 continue
             pair = (preset, model)
             price = price_cache.get(pair, missing)
             if price is missing:
                 price = pricer.lookup(preset, model)
             if price is None:
-                acc[8] += 1
+                acc[8] += requests
                 continue
             if not price.tiers:
                 lkey = (key, pair, 0)
             elif per_counter:  # tiers per counter: not linear, priced request by request
                 cost = price.cost(inp, out, read, write, write_1h, tier_rule)
                 acc[6] += cost
-                acc[7] += 1
+                acc[7] += requests
                 if subscription and preset in subscription:
                     acc[9] += cost
                 continue
@@ -575,7 +577,7 @@ class Aggregator:
                 sums[2] += read
                 sums[3] += write
                 sums[4] += write_1h
-            acc[7] += 1
+            acc[7] += requests
 
     def add_rollup(self, entries: Iterable[Sequence[Any]]) -> None:
         """Count pruned usage: sums per slot and key, with costs frozen at prune time.

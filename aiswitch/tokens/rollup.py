@@ -184,14 +184,15 @@ def add_to_rollup(
     for index, count in enumerate(counts):
         acc[index] += count
     base = len(TOKEN_FIELDS)
-    acc[base] += 1
+    requests = record.requests
+    acc[base] += requests
     if record.cost_source == "reported" and record.cost_usd is not None:
         acc[base + 1] += record.cost_usd
-        acc[base + 2] += 1
+        acc[base + 2] += requests
         return
     price = table.lookup(record.model)
     if price is None:
-        acc[base + 5] += 1
+        acc[base + 5] += requests
         return
     acc[base + 3] += price.cost(
         record.input_tokens,
@@ -201,7 +202,7 @@ def add_to_rollup(
         record.cache_write_1h_tokens,
         table.tier_rule,
     )
-    acc[base + 4] += 1
+    acc[base + 4] += requests
 
 
 def rollup_line(prune_id: int, key: tuple[Any, ...], acc: list[Any]) -> bytes:

@@ -562,6 +562,7 @@ def rows_from_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...
             None,  # host: the logs name none
             None,  # branch
             None,  # caller
+            1,  # requests: an entry of the log is one
         )
         for (
             ts_ms,

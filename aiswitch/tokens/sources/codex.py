@@ -145,6 +145,7 @@ def parse_codex_bytes(data: bytes, path_session: str) -> tuple[list[Row], int]:
                 None,  # host: the logs name none
                 None,  # branch
                 None,  # caller
+                1,  # requests: an entry of the log is one
             )
         )
     return rows, malformed

@@ -125,6 +125,7 @@ def _rows(messages: Iterable[object], session: str, start: float | None) -> list
                 None,  # host: the logs name none
                 None,  # branch
                 None,  # caller
+                1,  # requests: an entry of the log is one
             )
         )
     return rows
