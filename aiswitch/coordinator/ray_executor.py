@@ -8,7 +8,9 @@ Contract:
   `agent:KIND`; the actor takes all of the node's `agent:KIND` and runs that many attempts
   at once. An attempt goes to the actor of its kind with the most free slots (waiting,
   in order, when all are busy). Actors are never restarted by Ray (`max_restarts=0`):
-  the scheduler decides what runs again.
+  the scheduler decides what runs again. The orders of one loop turn go to an actor in
+  one call, and each actor streams every attempt's events back in one stream (a reader
+  task per actor): a Ray call or stream item costs a round trip, so there are few per task.
 - The child's environment is built here, on the driver, with the lane's resolved preset,
   and travels in the attempt's arguments (never in a runtime environment).
 - Progress and usage stream back as the attempt runs and go to the run's hooks at once:
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -91,6 +94,9 @@ class _Slot:
     capacity: int
     running: int = 0
     alive: bool = True
+    # Orders of this loop turn, sent together (`_flush`).
+    pending: list[Any] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
 
     @property
     def free(self) -> int:
@@ -101,6 +107,16 @@ class _Slot:
 class _Kind:
     slots: list[_Slot] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+@dataclass
+class _Live:
+    """An attempt in flight on an actor; `done` when its end came (or its actor was lost)."""
+
+    slot: _Slot
+    task: Task
+    attempt: Attempt
+    done: asyncio.Future[None]
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,7 @@ class RayExecutor:
         self._connected_here = False
         self._kinds: dict[str, _Kind] = {}
         self._making: dict[str, asyncio.Task[_Kind]] = {}
-        self._live: dict[str, tuple[_Slot, Attempt]] = {}
+        self._live: dict[str, _Live] = {}
         self._lanes: dict[str, tuple[AgentDef, str | None, Mapping[str, str]]] = {}
         self._processes: dict[str, int] = {}
         self._peak = 0
@@ -165,7 +181,9 @@ class RayExecutor:
         options: dict[str, Any] = {
             "namespace": "aiswitch",
             "log_to_driver": False,
-            "logging_level": logging.WARNING,
+            # Not its notices on the user's terminal (a SIGTERM handler it cannot set
+            # from this thread: aiswitch keeps its own).
+            "logging_level": logging.ERROR,
             "include_dashboard": False,
         }
         if self.address is None:
@@ -175,7 +193,14 @@ class RayExecutor:
             options["address"] = self.address
             # Options of a new local instance only: Ray refuses them when connecting.
             del options["include_dashboard"]
-        ray.init(**options)
+        # Ray puts the driver's working directory on its workers' import path: a folder
+        # holding another `aiswitch` (a checkout of it) would shadow the nodes' own.
+        here = os.getcwd()
+        os.chdir(self.home.root)
+        try:
+            ray.init(**options)
+        finally:
+            os.chdir(here)
 
     async def _kind(self, agent: AgentDef) -> _Kind:
         kind = self._kinds.get(agent.name)
@@ -235,6 +260,8 @@ class RayExecutor:
             ) from None
         kind = _Kind(slots)
         self._kinds[name] = kind
+        for slot in slots:
+            slot.reader = asyncio.get_running_loop().create_task(self._read(slot))
         return kind
 
     async def _acquire(self, kind: _Kind, stop: StopSignal) -> _Slot | None:
@@ -282,12 +309,56 @@ class RayExecutor:
             attempt.error = f"cancelled before it started: {stop_reason(stop)}"
             return
         self._watch(stop)
-        self._live[attempt.id] = (slot, attempt)
+        live = _Live(slot, task, attempt, asyncio.get_running_loop().create_future())
+        self._live[attempt.id] = live
         try:
-            await self._run(slot, task, attempt, stop)
+            if attempt.cwd is not None and task.result.workspace is not None:
+                order = await asyncio.to_thread(self._order, task, attempt)
+            else:
+                order = self._order(task, attempt)
+            self._submit(slot, order)
+            try:
+                await asyncio.shield(live.done)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._cancel_and_wait(live))
+                attempt.end, attempt.error = End.CANCELLED, "cancelled"
+                raise
         finally:
             self._live.pop(attempt.id, None)
             self._release(kind, slot)
+
+    def _submit(self, slot: _Slot, order: Any) -> None:
+        """Send `order` with the others of this loop turn: one actor call for them all."""
+        slot.pending.append(order)
+        if len(slot.pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, slot)
+
+    def _flush(self, slot: _Slot) -> None:
+        orders, slot.pending = slot.pending, []
+        if orders and slot.alive:
+            # Its failure (the actor lost) reaches the attempts through the event stream.
+            slot.actor.submit.remote(orders)
+
+    async def _read(self, slot: _Slot) -> None:
+        """The actor's event stream, handed to the attempts it names, until it ends."""
+        ray = self._ray
+        why = "its Ray actor ended without a result"
+        try:
+            async for ref in slot.actor.events.remote():
+                for attempt_id, event in await ref:
+                    live = self._live.get(attempt_id)
+                    if live is None or live.done.done():
+                        continue
+                    if self._event(live.task, live.attempt, event):
+                        live.done.set_result(None)
+        except ray.exceptions.RayError as exc:
+            why = f"its Ray node or actor was lost ({type(exc).__name__})"
+            log.warning("the actor on node %s: %s", slot.node[:6], why)
+        slot.alive = False
+        for live in list(self._live.values()):
+            if live.slot is slot and not live.done.done():
+                live.attempt.end, live.attempt.error = End.CRASHED, why
+                live.done.set_result(None)
 
     def _order(self, task: Task, attempt: Attempt) -> Any:
         from aiswitch.coordinator.executor import LocalExecutor
@@ -331,36 +402,6 @@ class RayExecutor:
         if self._workspaces is None:
             self._workspaces = remote.Bundles(self._ray.put)
         return self._workspaces.order(ws, attempt.cwd)
-
-    async def _run(self, slot: _Slot, task: Task, attempt: Attempt, stop: StopSignal) -> None:
-        ray = self._ray
-        if attempt.cwd is not None and task.result.workspace is not None:
-            order = await asyncio.to_thread(self._order, task, attempt)
-        else:
-            order = self._order(task, attempt)
-        stream = slot.actor.run_attempt.remote(order)
-        ended = False
-        try:
-            async for ref in stream:
-                for event in await ref:
-                    ended = self._event(task, attempt, event) or ended
-        except asyncio.CancelledError:
-            await asyncio.shield(self._cancel_and_drain(slot, stream, task, attempt))
-            attempt.end, attempt.error = End.CANCELLED, "cancelled"
-            raise
-        except ray.exceptions.RayActorError as exc:
-            slot.alive = False
-            attempt.end = End.CRASHED
-            attempt.error = f"its Ray node or actor was lost ({type(exc).__name__})"
-            log.warning("%s: %s on node %s", attempt.id, attempt.error, slot.node[:6])
-            return
-        except ray.exceptions.RayError as exc:
-            attempt.end = End.CRASHED
-            attempt.error = f"Ray failed to run it ({type(exc).__name__})"
-            log.warning("%s: %s", attempt.id, redact_text(str(exc)))
-            return
-        if not ended:
-            attempt.end, attempt.error = End.CRASHED, "its Ray actor ended without a result"
 
     def _event(self, task: Task, attempt: Attempt, event: tuple[Any, ...]) -> bool:
         """Take one event of the stream; True for the last one."""
@@ -406,23 +447,15 @@ class RayExecutor:
             attempt.end = End.FAILED
             attempt.error = f"its changes could not be applied here: {exc}"
 
-    async def _cancel_and_drain(
-        self, slot: _Slot, stream: Any, task: Task, attempt: Attempt
-    ) -> None:
+    async def _cancel_and_wait(self, live: _Live) -> None:
         with contextlib.suppress(Exception):
-            slot.actor.cancel.remote(attempt.id, "run cancelled")
-
-            async def drain() -> None:
-                async for ref in stream:
-                    for event in await ref:
-                        self._event(task, attempt, event)
-
-            await asyncio.wait_for(drain(), CANCEL_REPLY_TIMEOUT_S + CANCEL_TRAVEL_S)
+            live.slot.actor.cancel.remote(live.attempt.id, "run cancelled")
+            await asyncio.wait({live.done}, timeout=CANCEL_REPLY_TIMEOUT_S + CANCEL_TRAVEL_S)
 
     def cancel_attempt(self, attempt: Attempt, why: str) -> None:
-        found = self._live.get(attempt.id)
-        if found is not None:
-            found[0].actor.cancel.remote(attempt.id, why)
+        live = self._live.get(attempt.id)
+        if live is not None:
+            live.slot.actor.cancel.remote(attempt.id, why)
 
     def _watch(self, stop: StopSignal) -> None:
         """When `stop` is set, every attempt in flight is told to stop (one task per run)."""
@@ -432,9 +465,9 @@ class RayExecutor:
 
         async def watch() -> None:
             await stop.wait()
-            for slot, attempt in list(self._live.values()):
+            for live in list(self._live.values()):
                 with contextlib.suppress(Exception):
-                    slot.actor.cancel.remote(attempt.id, stop_reason(stop))
+                    live.slot.actor.cancel.remote(live.attempt.id, stop_reason(stop))
 
         job = asyncio.get_running_loop().create_task(watch())
         self._watchers.add(job)
@@ -469,6 +502,12 @@ class RayExecutor:
             for slot in slots:
                 with contextlib.suppress(Exception):
                     self._ray.kill(slot.actor, no_restart=True)
+        readers = [
+            slot.reader for kind in self._kinds.values() for slot in kind.slots if slot.reader
+        ]
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         self._kinds.clear()
         if self._connected_here:
             self._connected_here = False

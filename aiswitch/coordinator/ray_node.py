@@ -6,11 +6,13 @@ Contract:
   `ray.remote` there; this module never imports Ray). It runs attempts with the local
   executor, so a child is started, supervised and spoken to over stdio JSON-RPC exactly
   as on the driver's machine; its processes are named `AGENT.NODE.pN`.
-- `run_attempt(order)` streams the attempt's events back to the driver, in lists of
-  plain tuples (what came in since the last list):
+- `submit(orders)` starts attempts (the driver sends those of one loop turn in one call);
+  `events()` is one stream per actor of every attempt's events, as `(attempt id, event)`
+  pairs in batches (what came in since the last batch), events being plain tuples:
   `("assigned", process, provides, processes)`, `("progress", params)`, `("usage",
-  params)`, and last `("end", end, error, reply, patch)`. It writes no ledger and no
-  state file: the driver alone does.
+  params)`, and last `("end", end, error, reply, patch)`. Few calls and stream items per
+  task: each costs a round trip through Ray. The actor writes no ledger and no state
+  file: the driver alone does.
 - The child's environment is the one the driver built (the preset's secrets travel in
   the order, the task's argument), with the machine's own basics (PATH, HOME, the user,
   locale, temporary folder, the CLIs' config folders) taken from this node, and this
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiswitch.coordinator.executor import LocalExecutor, TaskSettings
 from aiswitch.coordinator.results import AgentResult
-from aiswitch.coordinator.tasks import Attempt, Lane, StopSignal, Task
+from aiswitch.coordinator.tasks import Attempt, End, Lane, StopSignal, Task
 from aiswitch.home import Home
 from aiswitch.supervisor.env import BASE_NAMES, BASE_PREFIXES
 
@@ -107,7 +109,10 @@ class NodeAgents:
         root = Path(tempfile.gettempdir()) / "aiswitch-ray" / f"{run_id}-{kind}-{node_tag}"
         self.home = Home(root)
         self.home.ensure()
-        self._events: dict[str, asyncio.Queue[Event]] = {}
+        self._outbox: list[tuple[str, Event]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._attempts: dict[str, asyncio.Task[None]] = {}
         self._stops: dict[str, StopSignal] = {}
         self._strays: list[tuple[str, str, str | None, dict[str, Any]]] = []
         executor = _NodeExecutor(
@@ -126,31 +131,50 @@ class NodeAgents:
 
     # -- what the local executor tells -------------------------------------------------
 
-    def _put(self, attempt: Attempt, event: Event) -> None:
-        queue = self._events.get(attempt.id)
-        if queue is not None:
-            queue.put_nowait(event)
+    def _send(self, attempt_id: str, event: Event) -> None:
+        self._outbox.append((attempt_id, event))
+        self._wake.set()
 
     def _progress(self, task: Task, attempt: Attempt, params: ProgressParams) -> None:
-        self._put(attempt, ("progress", params.model_dump(mode="json")))
+        self._send(attempt.id, ("progress", params.model_dump(mode="json")))
 
     def _usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
-        self._put(attempt, ("usage", params.model_dump(mode="json")))
+        self._send(attempt.id, ("usage", params.model_dump(mode="json")))
 
     def _assigned(self, task: Task, attempt: Attempt) -> None:
         handle = next((h for h in self.executor.handles() if h.agent_id == attempt.process), None)
         provides = tuple(handle.provides) if handle is not None else ()
         processes = self.executor.process_count()
-        self._put(attempt, ("assigned", attempt.process, provides, processes))
+        self._send(attempt.id, ("assigned", attempt.process, provides, processes))
 
     def _stray(self, handle: Any, params: UsageParams) -> None:
         self._strays.append(
             (handle.agent.name, handle.agent_id, handle.preset, params.model_dump(mode="json"))
         )
 
-    # -- attempts ----------------------------------------------------------------------
+    # -- the driver's calls --------------------------------------------------------------
 
-    async def run_attempt(self, order: AttemptOrder) -> AsyncIterator[list[Event]]:
+    async def events(self) -> AsyncIterator[list[tuple[str, Event]]]:
+        """Every attempt's events, in the order they came, in batches (all that came in
+        since the last batch): one stream per actor, until `close()`."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                yield batch
+            if self._closed and not self._outbox:
+                return
+
+    async def submit(self, orders: list[AttemptOrder]) -> None:
+        """Start these attempts (their events come through `events`)."""
+        loop = asyncio.get_running_loop()
+        for order in orders:
+            stop = StopSignal()
+            self._stops[order.attempt_id] = stop
+            self._attempts[order.attempt_id] = loop.create_task(self._run(order, stop))
+
+    async def _run(self, order: AttemptOrder, stop: StopSignal) -> None:
         lane = Lane(order.agent, order.preset)
         self.executor.envs.setdefault(lane.key, order.env)
         task = Task(
@@ -164,59 +188,35 @@ class NodeAgents:
             options=order.options,
         )
         attempt = Attempt(number=order.number, id=order.attempt_id, lane=lane.key, cwd=order.cwd)
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        stop = StopSignal()
-        self._events[attempt.id] = queue
-        self._stops[attempt.id] = stop
         checkout = None
+        patch = None
         try:
             if order.workspace is not None:
                 from aiswitch.workspace import remote
 
                 # A reference into Ray's object store: fetched here, once per attempt.
                 tree = await order.workspace.tree
+                where = self.home.root / "workspaces"
                 checkout = await asyncio.to_thread(
-                    remote.checkout,
-                    order.workspace,
-                    tree,
-                    self.home.root / "workspaces",
-                    attempt.id,
+                    remote.checkout, order.workspace, tree, where, attempt.id
                 )
                 attempt.cwd = str(checkout.cwd)
-            run = asyncio.ensure_future(self.executor.execute(task, attempt, stop))
-            # Events go in batches: all that came in since the last one (an item of a
-            # stream costs a round trip; the reply's usage rides with the end).
-            batch: list[Event] = []
-            while True:
-                getting = asyncio.ensure_future(queue.get())
-                await asyncio.wait({run, getting}, return_when=asyncio.FIRST_COMPLETED)
-                if not getting.done():
-                    getting.cancel()
-                    break
-                batch.append(getting.result())
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                if run.done():
-                    break
-                yield batch
-                batch = []
-            await run
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            patch = None
+            await self.executor.execute(task, attempt, stop)
             if checkout is not None:
                 from aiswitch.workspace import remote
 
                 patch = await asyncio.to_thread(remote.changes, checkout)
-            reply = attempt.reply.model_dump(mode="json") if attempt.reply is not None else None
-            end = attempt.end.value if attempt.end is not None else None
-            batch.append(("end", end, attempt.error, reply, patch))
-            yield batch
+        except Exception as exc:
+            # A failure here (a checkout that cannot be made) fails this attempt only.
+            attempt.end, attempt.error = End.FAILED, f"on its Ray node: {exc}"
         finally:
-            self._events.pop(attempt.id, None)
             self._stops.pop(attempt.id, None)
+            self._attempts.pop(attempt.id, None)
             if checkout is not None:
                 shutil.rmtree(checkout.root, ignore_errors=True)
+        reply = attempt.reply.model_dump(mode="json") if attempt.reply is not None else None
+        end = attempt.end.value if attempt.end is not None else None
+        self._send(attempt.id, ("end", end, attempt.error, reply, patch))
 
     def cancel(self, attempt_id: str, why: str) -> None:
         stop = self._stops.get(attempt_id)
@@ -225,8 +225,13 @@ class NodeAgents:
             stop.set()
 
     async def close(self) -> dict[str, Any]:
-        """Stop every process; what this actor saw that no attempt owned."""
+        """Stop every process and end the event stream; what this actor saw that no
+        attempt owned."""
         peak = self.executor.peak_processes()
+        for job in list(self._attempts.values()):
+            job.cancel()
         await self.executor.close()
         # The agents' logs stay in this node's home; the checkouts are gone already.
+        self._closed = True
+        self._wake.set()
         return {"strays": self._strays, "peak_processes": peak}
