@@ -90,6 +90,10 @@ STOP_REASONS: Final = {
 }
 # The CLIs behind ACP agents whose homes, settings and logs aiswitch knows.
 KNOWN_CLIS: Final = ("claude", "gemini")
+# Those that write their session log in the background: after the turn they get the whole
+# stop sequence (EOF, SIGTERM, TERM_GRACE_S) to flush it, not DONE_GRACE_S (claude lost
+# its last entries to the quick kill in about one run of three).
+FLUSH_ON_EXIT: Final = frozenset({"claude"})
 _PREEXEC = death_signal(signal.SIGKILL)
 
 log = logging.getLogger("aiswitch.adapter.acp")
@@ -223,6 +227,9 @@ class Turn:
     session_id: str | None = None
     # The request awaiting its reply (session/prompt, while the turn runs).
     in_flight: asyncio.Future[Any] | None = None
+    # What the client refused so far (`ClientSide.denied`): some agents end the turn
+    # with an error on a refusal (claude-code-acp interrupts), and the error says why.
+    denied: list[str] = field(default_factory=list)
 
 
 def _acp_command(config: Mapping[str, Any]) -> list[str]:
@@ -311,13 +318,14 @@ class AcpAdapter(Adapter):
         started = time.time()
         client = ClientSide(workspace=workspace, level=level, env=env, report=ctx.progress)
         agent = await AgentProcess.start(self.command, env, str(workspace), self.name_of(ctx))
-        turn = Turn()
+        turn = Turn(denied=client.denied)
         try:
             await self._exchange(ctx, agent, client, turn, workspace)
         except TaskFailed as exc:
             raise TaskFailed(failure_text(exc.message, env), output=exc.output) from None
         finally:
-            await asyncio.shield(self._end(agent, client, done=turn.stop_reason is not None))
+            done = turn.stop_reason is not None and self.cli not in FLUSH_ON_EXIT
+            await asyncio.shield(self._end(agent, client, done=done))
         output, _ = turn.translator.finish()
         totals = await self._record_usage(ctx, env, turn, started)
         return self._outcome(turn, output, totals, env)
@@ -449,7 +457,10 @@ class AcpAdapter(Adapter):
         try:
             return future.result()
         except RemoteError as exc:
-            raise TaskFailed(f"{agent.name}: {method} failed: {exc.message}") from None
+            after = ""
+            if turn is not None and turn.denied:
+                after = f" after aiswitch refused {turn.denied[-1]}"
+            raise TaskFailed(f"{agent.name}: {method} failed{after}: {exc.message}") from None
         except ConnectionClosedError:
             code = await agent.exit_code()
             end = Exit(code=code if code is not None else 0, stderr_line=agent.stderr.last_line())

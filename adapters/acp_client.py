@@ -57,8 +57,10 @@ TERMINAL_GRACE_S: Final = 1.0
 
 READ_KINDS: Final = frozenset({"read", "search", "think", "fetch"})
 EDIT_KINDS: Final = frozenset({"edit", "delete", "move"})
-# rawInput keys agents use for the directory a command runs in.
+# rawInput keys agents use for the directory a command runs in, and for the file a tool
+# touches (claude-code-acp names neither kind nor locations, only its tool's input).
 _CWD_KEYS: Final = ("cwd", "dir_path", "directory", "workdir")
+_PATH_KEYS: Final = ("file_path", "path", "notebook_path")
 
 Report = Callable[[str, str], Awaitable[None]]
 _PREEXEC = death_signal(signal.SIGKILL)
@@ -84,6 +86,11 @@ def _paths(tool_call: Mapping[str, Any]) -> list[Path]:
     for location in tool_call.get("locations") or []:
         if isinstance(location, dict) and isinstance(location.get("path"), str):
             found.append(Path(location["path"]))
+    raw = tool_call.get("rawInput")
+    if isinstance(raw, dict):
+        found += [
+            Path(raw[key]) for key in _PATH_KEYS if isinstance(raw.get(key), str) and raw[key]
+        ]
     return found
 
 
@@ -362,6 +369,7 @@ class ClientSide:
         verdict = "granted" if decision.allow else "refused"
         if not decision.allow:
             self.denied.append(f"{title}: {decision.reason}")
+            log.warning("refused permission for %s: %s", title, decision.reason)
         await self.report(short(f"permission {verdict}: {title} ({decision.reason})"), "status")
         return pick_option(p.get("options"), decision.allow)
 

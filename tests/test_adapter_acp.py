@@ -331,3 +331,12 @@ def test_permission_decisions_at_edit_follow_the_paths(tmp_path: Path) -> None:
     assert not decide("edit", outside, tmp_path).allow
     assert not decide("edit", {"kind": "switch_mode"}, tmp_path).allow
     assert decide("full", outside, tmp_path).allow
+
+
+def test_a_tool_input_naming_a_file_outside_is_refused_at_edit(tmp_path: Path) -> None:
+    # claude-code-acp sends no kind and no locations: its tool's input names the file.
+    outside = {"title": "Write /etc/hosts", "rawInput": {"file_path": "/etc/hosts"}}
+    inside = {"title": "Write a", "rawInput": {"file_path": str(tmp_path / "a")}}
+    assert not decide("edit", outside, tmp_path).allow
+    assert decide("edit", inside, tmp_path).allow
+    assert not decide("read-only", inside, tmp_path).allow

@@ -34,7 +34,7 @@ from test_real_agents_e2e import (  # the sandbox fixture and what it checks
 from aiswitch.adapter_sdk import TaskFailed
 from aiswitch.agents import AgentRegistry
 from aiswitch.home import Home
-from aiswitch.testing.fake_provider import ApiKind
+from aiswitch.testing.fake_provider import ApiKind, TextReply, ToolCallReply
 
 pytestmark = [pytest.mark.realcli, pytest.mark.slow, pytest.mark.timeout(120)]
 __all__ = ["pinned_clis", "sandbox"]
@@ -89,7 +89,7 @@ def test_claude_code_acp_drives_the_real_claude_cli_and_records_its_usage(
     out = run(sandbox, "--parallel", f"claude-acp@{FAKE_PRESET}", "Add tests", "--json")
 
     result = results_by_agent(out)["claude-acp"]  # type: ignore[arg-type]
-    assert result["status"] == "ok", result
+    assert result["status"] == "ok", result["error"]
     assert result["output"] == TEXTS[ApiKind.ANTHROPIC]
     records = [r for r in sandbox.ledger() if r["agent"] == "claude-acp"]
     # claude-code-acp reports no tokens: claude's own session log is the record.
@@ -190,3 +190,52 @@ async def test_gemini_acps_session_load_failure_is_one_clear_line(sandbox: Sandb
     assert second.message.startswith("gemini: session/load failed: Internal error")
     requests = sandbox.fake.requests_for(ApiKind.GEMINI)
     assert [r.prompt for r in requests] == ["Remember heliotrope"]
+
+
+@pytest.mark.parametrize(
+    ("permissions", "target", "written"),
+    [
+        ("edit", "work", True),
+        ("read-only", "work", False),
+        ("full", "outside", False),  # full allows the write, the workspace does not
+    ],
+)
+def test_claude_code_acps_writes_go_through_the_client_and_its_rules(
+    sandbox: Sandbox, permissions: str, target: str, written: bool
+) -> None:
+    sandbox.add_preset()
+    path = (sandbox.work if target == "work" else sandbox.root) / "greeting.txt"
+    write = ToolCallReply(
+        "mcp__acp__Write", {"file_path": str(path), "content": "hello\n"}, call_id="toolu_w1"
+    )
+    sandbox.fake.script.add(write, api=ApiKind.ANTHROPIC, times=1)
+    sandbox.fake.script.add(TextReply("Done."), api=ApiKind.ANTHROPIC)
+
+    out = run(
+        sandbox,
+        "--agent",
+        f"claude-acp@{FAKE_PRESET}",
+        "Add the greeting",
+        "--permissions",
+        permissions,
+        "--json",
+    )
+
+    result = results_by_agent(out)["claude-acp"]  # type: ignore[arg-type]
+    assert path.exists() == written
+    log = "\n".join(p.read_text() for p in (sandbox.ais / "logs" / "agents").rglob("*.log"))
+    if permissions == "read-only":
+        # claude-code-acp ends the turn when a permission is refused (deny + interrupt).
+        assert result["status"] == "failed"
+        assert "after aiswitch refused" in result["error"]
+        assert "not allowed at read-only" in result["error"]
+        assert f"refused permission for Write {path}" in log
+        return
+    assert result["status"] == "ok", result["error"]
+    # The tool's result went back to the model.
+    follow_up = sandbox.fake.requests_for(ApiKind.ANTHROPIC)[-1]
+    assert "toolu_w1" in json.dumps(follow_up.body)
+    if written:
+        assert path.read_text() == "hello\n"
+    else:
+        assert f"denied fs/write_text_file {path}: outside the task's workspace" in log
