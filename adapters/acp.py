@@ -63,6 +63,7 @@ from ._common import (
     failure_text,
     permission_level,
     provider_name,
+    str_option,
 )
 from ._usage import UsageReport, UsageTotals, accounts_for, sum_usage
 from .acp_client import CAPABILITIES, ClientSide, default_workspace
@@ -90,6 +91,8 @@ STOP_REASONS: Final = {
 }
 # The CLIs behind ACP agents whose homes, settings and logs aiswitch knows.
 KNOWN_CLIS: Final = ("claude", "gemini")
+# The variable each of them takes its model from (the `model` option sets it).
+MODEL_VARS: Final = {"claude": "ANTHROPIC_MODEL", "gemini": "GEMINI_MODEL"}
 # Those that write their session log in the background: after the turn they get the whole
 # stop sequence (EOF, SIGTERM, TERM_GRACE_S) to flush it, not DONE_GRACE_S (claude lost
 # its last entries to the quick kill in about one run of three).
@@ -297,18 +300,25 @@ class AcpAdapter(Adapter):
         return " ".join(self.command) if self.command else None
 
     def build_env(self, ctx: TaskContext, level: Permission) -> dict[str, str]:
+        """The agent's environment: the native adapter's for a known CLI behind it, with
+        the task's `model` option as that CLI's model variable (ACP has no stable way to
+        pick a model; other agents take theirs from their own configuration)."""
+        model = str_option(ctx, "model")
         if self.cli == "gemini":
             from .gemini import build_env as gemini_env
 
-            return gemini_env(ctx)
-        if self.cli == "claude":
+            env = gemini_env(ctx)
+        elif self.cli == "claude":
             from .claude import build_env as claude_env
 
             env = claude_env(ctx, level)
             if self.cli_path is not None:
                 env.setdefault("CLAUDE_CODE_EXECUTABLE", self.cli_path)
-            return env
-        return dict(ctx.env)
+        else:
+            return dict(ctx.env)
+        if model:
+            env[MODEL_VARS[self.cli]] = model
+        return env
 
     async def run_task(self, ctx: TaskContext) -> TaskOutcome:
         level = permission_level(ctx)

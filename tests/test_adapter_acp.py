@@ -340,3 +340,13 @@ def test_a_tool_input_naming_a_file_outside_is_refused_at_edit(tmp_path: Path) -
     assert not decide("edit", outside, tmp_path).allow
     assert decide("edit", inside, tmp_path).allow
     assert not decide("read-only", inside, tmp_path).allow
+
+
+async def test_the_model_option_reaches_the_cli_behind_a_known_agent(tmp_path: Path) -> None:
+    acp = AcpAdapter()
+    acp.cli = "gemini"
+    env = {"AISWITCH_HOME": str(tmp_path / "ais"), "HOME": str(tmp_path)}
+    ctx = make_ctx(env=env, options={"model": "gemini-2.5-flash"})
+    assert acp.build_env(ctx, "edit")["GEMINI_MODEL"] == "gemini-2.5-flash"
+    acp.cli = None
+    assert "GEMINI_MODEL" not in acp.build_env(ctx, "edit")
