@@ -50,6 +50,7 @@ COMMAND_MODULES = {
     "shell-init": "shell_cmd",
     "tokens": "tokens_cmd",
     "doctor": "doctor_cmd",
+    "audit": "audit_cmd",
     "diff": "workspace_cmd",
     "compare": "workspace_cmd",
     "apply": "workspace_cmd",

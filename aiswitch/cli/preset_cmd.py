@@ -51,6 +51,13 @@ def open_store() -> PresetStore:
     return PresetStore()
 
 
+def audit(action: str, **details: Any) -> None:
+    """One record in the audit log: names only, never a value."""
+    from aiswitch.state.audit import audit as record
+
+    record(action, **details)
+
+
 def _current() -> str | None:
     import os
 
@@ -119,6 +126,7 @@ def add(
         data.presets[name] = preset
 
     open_store().modify(change)
+    audit("preset.add", preset=name, variables=sorted(preset.variables))
     print_out(f"added preset {name}")
 
 
@@ -157,6 +165,7 @@ def set_(
         data.presets[name] = _validated(merged)
 
     open_store().modify(change)
+    audit("preset.set", preset=name, variables=sorted(variables), fields=sorted(fields))
     print_out(f"updated preset {name}")
 
 
@@ -181,6 +190,7 @@ def unset_(
         data.presets[name] = current.model_copy(update={"variables": kept})
 
     open_store().modify(change)
+    audit("preset.unset", preset=name, variables=names)
     print_out(f"updated preset {name}")
 
 
@@ -197,6 +207,7 @@ def remove(name: str = typer.Argument(...)) -> None:
         del data.presets[name]
 
     open_store().modify(change)
+    audit("preset.remove", preset=name)
     print_out(f"removed preset {name}")
 
 
@@ -225,6 +236,7 @@ def rename(old: str = typer.Argument(...), new: str = typer.Argument(...)) -> No
                 data.defaults.agents[agent] = new
 
     open_store().modify(change)
+    audit("preset.rename", preset=old, to=new)
     print_out(f"renamed preset {old} to {new}")
 
 
@@ -241,6 +253,7 @@ def copy(source: str = typer.Argument(...), target: str = typer.Argument(...)) -
         data.presets[target] = preset.model_copy(update={"name": target})
 
     store.modify(change)
+    audit("preset.copy", preset=source, to=target)
     print_out(f"copied preset {source} to {target}")
 
 
@@ -288,6 +301,7 @@ def default(
         return name
 
     result = store.modify(change)
+    audit("preset.default", preset=None if clear else result, agent=agent, cleared=clear or None)
     scope = f"agent {agent}" if agent else "all agents"
     if clear:
         print_out(f"no default preset for {scope}" + (f" (was {result})" if result else ""))
@@ -357,6 +371,8 @@ def import_(
 
     store = open_store()
     result = plan(store.load()) if dry_run else store.modify(plan)
+    if not dry_run:
+        audit("preset.import", source=origin, trusted=trust or None, **result)
     if as_json:
         print_json({**result, "dry_run": dry_run})
         return
@@ -407,6 +423,8 @@ def show(
     store = open_store()
     preset = store.get(name)
     doc = preset_document(preset, reveal=reveal, builtin=store.is_builtin(name))
+    if reveal:
+        audit("preset.reveal", preset=name, command="preset show")
     if as_json:
         print_json(doc)
         return
@@ -466,6 +484,8 @@ def export(
     data = store.load()
     presets = [store.get(n, data) for n in names] if names else list(data.presets.values())
     doc = export_document(presets, include_secrets=include_secrets)
+    if include_secrets:
+        audit("preset.reveal", presets=[p.name for p in presets], command="preset export")
     if as_json:
         print_json(doc)
         return

@@ -151,6 +151,10 @@ def env(
         )
     )
     shown = dict(sorted((child if reveal else masked_env(child)).items()))
+    if reveal:
+        from aiswitch.state.audit import audit
+
+        audit("preset.reveal", preset=ready.name, agent=agent, command="preset env")
     if as_json:
         print_json(
             {"agent": agent_def.name if agent_def else None, "preset": ready.name, "env": shown}

@@ -210,8 +210,11 @@ def cancel(run_id: str = typer.Argument(..., help="The running run (its run_id).
     store = _store()
 
     async def main() -> None:
+        from aiswitch.state.audit import audit
+
         peer = await control_peer(store, run_id)
         try:
+            audit("run.cancel", home=store.home, run_id=run_id)
             await peer.request("run.cancel", None, timeout=CANCEL_WAIT_S)
             # The run closes its socket once it has ended and its file is final.
             await asyncio.wait_for(peer.wait_closed(), CANCEL_WAIT_S)

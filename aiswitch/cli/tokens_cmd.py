@@ -359,6 +359,12 @@ def _target(agent: str | None, preset: str | None) -> tuple[Any, str]:
     raise UsageError("give exactly one of --agent or --preset")
 
 
+def _audit(action: str, **details: Any) -> None:
+    from aiswitch.state.audit import audit
+
+    audit(action, **details)
+
+
 @quota_app.command("set")
 def quota_set(
     agent: str | None = typer.Option(None, "--agent", help="The agent the limits apply to."),
@@ -375,6 +381,7 @@ def quota_set(
     kind, name = _target(agent, preset)
     limits = Limits(daily_tokens, daily_usd, monthly_tokens, monthly_usd)
     now = set_quota(Home.current(), kind, name, limits)
+    _audit("quota.set", kind=kind, name=name, limits=now.as_dict())
     shown = ", ".join(f"{key}={value:g}" for key, value in now.as_dict().items())
     sys.stdout.write(f"quota for {kind} {name}: {shown}\n")
 
@@ -426,6 +433,7 @@ def quota_clear(
         if agent or preset:
             raise UsageError("--all clears everything: give it alone")
         removed = clear_quota(home, None, None)
+        _audit("quota.clear", all=True, removed=removed)
         sys.stdout.write(f"cleared {removed} quota(s)\n")
         return
     if agent is None and preset is None:
@@ -433,6 +441,7 @@ def quota_clear(
     kind, name = _target(agent, preset)
     if not clear_quota(home, kind, name):
         raise UsageError(f"{kind} {name!r} has no quota", hint="`aiswitch tokens quota show`")
+    _audit("quota.clear", kind=kind, name=name)
     sys.stdout.write(f"cleared the quota of {kind} {name}\n")
 
 
@@ -506,6 +515,13 @@ def import_cmd(
     from aiswitch.tokens.transfer import import_file
 
     result = import_file(Home.current(), file)
+    _audit(
+        "tokens.import",
+        source=str(file),
+        added=result.added,
+        duplicates=result.duplicates,
+        before_cutoff=result.before_cutoff,
+    )
     line = (
         f"imported {result.added} record(s) from {file}; "
         f"{result.duplicates} already present, skipped"

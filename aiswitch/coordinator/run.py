@@ -59,6 +59,7 @@ from aiswitch.coordinator.usage_records import UsageRecords
 from aiswitch.errors import StateError
 from aiswitch.masking import redact_text
 from aiswitch.protocol.models import ProgressParams, UsageParams
+from aiswitch.state.audit import audit
 from aiswitch.state.runs import new_run_id
 from aiswitch.tokens.ledger import LedgerWriter
 from aiswitch.tokens.records import LedgerRecord
@@ -257,8 +258,15 @@ class Run:
         from aiswitch.coordinator.reconcile import reconcile
 
         reconcile(self.coordinator.store)
-        self.coordinator.runs.record(
-            self.run_id, self.result.json_document(), self.result.index_entry()
+        entry = self.result.index_entry()
+        self.coordinator.runs.record(self.run_id, self.result.json_document(), entry)
+        audit(
+            "run.start",
+            home=self.coordinator.home,
+            run_id=self.run_id,
+            mode=entry["mode"],
+            agents=entry["agents"],
+            tasks=entry["tasks"],
         )
 
     async def _finish(self) -> None:
@@ -292,6 +300,8 @@ class Run:
         self._journal.close()
         runs = self.coordinator.runs
         runs.record(self.run_id, self.result.json_document(), self.result.index_entry())
+        if self.result.status == RunStatus.CANCELLED:
+            audit("run.cancelled", home=self.coordinator.home, run_id=self.run_id)
 
     def _figures(self) -> RunFigures:
         figures = RunFigures()
