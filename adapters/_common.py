@@ -457,6 +457,11 @@ def exit_failure(cli: str, end: Exit, detail: str | None = None) -> str:
         how = f"{cli} was killed by signal {-end.code}"
     else:
         how = f"{cli} exited with code {end.code}"
+    from aiswitch.adapter_sdk.rlimits import exit_note
+
+    note = exit_note(end.code, end.stderr_line)
+    if note is not None:
+        how = f"{how} ({note})"
     reason = detail or end.stderr_line
     if reason:
         return f"{how}: {reason}"

@@ -47,6 +47,11 @@ its environment (so presets and agents.yaml can set it) and, per task, from
                             and end (tests prove exactly-once with it)             [unset]
     MOCK_WRITE              a JSON object {relative path: content} the task writes in
                             its working directory ("{agent_id}" filled in in both) [unset]
+    MOCK_ALLOCATE_MB        MiB the task allocates (and touches), then frees       [0]
+    MOCK_BURN_CPU           CPU seconds the task burns, blocking its loop          [0]
+    MOCK_OPEN_FILES         files the task holds open at once, then closes         [0]
+    MOCK_SPAWN              child processes the task holds at once, then ends      [0]
+                            (these four run an agent into its `limits:`)
 
 Tasks are deterministic for a given seed, agent id, task id and prompt.
 
@@ -215,6 +220,33 @@ def write_files(cwd: str, spec: Any, agent_id: str) -> None:
             handle.write(str(content).replace("{agent_id}", agent_id))
 
 
+def use_resources(opts: Options) -> None:
+    """MOCK_ALLOCATE_MB, MOCK_BURN_CPU, MOCK_OPEN_FILES, MOCK_SPAWN: use that much, at
+    once, and give it back; a limit reached raises here (or kills the process)."""
+    held: list[Any] = [bytearray(1 << 20) for _ in range(int(opts.number("allocate_mb", 0)))]
+    del held
+    end = time.process_time() + opts.number("burn_cpu", 0)
+    while time.process_time() < end:
+        pass
+    fds: list[int] = []
+    try:
+        for _ in range(int(opts.number("open_files", 0))):
+            fds.append(os.open(os.devnull, os.O_RDONLY))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    import subprocess
+
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(int(opts.number("spawn", 0))):
+            children.append(subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL))
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
 def timed_out(ctx: TaskContext) -> bool:
     """Whether a cancellation is the task's own deadline (its result says `timeout`)."""
     timeout = ctx.params.timeout_s
@@ -313,6 +345,7 @@ class MockAdapter(Adapter):
             sys.stderr.write("mock: freezing as asked\n")
             sys.stderr.flush()
             time.sleep(FREEZE_S)  # noqa: ASYNC251 (blocking the loop is the point)
+        use_resources(opts)
         if opts.flag("hang"):
             await asyncio.Event().wait()
         writes = opts.raw("write")

@@ -20,6 +20,11 @@ An agent is any program that speaks the aiswitch protocol on stdio. `config/agen
         heartbeat_interval: 10   # agent.status every N seconds; null: none
         heartbeat_timeout: 10    # no answer within N seconds: killed and replaced
         rate: 30/min             # task starts per agent (COUNT/s, /min or /hour)
+        limits:                  # per process of the agent (supervisor/rlimits.py)
+          memory: 2G             # bytes, or with K, M, G (RLIMIT_DATA)
+          cpu_seconds: 600       # CPU time per process (SIGXCPU, then SIGKILL)
+          open_files: 1024       # RLIMIT_NOFILE
+          processes: 256         # RLIMIT_NPROC (the user's processes; root is exempt)
       opencode-acp:              # an Agent Client Protocol agent (docs/acp.md)
         kind: acp                # `command` is the ACP agent; the acp adapter drives it
         command: [opencode, acp]
@@ -51,7 +56,7 @@ from aiswitch.errors import (
     UnknownAgentError,
 )
 from aiswitch.home import Home
-from aiswitch.supervisor import limits
+from aiswitch.supervisor import limits as defaults
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 RestartSetting = Literal["on-failure", "always", "never"]
@@ -63,15 +68,49 @@ class PoolSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min: int = Field(limits.DEFAULT_POOL_MIN, ge=0)
-    max: int = Field(limits.DEFAULT_POOL_MAX, ge=1)
-    idle_timeout: float = Field(limits.DEFAULT_IDLE_TIMEOUT_S, gt=0)
+    min: int = Field(defaults.DEFAULT_POOL_MIN, ge=0)
+    max: int = Field(defaults.DEFAULT_POOL_MAX, ge=1)
+    idle_timeout: float = Field(defaults.DEFAULT_IDLE_TIMEOUT_S, gt=0)
 
     @model_validator(mode="after")
     def _min_within_max(self) -> PoolSettings:
         if self.min > self.max:
             raise ValueError(f"pool.min ({self.min}) is above pool.max ({self.max})")
         return self
+
+
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)i?B?\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# Below this an adapter (a Python interpreter) cannot even start.
+MIN_MEMORY_BYTES = 16 << 20
+# stdin, stdout, stderr, the log and what the interpreter opens at start.
+MIN_OPEN_FILES = 16
+
+
+class ResourceLimits(BaseModel):
+    """`limits:` of an agent: applied to each of its processes (supervisor/rlimits.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: int | None = Field(None, description="Bytes (or 512M, 2G) a process may allocate.")
+    cpu_seconds: int | None = Field(None, ge=1, description="CPU seconds per process.")
+    open_files: int | None = Field(None, ge=MIN_OPEN_FILES, description="Open files.")
+    processes: int | None = Field(None, ge=1, description="The user's processes (NPROC).")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            found = _SIZE.match(value.strip())
+            if found is None:
+                raise ValueError(f"{value!r} is not a size (use bytes, or 512M, 2G)")
+            value = int(found.group(1)) * _SIZE_UNITS[found.group(2).upper()]
+        if isinstance(value, int) and value < MIN_MEMORY_BYTES:
+            raise ValueError(f"{value} bytes is too little to start an agent (16M at least)")
+        return value
+
+    def any(self) -> bool:
+        return any(v is not None for v in self.model_dump().values())
 
 
 def check_rate(value: str | None) -> str | None:
@@ -109,11 +148,12 @@ class AgentDef(BaseModel):
     install: str | None = Field(None, description="How to install `cli` (said when missing).")
     pool: PoolSettings = PoolSettings()
     restart: RestartSetting = "on-failure"
-    start_timeout: float = Field(limits.DEFAULT_START_TIMEOUT_S, gt=0)
-    start_retries: int = Field(limits.DEFAULT_START_RETRIES, ge=0)
-    heartbeat_interval: float | None = Field(limits.DEFAULT_HEARTBEAT_INTERVAL_S, gt=0)
-    heartbeat_timeout: float = Field(limits.DEFAULT_HEARTBEAT_TIMEOUT_S, gt=0)
+    start_timeout: float = Field(defaults.DEFAULT_START_TIMEOUT_S, gt=0)
+    start_retries: int = Field(defaults.DEFAULT_START_RETRIES, ge=0)
+    heartbeat_interval: float | None = Field(defaults.DEFAULT_HEARTBEAT_INTERVAL_S, gt=0)
+    heartbeat_timeout: float = Field(defaults.DEFAULT_HEARTBEAT_TIMEOUT_S, gt=0)
     rate: str | None = Field(None, description="Task starts allowed: COUNT/s, /min, /hour.")
+    limits: ResourceLimits | None = Field(None, description="Per process: memory, CPU, files.")
 
     _rate = field_validator("rate")(classmethod(lambda cls, v: check_rate(v)))
 
@@ -185,6 +225,7 @@ class _Override(BaseModel):
     heartbeat_interval: float | None = Field(None, gt=0)
     heartbeat_timeout: float | None = Field(None, gt=0)
     rate: str | None = None
+    limits: ResourceLimits | None = None
 
     _rate = field_validator("rate")(classmethod(lambda cls, v: check_rate(v)))
 

@@ -396,6 +396,11 @@ class AdapterServer:
         except Exception as exc:
             log.exception("task %s failed", ctx.task_id)
             status, error = "failed", _one_line(f"{exc.__class__.__name__}: {exc}")
+            from aiswitch.adapter_sdk.rlimits import exception_note
+
+            note = exception_note(exc)
+            if note is not None:
+                error = f"{error} ({note})"
         usage = outcome.usage if outcome.usage is not None else ctx.usage
         duration_s = time.monotonic() - ctx.started
         result = task_result(

@@ -46,6 +46,7 @@ from aiswitch.rpc.errors import RpcError
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
 from aiswitch.supervisor.limits import DEFAULT_START_TIMEOUT_S
 from aiswitch.supervisor.logs import agent_log_path, last_line, open_agent_log
+from aiswitch.supervisor.rlimits import exit_reason, preexec
 
 # How long each step of the stop sequence may take before the next, harder one.
 SHUTDOWN_REPLY_TIMEOUT_S = 2.0
@@ -109,7 +110,7 @@ class AgentProcess:
                 cwd=self.cwd,
                 stderr=log_fd,
                 name=self.agent_id,
-                preexec_fn=_PREEXEC,
+                preexec_fn=preexec(self.agent.limits, _PREEXEC),
                 line_limit=LINE_LIMIT,
             )
         except OSError as exc:
@@ -161,6 +162,9 @@ class AgentProcess:
     def how_ended(self, code: int | None, when: str) -> str:
         """How the child's output ended (its exit `code`, if it exited), `when`, with the
         last line of its log."""
+        limit = exit_reason(code, self.agent.limits)
+        if limit is not None:
+            return f"was {limit} {when}"
         last = last_line(self.log_path)
         how = f"exited with code {code}" if code is not None else "closed its output"
         return f"{how} {when}" + (f": {last}" if last else "")
