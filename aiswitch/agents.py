@@ -240,12 +240,30 @@ def _adapter(module: str) -> list[str]:
     return [sys.executable, "-m", f"aiswitch_adapters.{module}"]
 
 
-# The built-in real agents: adapter module, CLI binary, npm package, the version tested.
+# The built-in real agents (adapter module and CLI binary): what they are. Their npm
+# packages and tested versions are `pinned_clis()`.
 _REAL_AGENTS = (
-    ("claude", "@anthropic-ai/claude-code", "2.1.197", "Claude Code (claude -p), stream-json."),
-    ("codex", "@openai/codex", "0.169.0", "OpenAI Codex CLI (codex exec --json)."),
-    ("gemini", "@google/gemini-cli", "0.61.0", "Gemini CLI (gemini -p -o stream-json)."),
+    ("claude", "Claude Code (claude -p), stream-json."),
+    ("codex", "OpenAI Codex CLI (codex exec --json)."),
+    ("gemini", "Gemini CLI (gemini -p -o stream-json)."),
 )
+
+
+def pinned_clis() -> dict[str, tuple[str, str]]:
+    """CLI name -> (npm package, the version aiswitch is tested with), from
+    aiswitch/data/clis.json: the one list of pins (scripts/setup/agent-clis.sh and the
+    tests read it too)."""
+    import json
+    from importlib import resources
+
+    data = json.loads(resources.files("aiswitch.data").joinpath("clis.json").read_text())
+    return {
+        name: (entry["package"], entry["version"])
+        for name, entry in data.items()
+        if not name.startswith("_")
+    }
+
+
 # Several tasks of one real agent may run at once: each is its own CLI process.
 REAL_AGENT_CONCURRENCY = 4
 # The built-in ACP agents (docs/acp.md): name, ACP command, npm package (pinned where
@@ -287,7 +305,9 @@ def builtin_agents() -> dict[str, AgentDef]:
             description="A simulated agent: no API key, no network (docs/mock.md).",
         ),
     }
-    for name, package, version, description in _REAL_AGENTS:
+    pins = pinned_clis()
+    for name, description in _REAL_AGENTS:
+        package, version = pins[name]
         agents[name] = AgentDef(
             name=name,
             command=_adapter(name),

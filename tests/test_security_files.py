@@ -180,7 +180,7 @@ def test_a_home_folder_writable_by_others_is_refused_and_doctor_says_how_to_fix_
 
     doctor = run_cli("doctor", env=env)
     assert doctor.code == 4
-    assert f"problem: {path} is writable by others" in doctor.stdout
+    assert f"problem home: {path} is writable by others\n" in doctor.stdout
     assert f"fix: chmod 700 {path}" in doctor.stdout
     path.chmod(0o700)
     assert run_cli("doctor", env=env).code == 0

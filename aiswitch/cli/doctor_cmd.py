@@ -1,9 +1,9 @@
-"""`aiswitch doctor`: check that the home can be trusted, and say how to fix it when not.
+"""`aiswitch doctor [--json] [--online] [--fix]`: what is wrong, and the command that fixes it.
 
-Today it checks the home's folders (`Home.problems`: a symbolic link, another user's, or
-writable by others) and the links planted in them. It prints one line per
-problem with the command that fixes it and exits 4 (the state exit code) when there is
-any, 0 otherwise. It never changes anything itself.
+The checks are `aiswitch.coordinator.doctor.examine` (it changes nothing); this prints one
+line per finding, with the fix under anything that is not ok, and exits 4 (the state exit
+code) when any finding is a problem, 0 otherwise (notes and warnings do not fail it).
+`--fix` first applies the repairs that are safe (`repair`), says what it did, then checks.
 """
 
 from __future__ import annotations
@@ -12,23 +12,46 @@ import sys
 
 import typer
 
+_MARK = {"ok": "ok     ", "note": "note   ", "warning": "warning", "problem": "problem"}
 
-def doctor() -> None:
-    """Check the aiswitch home's ownership, modes and links; print how to fix each problem."""
+
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="One JSON document."),
+    online: bool = typer.Option(False, "--online", help="Also reach each provider's base URL."),
+    fix: bool = typer.Option(False, "--fix", help="Repair what is safe to repair, then check."),
+) -> None:
+    """Check the home, state files, locks, sockets, processes, CLIs, presets and disk."""
+    import json
+    import os
+
     from aiswitch.cli import exitcodes
+    from aiswitch.cli.terminal import shown
+    from aiswitch.coordinator.doctor import examine, repair
     from aiswitch.home import Home
 
     home = Home.current()
-    problems = home.problems()
-    if not problems:
-        sys.stdout.write(f"ok: {home.root} is yours, private, and holds no links\n")
-        return
-    for path, what, fix in problems:
-        sys.stdout.write(f"problem: {path} {what}\n    fix: {fix}\n")
-    sys.stdout.write(
-        "aiswitch refuses a home that another user could change: fix these, then run it again\n"
-    )
-    raise typer.Exit(exitcodes.STATE)
+    repaired = repair(home) if fix and not home.problems() and home.root.exists() else []
+    findings = examine(home, os.environ, online=online)
+    failed = any(f.level == "problem" for f in findings)
+    if as_json:
+        document = {
+            "ok": not failed,
+            "home": str(home.root),
+            "repaired": repaired,
+            "findings": [f.as_dict() for f in findings],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        for line in repaired:
+            sys.stdout.write(shown(f"fixed   {line}") + "\n")
+        for finding in findings:
+            sys.stdout.write(
+                shown(f"{_MARK[finding.level]} {finding.check}: {finding.what}") + "\n"
+            )
+            if finding.fix and finding.level != "ok":
+                sys.stdout.write(shown(f"        fix: {finding.fix}") + "\n")
+    if failed:
+        raise typer.Exit(exitcodes.STATE)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,15 +11,20 @@
 #   - prints the bin directory as its last stdout line (`bin_dir=/path`), so callers
 #     can `export PATH="$(... | sed -n 's/^bin_dir=//p'):$PATH"`.
 #
-# The versions are duplicated in tests/support/clis.py; keep the two in step.
+# The pins are aiswitch/data/clis.json's (the one list: aiswitch doctor and the tests read it).
 set -euo pipefail
 
-CLAUDE_PKG="@anthropic-ai/claude-code"
-CLAUDE_VERSION="2.1.197"
-CODEX_PKG="@openai/codex"
-CODEX_VERSION="0.169.0"
-GEMINI_PKG="@google/gemini-cli"
-GEMINI_VERSION="0.61.0"
+PINS="$(dirname "$0")/../../aiswitch/data/clis.json"
+pin() {
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' \
+        "$PINS" "$1" "$2"
+}
+CLAUDE_PKG="$(pin claude package)"
+CLAUDE_VERSION="$(pin claude version)"
+CODEX_PKG="$(pin codex package)"
+CODEX_VERSION="$(pin codex version)"
+GEMINI_PKG="$(pin gemini package)"
+GEMINI_VERSION="$(pin gemini version)"
 
 CACHE_ROOT="${AISWITCH_TEST_CACHE:-$HOME/.cache/aiswitch-test}"
 PREFIX="$CACHE_ROOT/npm"

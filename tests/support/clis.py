@@ -8,7 +8,7 @@ that silently does not run proves nothing.
 Import it from a test as ``from support.clis import cli_path`` (pytest puts ``tests/``
 on ``sys.path`` because the test folder is not a package).
 
-The versions below must match the pins in scripts/setup/agent-clis.sh.
+The versions are aiswitch/data/clis.json's, which scripts/setup/agent-clis.sh installs.
 """
 
 from __future__ import annotations
@@ -17,18 +17,13 @@ import os
 import shutil
 from pathlib import Path
 
-CLAUDE_PACKAGE = "@anthropic-ai/claude-code"
-CLAUDE_VERSION = "2.1.197"
-CODEX_PACKAGE = "@openai/codex"
-CODEX_VERSION = "0.169.0"
-GEMINI_PACKAGE = "@google/gemini-cli"
-GEMINI_VERSION = "0.61.0"
+from aiswitch.agents import pinned_clis
 
-PINNED = {
-    "claude": (CLAUDE_PACKAGE, CLAUDE_VERSION),
-    "codex": (CODEX_PACKAGE, CODEX_VERSION),
-    "gemini": (GEMINI_PACKAGE, GEMINI_VERSION),
-}
+# The pins are aiswitch/data/clis.json's (scripts/setup/agent-clis.sh reads it too).
+PINNED = pinned_clis()
+CLAUDE_PACKAGE, CLAUDE_VERSION = PINNED["claude"]
+CODEX_PACKAGE, CODEX_VERSION = PINNED["codex"]
+GEMINI_PACKAGE, GEMINI_VERSION = PINNED["gemini"]
 
 # The models each pinned CLI uses when no model is set (issue 12: each must be priced).
 # claude 2.1.197 asks for claude-opus-4-8 (its stream's init and result name it
