@@ -425,7 +425,7 @@ def short(text: str, limit: int = PROGRESS_CHARS) -> str:
 @dataclass(frozen=True)
 class Progress:
     text: str
-    kind: Literal["text", "tool", "status", "thinking"] = "text"
+    kind: Literal["text", "tool", "status", "thinking", "waiting"] = "text"
 
 
 Report = Progress | UsageReport

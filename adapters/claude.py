@@ -187,7 +187,8 @@ class ClaudeTranslator:
         for denial in event.get("permission_denials") or []:
             if isinstance(denial, dict):
                 tool = denial.get("tool_name", "a tool")
-                reports.append(Progress(f"permission denied: {tool}", "status"))
+                # Headless, claude cannot ask: the user must grant it (--permissions).
+                reports.append(Progress(f"permission denied: {tool}", "waiting"))
         for usage_report in self._usage_reports(event):
             self.totals.add(usage_report)
             reports.append(usage_report)

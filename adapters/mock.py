@@ -47,6 +47,8 @@ its environment (so presets and agents.yaml can set it) and, per task, from
                             and end (tests prove exactly-once with it)             [unset]
     MOCK_WRITE              a JSON object {relative path: content} the task writes in
                             its working directory ("{agent_id}" filled in in both) [unset]
+    MOCK_WAIT_FOR_USER      "1": the task first reports that it waits for the user
+                            (task.progress of kind `waiting`, as a refused permission) [0]
     MOCK_ALLOCATE_MB        MiB the task allocates (and touches), then frees       [0]
     MOCK_BURN_CPU           CPU seconds the task burns, blocking its loop          [0]
     MOCK_OPEN_FILES         files the task holds open at once, then closes         [0]
@@ -320,6 +322,8 @@ class MockAdapter(Adapter):
             fails, crashes, freezes = opts.flag("fail"), opts.flag("crash"), opts.flag("freeze")
         steps = max(0, int(opts.number("steps", DEFAULT_STEPS)))
 
+        if opts.flag("wait_for_user"):
+            await ctx.progress("permission needed: mock wants to run `make deploy`", "waiting")
         output = self._output(ctx, opts)
         usage = self._usage(ctx.prompt, output, opts)
         model = opts.text("model", "mock-1")

@@ -55,6 +55,7 @@ ACCEPTED = [
     ["run", "--agent", "mock", "x", "-t", "0", "--permissions", "bogus"],
     ["run", "--parallel", "mock", "two words", "--cwd=relative/dir"],
     ["run", "-p", "mock,mock", "x", "--workspace", "worktree", "--with-changes"],
+    ["run", "-a", "mock", "x", "--notify"],
     ["run", "-a", "mock", "x", "-w", "copy", "--check", "pytest -q", "--best-of", "3"],
     ["run", "-a", "mock", "x", "--backend", "ray", "--address", "ray://127.0.0.1:10001"],
     ["run"],
@@ -124,6 +125,7 @@ DEFAULTS: dict[str, Any] = {
     "best_of": None,
     "backend": None,
     "address": None,
+    "notify": False,
 }
 
 PIECES = [

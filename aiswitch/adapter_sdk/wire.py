@@ -150,7 +150,7 @@ def initialize_result(adapter: Adapter, capacity: int, pid: int) -> dict[str, An
 # The literal values of `AssignParams.permissions`, `ProgressParams.kind` and `TaskState`
 # (tests/test_task_fast_path.py checks them against the models).
 PERMISSIONS = frozenset({"read-only", "edit", "full"})
-PROGRESS_KINDS = frozenset({"text", "tool", "status", "thinking"})
+PROGRESS_KINDS = frozenset({"text", "tool", "status", "thinking", "waiting"})
 TASK_STATES = frozenset({"ok", "failed", "cancelled", "timeout"})
 # The largest whole number a float holds exactly: a larger `timeout_s` goes to the model.
 _EXACT_FLOAT_INT = 2**53

@@ -115,6 +115,7 @@ RUN_FLAGS = {
     "--jsonl": "as_jsonl",
     "--dry-run": "dry_run",
     "--with-changes": "with_changes",
+    "--notify": "notify",
 }
 # The only number forms the fast path converts itself; any other goes to typer.
 _INT = frozenset("0123456789")

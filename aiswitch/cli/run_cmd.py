@@ -65,6 +65,7 @@ def execute(
     best_of: int | None = None,
     backend: str | None = None,
     address: str | None = None,
+    notify: bool = False,
 ) -> int:
     """`aiswitch run` with its options parsed (by typer, or by the fast path in
     `aiswitch.cli.entry`, which a test holds to typer's parse): its exit code."""
@@ -104,7 +105,7 @@ def execute(
         if best_of is not None:
             raise UsageError("--best-of repeats one task; a plan names its tasks itself")
         vars(request).update(where)
-        return asyncio.run(_run(request, output, dry_run))
+        return asyncio.run(_run(request, output, dry_run, notify=notify))
     chosen = [
         (n, v)
         for n, v in (("--agent", agent), ("--parallel", parallel), ("--sequential", sequential))
@@ -161,7 +162,7 @@ def execute(
         best_of=best_of,
         **where,  # type: ignore[arg-type]
     )
-    return asyncio.run(_run(request, output, dry_run, ranked=best_of is not None))
+    return asyncio.run(_run(request, output, dry_run, ranked=best_of is not None, notify=notify))
 
 
 def plan_request(
@@ -202,18 +203,24 @@ def plan_request(
     )
 
 
-async def _run(request: Any, output: str, dry_run: bool = False, *, ranked: bool = False) -> int:
+async def _run(
+    request: Any, output: str, dry_run: bool = False, *, ranked: bool = False, notify: bool = False
+) -> int:
     coordinator = coordinator_for_cli()
     plan = coordinator.plan(request)
     if dry_run:
         from aiswitch.cli.dry_run import show_dry_run
 
         return show_dry_run(plan, as_json=output == "json")
+    from aiswitch.coordinator.notify import load_settings
+
+    settings = load_settings(coordinator.home.config)
     return await present(
         coordinator,
         lambda on_event: coordinator.new_run(request, plan, on_event=on_event),
         output,
         ranked=ranked,
+        notify=settings if notify or settings.always else None,
     )
 
 
@@ -229,8 +236,11 @@ def coordinator_for_cli() -> Any:
     return Coordinator(home, check_quota=make_quota_check(home))
 
 
-async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool = False) -> int:
-    """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON."""
+async def present(
+    coordinator: Any, make_run: Any, output: str, *, ranked: bool = False, notify: Any = None
+) -> int:
+    """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON; with
+    `notify` (NotifySettings), tell the user of its tasks (aiswitch.coordinator.notify)."""
     from aiswitch.cli.live import LiveView, StatusLines
     from aiswitch.cli.results_view import render_results
     from aiswitch.coordinator.request import RunEvent
@@ -250,10 +260,13 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
         sys.stdout.flush()
 
     control: Any = None
+    notifier: Any = None
 
     def on_event(event: RunEvent) -> None:
         if control is not None:
             control.event(event)
+        if notifier is not None:
+            notifier.on_event(event)
         if live is not None:
             live.event(event.kind, event.result, event.text)
         if event.kind != "status":
@@ -264,6 +277,12 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
             lines.status(event.result)
 
     run = make_run(on_event)
+    if notify is not None:
+        from aiswitch.cli.terminal import terminal_ring
+        from aiswitch.coordinator.notify import Notifier
+
+        ring = terminal_ring(notify.terminal, sys.stderr)
+        notifier = Notifier(notify, run.run_id, ring=ring)
     if lines is not None:
         lines.watch(run)
     main = asyncio.current_task()
@@ -287,6 +306,9 @@ async def present(coordinator: Any, make_run: Any, output: str, *, ranked: bool 
         loop.remove_signal_handler(signal.SIGTERM)
         if control is not None:
             await control.close(str(run.result.status))
+        if notifier is not None:
+            notifier.on_run_end(run.result)
+            await notifier.close()
     for warning in coordinator.store.warnings:
         if err is None:
             err = _console(stderr=True)
@@ -438,6 +460,12 @@ def register(app: typer.Typer) -> None:
             "--address",
             help="The Ray cluster for --backend ray: auto, ray://HOST:PORT or HOST:PORT.",
         ),
+        notify: bool = typer.Option(
+            False,
+            "--notify",
+            help="Tell me when a task finishes, fails or waits for me: a bell, and "
+            "notify.command (config/coordination.yaml, docs/operations.md).",
+        ),
     ) -> None:
         """Run a task on agents (child processes) and show their results side by side."""
         code = execute(
@@ -466,6 +494,7 @@ def register(app: typer.Typer) -> None:
             best_of=best_of,
             backend=backend,
             address=address,
+            notify=notify,
         )
         raise typer.Exit(code)
 

@@ -13,7 +13,7 @@ the live view and the plain lines show of agents' progress and errors.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 _KEEP: Final = frozenset({"\n", "\t"})
 # C0 controls, DEL, C1 controls, and the bidi overrides and isolates.
@@ -37,3 +37,27 @@ def shown(text: str) -> str:
     from aiswitch.masking import redact_text
 
     return safe_text(redact_text(text, patterns=False))
+
+
+def terminal_ring(how: str, stream: Any) -> Any:
+    """A notifier's terminal signal on `stream` (aiswitch.coordinator.notify): `bell` (BEL)
+    or `osc9` (`ESC ] 9 ; text BEL`, a desktop notification in iTerm2, WezTerm, kitty,
+    Windows Terminal, foot); None when `how` is `none` or `stream` is not a terminal (a
+    pipe or a file never gets an escape sequence)."""
+    if how == "none" or not stream.isatty():
+        return None
+
+    def ring(notice: dict[str, Any]) -> None:
+        if how == "bell":
+            sequence = "\a"
+        else:
+            who = notice.get("id") or notice.get("agent_id") or notice.get("run_id")
+            words = shown(f"aiswitch: {who} {notice['event']}: {notice['text']}")
+            sequence = f"\x1b]9;{words}\a"
+        try:
+            stream.write(sequence)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    return ring

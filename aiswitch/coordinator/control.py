@@ -43,7 +43,7 @@ def event_json(event: RunEvent) -> dict[str, Any]:
         "preset": result.preset,
         "status": str(result.status),
     }
-    if event.kind == "progress":
+    if event.kind in ("progress", "waiting"):
         out["text"] = event.text
     elif event.kind == "usage":
         out["total_tokens"] = result.usage.total_tokens

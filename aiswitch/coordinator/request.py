@@ -106,7 +106,8 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class RunEvent:
-    kind: Literal["status", "progress", "usage"]
+    # `waiting`: a progress line of kind `waiting` (the agent needs the user).
+    kind: Literal["status", "progress", "usage", "waiting"]
     result: AgentResult
     text: str | None = None
 

@@ -458,7 +458,8 @@ class Run:
     # -- notifications ------------------------------------------------------------
 
     def _progress(self, task: Task, attempt: Attempt, params: ProgressParams) -> None:
-        self._emit(RunEvent("progress", task.result, params.text))
+        waiting = params.kind == "waiting"
+        self._emit(RunEvent("waiting" if waiting else "progress", task.result, params.text))
 
     def _usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
         self._record_usage(task, attempt, params)

@@ -205,7 +205,8 @@ class Metrics(_Model):
 
 class ProgressParams(_Model):
     task_id: str
-    kind: Literal["text", "tool", "status", "thinking"] = "text"
+    # `waiting`: the agent needs the user (a permission its headless CLI could not ask).
+    kind: Literal["text", "tool", "status", "thinking", "waiting"] = "text"
     text: str
 
 
