@@ -18,13 +18,19 @@ from typing import Any
 
 import typer
 
+from aiswitch.cli import completion
 from aiswitch.errors import UsageError
 
 agents_app = typer.Typer(
     help="The agents defined, and agent processes of running runs.", no_args_is_help=True
 )
 
-_RUN = typer.Option(None, "--run", help="The run the process belongs to (when several have it).")
+_RUN = typer.Option(
+    None,
+    "--run",
+    help="The run the process belongs to (when several have it).",
+    autocompletion=completion.run_ids,
+)
 
 
 def _run_of(store: Any, agent_id: str, run_id: str | None) -> str:
@@ -100,7 +106,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 @agents_app.command("stop")
 def stop(
-    agent_id: str = typer.Argument(..., help="The process (e.g. mock.p1)."), run: str | None = _RUN
+    agent_id: str = typer.Argument(
+        ..., help="The process (e.g. mock.p1).", autocompletion=completion.agent_ids
+    ),
+    run: str | None = _RUN,
 ) -> None:
     """Stop one agent process; its tasks in flight are retried on another."""
     _call(agent_id, run, "agent.stop")
@@ -108,7 +117,10 @@ def stop(
 
 @agents_app.command("restart")
 def restart(
-    agent_id: str = typer.Argument(..., help="The process (e.g. mock.p1)."), run: str | None = _RUN
+    agent_id: str = typer.Argument(
+        ..., help="The process (e.g. mock.p1).", autocompletion=completion.agent_ids
+    ),
+    run: str | None = _RUN,
 ) -> None:
     """Stop one agent process and start it again; its tasks in flight are retried."""
     _call(agent_id, run, "agent.restart")
@@ -116,8 +128,14 @@ def restart(
 
 @agents_app.command("switch")
 def switch(
-    agent_id: str = typer.Argument(..., help="The process (e.g. mock.p1)."),
-    preset: str = typer.Argument(..., help="The preset it uses from its next task on."),
+    agent_id: str = typer.Argument(
+        ..., help="The process (e.g. mock.p1).", autocompletion=completion.agent_ids
+    ),
+    preset: str = typer.Argument(
+        ...,
+        help="The preset it uses from its next task on.",
+        autocompletion=completion.preset_names,
+    ),
     run: str | None = _RUN,
 ) -> None:
     """Give a live agent process another preset (env.switch), from its next task on."""

@@ -14,7 +14,9 @@ app = typer.Typer(
     name="aiswitch",
     help="Run AI coding CLIs side by side as child processes, each with its own preset.",
     no_args_is_help=True,
-    add_completion=False,
+    # `--install-completion [bash|zsh|fish]` / `--show-completion`; the candidates come
+    # from aiswitch.cli.completion (cheap reads of the home's files).
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from aiswitch.cli import completion
 from aiswitch.errors import UsageError
 
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -46,8 +47,12 @@ def _mtime(path: Any) -> int:
 
 
 def logs(
-    agent_id: str | None = typer.Argument(None, help="One agent process (e.g. mock.p1)."),
-    run: str | None = typer.Option(None, "--run", help="The run whose logs to read."),
+    agent_id: str | None = typer.Argument(
+        None, help="One agent process (e.g. mock.p1).", autocompletion=completion.agent_ids
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="The run whose logs to read.", autocompletion=completion.run_ids
+    ),
     since: str | None = typer.Option(
         None, "--since", help="Only lines from then on: 30m, 2h, 1d, or a local time."
     ),

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aiswitch.cli import completion
+
 if TYPE_CHECKING:
     from aiswitch.presets.model import Preset
     from aiswitch.presets.store import PresetStore, StoreData
@@ -28,6 +30,7 @@ preset_app = typer.Typer(
 )
 
 JSON_HELP = "Print JSON."
+_PRESETS = completion.preset_names
 REVEAL_HELP = "Show secret values instead of masking them."
 
 
@@ -132,7 +135,7 @@ def add(
 
 @preset_app.command("set")
 def set_(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., autocompletion=_PRESETS),
     assignments: list[str] = typer.Argument(None, help="KEY=VALUE …"),
     agent: str | None = typer.Option(None, "--agent", help="Meant for agent A ('' clears)."),
     description: str | None = typer.Option(None, "--description", "-d"),
@@ -171,7 +174,7 @@ def set_(
 
 @preset_app.command("unset")
 def unset_(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., autocompletion=_PRESETS),
     variables: list[str] = typer.Argument(..., help="Variable names to remove from the preset."),
 ) -> None:
     """Remove variables from a user preset."""
@@ -195,7 +198,7 @@ def unset_(
 
 
 @preset_app.command("remove")
-def remove(name: str = typer.Argument(...)) -> None:
+def remove(name: str = typer.Argument(..., autocompletion=_PRESETS)) -> None:
     """Remove a user preset (not one applied in this shell, nor a default)."""
     from aiswitch.presets.store import check_not_in_use, writable
 
@@ -212,7 +215,9 @@ def remove(name: str = typer.Argument(...)) -> None:
 
 
 @preset_app.command("rename")
-def rename(old: str = typer.Argument(...), new: str = typer.Argument(...)) -> None:
+def rename(
+    old: str = typer.Argument(..., autocompletion=_PRESETS), new: str = typer.Argument(...)
+) -> None:
     """Rename a user preset; defaults that name it follow it."""
     from aiswitch.errors import PresetError
     from aiswitch.presets.store import ensure_free, writable
@@ -241,7 +246,9 @@ def rename(old: str = typer.Argument(...), new: str = typer.Argument(...)) -> No
 
 
 @preset_app.command("copy")
-def copy(source: str = typer.Argument(...), target: str = typer.Argument(...)) -> None:
+def copy(
+    source: str = typer.Argument(..., autocompletion=_PRESETS), target: str = typer.Argument(...)
+) -> None:
     """Copy a preset (built-in or user) to a new user preset."""
     from aiswitch.presets.store import ensure_free
 
@@ -259,7 +266,9 @@ def copy(source: str = typer.Argument(...), target: str = typer.Argument(...)) -
 
 @preset_app.command("default")
 def default(
-    name: str | None = typer.Argument(None, help="The preset; omit to show the defaults."),
+    name: str | None = typer.Argument(
+        None, help="The preset; omit to show the defaults.", autocompletion=_PRESETS
+    ),
     agent: str | None = typer.Option(None, "--agent", help="Only for agent A."),
     clear: bool = typer.Option(False, "--unset", help="Remove the default instead."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -413,7 +422,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
 
 @preset_app.command("show")
 def show(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., autocompletion=_PRESETS),
     reveal: bool = typer.Option(False, "--reveal", help=REVEAL_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -444,7 +453,9 @@ def show(
 
 @preset_app.command("validate")
 def validate(
-    name: str | None = typer.Argument(None, help="One preset; omit for all."),
+    name: str | None = typer.Argument(
+        None, help="One preset; omit for all.", autocompletion=_PRESETS
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check presets: the store parses, every reference resolves here, agents exist."""
@@ -471,7 +482,9 @@ def validate(
 
 @preset_app.command("export")
 def export(
-    names: list[str] = typer.Argument(None, help="Presets to export; omit for every user preset."),
+    names: list[str] = typer.Argument(
+        None, help="Presets to export; omit for every user preset.", autocompletion=_PRESETS
+    ),
     include_secrets: bool = typer.Option(
         False, "--include-secrets", help="Write secret values instead of redacting them."
     ),

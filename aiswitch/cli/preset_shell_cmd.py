@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aiswitch.cli.preset_cmd import (
+    _PRESETS,
     JSON_HELP,
     REVEAL_HELP,
     open_store,
@@ -65,7 +66,9 @@ def _apply_hint(shell: str, command: str) -> str:
 
 @preset_app.command("use")
 def use(
-    name: str | None = typer.Argument(None, help="The preset; omit to use .aiswitch.yaml's."),
+    name: str | None = typer.Argument(
+        None, help="The preset; omit to use .aiswitch.yaml's.", autocompletion=_PRESETS
+    ),
     shell: str | None = typer.Option(None, "--shell", help="bash | zsh | fish | powershell"),
 ) -> None:
     """Print shell code that applies a preset (and unsets the previous one's variables)."""
@@ -107,7 +110,11 @@ def clear(
 
 @preset_app.command("env")
 def env(
-    name: str | None = typer.Argument(None, help="The preset; omit to resolve it as a run would."),
+    name: str | None = typer.Argument(
+        None,
+        help="The preset; omit to resolve it as a run would.",
+        autocompletion=_PRESETS,
+    ),
     agent: str | None = typer.Option(None, "--agent", help="The agent whose child to show."),
     reveal: bool = typer.Option(False, "--reveal", help=REVEAL_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -168,7 +175,7 @@ def env(
     "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
 )
 def exec_(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., autocompletion=_PRESETS),
     command: list[str] = typer.Argument(..., help="-- CMD ARGS… (run directly, no shell)."),
 ) -> None:
     """Run CMD with the preset's environment (no shell); its exit code is passed through."""

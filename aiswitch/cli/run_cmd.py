@@ -370,16 +370,32 @@ def jsonl_run(run: Any) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     import typer
 
+    from aiswitch.cli import completion
+
     def run(
         task: str | None = typer.Argument(
             None, help="The task, or - to read it from stdin (not with --tasks)."
         ),
-        agent: str | None = typer.Option(None, "--agent", "-a", help="One agent: NAME[@PRESET]."),
+        agent: str | None = typer.Option(
+            None,
+            "--agent",
+            "-a",
+            help="One agent: NAME[@PRESET].",
+            autocompletion=completion.agent_specs,
+        ),
         parallel: str | None = typer.Option(
-            None, "--parallel", "-p", help="Agents given the same task at once: A,B[@PRESET],…"
+            None,
+            "--parallel",
+            "-p",
+            help="Agents given the same task at once: A,B[@PRESET],…",
+            autocompletion=completion.agent_specs,
         ),
         sequential: str | None = typer.Option(
-            None, "--sequential", "-s", help="Agents run in turn, each given the previous output."
+            None,
+            "--sequential",
+            "-s",
+            help="Agents run in turn, each given the previous output.",
+            autocompletion=completion.agent_specs,
         ),
         tasks_file: str | None = typer.Option(
             None,

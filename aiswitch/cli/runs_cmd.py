@@ -23,6 +23,7 @@ from typing import Any
 
 import typer
 
+from aiswitch.cli import completion
 from aiswitch.errors import UsageError
 
 runs_app = typer.Typer(help="Runs recorded under the aiswitch home.", no_args_is_help=True)
@@ -69,7 +70,9 @@ def _run_again(run_id: str, output: Any, start: Callable[[Any, Any], Any]) -> No
 
 @runs_app.command("resume")
 def resume(
-    run_id: str = typer.Argument(..., help="The run to finish (its run_id)."),
+    run_id: str = typer.Argument(
+        ..., help="The run to finish (its run_id).", autocompletion=completion.run_ids
+    ),
     as_json: bool = _JSON,
     as_jsonl: bool = _JSONL,
 ) -> None:
@@ -83,7 +86,9 @@ def resume(
 
 @runs_app.command("rerun")
 def rerun(
-    run_id: str = typer.Argument(..., help="The run to run again (its run_id)."),
+    run_id: str = typer.Argument(
+        ..., help="The run to run again (its run_id).", autocompletion=completion.run_ids
+    ),
     failed: bool = typer.Option(
         False, "--failed", help="Only the tasks that did not end ok (the others are kept)."
     ),
@@ -157,7 +162,9 @@ def list_(
 
 @runs_app.command("show")
 def show(
-    run_id: str = typer.Argument(..., help="The run (its run_id)."),
+    run_id: str = typer.Argument(
+        ..., help="The run (its run_id).", autocompletion=completion.run_ids
+    ),
     outputs: bool = typer.Option(
         False, "--output", help="Print only the tasks' outputs, in full, as plain text."
     ),
@@ -193,7 +200,11 @@ def show(
 
 
 @runs_app.command("rm")
-def rm(run_id: str = typer.Argument(..., help="The run to forget (its run_id).")) -> None:
+def rm(
+    run_id: str = typer.Argument(
+        ..., help="The run to forget (its run_id).", autocompletion=completion.run_ids
+    ),
+) -> None:
     """Forget a finished run: its entry, its file and its journal (not its token usage)."""
     from aiswitch.coordinator.history import remove_run
 
@@ -202,7 +213,11 @@ def rm(run_id: str = typer.Argument(..., help="The run to forget (its run_id).")
 
 
 @runs_app.command("cancel")
-def cancel(run_id: str = typer.Argument(..., help="The running run (its run_id).")) -> None:
+def cancel(
+    run_id: str = typer.Argument(
+        ..., help="The running run (its run_id).", autocompletion=completion.run_ids
+    ),
+) -> None:
     """Cancel a run from another terminal: its tasks are cancelled, its agents stopped."""
     from aiswitch.cli.control import control_peer
     from aiswitch.coordinator.history import finished_run
@@ -233,7 +248,9 @@ def cancel(run_id: str = typer.Argument(..., help="The running run (its run_id).
 
 @runs_app.command("watch")
 def watch(
-    run_id: str = typer.Argument(..., help="The running run (its run_id)."),
+    run_id: str = typer.Argument(
+        ..., help="The running run (its run_id).", autocompletion=completion.run_ids
+    ),
     as_jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per event."),
 ) -> None:
     """Stream a running run's events (task status, progress, usage) until it ends."""
