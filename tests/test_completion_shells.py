@@ -61,10 +61,10 @@ def shell(name: str, script: str, env: dict[str, str], *flags: str) -> str:
 ASKS = {
     "bash": "COMP_WORDS=({words}); COMP_CWORD={cword}; _aiswitch_completion aiswitch; "
     'printf "%s\\n" "${{COMPREPLY[@]}}"',
-    # zsh's completion function is autoloaded from ~/.zfunc on first use, then calls
-    # `_arguments` with the candidates: the stub prints what zsh would offer.
+    # What zsh calls on Tab (the function autoloaded from ~/.zfunc) calls `_arguments`
+    # with the candidates: the stub prints what zsh would offer.
     "zsh": '_arguments() {{ print -rl -- "$@"; }}; words=({words}); CURRENT={current}; '
-    "$_comps[aiswitch] 2>/dev/null; $_comps[aiswitch]",
+    "$_comps[aiswitch]",
     "fish": "complete --do-complete {line}",
 }
 
@@ -111,3 +111,22 @@ def test_install_completion_then_a_new_shell_completes_from_the_home(
     assert complete(name, user, "aiswitch", "agents", "stop", "mock") == ["mock.p7"]
     assert set(complete(name, user, "aiswitch", "run", "-p", "mock,re")) == {"mock,reviewer"}
     assert complete(name, user, "aiswitch", "run", "-a", "reviewer@mi") == ["reviewer@mine"]
+
+
+_FIRST_TAB = r"""
+zmodload zsh/zpty
+zpty z 'zsh -i'
+zpty -r z seen '*READY> *'
+zpty -w -n z 'aiswitch preset show mi'$'\t'
+zpty -r z seen '*mine *'
+print -r -- completed
+"""
+
+
+def test_zsh_completes_on_the_first_tab_in_an_interactive_shell(user: dict[str, str]) -> None:
+    # A real zsh line editor on a pseudo-terminal (zpty): the first Tab after the install
+    # autoloads the completion function and completes (typer's own script needs two).
+    shell("zsh", "aiswitch --install-completion", user)
+    with open(Path(user["HOME"]) / ".zshrc", "a") as rc:
+        rc.write("PS1='READY> '\n")
+    assert shell("zsh", _FIRST_TAB, user).splitlines()[-1] == "completed"

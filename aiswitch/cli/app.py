@@ -76,6 +76,10 @@ def _register(args: list[str]) -> None:
 
 def run_app(args: list[str]) -> int:
     _register(args)
+    if "--install-completion" in args or "--show-completion" in args:
+        from aiswitch.cli.completion import fix_zsh_script
+
+        fix_zsh_script()
     try:
         app(args=args, prog_name="aiswitch", standalone_mode=True)
     except SystemExit as exc:

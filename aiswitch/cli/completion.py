@@ -4,6 +4,11 @@ names, agent process ids and preset names.
 A completion is one `aiswitch` start per Tab, so each function here reads the home's files
 directly (JSON and YAML, no pydantic model, no lock, nothing written) and never raises:
 a missing or unreadable file completes nothing.
+
+`fix_zsh_script()` replaces typer's zsh script with one that also completes on the first
+Tab: typer's, autoloaded from `fpath` as `_aiswitch`, only defines and registers its
+function on that Tab (the user sees nothing until the second); this one then also calls it,
+as click's own zsh template does.
 """
 
 from __future__ import annotations
@@ -97,3 +102,28 @@ def agent_ids(incomplete: str) -> list[str]:
         if isinstance(entry, dict) and entry.get("agent_id")
     ]
     return _starting(sorted(ids), incomplete)
+
+
+ZSH_SCRIPT = """
+#compdef %(prog_name)s
+
+%(complete_func)s() {
+  local args="${words[1,$CURRENT]}"
+  eval $(env _TYPER_COMPLETE_ARGS="$args" %(autocomplete_var)s=complete_zsh %(prog_name)s)
+}
+
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+  # Autoloaded from fpath on the first Tab: complete this Tab too.
+  compdef %(complete_func)s %(prog_name)s
+  %(complete_func)s "$@"
+else
+  compdef %(complete_func)s %(prog_name)s
+fi
+"""
+
+
+def fix_zsh_script() -> None:
+    """Make `--install-completion` / `--show-completion` write `ZSH_SCRIPT` for zsh."""
+    from typer import _completion_shared
+
+    _completion_shared._completion_scripts["zsh"] = ZSH_SCRIPT
