@@ -58,7 +58,7 @@ def reports_from_rows(
     ids. `cost_by_model`: the CLI's own cost per model, shared among that model's requests in
     proportion to their tokens (the last takes what rounding left), so the sum stays the
     CLI's figure."""
-    from aiswitch.tokens.report import (
+    from aiswitch.tokens.rows import (
         R_CACHE_READ,
         R_CACHE_WRITE,
         R_INPUT,

@@ -562,7 +562,7 @@ def logged_requests(
         from .gemini import logged_requests as gemini_requests
 
         return gemini_requests(env, session, started)
-    from aiswitch.tokens.report import R_TS
+    from aiswitch.tokens.rows import R_TS
 
     from ._usage import reports_from_rows
     from .claude import session_rows

@@ -301,7 +301,7 @@ def session_rows(env: Mapping[str, str], session: str) -> list[tuple[Any, ...]]:
     """The report rows of one session as claude logged it (deduplicated, models cleaned);
     the ACP adapter reads claude-code-acp's sessions with it too."""
     from aiswitch.tokens.inputs import claude_roots
-    from aiswitch.tokens.report import R_MODEL
+    from aiswitch.tokens.rows import R_MODEL
     from aiswitch.tokens.sources.claude import (
         dedupe_claude_entries,
         parse_claude_bytes,
@@ -330,7 +330,7 @@ def requests_from_log(
     wanted = {pair for pair in translator.messages if pair[0] and pair[1]}
     if not session or not wanted:
         return None
-    from aiswitch.tokens.report import R_MESSAGE, R_MODEL, R_REQUEST
+    from aiswitch.tokens.rows import R_MESSAGE, R_MODEL, R_REQUEST
 
     rows = [row for row in session_rows(env, session) if (row[R_MESSAGE], row[R_REQUEST]) in wanted]
     models = {row[R_MODEL] for row in rows}

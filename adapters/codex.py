@@ -311,7 +311,7 @@ def requests_from_rollout(
     path = rollout_path(home, thread) if thread else None
     if path is None:
         return None
-    from aiswitch.tokens.report import R_MESSAGE
+    from aiswitch.tokens.rows import R_MESSAGE
     from aiswitch.tokens.sources.codex import parse_codex_bytes
 
     rows, _malformed = parse_codex_bytes(path.read_bytes(), str(thread))

@@ -378,7 +378,7 @@ def chat_dir_roots(env: dict[str, str]) -> list[Path]:
 def logged_requests(env: Mapping[str, str], session: str, started: float) -> list[UsageReport]:
     """The requests of `session` that gemini logged since `started` (epoch seconds), with
     their message ids; the ACP adapter reads `gemini --experimental-acp` sessions with it."""
-    from aiswitch.tokens.report import R_SESSION, R_TS
+    from aiswitch.tokens.rows import R_SESSION, R_TS
     from aiswitch.tokens.sources.gemini import parse_gemini_bytes
 
     rows: list[Any] = []

@@ -15,7 +15,7 @@ from support.ccusage import ccusage_daily
 from support.claude_logs import LogSetSpec, write_claude_logs
 
 from aiswitch.home import Home
-from aiswitch.tokens.report import parse_report_options
+from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.sources import report_for_source
 
 TIMEZONES = ("UTC", "Asia/Tokyo", "America/Los_Angeles")

@@ -20,7 +20,8 @@ from support.claude_logs import LogSetSpec, write_claude_logs
 
 import aiswitch.tokens.sources as sources
 from aiswitch.home import Home
-from aiswitch.tokens.report import Report, parse_report_options
+from aiswitch.tokens.report import Report
+from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.sources import claude, claude_parallel, report_for_source
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from aiswitch.home import Home
-from aiswitch.tokens.report import Aggregator, build_report, parse_report_options
+from aiswitch.tokens.report import Aggregator, build_report
+from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.sources import ledger, parallel
 from aiswitch.tokens.sources.ledger import parse_ledger_bytes
 from aiswitch.tokens.times import FIRST_TS, LAST_TS

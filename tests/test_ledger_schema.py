@@ -23,7 +23,8 @@ from aiswitch.home import Home
 from aiswitch.tokens import transfer
 from aiswitch.tokens.ledger import ledger_line
 from aiswitch.tokens.records import COST_SOURCES, ROW_FIELDS, STORED, LedgerRecord
-from aiswitch.tokens.report import parse_report_options, row_from_record
+from aiswitch.tokens.report_options import parse_report_options
+from aiswitch.tokens.rows import row_from_record
 from aiswitch.tokens.sources import ledger as ledger_reader
 from aiswitch.tokens.sources import report_for_source
 from aiswitch.tokens.sources.codex import parse_codex_bytes

@@ -12,7 +12,9 @@ from support.clis import PINNED, PINNED_DEFAULT_MODELS, cache_root, cli_path
 from aiswitch.presets.builtin import templates
 from aiswitch.tokens.prices import ModelPrice, PriceTable, parse_price_specs
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import build_report, parse_report_options, row_from_record
+from aiswitch.tokens.report import build_report
+from aiswitch.tokens.report_options import parse_report_options
+from aiswitch.tokens.rows import row_from_record
 
 # The variables through which a template chooses the CLI's models.
 MODEL_VARIABLE = re.compile(r"(?:^|_)(?:SMALL_FAST_)?MODEL$")

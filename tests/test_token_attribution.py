@@ -14,7 +14,8 @@ from test_workspaces import GIT_IDENTITY, make_repo, results_by_agent, writers
 from aiswitch.home import Home
 from aiswitch.presets.hosts import base_url_host
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import build_report, parse_report_options
+from aiswitch.tokens.report import build_report
+from aiswitch.tokens.report_options import parse_report_options
 
 SECRET = "sk-attribution-secret-000000000000"
 

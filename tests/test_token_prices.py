@@ -10,7 +10,8 @@ from aiswitch.errors import ConfigError, UsageError
 from aiswitch.home import Home
 from aiswitch.tokens.prices import PriceTable, load_price_table, normalise_model_id
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import build_report, parse_report_options
+from aiswitch.tokens.report import build_report
+from aiswitch.tokens.report_options import parse_report_options
 
 # What LiteLLM (and so ccusage 20.0.24 offline) charges, USD per million tokens:
 # input, output, cache write (5 min), cache read, cache write (1 hour).

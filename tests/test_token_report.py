@@ -10,16 +10,11 @@ from typing import Any
 import pytest
 
 from aiswitch.errors import UsageError
+from aiswitch.tokens.overlap import merge_ledger_and_cli
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import (
-    R_MESSAGE,
-    R_SESSION,
-    R_SOURCE,
-    build_report,
-    merge_ledger_and_cli,
-    parse_report_options,
-    row_from_record,
-)
+from aiswitch.tokens.report import build_report
+from aiswitch.tokens.report_options import parse_report_options
+from aiswitch.tokens.rows import R_MESSAGE, R_SESSION, R_SOURCE, row_from_record
 
 
 def _rec(ts: str, **fields: Any) -> LedgerRecord:

@@ -13,7 +13,8 @@ from aiswitch.errors import UsageError
 from aiswitch.home import Home
 from aiswitch.tokens.index import FileIndex
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import parse_report_options, record_from_row
+from aiswitch.tokens.report_options import parse_report_options
+from aiswitch.tokens.rows import record_from_row
 from aiswitch.tokens.sources import (
     load_records,
     load_rows,

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiswitch.home import Home
-from aiswitch.tokens.report import parse_report_options
+from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.sources import report_for_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

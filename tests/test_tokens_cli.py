@@ -421,7 +421,8 @@ def test_prune_with_a_bad_date_is_a_one_line_error(home: Home, env: dict[str, st
 def test_a_parallel_cold_read_equals_a_sequential_one_with_duplicates_across_ranges(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aiswitch.tokens.report import build_report, parse_report_options
+    from aiswitch.tokens.report import build_report
+    from aiswitch.tokens.report_options import parse_report_options
     from aiswitch.tokens.sources import parallel, parse_ledger_bytes, report_for_source
 
     records = [

@@ -116,7 +116,7 @@ def list_(
 ) -> None:
     """Runs, newest first: id, mode, status, agents, tokens, cost, started, duration."""
     from aiswitch.coordinator.history import list_runs
-    from aiswitch.tokens.report import parse_date
+    from aiswitch.tokens.report_options import parse_date
 
     entries = list_runs(_store(), status=status, since=parse_date(since, "--since"), limit=limit)
     if as_json:

@@ -130,7 +130,7 @@ def make_report(
     """The report `tokens report` shows (and the MCP `tokens_report` tool returns), with
     its warnings."""
     from aiswitch.tokens.prices import load_price_table
-    from aiswitch.tokens.report import parse_report_options
+    from aiswitch.tokens.report_options import parse_report_options
     from aiswitch.tokens.sources import check_source, preset_settings, report_for_source
 
     check_source(source)
@@ -463,7 +463,7 @@ def export_cmd(
     """Write the ledger's records (filtered) as JSON lines or CSV."""
     from aiswitch.errors import UsageError
     from aiswitch.home import Home
-    from aiswitch.tokens.report import load_timezone, parse_date
+    from aiswitch.tokens.report_options import load_timezone, parse_date
     from aiswitch.tokens.transfer import (
         EXPORT_FORMATS,
         RecordFilter,
@@ -538,7 +538,7 @@ def prune_cmd(
 ) -> None:
     """Move old records into a rollup that reports keep counting (totals do not change)."""
     from aiswitch.home import Home
-    from aiswitch.tokens.report import load_timezone, parse_date
+    from aiswitch.tokens.report_options import load_timezone, parse_date
     from aiswitch.tokens.sources import preset_settings
     from aiswitch.tokens.transfer import prune
 

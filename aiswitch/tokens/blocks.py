@@ -31,7 +31,7 @@ from typing import Any
 
 from aiswitch.errors import UsageError
 from aiswitch.tokens.prices import ModelPrice, PriceTable
-from aiswitch.tokens.report import (
+from aiswitch.tokens.rows import (
     R_CACHE_READ,
     R_CACHE_WRITE,
     R_CACHE_WRITE_1H,

@@ -134,7 +134,7 @@ def session_infos(
     """First and last activity of each session of `rows`, and its project (`projects`: session
     id -> project folder name, for Claude's logs)."""
     from aiswitch.tokens.blocks import iso_ms
-    from aiswitch.tokens.report import R_SESSION, R_TS
+    from aiswitch.tokens.rows import R_SESSION, R_TS
 
     spans: dict[str, list[float]] = {}
     for row in rows:

@@ -213,7 +213,7 @@ def usage_by_target(
     home: Home, timezone: str | None = None, today: date | None = None
 ) -> dict[tuple[Kind, str], Spent]:
     """Today's and this month's usage of every agent and preset in the ledger."""
-    from aiswitch.tokens.report import load_timezone, parse_report_options
+    from aiswitch.tokens.report_options import load_timezone, parse_report_options
     from aiswitch.tokens.sources import preset_settings, report_for_source
 
     zone = load_timezone(timezone)

@@ -22,9 +22,9 @@ Contract:
   `unpriced_requests` and add nothing; `cost_usd` is null only when no request of the row has a
   price. An unknown model is therefore never shown as $0.
 - Duplicates (same `LedgerRecord.dedupe_key()`: source, message id and request id) count once;
-  the first one read wins. `merge_ledger_and_cli` drops CLI-log rows that the ledger already
-  holds (same message id and request id, and the same session when both sides know it).
-- Bad `by` keys, dates, timezones or cost modes raise `UsageError` with a one-line message.
+  the first one read wins. What the ledger and the CLIs' logs share is left out before
+  (`aiswitch.tokens.overlap`).
+- Options are checked where they are parsed (`aiswitch.tokens.report_options`).
 """
 
 from __future__ import annotations
@@ -32,37 +32,35 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, tzinfo
 from typing import Any, cast
 
-from aiswitch.errors import UsageError
 from aiswitch.tokens.prices import (
-    CostMode,
     ModelPrice,
     PriceTable,
-    check_cost_mode,
     parse_price_specs,
 )
-from aiswitch.tokens.records import ROW_FIELDS, ROW_INDEX, LedgerRecord
+from aiswitch.tokens.records import ROW_INDEX, LedgerRecord
+from aiswitch.tokens.report_options import ReportOptions, load_timezone, resolve_timezone_name
+from aiswitch.tokens.rows import (
+    R_AGENT,
+    R_MESSAGE,
+    R_MODEL,
+    R_PRESET,
+    R_PROVIDER,
+    R_REQUEST,
+    R_REQUESTS,
+    R_RUN,
+    R_SOURCE,
+    R_SUMS,
+    R_TS,
+    row_from_record,
+)
 from aiswitch.tokens.times import SLOT_SECONDS, local_day
 
 REPORT_SCHEMA_VERSION = 1
-BY_KEYS = (
-    "day",
-    "week",
-    "month",
-    "agent",
-    "preset",
-    "model",
-    "provider",
-    "run",
-    "session",
-    "host",
-    "branch",
-    "caller",
-)
 # Keys a prune rollup does not keep (its entries have no such field): null there.
 _NOT_ROLLED_UP = frozenset({"host", "branch", "caller"})
 COUNTERS = (
@@ -79,184 +77,6 @@ COUNTERS = (
 # Rows also say which part of `cost_usd` is only an API equivalent (subscription presets);
 # the report's total of it is the top-level `api_equivalent_usd`.
 ROW_COUNTERS = (*COUNTERS, "api_equivalent_usd")
-
-
-# A report row: one usage event in compact form (what readers yield and the index stores),
-# the values of `records.ROW_FIELDS` in that order, the time as seconds since the epoch (UTC).
-Row = tuple[Any, ...]
-
-R_TS = ROW_INDEX["ts"]
-R_SOURCE = ROW_INDEX["source"]
-R_AGENT = ROW_INDEX["agent"]
-R_PRESET = ROW_INDEX["preset"]
-R_PROVIDER = ROW_INDEX["provider"]
-R_MODEL = ROW_INDEX["model"]
-R_RUN = ROW_INDEX["run_id"]
-R_SESSION = ROW_INDEX["session_id"]
-R_MESSAGE = ROW_INDEX["message_id"]
-R_REQUEST = ROW_INDEX["request_id"]
-R_INPUT = ROW_INDEX["input_tokens"]
-R_OUTPUT = ROW_INDEX["output_tokens"]
-R_CACHE_READ = ROW_INDEX["cache_read_tokens"]
-R_CACHE_WRITE = ROW_INDEX["cache_write_tokens"]
-R_REASONING = ROW_INDEX["reasoning_tokens"]
-R_CACHE_WRITE_1H = ROW_INDEX["cache_write_1h_tokens"]
-R_COST = ROW_INDEX["cost_usd"]
-R_COST_SOURCE = ROW_INDEX["cost_source"]
-R_REQUESTS = ROW_INDEX["requests"]
-# The counters and the cost, read in one slice (declared next to one another, in this order).
-_R_SUMS = slice(R_INPUT, R_COST_SOURCE + 1)
-if ROW_FIELDS[_R_SUMS] != (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cache_write_1h_tokens",
-    "cost_usd",
-    "cost_source",
-):
-    raise TypeError("LedgerRecord declares the counters and the cost together, in this order")
-_ROW_REST = ROW_FIELDS[1:]
-
-
-def row_from_record(record: LedgerRecord) -> Row:
-    ts = record.ts if record.ts.tzinfo else record.ts.replace(tzinfo=UTC)
-    return (ts.timestamp(), *[getattr(record, name) for name in _ROW_REST])
-
-
-def rows_from_records(records: Iterable[LedgerRecord]) -> Iterator[Row]:
-    for record in records:
-        yield row_from_record(record)
-
-
-def record_from_row(row: Row) -> LedgerRecord:
-    return LedgerRecord(
-        ts=datetime.fromtimestamp(row[R_TS], UTC), **dict(zip(_ROW_REST, row[1:], strict=True))
-    )
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    """What to report. Build it with `parse_report_options` from CLI strings."""
-
-    by: tuple[str, ...] = ("day",)
-    since: date | None = None
-    until: date | None = None
-    agents: tuple[str, ...] = ()
-    presets: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    runs: tuple[str, ...] = ()
-    timezone: str | None = None  # IANA name; None: the machine's local zone
-    cost_mode: CostMode = "auto"
-    prices: PriceTable | None = None  # None: the bundled table
-    # Per-preset price overrides: preset name -> {model: rates per million}.
-    preset_prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Presets billed by subscription: their cost is an API equivalent, not money spent.
-    subscription_presets: tuple[str, ...] = ()
-
-    def cache_key(self) -> str:
-        """A stable text that changes whenever the report's result could change."""
-        prices = self.prices or PriceTable.bundled()
-        return json.dumps(
-            [
-                list(self.by),
-                self.since.isoformat() if self.since else None,
-                self.until.isoformat() if self.until else None,
-                list(self.agents),
-                list(self.presets),
-                list(self.models),
-                list(self.runs),
-                resolve_timezone_name(self.timezone),
-                self.cost_mode,
-                prices.fingerprint(),
-                json.dumps(self.preset_prices, sort_keys=True, default=str),
-                sorted(self.subscription_presets),
-            ]
-        )
-
-
-def parse_by(value: str | Sequence[str]) -> tuple[str, ...]:
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    keys = tuple(part.strip() for part in parts if part.strip())
-    if not keys:
-        raise UsageError(f"--by needs at least one key (choose from {', '.join(BY_KEYS)})")
-    for key in keys:
-        if key not in BY_KEYS:
-            raise UsageError(f"unknown --by key {key!r} (choose from {', '.join(BY_KEYS)})")
-    if len(set(keys)) != len(keys):
-        raise UsageError(f"--by lists a key twice: {','.join(keys)}")
-    return keys
-
-
-def parse_date(value: str | date | None, flag: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    text = value.strip()
-    if len(text) == 8 and text.isdigit():  # ccusage's YYYYMMDD form
-        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{flag}: {value!r} is not a date (use YYYY-MM-DD)") from None
-
-
-def load_timezone(name: str | None) -> tzinfo:
-    """The IANA zone `name`, or the machine's local zone when `name` is None."""
-    if name is None:
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--timezone: unknown timezone {name!r} (use an IANA name)") from None
-
-
-def resolve_timezone_name(name: str | None) -> str:
-    if name is not None:
-        return name
-    zone = load_timezone(None)
-    key = getattr(zone, "key", None)
-    return str(key) if key else f"local:{zone.tzname(datetime.now())}"
-
-
-def parse_report_options(
-    *,
-    by: str | Sequence[str] = "day",
-    since: str | date | None = None,
-    until: str | date | None = None,
-    agents: Sequence[str] = (),
-    presets: Sequence[str] = (),
-    models: Sequence[str] = (),
-    runs: Sequence[str] = (),
-    timezone: str | None = None,
-    cost_mode: str = "auto",
-    prices: PriceTable | None = None,
-    preset_prices: Mapping[str, Mapping[str, Any]] | None = None,
-    subscription_presets: Sequence[str] = (),
-) -> ReportOptions:
-    """Validated options from CLI-shaped values; any bad value is a one-line `UsageError`."""
-    since_date = parse_date(since, "--since")
-    until_date = parse_date(until, "--until")
-    if since_date and until_date and since_date > until_date:
-        raise UsageError(f"--since {since_date} is after --until {until_date}")
-    load_timezone(timezone)
-    return ReportOptions(
-        by=parse_by(by),
-        since=since_date,
-        until=until_date,
-        agents=tuple(agents),
-        presets=tuple(presets),
-        models=tuple(models),
-        runs=tuple(runs),
-        timezone=timezone,
-        cost_mode=check_cost_mode(cost_mode),
-        prices=prices,
-        preset_prices=dict(preset_prices or {}),
-        subscription_presets=tuple(sorted(set(subscription_presets))),
-    )
 
 
 @dataclass
@@ -532,7 +352,7 @@ class Aggregator:
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = [0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0]
-            inp, out, read, write, reasoning, write_1h, cost, cost_source = row[_R_SUMS]
+            inp, out, read, write, reasoning, write_1h, cost, cost_source = row[R_SUMS]
             acc[0] += inp
             acc[1] += out
             acc[2] += read
@@ -777,62 +597,3 @@ def _counters(acc: Sequence[Any]) -> dict[str, Any]:
         "unpriced_requests": unpriced,
         "requests": requests,
     }
-
-
-class LedgerKeys:
-    """What the ledger holds of the CLIs' requests, for `--source all`.
-
-    `requests`: each (message id, request id) of a ledger row, with the session ids it was
-    seen with. `sessions`: the session ids of ledger rows that have no ids (a task whose CLI
-    log did not account for its usage is recorded as the stream's sums, one row per model):
-    such a row stands for every request of its session's task, so the CLI's log rows of that
-    session are the ledger's too. (A request made in such a session outside aiswitch, after
-    it, is then counted by the ledger's rows only.)"""
-
-    __slots__ = ("requests", "sessions")
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str], set[str | None]] = {}
-        self.sessions: set[str] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self.requests or self.sessions)
-
-
-def ledger_keys(ledger: Iterable[tuple[Any, ...]]) -> LedgerKeys:
-    """The (message id, request id) pairs of the ledger's rows, with their sessions, and the
-    sessions of its rows without ids."""
-    known = LedgerKeys()
-    requests = known.requests
-    for row in ledger:
-        if row[R_MESSAGE] and row[R_REQUEST]:
-            requests.setdefault((row[R_MESSAGE], row[R_REQUEST]), set()).add(row[R_SESSION])
-        elif row[R_SESSION]:
-            known.sessions.add(row[R_SESSION])
-    return known
-
-
-def held_by_ledger(row: tuple[Any, ...], known: LedgerKeys) -> bool:
-    """Whether a CLI-log row is one the ledger already holds: the same message id and
-    request id, and the same session id (or either side has none); or a row of a session
-    the ledger holds as sums (`LedgerKeys.sessions`)."""
-    session = row[R_SESSION]
-    if session is not None and session in known.sessions:
-        return True
-    if not (row[R_MESSAGE] and row[R_REQUEST]):
-        return False
-    sessions = known.requests.get((row[R_MESSAGE], row[R_REQUEST]))
-    return sessions is not None and (session is None or None in sessions or session in sessions)
-
-
-def merge_ledger_and_cli(
-    ledger: Iterable[tuple[Any, ...]], cli: Iterable[tuple[Any, ...]]
-) -> Iterator[tuple[Any, ...]]:
-    """The ledger's rows, then the CLI-log rows the ledger does not already hold
-    (`held_by_ledger`): what aiswitch drove never counts twice."""
-    rows = list(ledger)
-    known = ledger_keys(rows)
-    yield from rows
-    for row in cli:
-        if not held_by_ledger(row, known):
-            yield row

@@ -81,7 +81,7 @@ def build_summary(home: Home, now: datetime) -> dict[str, Any]:
     """Cost per session, per local day and the last block of Claude's logs (the slow path)."""
     from aiswitch.tokens.blocks import RowPricer, build_blocks
     from aiswitch.tokens.prices import load_price_table
-    from aiswitch.tokens.report import R_SESSION, R_TS
+    from aiswitch.tokens.rows import R_SESSION, R_TS
     from aiswitch.tokens.sources import load_rows
 
     rows = load_rows(SOURCE, home).rows

@@ -125,7 +125,7 @@ def read_ledger_records(path: Path) -> tuple[list[LedgerRecord], int]:
 
 
 def export_records(home: Home, where: RecordFilter | None = None) -> ExportResult:
-    from aiswitch.tokens.report import load_timezone
+    from aiswitch.tokens.report_options import load_timezone
 
     where = where or RecordFilter()
     zone = load_timezone(where.timezone)
@@ -337,7 +337,7 @@ def prune(
 
     from aiswitch.state.store import StateStore
     from aiswitch.tokens.prices import load_price_table, parse_price_specs
-    from aiswitch.tokens.report import load_timezone, resolve_timezone_name
+    from aiswitch.tokens.report_options import load_timezone, resolve_timezone_name
 
     zone = load_timezone(timezone)
     base = load_price_table(home)

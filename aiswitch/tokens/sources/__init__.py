@@ -33,16 +33,11 @@ from typing import Any
 from aiswitch.errors import UsageError
 from aiswitch.home import Home
 from aiswitch.tokens.index import FileIndex, FileRead, Parse, ReportCache, fingerprint_files
+from aiswitch.tokens.overlap import held_by_ledger, ledger_keys, merge_ledger_and_cli
 from aiswitch.tokens.records import LedgerRecord
-from aiswitch.tokens.report import (
-    Report,
-    ReportOptions,
-    build_report,
-    held_by_ledger,
-    ledger_keys,
-    merge_ledger_and_cli,
-    record_from_row,
-)
+from aiswitch.tokens.report import Report, build_report
+from aiswitch.tokens.report_options import ReportOptions
+from aiswitch.tokens.rows import record_from_row
 from aiswitch.tokens.sources import claude, codex, gemini
 from aiswitch.tokens.sources.ledger import parse_ledger_bytes as parse_ledger_bytes  # re-exported
 

@@ -35,13 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from aiswitch.tokens.index import FileIndex, FileRead
-from aiswitch.tokens.report import (
-    AggregateState,
-    Aggregator,
-    LedgerKeys,
-    ReportOptions,
-    held_by_ledger,
-)
+from aiswitch.tokens.overlap import LedgerKeys, held_by_ledger
+from aiswitch.tokens.report import AggregateState, Aggregator
+from aiswitch.tokens.report_options import ReportOptions
 from aiswitch.tokens.sources import claude, forked
 
 # Below this many bytes of logs, forking and merging cost more than they save.

@@ -34,7 +34,7 @@ from typing import Any
 from aiswitch.tokens.inputs import codex_files as codex_files  # re-exported
 from aiswitch.tokens.inputs import codex_home as codex_home  # re-exported
 from aiswitch.tokens.inputs import codex_homes as codex_homes  # re-exported
-from aiswitch.tokens.report import Row
+from aiswitch.tokens.rows import Row
 from aiswitch.tokens.sources.jsonl import json_objects
 
 SOURCE = "codex"

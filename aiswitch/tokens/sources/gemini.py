@@ -29,7 +29,7 @@ from typing import Any
 
 from aiswitch.tokens.inputs import gemini_files as gemini_files  # re-exported
 from aiswitch.tokens.inputs import gemini_home as gemini_home  # re-exported
-from aiswitch.tokens.report import Row
+from aiswitch.tokens.rows import Row
 from aiswitch.tokens.sources.jsonl import JSONError as _JSONError
 from aiswitch.tokens.sources.jsonl import json_objects
 from aiswitch.tokens.sources.jsonl import loads as _loads

@@ -36,14 +36,9 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from aiswitch.tokens.report import (
-    R_MESSAGE,
-    R_REQUEST,
-    R_SOURCE,
-    AggregateState,
-    Aggregator,
-    ReportOptions,
-)
+from aiswitch.tokens.report import AggregateState, Aggregator
+from aiswitch.tokens.report_options import ReportOptions
+from aiswitch.tokens.rows import R_MESSAGE, R_REQUEST, R_SOURCE
 from aiswitch.tokens.sources import forked
 from aiswitch.tokens.sources.ledger import parse_ledger_bytes
 
