@@ -1,24 +1,47 @@
-"""The parent's own log: `logs/coordinator.log`, rotated by size, redacted.
+"""The parent's own log: `logs/coordinator.log`, JSON lines, rotated by size, redacted.
 
 Everything aiswitch's parent logs (a child's garbage line skipped, a late reply, a stop
-that needed SIGKILL) goes here, not to the user's terminal. Every record passes through
-`aiswitch.masking.redact_text` first, so a key that reaches a log message is masked.
+that needed SIGKILL) goes here, not to the user's terminal (`aiswitch -v` prints it on
+stderr too). Each record is one JSON object on one line: `time` (UTC, ISO 8601, ms),
+`level`, `logger`, `message`, `pid`, and `exception` when there is one. Every record passes
+through `aiswitch.masking.redact_text` first (its exception text too), so a key that
+reaches a log message is masked. Past `MAX_LOG_BYTES` the log is compressed to
+`coordinator.log.1.gz` (older parts shifted, as agent logs are: `aiswitch.supervisor.logs`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import Any
 
 from aiswitch.home import NOFOLLOW, SECRET_FILE_MODE, Home
 
 # The same bounds as the agents' logs: a few files of a few MiB.
-from aiswitch.supervisor.logs import KEEP_ROTATED, MAX_LOG_BYTES
+from aiswitch.supervisor.logs import KEEP_ROTATED, MAX_LOG_BYTES, compress
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+class JsonLines(logging.Formatter):
+    """One record, one JSON object on one line (module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from aiswitch.masking import redact_text
+
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            out["exception"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(out, ensure_ascii=False)
 
 
 class _Handler(RotatingFileHandler):
@@ -68,9 +91,17 @@ def configure(home: Home, level: str | None = None) -> None:
         # planted in its place is refused here, before the handler would append through it.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE))
         handler = _Handler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
+    # Rotated parts are compressed: coordinator.log.1.gz, .2.gz, ….
+    handler.namer = lambda name: name + ".gz"
+    handler.rotator = lambda source, dest: compress(Path(source), Path(dest))
     handler._aiswitch = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(JsonLines())
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
-    root.setLevel(level or os.environ.get("AISWITCH_LOG_LEVEL", "INFO").upper())
+    wanted = logging.getLevelName((level or os.environ.get("AISWITCH_LOG_LEVEL", "INFO")).upper())
+    # `aiswitch -vv` may have asked for more already (aiswitch.cli.verbosity).
+    if not isinstance(wanted, int):
+        wanted = logging.INFO
+    if root.level == logging.NOTSET or root.level > wanted:
+        root.setLevel(wanted)
     root.propagate = False

@@ -33,8 +33,19 @@ def _root(
     version: bool = typer.Option(
         False, "--version", "-V", callback=_version, is_eager=True, help="Print the version."
     ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="Print the log on stderr too (-vv: debug)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No live view, status lines or notes: results only."
+    ),
 ) -> None:
     """aiswitch: a local-first coordinator for AI coding CLIs."""
+    # Usually taken off the command line before typer (aiswitch.cli.entry); the same here.
+    if verbose or quiet:
+        from aiswitch.cli import verbosity
+
+        verbosity.set_level(verbosity.QUIET if quiet else min(verbose, verbosity.DEBUG))
 
 
 # Each module defines `register(app)`, which adds the command named here; it imports little

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] and args[0] in ("-q", "--quiet", "-v", "--verbose", "-vv"):
+        from aiswitch.cli.verbosity import take
+
+        args = take(args)
     if args in (["--version"], ["-V"]):
         from aiswitch import __version__
 

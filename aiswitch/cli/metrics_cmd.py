@@ -62,7 +62,9 @@ def metrics(
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
         return
     if not entries:
-        sys.stderr.write("no run has metrics yet\n")
+        from aiswitch.cli.verbosity import note
+
+        note("no run has metrics yet")
         return
     for line in summary_lines(summary):
         sys.stdout.write(line + "\n")

@@ -71,7 +71,9 @@ def ps(
         sys.stdout.write(json.dumps({"processes": out}, ensure_ascii=False) + "\n")
         return
     if not rows:
-        sys.stderr.write("no agent process is running\n")
+        from aiswitch.cli.verbosity import note
+
+        note("no agent process is running")
         return
     from rich.console import Console
 

@@ -243,13 +243,15 @@ async def present(
     `notify` (NotifySettings), tell the user of its tasks (aiswitch.coordinator.notify)."""
     from aiswitch.cli.live import LiveView, StatusLines
     from aiswitch.cli.results_view import render_results
-    from aiswitch.coordinator.request import RunEvent
 
     # `--json` shows nothing on stderr but warnings: rich is loaded only for them.
+    from aiswitch.cli.verbosity import quiet
+    from aiswitch.coordinator.request import RunEvent
+
     err = None if output == "json" else _console(stderr=True)
-    interactive = err is not None and err.is_terminal and output == "human"
+    interactive = err is not None and err.is_terminal and output == "human" and not quiet()
     live: LiveView | None = None
-    lines = None if interactive or err is None else StatusLines(err)
+    lines = None if interactive or err is None or quiet() else StatusLines(err)
     printed: set[str] = set()
 
     def task_line(result: Any) -> None:

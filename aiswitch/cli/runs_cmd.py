@@ -123,7 +123,9 @@ def list_(
         sys.stdout.write(json.dumps({"runs": entries}, ensure_ascii=False) + "\n")
         return
     if not entries:
-        sys.stderr.write("no runs yet: `aiswitch run` starts one\n")
+        from aiswitch.cli.verbosity import note
+
+        note("no runs yet: `aiswitch run` starts one")
         return
     from rich.console import Console
     from rich.table import Table
@@ -209,7 +211,9 @@ def rm(
     from aiswitch.coordinator.history import remove_run
 
     remove_run(_store(), run_id)
-    sys.stderr.write(f"removed run {run_id}\n")
+    from aiswitch.cli.verbosity import note
+
+    note(f"removed run {run_id}")
 
 
 @runs_app.command("cancel")

@@ -3,12 +3,18 @@
 One folder per run, so two runs' `gemini.p1` never share a file. The child's stderr is the
 file itself (an fd handed to the child), so nothing in the parent copies log lines. Each
 process start writes a header line first (`==== TIME run RUN agent ID ====`).
+
+Rotation (here for agent logs, and for the coordinator log by `aiswitch.logs`): a log past
+`MAX_LOG_BYTES` is compressed to `NAME.1.gz` (older parts shift to `.2.gz`, …; the oldest
+beyond `KEEP_ROTATED` is dropped) and a new one begins. `log_parts(path)` lists a log's
+parts oldest first, and the readers here read them all, in order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import os
 import re
 import stat
@@ -50,12 +56,62 @@ def open_agent_log(home: Home, agent_id: str, run_id: str) -> int:
     return fd
 
 
+def rotated(path: Path, index: int) -> Path:
+    """The `index`-th rotated part of `path` (1 is the newest): `NAME.1.gz`."""
+    return path.with_name(f"{path.name}.{index}.gz")
+
+
+def dropped_marker(path: Path) -> Path:
+    """Present once a part of `path` was dropped (its lines are gone): `NAME.dropped`."""
+    return path.with_name(f"{path.name}.dropped")
+
+
 def rotate(path: Path) -> None:
+    """`path` -> `NAME.1.gz`, older parts shifted, the oldest beyond KEEP_ROTATED dropped
+    (which `dropped_marker` then records)."""
+    if rotated(path, KEEP_ROTATED).exists():
+        os.close(
+            os.open(dropped_marker(path), os.O_WRONLY | os.O_CREAT | NOFOLLOW, SECRET_FILE_MODE)
+        )
     for index in range(KEEP_ROTATED - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{index}")
+        older = rotated(path, index)
         if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{index + 1}"))
-    os.replace(path, path.with_name(f"{path.name}.1"))
+            os.replace(older, rotated(path, index + 1))
+    compress(path, rotated(path, 1))
+
+
+def compress(source: Path, target: Path) -> None:
+    """`source` gzipped into `target` (0600, written aside then renamed), then removed."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, SECRET_FILE_MODE)
+    try:
+        with (
+            open(fd, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as out,
+            open(source, "rb") as handle,
+        ):
+            while chunk := handle.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.unlink(source)
+
+
+def log_parts(path: Path) -> list[Path]:
+    """`path`'s rotated parts that exist, oldest first, then `path` itself (if it does)."""
+    parts = [rotated(path, i) for i in range(KEEP_ROTATED, 0, -1)]
+    return [p for p in (*parts, path) if p.exists()]
+
+
+def read_part(path: Path) -> bytes:
+    """A log part's bytes (decompressed for `.gz`)."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    return path.read_bytes()
 
 
 def tail(path: Path, max_bytes: int = 2048) -> str:
@@ -94,26 +150,43 @@ class LogLine:
     text: str
 
 
+_ROTATED = re.compile(r"^(.+)\.log(?:\.\d+\.gz)?$")
+
+
 def run_logs(home: Home, run_id: str) -> dict[str, Path]:
-    """The agent logs of `run_id` by agent id (rotated parts are not read)."""
+    """The agent logs of `run_id` by agent id (each the path of its current part, which
+    may be gone when only rotated parts are left)."""
     folder = home.agent_logs / run_id
     try:
-        names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".log"))
+        names = sorted(p.name for p in folder.iterdir())
     except FileNotFoundError:
         return {}
-    return {name[: -len(".log")]: folder / name for name in names}
+    found = {m.group(1) for m in map(_ROTATED.match, names) if m is not None}
+    return {agent: folder / f"{agent}.log" for agent in sorted(found)}
 
 
 def log_lines(path: Path, agent_id: str) -> list[LogLine]:
-    """`path`'s lines, each with its time: its own, or the last one before it (a CLI's
-    relayed line has none); lines before any time get the file's modification time."""
-    try:
-        data = path.read_bytes()
-        fallback = datetime.fromtimestamp(path.stat().st_mtime).astimezone()
-    except FileNotFoundError:
-        return []
-    local = datetime.now().astimezone().tzinfo
+    """The lines of `path`'s parts, oldest first, each with its time: its own, or the
+    last one before it (a CLI's relayed line has none); lines before any time get the
+    part's modification time."""
+    lines: list[LogLine] = []
     when: datetime | None = None
+    for part in log_parts(path):
+        try:
+            data = read_part(part)
+            fallback = datetime.fromtimestamp(part.stat().st_mtime).astimezone()
+        except (FileNotFoundError, EOFError, gzip.BadGzipFile):
+            continue
+        found, when = timed_lines(data, agent_id, when, fallback)
+        lines.extend(found)
+    return lines
+
+
+def timed_lines(
+    data: bytes, agent_id: str, when: datetime | None, fallback: datetime
+) -> tuple[list[LogLine], datetime | None]:
+    """`data`'s lines with their times (module contract); the last time seen."""
+    local = datetime.now().astimezone().tzinfo
     lines = []
     for raw in data.splitlines():
         found = _HEADER.match(raw) or _LINE_TIME.match(raw)
@@ -125,7 +198,7 @@ def log_lines(path: Path, agent_id: str) -> list[LogLine]:
                     parsed = parsed.replace(microsecond=int(found.group(2).ljust(6, b"0")))
                 when = parsed if parsed.tzinfo else parsed.replace(tzinfo=local)
         lines.append(LogLine(when or fallback, agent_id, raw.decode(errors="replace")))
-    return lines
+    return lines, when
 
 
 def merged(paths: dict[str, Path], since: datetime | None = None) -> list[LogLine]:
