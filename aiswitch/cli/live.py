@@ -1,4 +1,4 @@
-"""What `aiswitch run` shows a person: a live view while agents work, then results.
+"""What `aiswitch run` shows a person while agents work (the results after: results_view).
 
 The live view goes to stderr, and only when stderr is a terminal, so stdout carries the
 results alone (exactly one JSON document with --json). A few tasks get a table, one row
@@ -6,6 +6,10 @@ each; a batch gets progress figures (done, running, waiting, failed, retried, ta
 tokens and cost so far, pool sizes). A plan's view adds its tasks by state and the running
 ones with their agent and last line. Without a terminal, `StatusLines` prints plain lines:
 one per task change for a few tasks, one per tenth of a batch.
+
+The table fits the terminal: the last line shrinks first, then the columns in `GIVE_WAY`
+are left out, in that order; agent, status and elapsed always stay. Its last line is the
+last non-empty line an agent said, and the error of a task that failed.
 """
 
 from __future__ import annotations
