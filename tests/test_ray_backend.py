@@ -272,6 +272,52 @@ def test_workspaces_are_made_on_the_nodes_and_their_changes_come_back_as_patches
     assert "+print(2)" in diff.stdout
 
 
+def test_an_agent_no_node_offers_fails_its_tasks_with_the_reason(
+    cluster: Cluster, home: Home
+) -> None:
+    from aiswitch.agents import builtin_agents
+
+    home.ensure()
+    command = builtin_agents()["mock"].command
+    (home.config / "agents.yaml").write_text(
+        json.dumps({"agents": {"other": {"command": command}}})
+    )
+    done = run_cli(
+        "run", "--agent", "other", "x", "--json", "--retries", "0", "--backend", "ray",
+        "--address", cluster.address, env=cluster.env(home), timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.code == 1, done.stderr[-3000:]
+    [result] = done.json()["results"]
+    assert result["status"] == "failed"
+    assert "no node of the Ray cluster offers agent:other" in result["error"]
+
+
+def test_a_run_over_its_token_budget_on_ray_cancels_what_runs_and_starts_nothing_more(
+    cluster: Cluster, home: Home, tmp_path: Path
+) -> None:
+    log = tmp_path / "tasks.log"
+    # Usage comes as each task ends; slow tasks are still running when the budget is hit.
+    mock_agents(home, MOCK_LATENCY="0.05-3", MOCK_TASK_LOG=str(log))
+    tasks = "".join(f"task number {n}\n" for n in range(60))
+    done = run_cli(
+        "run", "--agent", "mock", "--tasks", "-", "--concurrency", "20", "--budget-tokens",
+        str(5 * (INPUT_TOKENS + OUTPUT_TOKENS)), "--jsonl", "--backend", "ray", "--address",
+        cluster.address, env=cluster.env(home), input=tasks, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    run = lines[-1]
+    assert run["status"] == "budget_exceeded", done.stderr[-3000:]
+    statuses = Counter(line["status"] for line in lines if line["type"] == "task")
+    assert statuses["ok"] >= 5 and statuses["cancelled"] > 0, statuses
+    assert sum(statuses.values()) == 60
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    started = {e["task_id"] for e in events if e["event"] == "start"}
+    # Cancelled tasks that had started were told to stop: each one that started ended.
+    ended = {e["task_id"] for e in events if e["event"] == "end"}
+    assert started == ended
+    assert len(started) < 60
+
+
 def test_a_cluster_out_of_reach_is_one_line_and_the_run_starts_nothing(
     home: Home, tmp_path: Path
 ) -> None:
