@@ -11,12 +11,8 @@ Contract:
   (a long `task.assign` never blocks `task.status`). A synchronous handler registered
   with `on_request_inline` (status queries, environment changes: work that never
   waits) is run and answered right where its request is read, with no task. Every
-  answer, inline, from a task or in a batch, is made by one function, `_answer`: a
-  result goes out as given (a pydantic model as its JSON form); `MethodError` keeps its
-  code and message; a pydantic `ValidationError` becomes -32602 naming only the fields;
-  anything else becomes -32603 with no detail; a result that cannot be encoded is
-  -32603 too, one over the line limit -32007. No traceback or value ever goes on the
-  wire.
+  answer, inline, from a task or in a batch, is made by one function,
+  `answers.answer_line` (its contract says how each outcome is encoded).
 - The reader survives invalid JSON, wrong shapes, unknown ids and late replies. Every
   message is checked by one function, `messages.classify`. Batches are handled as the
   spec says: each request answered, the answers sent as one array, notifications
@@ -63,17 +59,23 @@ import functools
 import inspect
 import logging
 import re
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiswitch.rpc import codes, messages
+from aiswitch.rpc.answers import (
+    answer_line,
+    batch_line,
+    not_found,
+    plain,
+    too_large,
+    too_large_answer,
+)
 from aiswitch.rpc.errors import (
     ConnectionClosedError,
     MessageTooLargeError,
-    MethodError,
     ProtocolError,
     RemoteError,
 )
@@ -94,7 +96,7 @@ from aiswitch.rpc.outbox import Outbox, OutputTransport
 from aiswitch.rpc.pending import PendingCalls, RequestId
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel
 
 # A task result or a prompt can be large (a whole file), but a line with no newline
 # must not grow without bound.
@@ -115,7 +117,6 @@ log = logging.getLogger("aiswitch.rpc")
 CURRENT_REQUEST_ID: ContextVar[RequestId | None] = ContextVar("request_id", default=None)
 # Marks the end of input in the held-back queue (see `_hold_behind`).
 _EOF = object()
-_JSON_TYPES = (dict, list, str, int, float, bool, type(None))
 
 
 class ReadControl(Protocol):
@@ -363,7 +364,7 @@ class Peer:
         """Send a notification; `params` may be a pydantic model. `flush`: write it (and
         what is held before it) now, not at the next turn, for a message that must not
         be lost if this process dies within the turn (token usage)."""
-        data = messages.dumps(notification_payload(method, _plain(params)))
+        data = messages.dumps(notification_payload(method, plain(params)))
         if len(data) > self.line_limit:
             raise self._too_large(data)
         self._out.put(data)
@@ -387,7 +388,7 @@ class Peer:
         request_id = self._calls.new_id()
         payload: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
-            payload["params"] = _plain(params)
+            payload["params"] = plain(params)
         data = messages.dumps(payload)
         if len(data) > self.line_limit:
             raise self._too_large(data)
@@ -404,10 +405,7 @@ class Peer:
         await self._out.drain()
 
     def _too_large(self, data: bytes) -> MessageTooLargeError:
-        return MessageTooLargeError(
-            f"{self.name}: message of {len(data)} bytes exceeds the "
-            f"{self.line_limit}-byte line limit"
-        )
+        return too_large(data, self.line_limit, self.name)
 
     # -- reading: lines to messages -----------------------------------------------
 
@@ -537,7 +535,7 @@ class Peer:
             return
         handler = self._requests.get(method)
         if handler is None:
-            self._reply(self._answer(request_id, method, None, _not_found(method)))
+            self._reply(self._answer(request_id, method, None, not_found(method)))
             return
         serial = self._serial = self._serial + 1
         self._handler_tasks[serial] = self._new_task(
@@ -565,7 +563,7 @@ class Peer:
             ),
         )
         if not failed and b'"method"' in head:
-            self._reply(_too_large_answer(request_id))
+            self._reply(too_large_answer(request_id))
 
     # -- reading: what is held back (until start, or behind an awaitable) -------------
 
@@ -642,35 +640,7 @@ class Peer:
         self, request_id: RequestId, method: str, result: Any, failure: Exception | None
     ) -> bytes:
         """The one place a handler's outcome becomes its answer line (module contract)."""
-        if failure is None:
-            if type(result) not in _JSON_TYPES:
-                result = _plain(result)
-            payload = {"jsonrpc": "2.0", "id": request_id, "result": result}
-        elif isinstance(failure, MethodError):
-            payload = error_payload(request_id, failure.code, failure.message, failure.data)
-        else:
-            fields = _validation_fields(failure)
-            if fields is not None:
-                payload = error_payload(
-                    request_id,
-                    codes.INVALID_PARAMS,
-                    codes.STANDARD_MESSAGES[codes.INVALID_PARAMS],
-                    {"fields": fields},
-                )
-            else:
-                self._log.error("handler for %s failed", method, exc_info=failure)
-                payload = _internal_error(request_id)
-        try:
-            data = messages.dumps(payload)
-        except (TypeError, ValueError, RecursionError):
-            self._log.exception(
-                "could not encode the answer to %s (request %r)", method, request_id
-            )
-            return messages.dumps(_internal_error(request_id))
-        if len(data) > self.line_limit:
-            self._log.error("%s", self._too_large(data))
-            return _too_large_answer(request_id)
-        return data
+        return answer_line(request_id, method, result, failure, self.line_limit, self._log)
 
     def _reply(self, data: bytes) -> None:
         try:
@@ -726,7 +696,7 @@ class Peer:
             else:
                 handler = self._requests.get(method)
                 if handler is None:
-                    raise _not_found(method)
+                    raise not_found(method)
                 CURRENT_REQUEST_ID.set(request.id)
                 result = await handler(params)
         except Exception as exc:
@@ -734,11 +704,7 @@ class Peer:
         return self._answer(request.id, method, result, None)
 
     def _send_batch(self, answers: list[bytes]) -> None:
-        data = b"[" + b",".join(answer[:-1] for answer in answers) + b"]\n"
-        if len(data) > self.line_limit:
-            self._log.error("%s", self._too_large(data))
-            data = _too_large_answer(None)
-        self._reply(data)
+        self._reply(batch_line(answers, self.line_limit, self._log))
 
 
 async def _guarded(outcome: Awaitable[Any], logger: logging.Logger, method: str) -> None:
@@ -746,46 +712,3 @@ async def _guarded(outcome: Awaitable[Any], logger: logging.Logger, method: str)
         await outcome
     except Exception:
         logger.exception("notification handler for %s failed", method)
-
-
-def _not_found(method: str) -> MethodError:
-    return MethodError(
-        codes.METHOD_NOT_FOUND, codes.STANDARD_MESSAGES[codes.METHOD_NOT_FOUND], {"method": method}
-    )
-
-
-def _internal_error(request_id: RequestId | None) -> dict[str, Any]:
-    return error_payload(
-        request_id, codes.INTERNAL_ERROR, codes.STANDARD_MESSAGES[codes.INTERNAL_ERROR]
-    )
-
-
-def _too_large_answer(request_id: RequestId | None) -> bytes:
-    return messages.dumps(
-        error_payload(
-            request_id, codes.MESSAGE_TOO_LARGE, codes.DESCRIPTIONS[codes.MESSAGE_TOO_LARGE]
-        )
-    )
-
-
-def _plain(value: Any) -> Any:
-    """Pydantic models go on the wire as their JSON form; everything else as given, but
-    a `dict` subclass as a plain `dict` (orjson leaves subclasses to json, 10x slower)."""
-    if type(value) in _JSON_TYPES:
-        return value
-    if isinstance(value, dict):
-        return dict(value)
-    # No model exists unless pydantic is loaded; the peer never loads it itself.
-    main = sys.modules.get("pydantic.main")
-    if main is not None and isinstance(value, main.BaseModel):
-        return value.model_dump(mode="json")
-    return value
-
-
-def _validation_fields(exc: Exception) -> list[str] | None:
-    """The fields a pydantic `ValidationError` names (never its values), else None."""
-    core = sys.modules.get("pydantic_core")  # none exists unless pydantic is loaded
-    if core is None or not isinstance(exc, core.ValidationError):
-        return None
-    errors = cast("ValidationError", exc).errors()
-    return sorted({".".join(str(p) for p in e["loc"]) or "params" for e in errors})
