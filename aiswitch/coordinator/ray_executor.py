@@ -349,7 +349,15 @@ class RayExecutor:
                     live = self._live.get(attempt_id)
                     if live is None or live.done.done():
                         continue
-                    if self._event(live.task, live.attempt, event):
+                    try:
+                        ended = self._event(live.task, live.attempt, event)
+                    except Exception:
+                        # A bug here must fail this attempt, not leave the others waiting.
+                        log.exception("attempt %s: event %r", attempt_id, event[0])
+                        attempt = live.attempt
+                        attempt.end, attempt.error = End.FAILED, "internal error"
+                        ended = True
+                    if ended:
                         live.done.set_result(None)
         except ray.exceptions.RayError as exc:
             why = f"its Ray node or actor was lost ({type(exc).__name__})"
