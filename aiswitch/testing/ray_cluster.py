@@ -5,7 +5,8 @@ Contract:
   `ray start` (the venv's) with the dashboard off, usage stats off, no token auth, one
   CPU, a small object store, free ports for every per-node agent, and `resources` (e.g.
   `{"agent:mock": 16}`) on each node. Ray's files go to a short temporary folder
-  (`temp`: its session logs, which a test searches).
+  (`temp`: its session logs, which a test searches, and the nodes' `TMPDIR`, so the
+  actors' scratch folders go when the cluster does).
 - Every process of the cluster carries `AISWITCH_RAY_TEST=<mark>-<node>` in its
   environment (Ray's processes inherit it): `processes(node)` finds them and their
   children, `kill(node)` SIGKILLs them (a lost node), `stop()` kills them all and returns
@@ -81,7 +82,8 @@ class LocalRayCluster:
 
     def _start(self, name: str, args: list[str]) -> None:
         ports = [str(free_port()) for _ in range(3)]
-        env = {**os.environ, **offline_env(), MARK: f"{self.mark}-{name}"}
+        # TMPDIR: the nodes' scratch folders (the actors' homes) go with the cluster's files.
+        env = {**os.environ, **offline_env(), MARK: f"{self.mark}-{name}", "TMPDIR": str(self.temp)}
         ray = str(Path(sys.executable).parent / "ray")
         command = [
             ray, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
