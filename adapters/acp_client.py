@@ -370,7 +370,9 @@ class ClientSide:
         if not decision.allow:
             self.denied.append(f"{title}: {decision.reason}")
             log.warning("refused permission for %s: %s", title, decision.reason)
-        await self.report(short(f"permission {verdict}: {title} ({decision.reason})"), "status")
+        # A refusal is the user's to lift (`--permissions`): it is told as waiting for them.
+        kind = "status" if decision.allow else "waiting"
+        await self.report(short(f"permission {verdict}: {title} ({decision.reason})"), kind)
         return pick_option(p.get("options"), decision.allow)
 
 

@@ -261,3 +261,13 @@ def test_a_home_on_a_nearly_full_disk_is_a_problem(tmp_path: Path, env: dict[str
     assert disk["fix"].startswith(f"free space on {home}")
     # The namespace ended with its process: the mount never reached this one.
     assert not os.path.ismount(home)
+
+
+def test_an_invalid_coordination_file_is_a_problem(env: dict[str, str], home: Home) -> None:
+    home.ensure()
+    (home.config / "coordination.yaml").write_text("notify:\n  terminal: loud\n")
+    code, findings = doctor(env)
+    (problem,) = problems(findings)
+    assert code == 4 and problem["check"] == "config"
+    assert "coordination.yaml: notify.terminal" in problem["what"]
+    assert problem["fix"] == f"edit {home.config / 'coordination.yaml'}"

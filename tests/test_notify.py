@@ -137,3 +137,21 @@ def test_an_invalid_notify_section_is_one_line(env: dict[str, str], home: Home) 
     configure(home, "  terminal: loud\n")
     done = run_cli("run", "-a", "waiter", "x", "--notify", env=env)
     assert_one_error_line(done, "coordination.yaml: notify.terminal", code=3)
+
+
+def test_an_acp_agent_refused_a_permission_is_told_as_waiting(
+    env: dict[str, str], home: Home, tmp_path: Path
+) -> None:
+    from test_acp_cli import define
+
+    define(
+        home, tmp_path, [{"permission": "execute", "title": "rm -rf build", "cwd": str(tmp_path)}]
+    )
+    sink = tmp_path / "notices.jsonl"
+    (home.config / "coordination.yaml").write_text(f"notify:\n  command: 'cat >> {sink}'\n")
+    args = ["run", "-a", "scripted", "x", "--permissions", "read-only", "--notify"]
+    done = run_cli(*args, env=env, cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    told = [(n["event"], n["text"]) for n in notices(sink)]
+    assert told[0][0] == "waiting" and told[0][1].startswith("permission refused: rm -rf build")
+    assert [event for event, _ in told[1:]] == ["finished", "run"]

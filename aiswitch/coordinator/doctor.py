@@ -170,15 +170,19 @@ def _aside(path: Path) -> str:
 
 def _config_files(home: Home) -> list[Finding]:
     from aiswitch.agents import AgentRegistry
+    from aiswitch.coordinator import notify
     from aiswitch.errors import ConfigError
     from aiswitch.presets.store import PresetStore
     from aiswitch.tokens.quotas import load_quotas
+    from aiswitch.workspace.model import load_settings
 
     found = []
     loaders: list[tuple[Path, Callable[[], object]]] = [
         (home.config / "agents.yaml", lambda: AgentRegistry.load(home)),
         (home.config / "presets.yaml", lambda: PresetStore(home).load()),
         (home.config / "quotas.yaml", lambda: load_quotas(home)),
+        (home.config / "coordination.yaml", lambda: load_settings(home.config)),
+        (home.config / "coordination.yaml", lambda: notify.load_settings(home.config)),
     ]
     for path, load in loaders:
         try:
