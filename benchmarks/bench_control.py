@@ -133,8 +133,9 @@ def history(runs: int) -> dict[str, float]:
                 },
                 "agents": {f"mock.p{i}": agent for i in range(1, 5)},
             }  # fmt: skip
-        store.write_json(metrics.metrics_path(store), {"version": 1, "runs": entries})
-        figures = {"metrics.json bytes": float(metrics.metrics_path(store).stat().st_size)}
+        path = metrics.metrics_path(store)
+        store.write_json(path, {"version": 1, "runs": entries}, compact=True)
+        figures = {"metrics.json bytes": float(path.stat().st_size)}
         for args in (["metrics"], ["metrics", "--json"]):
             start = time.perf_counter()
             subprocess.run([BIN, *args], env=env, check=True, capture_output=True)

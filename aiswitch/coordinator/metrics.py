@@ -261,7 +261,8 @@ class RunMetrics:
                 runs = {r: runs[r] for r in by_start[-MAX_RUNS:]}
             return {"version": VERSION, "runs": runs}
 
-        self.store.update_json(RESOURCE, metrics_path(self.store), dict, change)
+        # Compact: the file may hold hundreds of runs, rewritten at each run's end.
+        self.store.update_json(RESOURCE, metrics_path(self.store), dict, change, compact=True)
 
 
 def _quiet(task: asyncio.Future[None]) -> None:
