@@ -1,6 +1,8 @@
 """`aiswitch mcp` as a real process, driven by the official MCP SDK's client over stdio (and,
-for what a client library never sends, by hand): the handshake, the tools and their
-schemas, runs of mock agents, progress, cancellation, bad input and the end of stdin."""
+for what a client library never sends, by hand): the revisions (2026-07-28 through
+`server/discover`, the `initialize` handshake), the tools and their schemas, runs of mock
+agents, progress, cancellation, bad input and the end of stdin. The tools are driven on
+2026-07-28 (the SDK's default connection); the key ones on the handshake revision too."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import jsonschema
 import mcp_types
 import psutil
 import pytest
+from mcp import Client
 from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters
 from support.cli import aiswitch_bin, run_cli
 from test_workspaces import GIT_IDENTITY, make_repo, writers
 
-from aiswitch.cli.mcp_server.wire import PROTOCOL_VERSIONS
+from aiswitch.cli.mcp_server.wire import HANDSHAKE_VERSIONS
 from aiswitch.home import Home
 
 pytestmark = pytest.mark.timeout(90)
@@ -32,15 +35,21 @@ CLIENT = mcp_types.Implementation(name="test-client", version="1.0")
 CHILDREN_GONE_S = 5.0
 
 
+# The SDK client's connection modes: "auto" probes `server/discover` (2026-07-28) and
+# would fall back to `initialize`; "legacy" goes through `initialize` only.
+MODERN = "2026-07-28"
+MODES = ["auto", "legacy"]
+
+
 @contextlib.asynccontextmanager
-async def connect(env: dict[str, str], *args: str) -> AsyncIterator[ClientSession]:
+async def connect(
+    env: dict[str, str], *args: str, mode: str = "auto"
+) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(command=aiswitch_bin(), args=["mcp", *args], env=env)
-    async with (
-        stdio_client(params) as (read, write),
-        ClientSession(read, write, client_info=CLIENT) as session,
-    ):
-        await session.initialize()
-        yield session
+    async with Client(params, client_info=CLIENT, mode=mode) as client:  # type: ignore[arg-type]
+        # No fallback on "auto": the connection is on the current revision.
+        assert client.protocol_version == (MODERN if mode == "auto" else HANDSHAKE_VERSIONS[0])
+        yield client.session
 
 
 def text_of(result: mcp_types.CallToolResult) -> str:
@@ -61,21 +70,38 @@ def server_process() -> psutil.Process:
     return proc
 
 
-async def test_initialize_negotiates_a_served_revision_and_names_the_server(
+async def test_the_sdk_client_speaks_2026_07_28_through_discover_without_fallback(
     env: dict[str, str],
 ) -> None:
     async with connect(env) as session:
+        assert session.protocol_version == MODERN
+        assert session.initialize_result is None  # no handshake was made
+        discovered = session.discover_result
+        assert discovered is not None
+        assert discovered.supported_versions == [MODERN]
+        assert discovered.capabilities.tools is not None
+        assert discovered.instructions and "run" in discovered.instructions
+        server = session.server_info  # the serverInfo stamp in the result's _meta
+        assert server is not None and server.name == "aiswitch"
+
+
+async def test_initialize_negotiates_the_handshake_revision_and_names_the_server(
+    env: dict[str, str],
+) -> None:
+    async with connect(env, mode="legacy") as session:
+        assert session.discover_result is None
         result = session.initialize_result
         assert result is not None
-        assert result.protocol_version in PROTOCOL_VERSIONS
+        assert result.protocol_version == "2025-11-25"
         assert result.server_info.name == "aiswitch"
         assert result.capabilities.tools is not None
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_the_tools_are_listed_with_valid_input_and_output_schemas(
-    env: dict[str, str],
+    env: dict[str, str], mode: str
 ) -> None:
-    async with connect(env) as session:
+    async with connect(env, mode=mode) as session:
         listed = (await session.list_tools()).tools
 
     names = {tool.name for tool in listed}
@@ -106,15 +132,16 @@ async def test_apply_is_offered_only_with_allow_apply(env: dict[str, str]) -> No
     assert "apply" in {tool.name for tool in listed}
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_run_of_two_agents_in_parallel_returns_both_results_and_progress(
-    home: Home, env: dict[str, str]
+    home: Home, env: dict[str, str], mode: str
 ) -> None:
     progress: list[tuple[float, str | None]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append((value, message))
 
-    async with connect(env) as session:
+    async with connect(env, mode=mode) as session:
         arguments = {"task": "say hi", "agents": ["mock", "mock@fast"]}
         result = await session.call_tool("run", arguments, progress_callback=on_progress)
 
@@ -143,14 +170,15 @@ async def test_run_of_two_agents_in_parallel_returns_both_results_and_progress(
     }
 
 
-async def test_a_cancelled_run_call_stops_the_runs_children(env: dict[str, str]) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_cancelled_run_call_stops_the_runs_children(env: dict[str, str], mode: str) -> None:
     running = anyio.Event()
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         if message and "running" in message:
             running.set()
 
-    async with connect({**env, "MOCK_HANG": "1"}) as session:
+    async with connect({**env, "MOCK_HANG": "1"}, mode=mode) as session:
         server = server_process()
         children: list[psutil.Process] = []
         async with anyio.create_task_group() as group:
@@ -435,12 +463,80 @@ def test_malformed_json_rpc_gets_protocol_errors_and_the_server_keeps_serving(
         unknown = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "x"}}
         assert server.ask(unknown)["error"]["code"] == -32602
         old = {**INITIALIZE, "id": 5, "params": {**INITIALIZE["params"], "protocolVersion": "1999"}}  # type: ignore[dict-item]
-        assert server.ask(old)["result"]["protocolVersion"] == PROTOCOL_VERSIONS[0]
+        assert server.ask(old)["result"]["protocolVersion"] == HANDSHAKE_VERSIONS[0]
         assert server.ask({"jsonrpc": "2.0", "id": 6, "method": "ping"}) == {
             "jsonrpc": "2.0",
             "id": 6,
             "result": {},
         }
+    finally:
+        assert server.proc.stdin is not None
+        server.proc.stdin.close()
+        assert server.proc.wait(timeout=30) == 0
+
+
+def envelope(version: Any, **more: Any) -> dict[str, Any]:
+    """A 2026-07-28 request's `_meta`: the protocol version and the client's capabilities."""
+    return {
+        "_meta": {
+            mcp_types.PROTOCOL_VERSION_META_KEY: version,
+            mcp_types.CLIENT_CAPABILITIES_META_KEY: {},
+            mcp_types.CLIENT_INFO_META_KEY: {"name": "raw", "version": "2"},
+        },
+        **more,
+    }
+
+
+def test_a_request_naming_an_unserved_revision_gets_32022_with_the_supported_list(
+    env: dict[str, str],
+) -> None:
+    server = RawServer(env)
+    try:
+        for i, method in enumerate(("server/discover", "tools/list")):
+            answer = server.ask(
+                {"jsonrpc": "2.0", "id": i, "method": method, "params": envelope("2099-01-01")}
+            )
+            assert answer["error"]["code"] == mcp_types.UNSUPPORTED_PROTOCOL_VERSION == -32022
+            data = mcp_types.UnsupportedProtocolVersionErrorData.model_validate(
+                answer["error"]["data"]
+            )
+            assert data.supported == ["2026-07-28"] and data.requested == "2099-01-01"
+        # A handshake revision is not one a request's _meta can name.
+        call = {"name": "agents", "arguments": {}}
+        answer = server.ask(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": envelope("2025-11-25", **call),
+            }
+        )
+        assert answer["error"]["code"] == -32022
+        # The envelope without the client's capabilities, or with a version not a string.
+        half = {"_meta": {mcp_types.PROTOCOL_VERSION_META_KEY: "2026-07-28"}}
+        for i, params in enumerate((half, envelope(7), {})):
+            answer = server.ask(
+                {"jsonrpc": "2.0", "id": 3 + i, "method": "server/discover", "params": params}
+            )
+            assert answer["error"]["code"] == -32602, answer
+        # ping does not exist in 2026-07-28.
+        answer = server.ask(
+            {"jsonrpc": "2.0", "id": 6, "method": "ping", "params": envelope("2026-07-28")}
+        )
+        assert answer["error"]["code"] == -32601
+        # The served revision still answers, on the same connection, in its shape.
+        answer = server.ask(
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": envelope("2026-07-28", **call),
+            }
+        )
+        result = answer["result"]
+        assert result["resultType"] == "complete" and not result.get("isError")
+        assert result["_meta"][mcp_types.SERVER_INFO_META_KEY]["name"] == "aiswitch"
+        assert "agents" in result["structuredContent"]
     finally:
         assert server.proc.stdin is not None
         server.proc.stdin.close()

@@ -4,9 +4,13 @@ Contract:
 - Methods: `initialize` (the revision negotiated as `wire.negotiate` says; the client's
   `clientInfo` is remembered as `name/version` and recorded as every run's `caller` and on
   its ledger records), `ping`, `tools/list`, `tools/call`; notifications `initialized`
-  and `cancelled`. Params are read with the `mcp_types` models; params that do not fit
-  are -32602, an unknown method -32601, malformed JSON-RPC -32700/-32600 (the peer's),
-  an unknown tool -32602; the server keeps serving after each.
+  and `cancelled`. Revision 2026-07-28 (no handshake): `server/discover`, and
+  `tools/list`/`tools/call` whose `_meta` names the revision (`wire.envelope_version`;
+  an unserved one is -32022) are answered in that revision's shape (`wire.shape`), its
+  `clientInfo` is the caller; `ping` does not exist there (-32601). Params are read
+  with the `mcp_types` models; params that do not fit are -32602, an unknown method
+  -32601, malformed JSON-RPC -32700/-32600 (the peer's), an unknown tool -32602; the
+  server keeps serving after each.
 - A tool's own failure (bad arguments, an unknown agent or run, a limit) is a result with
   `isError: true` and one sentence (an `AiswitchError`'s line, never a traceback or a
   secret); a bug is `isError: true` with "internal error", details in the log only.
@@ -34,7 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiswitch.cli.mcp_server import tools as tool_defs
 from aiswitch.cli.mcp_server.limits import Limits, McpToolError
-from aiswitch.cli.mcp_server.wire import SERVER_NAME, dump, negotiate
+from aiswitch.cli.mcp_server.wire import (
+    INSTRUCTIONS,
+    SERVER_NAME,
+    caller_of,
+    discover,
+    dump,
+    envelope_version,
+    negotiate,
+    ping,
+    shape,
+)
 from aiswitch.errors import AiswitchError
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
@@ -86,7 +100,8 @@ class Session:
         self._tools: list[dict[str, Any]] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         peer.on_request_inline("initialize", self.initialize)
-        peer.on_request_inline("ping", lambda _params: {})
+        peer.on_request_inline("server/discover", discover)
+        peer.on_request_inline("ping", ping)
         peer.on_request_inline("tools/list", self.list_tools)
         peer.on_request("tools/call", self.call_tool)
         peer.on_notification("notifications/initialized", lambda _params: None)
@@ -110,18 +125,20 @@ class Session:
                     tools=mcp_types.ToolsCapability(list_changed=False)
                 ),
                 server_info=mcp_types.Implementation(name=SERVER_NAME, version=__version__),
-                instructions=(
-                    "Delegate coding tasks to other agent CLIs (codex, claude, gemini, with "
-                    "provider presets) with `run`; several agents work in parallel in their "
-                    "own worktrees; `compare`, `diff` and `apply` pick the best attempt."
-                ),
+                instructions=INSTRUCTIONS,
             )
         )
 
     def list_tools(self, params: Any) -> dict[str, Any]:
+        version = envelope_version(params)
         if self._tools is None:
             self._tools = tool_defs.listing(self.allow_apply)
-        return {"tools": self._tools}
+        if version is None:
+            return {"tools": self._tools}
+        import mcp_types
+
+        listed = mcp_types.ListToolsResult.model_validate({"tools": self._tools})
+        return shape("tools/list", version, listed)
 
     def cancelled(self, params: Any) -> None:
         import mcp_types
@@ -138,7 +155,10 @@ class Session:
     async def call_tool(self, params: Any) -> dict[str, Any]:
         import mcp_types
 
+        version = envelope_version(params)
         call = mcp_types.CallToolRequestParams.model_validate(params or {})
+        if version is not None:
+            self.caller = caller_of(params) or self.caller
         tool = tool_defs.BY_NAME.get(call.name)
         if tool is None or (tool.name == "apply" and not self.allow_apply):
             raise MethodError(codes.INVALID_PARAMS, f"Unknown tool: {call.name}")
@@ -163,7 +183,7 @@ class Session:
             result = _tool_error(f"internal error in {call.name}; the server's log has details")
         finally:
             self.calls.pop(request_id, None)
-        return dump(result)
+        return shape("tools/call", version, result)
 
     # -- the end ----------------------------------------------------------------------
 
