@@ -11,9 +11,11 @@ tasks at once per process and at most `--processes` processes per pool:
   ray1    `--backend ray` on a local Ray cluster of one node (its `agent:mock` = C)
   ray2    `--backend ray` on a local cluster of a head and a second node process
           (`agent:mock` = C/2 each), both on this machine
-The clusters (aiswitch.testing.ray_cluster: 127.0.0.1, dashboard off, one CPU and a
-100 MB object store per node) are started before and stopped after their case; their
-start is not timed. Figures, from this script's monotonic clock as the lines arrive:
+The clusters (aiswitch.testing.ray_cluster: 127.0.0.1 in a loopback-only network
+namespace, so run as root; dashboard off, one CPU and a 100 MB object store per node) are
+started before and stopped after their case; their start is not timed. The ray cases'
+driver runs in that namespace (`nsenter`). Figures, from this script's monotonic clock as
+the lines arrive:
   wall        from the command's start to its exit (connecting to Ray and making the
               actors included, and stopping them)
   first       until the first task's line
@@ -36,7 +38,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiswitch.testing.ray_cluster import LocalRayCluster
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("aiswitch"))
 INPUT_TOKENS = 10
@@ -61,7 +66,9 @@ def make_home(root: Path, args: argparse.Namespace) -> Path:
     return home
 
 
-def run_case(name: str, args: argparse.Namespace, address: str | None) -> dict[str, Any]:
+def run_case(
+    name: str, args: argparse.Namespace, cluster: LocalRayCluster | None
+) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:
         home = make_home(root, args)
@@ -69,9 +76,10 @@ def run_case(name: str, args: argparse.Namespace, address: str | None) -> dict[s
         tasks.write_text("".join(f"task number {n}\n" for n in range(args.tasks)))
         command = [CONSOLE_SCRIPT, "run", "--agent", "mock", "--tasks", str(tasks)]
         command += ["--concurrency", str(args.concurrency), "--jsonl"]
-        command += ["--backend", "local" if address is None else "ray"]
-        if address is not None:
-            command += ["--address", address]
+        command += ["--backend", "local" if cluster is None else "ray"]
+        if cluster is not None:
+            # The driver runs in the cluster's loopback-only network namespace, as it must.
+            command = cluster.command([*command, "--address", cluster.address])
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
@@ -134,7 +142,7 @@ def with_cluster(name: str, args: argparse.Namespace, nodes: int) -> dict[str, A
         cluster.start_head()
         for n in range(2, nodes + 1):
             cluster.add_node(f"node{n}")
-        return run_case(name, args, cluster.address)
+        return run_case(name, args, cluster)
     finally:
         left = cluster.stop()
         if left:

@@ -1,6 +1,8 @@
 """The `ray` backend on a real local Ray cluster (a head and a second node process on
 127.0.0.1, started here, torn down at the end): the same batches and plans as `--backend
 local`, a node killed mid-run, secrets out of Ray's logs, workspaces made on the nodes.
+The cluster and the drivers that reach it run in a network namespace whose only interface
+is `lo` (Ray listens on every interface otherwise); that needs root and util-linux.
 
 One cluster serves the whole module (Ray takes seconds to start); the node-killing test
 runs last, as it takes the second node away."""
@@ -8,6 +10,7 @@ runs last, as it takes the second node away."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import subprocess
@@ -50,13 +53,20 @@ class Cluster:
     def env(self, home: Home, **extra: str) -> dict[str, str]:
         return clean_env(home.root, **self.ray.env(), **extra)
 
+    def run(self, *args: str, env: dict[str, str], **kwargs: Any) -> Completed:
+        """`aiswitch ARGS` as a driver in the cluster's network namespace."""
+        return run_cli(*args, env=env, wrap=self.ray.command, **kwargs)
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     ray = LocalRayCluster({"agent:mock": SLOTS_PER_NODE})
     try:
-        ray.start_head()
-        ray.add_node("node2")
+        try:
+            ray.start_head()
+            ray.add_node("node2")
+        except RuntimeError as exc:
+            pytest.fail(str(exc).splitlines()[0], pytrace=False)
         yield Cluster(ray)
     finally:
         left = ray.stop()
@@ -117,7 +127,7 @@ def test_a_200_task_batch_gives_the_same_results_and_ledger_on_ray_as_locally(
     runs = {}
     for backend in ("local", "ray"):
         extra = ["--address", cluster.address] if backend == "ray" else []
-        done = run_cli(
+        done = cluster.run(
             "run",
             "--agent",
             "mock",
@@ -175,7 +185,7 @@ def test_a_50_task_plan_gives_the_same_results_and_ledger_on_ray_as_locally(
     docs = {}
     for backend in ("local", "ray"):
         extra = ["--address", cluster.address] if backend == "ray" else []
-        done = run_cli(
+        done = cluster.run(
             "run", "--plan", str(plan), "--json", "--backend", backend, *extra, env=env,
             timeout=RUN_TIMEOUT_S,
         )  # fmt: skip
@@ -209,7 +219,7 @@ def test_a_presets_key_reaches_the_child_and_never_rays_logs(
         data.presets["p"] = Preset(name="p", variables={"OPENAI_API_KEY": SECRET})
 
     PresetStore(home).modify(add)
-    done = run_cli(
+    done = cluster.run(
         "run", "--parallel", "mock@p,mock@p", "env?", "--json", "--backend", "ray",
         "--address", cluster.address, env=cluster.env(home), timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
@@ -249,7 +259,7 @@ def test_workspaces_are_made_on_the_nodes_and_their_changes_come_back_as_patches
     files = {"src/app.py": "print(2)\n", "added.txt": "new\n"}
     mock_agents(home, MOCK_WRITE=json.dumps(files))
     env = cluster.env(home)
-    done = run_cli(
+    done = cluster.run(
         "run", "--parallel", "mock,mock", "edit", "--json", "--backend", "ray",
         "--address", cluster.address, env=env, cwd=repo, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
@@ -282,7 +292,7 @@ def test_an_agent_no_node_offers_fails_its_tasks_with_the_reason(
     (home.config / "agents.yaml").write_text(
         json.dumps({"agents": {"other": {"command": command}}})
     )
-    done = run_cli(
+    done = cluster.run(
         "run", "--agent", "other", "x", "--json", "--retries", "0", "--backend", "ray",
         "--address", cluster.address, env=cluster.env(home), timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
@@ -299,7 +309,7 @@ def test_a_run_over_its_token_budget_on_ray_cancels_what_runs_and_starts_nothing
     # Usage comes as each task ends; slow tasks are still running when the budget is hit.
     mock_agents(home, MOCK_LATENCY="0.05-3", MOCK_TASK_LOG=str(log))
     tasks = "".join(f"task number {n}\n" for n in range(60))
-    done = run_cli(
+    done = cluster.run(
         "run", "--agent", "mock", "--tasks", "-", "--concurrency", "20", "--budget-tokens",
         str(5 * (INPUT_TOKENS + OUTPUT_TOKENS)), "--jsonl", "--backend", "ray", "--address",
         cluster.address, env=cluster.env(home), input=tasks, timeout=RUN_TIMEOUT_S,
@@ -316,6 +326,24 @@ def test_a_run_over_its_token_budget_on_ray_cancels_what_runs_and_starts_nothing
     ended = {e["task_id"] for e in events if e["event"] == "end"}
     assert started == ended
     assert len(started) < 60
+
+
+def test_the_clusters_processes_can_be_reached_on_loopback_only(cluster: Cluster) -> None:
+    from aiswitch.testing.ray_cluster import listening
+
+    # By now (after the runs above) the nodes have their agents and workers too.
+    sockets = listening(cluster.ray.processes())
+    ports = {port for _, _, port, _ in sockets}
+    # The GCS is among them: the sockets were found where they are.
+    assert cluster.ray.port in ports, sockets
+    exposed = [s for s in sockets if not all(map(is_loopback, s[3]))]
+    assert exposed == [], exposed
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 def test_a_cluster_out_of_reach_is_one_line_and_the_run_starts_nothing(
@@ -342,11 +370,11 @@ def test_killing_a_node_mid_run_loses_nothing_and_runs_nothing_twice(
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("".join(f"task number {n}\n" for n in range(150)))
     proc = subprocess.Popen(
-        [
+        cluster.ray.command([
             aiswitch_bin(), "run", "--agent", "mock", "--tasks", str(tasks), "--concurrency",
             str(2 * SLOTS_PER_NODE), "--retries", "3", "--jsonl", "--backend", "ray",
             "--address", cluster.address,
-        ],
+        ]),
         env=cluster.env(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,12 @@ def run_cli(
     input: str | None = None,
     cwd: Path | None = None,
     timeout: float = CLI_TIMEOUT_S,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> Completed:
+    """`wrap`: what runs the command (e.g. in a Ray test cluster's network namespace)."""
+    command = [aiswitch_bin(), *args]
     proc = subprocess.run(
-        [aiswitch_bin(), *args],
+        wrap(command) if wrap else command,
         env=env,
         input=input,
         capture_output=True,
