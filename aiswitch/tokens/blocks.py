@@ -24,13 +24,13 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
 from aiswitch.errors import UsageError
-from aiswitch.tokens.prices import ModelPrice, PriceTable
+from aiswitch.tokens.prices import PriceTable
 from aiswitch.tokens.rows import (
     R_CACHE_READ,
     R_CACHE_WRITE,
@@ -99,25 +99,27 @@ class RowPricer:
 
     def __init__(self, table: PriceTable) -> None:
         self.table = table
-        self.prices: dict[str | None, ModelPrice | None] = {}
+        self.costs: dict[str | None, Callable[[int, int, int, int, int], float] | None] = {}
 
     def cost(self, row: tuple[Any, ...]) -> float | None:
         if row[R_COST_SOURCE] == "reported" and row[R_COST] is not None:
             return float(row[R_COST])
         model = row[R_MODEL]
         try:
-            price = self.prices[model]
+            cost = self.costs[model]
         except KeyError:
-            price = self.prices[model] = self.table.lookup(model)
-        if price is None:
+            price = self.table.lookup(model)
+            cost = self.costs[model] = (
+                price.request_cost(self.table.tier_rule) if price is not None else None
+            )
+        if cost is None:
             return None
-        return price.cost(
+        return cost(
             row[R_INPUT],
             row[R_OUTPUT],
             row[R_CACHE_READ],
             row[R_CACHE_WRITE],
             row[R_CACHE_WRITE_1H],
-            self.table.tier_rule,
         )
 
 

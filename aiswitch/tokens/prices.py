@@ -30,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -162,6 +162,13 @@ class ModelPrice:
             cache_write_tokens,
             cache_write_1h_tokens,
         )
+
+    def request_cost(self, tier_rule: TierRule) -> Callable[[int, int, int, int, int], float]:
+        """`cost` under `tier_rule` as one call of the counts (input, output, cache read,
+        cache write, 1h cache write): for a model without tiers, the base rates' at once."""
+        if not self.tiers:
+            return partial(self.cost_at, 0)
+        return partial(self.cost, tier_rule=tier_rule)
 
     def _piecewise(self, tokens: int, counter: str) -> float:
         total = 0.0
