@@ -39,7 +39,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -355,6 +355,24 @@ def validation_summary(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in first["loc"]) or "file"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {first['msg']}{more}"
+
+
+SectionModel = TypeVar("SectionModel", bound=BaseModel)
+
+
+def coordination_section(config_dir: Path, key: str, model: type[SectionModel]) -> SectionModel:
+    """The `key:` section of `config_dir/coordination.yaml` as `model` (its defaults when the
+    file or the section is absent); a bad value is a one-line `ConfigError` naming the file
+    and the field."""
+    path = config_dir / "coordination.yaml"
+    data = load_yaml(path)
+    section = data.get(key) if isinstance(data, dict) else None
+    if section is None:
+        return model()
+    try:
+        return model.model_validate(section)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {key}.{validation_summary(exc)}") from None
 
 
 class AgentRegistry:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from aiswitch.errors import ConfigError, UsageError
+from aiswitch.errors import UsageError
 
 if TYPE_CHECKING:
     from aiswitch.agents import AgentDef
@@ -85,17 +85,9 @@ class Backend(BaseModel):
 
 def load_backend(config_dir: Path) -> Backend:
     """The `executor:` section of `config_dir/coordination.yaml` (local when absent)."""
-    from aiswitch.agents import load_yaml, validation_summary
+    from aiswitch.agents import coordination_section
 
-    path = config_dir / "coordination.yaml"
-    data = load_yaml(path)
-    section = data.get("executor") if isinstance(data, dict) else None
-    if section is None:
-        return Backend()
-    try:
-        return Backend.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: executor.{validation_summary(exc)}") from None
+    return coordination_section(config_dir, "executor", Backend)
 
 
 def choose_backend(config_dir: Path, backend: str | None, address: str | None) -> Backend:

@@ -35,11 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from aiswitch.coordinator.request import RunEvent
 from aiswitch.coordinator.results import AgentResult, RunResult
-from aiswitch.errors import ConfigError
 from aiswitch.masking import redact_text
 
 Event = Literal["waiting", "finished", "failed", "run"]
@@ -69,17 +68,9 @@ class NotifySettings(BaseModel):
 
 def load_settings(config_dir: Path) -> NotifySettings:
     """The `notify:` section of `config_dir/coordination.yaml` (defaults when absent)."""
-    from aiswitch.agents import load_yaml, validation_summary
+    from aiswitch.agents import coordination_section
 
-    path = config_dir / "coordination.yaml"
-    data = load_yaml(path)
-    section = data.get("notify") if isinstance(data, dict) else None
-    if section is None:
-        return NotifySettings()
-    try:
-        return NotifySettings.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: notify.{validation_summary(exc)}") from None
+    return coordination_section(config_dir, "notify", NotifySettings)
 
 
 def _short(text: str | None) -> str:

@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from aiswitch.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Mode = Literal["worktree", "copy", "shared"]
 MODES: tuple[Mode, ...] = ("worktree", "copy", "shared")
@@ -45,17 +43,9 @@ class WorkspaceSettings(BaseModel):
 
 def load_settings(config_dir: Path) -> WorkspaceSettings:
     """The `workspace:` section of `config_dir/coordination.yaml` (empty when absent)."""
-    from aiswitch.agents import load_yaml, validation_summary
+    from aiswitch.agents import coordination_section
 
-    path = config_dir / "coordination.yaml"
-    data = load_yaml(path)
-    section = data.get("workspace") if isinstance(data, dict) else None
-    if section is None:
-        return WorkspaceSettings()
-    try:
-        return WorkspaceSettings.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: workspace.{validation_summary(exc)}") from None
+    return coordination_section(config_dir, "workspace", WorkspaceSettings)
 
 
 class Changes(BaseModel):
