@@ -30,7 +30,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -53,6 +52,7 @@ from aiswitch.coordinator.results import (
     RunStatus,
     TaskStatus,
 )
+from aiswitch.coordinator.run_saves import RunSaves
 from aiswitch.coordinator.scheduler import Scheduler
 from aiswitch.coordinator.tasks import Attempt, End, Task
 from aiswitch.coordinator.usage_records import UsageRecords
@@ -64,16 +64,6 @@ from aiswitch.state.runs import new_run_id
 from aiswitch.tokens.ledger import LedgerWriter
 from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.usage import Usage
-
-# The run file is rewritten at most this often (and at its end): a big batch must not
-# rewrite its file once per task. (Each final result reaches the journal at once; the
-# journal's fsync rides on this save.)
-RUN_SAVE_INTERVAL_S = 1.0
-# The run file holds every result, so rewriting it costs more the bigger the run (about
-# 0.1 s per 1,000 results): after a rewrite that took T seconds the next waits at least
-# this many times T, so rewrites take at most 1/20 of a run's time however big it is.
-# The journal (what recovery reads) still gets every final result each interval.
-RUN_REWRITE_COST_FACTOR = 20.0
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.coordinator import Coordinator
@@ -157,15 +147,15 @@ class Run:
         self.executor: Executor | None = None
         self.metrics = RunMetrics(self)
         self._ledger: LedgerWriter | None = None
-        self._save_timer: asyncio.TimerHandle | None = None
-        self._saves: set[asyncio.Task[None]] = set()
         self._journal = coordinator.runs.journal_writer(self.result.run_id)
+        self._saves = RunSaves(
+            coordinator.runs, self.result.run_id, self._journal, self.result.json_document
+        )
         # This loop turn's ledger and journal lines and the final results to tell after
         # them (`_write_turn`).
         self._journal_lines: list[bytes] = []
         self._told: list[RunEvent] = []
         self._write_due = False
-        self._next_rewrite = 0.0
         self._durations: list[float] = []
         self._started = 0.0
         self.graph = TaskGraph(self)
@@ -288,11 +278,7 @@ class Run:
         run.figures = self._figures()
         run.settle()
         run.pid = None
-        if self._save_timer is not None:
-            self._save_timer.cancel()
-        for save in list(self._saves):
-            with contextlib.suppress(Exception):
-                await save
+        await self._saves.settle()
         # The run's file and its metrics entry: two files, two locks, written at once.
         await asyncio.gather(asyncio.to_thread(self._write_end), self.metrics.close())
 
@@ -426,7 +412,7 @@ class Run:
         self._journal_lines.append(_journal_line(result))
         self._told.append(RunEvent("status", result))
         self._write_soon()
-        self._save_soon()
+        self._saves.soon()
 
     # -- writing at the end of each loop turn -----------------------------------------
 
@@ -547,42 +533,6 @@ class Run:
             self.scheduler.stop_new("the run's budget was exceeded")
 
     # -- saving ---------------------------------------------------------------------
-
-    def _save_soon(self) -> None:
-        if self._save_timer is None:
-            loop = asyncio.get_running_loop()
-            self._save_timer = loop.call_later(RUN_SAVE_INTERVAL_S, self._save_now)
-
-    def _save_now(self) -> None:
-        self._save_timer = None
-        if self._saves:
-            # One save at a time: the next one follows.
-            self._save_soon()
-            return
-        journal = self._journal
-        started = time.monotonic()
-        document = self.result.json_document() if started >= self._next_rewrite else None
-        if document is None:
-            # The run file waits for its turn (at most until the rewrite is due).
-            self._save_soon()
-        runs = self.coordinator.runs
-        run_id = self.run_id
-
-        def write() -> None:
-            journal.sync()
-            if document is not None:
-                runs.save(run_id, document)
-
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
-        self._saves.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._saves.discard(task)
-            if document is not None:
-                cost = time.monotonic() - started
-                self._next_rewrite = time.monotonic() + RUN_REWRITE_COST_FACTOR * cost
-
-        task.add_done_callback(done)
 
     def _emit(self, event: RunEvent) -> None:
         if self.on_event is not None:
