@@ -25,8 +25,8 @@ from aiswitch.home import Home
 from aiswitch.protocol.models import AssignParams, TaskResult
 from aiswitch.state.processes import ProcessTable
 from aiswitch.state.store import StateStore
-from aiswitch.supervisor.handle import AgentHandle, Supervision
-from aiswitch.supervisor.policy import Restart, RestartPolicy
+from aiswitch.supervisor.handle import AgentHandle
+from aiswitch.supervisor.policy import Restart, RestartPolicy, Supervision
 from aiswitch.supervisor.pool import AgentPool, PoolConfig, PoolKey
 from aiswitch.supervisor.states import ProcessState, StateChange
 

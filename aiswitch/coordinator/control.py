@@ -19,6 +19,7 @@ The wire (socket, framing) is not this module's: the CLI serves these methods ov
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,7 @@ class RunControl:
             "tasks": len(run.tasks),
             "finished": run.finals,
             "failed": run.failures,
-            "processes": [{**h.snapshot(), "tokens": spent.get(h.agent_id, 0)} for h in handles],
+            "processes": [{**process_view(h), "tokens": spent.get(h.agent_id, 0)} for h in handles],
         }
 
     def cancel(self) -> dict[str, Any]:
@@ -105,12 +106,12 @@ class RunControl:
         """Stop the process; its pool starts another if tasks wait (they are retried)."""
         handle = self.handle(agent_id)
         await handle.stop("stopped by `aiswitch agents stop`", abandon=True)
-        return handle.snapshot()
+        return process_view(handle)
 
     async def restart_agent(self, agent_id: str) -> dict[str, Any]:
         handle = self.handle(agent_id)
         await handle.restart("restarted by `aiswitch agents restart`")
-        return handle.snapshot()
+        return process_view(handle)
 
     async def switch_agent(self, agent_id: str, preset: str) -> dict[str, Any]:
         """`env.switch` on the live process: the preset applies from its next task."""
@@ -144,3 +145,21 @@ class RunControl:
         events, self._turn = self._turn, []
         for sink in list(self._sinks):
             sink(events)
+
+
+def process_view(handle: AgentHandle) -> dict[str, Any]:
+    """What the control socket tells of an agent process (`agents stop|restart|switch`,
+    a run's status for `ps`)."""
+    return {
+        "agent_id": handle.agent_id,
+        "agent": handle.agent.name,
+        "preset": handle.preset,
+        "state": str(handle.state),
+        "pid": handle.pid,
+        "restarts": handle.restarts,
+        "in_flight": len(handle.running),
+        "capacity": handle.capacity,
+        "tasks_done": handle.tasks_done,
+        "reason": handle.reason,
+        "parent_pid": os.getpid(),
+    }

@@ -39,8 +39,8 @@ from aiswitch.protocol.models import (
     UsageParams,
 )
 from aiswitch.supervisor.env import ChildEnvRequest, build_child_env
-from aiswitch.supervisor.handle import AgentHandle, Supervision
-from aiswitch.supervisor.policy import Restart, RestartPolicy
+from aiswitch.supervisor.handle import AgentHandle
+from aiswitch.supervisor.policy import Restart, RestartPolicy, Supervision
 from aiswitch.supervisor.pool import AgentPool, PoolConfig, PoolKey
 from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S
 from aiswitch.supervisor.states import ProcessState

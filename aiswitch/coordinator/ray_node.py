@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from aiswitch.agents import AgentDef
     from aiswitch.presets.resolve import ResolvedPreset
     from aiswitch.protocol.models import ProgressParams, UsageParams
-    from aiswitch.supervisor.handle import AgentHandle, Supervision
+    from aiswitch.supervisor.handle import AgentHandle
+    from aiswitch.supervisor.policy import Supervision
     from aiswitch.workspace.remote import RemoteWorkspace
 
 Event = tuple[Any, ...]

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiswitch.errors import AgentDiedError, AgentStartError, StateError
@@ -62,11 +61,7 @@ from aiswitch.protocol.models import (
 )
 from aiswitch.rpc.errors import ConnectionClosedError, RequestTimeoutError, RpcError
 from aiswitch.supervisor import policy as restart_policy
-from aiswitch.supervisor.limits import (
-    DEFAULT_HEARTBEAT_INTERVAL_S,
-    DEFAULT_HEARTBEAT_TIMEOUT_S,
-    DEFAULT_START_TIMEOUT_S,
-)
+from aiswitch.supervisor.policy import Supervision
 from aiswitch.supervisor.process import CANCEL_REPLY_TIMEOUT_S, EXIT_AFTER_EOF_S, AgentProcess
 from aiswitch.supervisor.states import LIVE, ProcessState, StateChange, transition
 from aiswitch.supervisor.table_entry import TableEntry
@@ -80,16 +75,6 @@ S = ProcessState
 
 # A status query answers at once; this long covers a loaded machine.
 STATUS_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class Supervision:
-    """How a handle keeps its process alive (from the agent's definition)."""
-
-    policy: restart_policy.RestartPolicy = field(default_factory=restart_policy.RestartPolicy)
-    start_timeout_s: float = DEFAULT_START_TIMEOUT_S
-    heartbeat_interval_s: float | None = DEFAULT_HEARTBEAT_INTERVAL_S
-    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
 
 
 ProgressSink = Callable[["AgentHandle", ProgressParams], None]
@@ -578,22 +563,6 @@ class AgentHandle:
         self.restarts += 1
         self._starting = self._spawn_task(self._start_loop("restart"))
         await asyncio.shield(self._starting)
-
-    def snapshot(self) -> dict[str, Any]:
-        """What `ps` and the live view show of this process."""
-        return {
-            "agent_id": self.agent_id,
-            "agent": self.agent.name,
-            "preset": self.preset,
-            "state": str(self.state),
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "in_flight": len(self.running),
-            "capacity": self.capacity,
-            "tasks_done": self.tasks_done,
-            "reason": self.reason,
-            "parent_pid": os.getpid(),
-        }
 
 
 async def _abandon(process: AgentProcess | None, reason: str) -> None:

@@ -17,7 +17,7 @@ tests walk through hours of restarts in microseconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from aiswitch.supervisor.limits import (
@@ -25,7 +25,10 @@ from aiswitch.supervisor.limits import (
     DEFAULT_BACKOFF_CAP_S,
     DEFAULT_CRASH_BUDGET,
     DEFAULT_CRASH_WINDOW_S,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
     DEFAULT_START_RETRIES,
+    DEFAULT_START_TIMEOUT_S,
 )
 
 
@@ -103,3 +106,13 @@ def after_exit(policy: RestartPolicy, exit: Exit, crashes: Sequence[float], now:
             f"flapping: {len(recent)} crashes within {policy.crash_window_s:g}s",
         )
     return Decision(Action.START, reason=exit.reason or f"exited with code {exit.code}")
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """How a handle keeps its process alive (from the agent's definition)."""
+
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    heartbeat_interval_s: float | None = DEFAULT_HEARTBEAT_INTERVAL_S
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
