@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiswitch.testing.fake_provider import ApiKind, FakeProvider, FakeUsage, Script, TextReply
+from aiswitch.testing.fake_provider import FakeProvider
+from aiswitch.testing.fake_script import ApiKind, FakeUsage, Script, TextReply
 
 MODEL = "fake-gemini"
 PROMPT = "Review the parser"

@@ -20,7 +20,7 @@ from aiswitch_adapters.claude import ClaudeTranslator, build_argv, build_env, st
 from test_adapter_common import make_ctx
 
 from aiswitch.adapter_sdk import TaskFailed
-from aiswitch.testing.fake_provider import FakeUsage
+from aiswitch.testing.fake_script import FakeUsage
 from aiswitch.tokens.usage import Usage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from aiswitch.testing.fake_provider import (
+from aiswitch.testing.fake_provider import FakeProvider
+from aiswitch.testing.fake_script import (
     DEFAULT_USAGE,
     ApiKind,
     ErrorReply,
-    FakeProvider,
     FakeUsage,
     HangReply,
     Script,

@@ -19,7 +19,7 @@ from test_real_agents_e2e import (  # noqa: F401 (fixtures)
     sandbox,
 )
 
-from aiswitch.testing.fake_provider import ApiKind, ErrorReply, TextReply
+from aiswitch.testing.fake_script import ApiKind, ErrorReply, TextReply
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
 

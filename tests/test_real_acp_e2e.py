@@ -34,7 +34,7 @@ from test_real_agents_e2e import (  # the sandbox fixture and what it checks
 from aiswitch.adapter_sdk import TaskFailed
 from aiswitch.agents import AgentRegistry
 from aiswitch.home import Home
-from aiswitch.testing.fake_provider import ApiKind, TextReply, ToolCallReply
+from aiswitch.testing.fake_script import ApiKind, TextReply, ToolCallReply
 
 pytestmark = [pytest.mark.realcli, pytest.mark.slow, pytest.mark.timeout(120)]
 __all__ = ["pinned_clis", "sandbox"]

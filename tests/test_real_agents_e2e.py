@@ -46,14 +46,8 @@ from support.clis import cache_root, cli_bin_dir, cli_path, node_bin_dir
 from test_adapter_common import make_ctx
 
 from aiswitch.protocol.models import InitializeParams
-from aiswitch.testing.fake_provider import (
-    ApiKind,
-    ErrorReply,
-    FakeProvider,
-    FakeUsage,
-    Script,
-    TextReply,
-)
+from aiswitch.testing.fake_provider import FakeProvider
+from aiswitch.testing.fake_script import ApiKind, ErrorReply, FakeUsage, Script, TextReply
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(90)]
 

@@ -14,7 +14,7 @@ from test_real_agents_e2e import Sandbox, pinned_clis, results_by_agent, sandbox
 from test_workspaces import GIT_IDENTITY, git, make_repo, tree_bytes
 
 from aiswitch.agents import builtin_agents
-from aiswitch.testing.fake_provider import ApiKind, RecordedRequest, TextReply, ToolCallReply
+from aiswitch.testing.fake_script import ApiKind, RecordedRequest, TextReply, ToolCallReply
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
 __all__ = ["pinned_clis", "sandbox"]  # the e2e module's fixtures, used here

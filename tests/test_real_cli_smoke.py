@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 from support.clis import cli_bin_dir, cli_path, node_bin_dir
 
-from aiswitch.testing.fake_provider import (
+from aiswitch.testing.fake_provider import FakeProvider
+from aiswitch.testing.fake_script import (
     ApiKind,
     ErrorReply,
-    FakeProvider,
     FakeUsage,
     RecordedRequest,
     Script,

@@ -26,7 +26,7 @@ from test_real_agents_e2e import (
     sandbox,
 )
 
-from aiswitch.testing.fake_provider import ApiKind, RecordedRequest, TextReply, ToolCallReply
+from aiswitch.testing.fake_script import ApiKind, RecordedRequest, TextReply, ToolCallReply
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(240)]
 __all__ = ["pinned_clis", "sandbox"]  # the e2e module's fixtures, used here

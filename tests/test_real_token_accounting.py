@@ -28,7 +28,7 @@ from test_real_agents_e2e import (
     run_cli,
 )
 
-from aiswitch.testing.fake_provider import (
+from aiswitch.testing.fake_script import (
     ApiKind,
     FakeUsage,
     RecordedRequest,

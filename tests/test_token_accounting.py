@@ -24,7 +24,7 @@ from aiswitch_adapters._usage import UsageReport, sum_usage
 from support.cli import clean_env, run_cli
 
 from aiswitch.home import Home
-from aiswitch.testing.fake_provider import FakeUsage
+from aiswitch.testing.fake_script import FakeUsage
 from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.sources import report_for_source
 from aiswitch.tokens.usage import Usage

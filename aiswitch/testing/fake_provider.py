@@ -33,9 +33,7 @@ one line, then serves until interrupted.
 from __future__ import annotations
 
 import argparse
-import enum
 import gzip
-import hashlib
 import itertools
 import json
 import re
@@ -45,12 +43,27 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, NoReturn, Self
 from urllib.parse import parse_qs, urlsplit
+
+from aiswitch.testing.fake_script import (
+    DEFAULT_USAGE,
+    ApiKind,
+    ErrorReply,
+    FakeUsage,
+    HangReply,
+    RecordedRequest,
+    Script,
+    TextReply,
+    ToolCallReply,
+    anthropic_wire_usage,
+    gemini_usage,
+    openai_usage,
+)
 
 HOST = "127.0.0.1"
 # The longest a "hang" reply holds its connection open when nobody stops the server,
@@ -66,263 +79,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 # Characters per streamed text chunk: small enough that every reply spans several
 # deltas, so clients' delta assembly is exercised.
 TEXT_CHUNK_CHARS = 16
-REDACTED = "***"
-_SECRET_HEADER_PARTS = ("key", "auth", "token", "cookie", "secret", "signature")
-_MARKER = re.compile(r"\[\[(error|hang|slow)(?::([^\]]*))?\]\]")
 
-
-class ApiKind(enum.StrEnum):
-    """Which API a request was addressed to."""
-
-    PROBE = "probe"  # HEAD / or GET /: connectivity checks
-    ANTHROPIC = "anthropic"
-    OPENAI = "openai"
-    GEMINI = "gemini"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class FakeUsage:
-    """Token counts in aiswitch's normalised meaning (see aiswitch.tokens.usage).
-
-    `input_tokens` excludes cached tokens; `reasoning_tokens` is part of `output_tokens`.
-    Anthropic has no separate reasoning count, so it never sees `reasoning_tokens`.
-    """
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        if self.reasoning_tokens > self.output_tokens:
-            raise ValueError("reasoning_tokens is part of output_tokens and cannot exceed it")
-
-
-# Distinct numbers, so a test that mixes two fields up fails.
-DEFAULT_USAGE = FakeUsage(
-    input_tokens=120,
-    output_tokens=42,
-    cache_read_tokens=30,
-    cache_write_tokens=7,
-    reasoning_tokens=5,
-)
-
-
-def anthropic_usage(usage: FakeUsage) -> dict[str, int]:
-    """Anthropic reports cache reads and writes apart from input."""
-    return {
-        "input_tokens": usage.input_tokens,
-        "cache_creation_input_tokens": usage.cache_write_tokens,
-        "cache_read_input_tokens": usage.cache_read_tokens,
-        "output_tokens": usage.output_tokens,
-    }
-
-
-def anthropic_wire_usage(usage: FakeUsage) -> dict[str, Any]:
-    """`anthropic_usage` as the API sends it: with the cache writes' TTL breakdown (all
-    five-minute writes here), which Claude Code copies into its log and ccusage counts."""
-    return {
-        **anthropic_usage(usage),
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": usage.cache_write_tokens,
-            "ephemeral_1h_input_tokens": 0,
-        },
-    }
-
-
-def openai_usage(usage: FakeUsage) -> dict[str, Any]:
-    """OpenAI counts cached tokens inside input_tokens; it has no cache-write count."""
-    input_total = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
-    return {
-        "input_tokens": input_total,
-        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": input_total + usage.output_tokens,
-    }
-
-
-def gemini_usage(usage: FakeUsage) -> dict[str, int]:
-    """Gemini counts cached tokens inside the prompt and thoughts apart from candidates."""
-    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
-    return {
-        "promptTokenCount": prompt,
-        "candidatesTokenCount": usage.output_tokens - usage.reasoning_tokens,
-        "cachedContentTokenCount": usage.cache_read_tokens,
-        "thoughtsTokenCount": usage.reasoning_tokens,
-        "totalTokenCount": prompt + usage.output_tokens,
-    }
-
-
-def default_reply_text(prompt: str) -> str:
-    """The reply to a prompt no rule matched: stable for equal prompts, distinct otherwise."""
-    digest = hashlib.sha256(prompt.strip().encode()).hexdigest()[:12]
-    return f"Fake reply {digest}: the task is done."
-
-
-# --- replies ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextReply:
-    """A normal assistant message; `chunk_delay` seconds between streamed chunks."""
-
-    text: str
-    usage: FakeUsage = DEFAULT_USAGE
-    chunk_delay: float = 0.0
-
-
-@dataclass(frozen=True)
-class ToolCallReply:
-    """The model asks for one tool call (tool_use / function_call / functionCall)."""
-
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    usage: FakeUsage = DEFAULT_USAGE
-    call_id: str = "call_fake_1"
-
-
-@dataclass(frozen=True)
-class ErrorReply:
-    """An HTTP error with the provider's own error body; `retry_after` sets the header."""
-
-    status: int
-    message: str = ""
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True)
-class HangReply:
-    """Send the first chunk of `text` (or, with `send_headers=False`, nothing at all),
-    then hold the connection open until the server stops."""
-
-    text: str = "Thinking"
-    send_headers: bool = True
-
-
-Reply = TextReply | ToolCallReply | ErrorReply | HangReply
-ReplyMaker = Callable[["RecordedRequest"], Reply]
-
-
-# --- recorded requests -------------------------------------------------------------------
-
-
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers with every secret-looking value replaced, for printing."""
-    return {
-        name: (REDACTED if any(part in name.lower() for part in _SECRET_HEADER_PARTS) else value)
-        for name, value in headers.items()
-    }
-
-
-@dataclass
-class RecordedRequest:
-    """One request as the fake saw it. `headers` keys are lower-case."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-    api: ApiKind
-    model: str | None = None
-    stream: bool = False
-    prompt: str = ""
-    status: int = 0
-    reply: Reply | None = None
-    received_at: float = field(default_factory=time.time)
-
-    def __repr__(self) -> str:
-        return (
-            f"RecordedRequest(method={self.method!r}, path={self.path!r}, api={self.api.value!r}, "
-            f"model={self.model!r}, status={self.status}, prompt={self.prompt[:60]!r}, "
-            f"headers={redact_headers(self.headers)!r})"
-        )
-
-    def summary(self) -> str:
-        """One line for logs; holds no secrets."""
-        return f"{self.method} {self.path} [{self.api.value}] -> {self.status}"
-
-
-# --- the script ------------------------------------------------------------------------
-
-
-@dataclass
-class Rule:
-    """Reply with `reply` to requests matching every given condition.
-
-    `api`: only this API; `contains`: the prompt text contains this string;
-    `times`: at most this many uses (None = unlimited). `hits` counts uses. `reply` may be
-    a function of the request (a tool call naming a path only the request tells).
-    """
-
-    reply: Reply | ReplyMaker
-    api: ApiKind | None = None
-    contains: str | None = None
-    times: int | None = None
-    hits: int = 0
-
-    def matches(self, request: RecordedRequest) -> bool:
-        if self.times is not None and self.hits >= self.times:
-            return False
-        if self.api is not None and request.api is not self.api:
-            return False
-        return self.contains is None or self.contains in request.prompt
-
-
-class Script:
-    """Chooses the reply for each request. Thread-safe; rules are tried in order."""
-
-    def __init__(self, rules: Sequence[Rule] = (), default: Reply | None = None) -> None:
-        self._rules = list(rules)
-        self.default = default
-        self._lock = threading.Lock()
-
-    def add(
-        self,
-        reply: Reply | ReplyMaker,
-        *,
-        api: ApiKind | None = None,
-        contains: str | None = None,
-        times: int | None = None,
-    ) -> Rule:
-        rule = Rule(reply=reply, api=api, contains=contains, times=times)
-        with self._lock:
-            self._rules.append(rule)
-        return rule
-
-    def reply_for(self, request: RecordedRequest) -> Reply:
-        with self._lock:
-            for rule in self._rules:
-                if rule.matches(request):
-                    rule.hits += 1
-                    reply = rule.reply
-                    return reply(request) if callable(reply) else reply
-        marked = reply_from_markers(request.prompt)
-        if marked is not None:
-            return marked
-        if self.default is not None:
-            return self.default
-        return TextReply(default_reply_text(request.prompt))
-
-
-def reply_from_markers(prompt: str) -> Reply | None:
-    """`[[error:CODE]]`, `[[hang]]` or `[[slow:MS]]` in the prompt pick the reply."""
-    match = _MARKER.search(prompt)
-    if match is None:
-        return None
-    kind, arg = match.group(1), match.group(2)
-    clean = _MARKER.sub("", prompt)
-    if kind == "error":
-        return ErrorReply(status=int(arg or HTTPStatus.INTERNAL_SERVER_ERROR))
-    if kind == "hang":
-        return HangReply()
-    return TextReply(default_reply_text(clean), chunk_delay=int(arg or 100) / 1000)
-
-
-# --- request parsing -------------------------------------------------------------------
 
 _GEMINI_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/(?P<model>[^/:]+):(?P<method>\w+)$")
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
