@@ -15,11 +15,14 @@ from typing import Any, Final
 
 from aiswitch.adapter_sdk import TaskFailed
 from aiswitch.masking import redact_text
-from aiswitch.process_group import death_signal, signal_group
+from aiswitch.process_group import death_signal, signal_group, wait_group_exit
 from aiswitch.rpc.child import Child, spawn
 
 # After stdin closes and SIGTERM, how long the agent's group may take to exit.
 TERM_GRACE_S: Final = 2.0
+# After the agent itself exited on SIGTERM, how long the rest of its group (the CLI it runs,
+# writing its session log) may take to exit before it is killed.
+GROUP_GRACE_S: Final = 5.0
 # After a turn that ended (its result is in), how long the agent may take to exit on the
 # EOF of its stdin before its group is killed: it owes nothing more (its session log is
 # written as the turn goes), and a node agent's SIGTERM exit costs ~0.5 s a task.
@@ -120,7 +123,8 @@ class AgentProcess:
             return None
 
     async def end(self, *, done: bool) -> None:
-        """Close stdin, SIGTERM the group, SIGKILL it after TERM_GRACE_S; wait for the exit.
+        """Close stdin, SIGTERM the group, SIGKILL it after TERM_GRACE_S (or, when the agent
+        exited in time, once the rest of its group has exited or GROUP_GRACE_S passed).
         `done`: the turn ended, so SIGKILL after DONE_GRACE_S instead."""
         self.child.close_stdin()
         pid = self.child.pid
@@ -135,6 +139,10 @@ class AgentProcess:
             except TimeoutError:
                 signal_group(pid, signal.SIGKILL)
                 await self.child.wait()
+            else:
+                # The CLI behind the agent got the SIGTERM too and may still be writing its
+                # session log (claude was caught mid-write: its session could not be resumed).
+                await wait_group_exit(pid, GROUP_GRACE_S)
         # Whatever the agent started in its group (the CLI behind it, tools) goes too.
         signal_group(pid, signal.SIGKILL)
         await self.peer.close("the task ended")
