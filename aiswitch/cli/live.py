@@ -7,9 +7,9 @@ tokens and cost so far, pool sizes). A plan's view adds its tasks by state and t
 ones with their agent and last line. Without a terminal, `StatusLines` prints plain lines:
 one per task change for a few tasks, one per tenth of a batch.
 
-The table fits the terminal: the last line shrinks first, then the columns in `GIVE_WAY`
-are left out, in that order; agent, status and elapsed always stay. Its last line is the
-last non-empty line an agent said, and the error of a task that failed.
+The table fits the terminal (aiswitch.cli.columns): the last line shrinks first, then the
+columns in `LIVE_FIT.give_way` are left out, in that order; agent, status and elapsed stay.
+Its last line is the last non-empty line an agent said, and the error of a task that failed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from aiswitch.cli.columns import Fit
 from aiswitch.cli.results_view import (
     format_changes,
     format_costs,
@@ -47,14 +48,11 @@ STATUS_STYLE = {
 # Live refresh rate: smooth elapsed-time counters without burning a core.
 REFRESH_PER_SECOND = 8
 LAST_LINE_CHARS = 60
-# The live table's columns, in the order they give way on a narrow terminal: first the last
-# line shrinks (down to LAST_LINE_MIN), then changes, preset and tokens are left out; the
+# The live table's columns. On a narrow terminal first the last
+# line shrinks (down to 16 cells), then changes, preset and tokens are left out; the
 # task (a plan's), agent, status and elapsed always stay.
 COLUMNS = ("agent", "preset", "status", "elapsed", "tokens", "changes", "last output")
-GIVE_WAY = ("changes", "preset", "tokens")
-LAST_LINE_MIN = 16
-# Between two columns of the table (rich's padding (0, 1), no outer edge).
-COLUMN_GAP = 2
+LIVE_FIT = Fit(give_way=("changes", "preset", "tokens"), shrink="last output", shrink_min=16)
 # Up to this many tasks get a row each; more are a batch, shown as figures.
 TABLE_MAX_ROWS = 12
 # Without a terminal, a batch prints a line each time this share of it is done.
@@ -138,10 +136,10 @@ class LiveView:
         return Group(*lines)
 
     def table(self) -> RenderableType:
-        """One row per task; on a narrow terminal the columns give way (`GIVE_WAY`)."""
-        from rich.cells import cell_len
-        from rich.table import Table
+        """One row per task; on a narrow terminal the columns give way (`LIVE_FIT`)."""
         from rich.text import Text
+
+        from aiswitch.cli.columns import fitted_table
 
         plan = self.run.result.mode == "plan"
         now = time.monotonic()
@@ -164,35 +162,7 @@ class LiveView:
                 }
             )
         names = [*(("task",) if plan else ()), *COLUMNS]
-
-        def width(name: str) -> int:
-            cells = [cell_len(str(row[name])) for row in rows]
-            return max([cell_len(name), *cells])
-
-        def fixed(shown: list[str]) -> int:
-            return sum(width(n) + COLUMN_GAP for n in shown if n != "last output")
-
-        widest_line = width("last output")
-        room = self.console.width
-        for name in GIVE_WAY:
-            if fixed(names) + min(widest_line, LAST_LINE_MIN) <= room:
-                break
-            names.remove(name)
-        line_width = max(0, min(widest_line, room - fixed(names)))
-        if line_width < len("last output"):
-            names.remove("last output")
-        table = Table(box=None, pad_edge=False, expand=False)
-        for name in names:
-            table.add_column(name, no_wrap=True, overflow="ellipsis")
-        for row in rows:
-            cells = []
-            for name in names:
-                cell = row[name]
-                if name == "last output" and cell_len(str(cell)) > line_width:
-                    cell = Text(str(cell)[: max(0, line_width - 1)] + "…")
-                cells.append(cell)
-            table.add_row(*cells)
-        return table
+        return fitted_table(names, rows, self.console.width, LIVE_FIT)
 
 
 def by_state(results: list[AgentResult]) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from aiswitch.cli.columns import Fit
+
 # `run.status` is answered inline by the run's event loop; a run this slow to answer is
 # busy or stuck, and ps must not wait on it.
 STATUS_TIMEOUT_S = 2.0
@@ -82,14 +84,23 @@ def ps(
     console = Console()
     if not console.is_terminal:
         console = Console(width=LIST_PIPED_WIDTH)
-    console.print(table(rows), highlight=False, markup=False)
+    console.print(table(rows, console.width), highlight=False, markup=False)
 
 
 COLUMNS = (
     "agent", "run", "preset", "pid", "state", "uptime", "restarts", "done/in flight",
     "tokens", "cpu%", "rss",
 )  # fmt: skip
-_NUMERIC = frozenset(("pid", "restarts", "tokens", "cpu%", "rss"))
+# On a narrow terminal (aiswitch.cli.columns) the run id shrinks first, keeping its end (its
+# time and random part), then restarts, pid, uptime, preset, RSS and CPU % are left out in
+# that order; agent, state, tasks done / in flight and tokens always stay.
+PS_FIT = Fit(
+    give_way=("restarts", "pid", "uptime", "preset", "rss", "cpu%"),
+    shrink="run",
+    shrink_min=12,
+    cut="start",
+    right=frozenset(("pid", "restarts", "tokens", "cpu%", "rss")),
+)
 
 
 def _shown(value: Any, fmt: str = "{}") -> str:
@@ -100,30 +111,32 @@ def _rss(value: Any) -> str:
     return _shown(value / 2**20 if value is not None else None, "{:.0f}M")
 
 
-def table(rows: list[dict[str, Any]], totals: bool = False) -> Any:
-    """The rows of `collect` as a rich table (`ps`, and each frame of `top`), with a last
-    line of totals (processes, tasks, tokens, CPU, RSS) when `totals`."""
-    from rich.table import Table
-
+def table(rows: list[dict[str, Any]], room: int, totals: bool = False) -> Any:
+    """The rows of `collect` as a rich table `room` cells wide at most (`ps`, and each
+    frame of `top`), with a last line of totals (processes, tasks, tokens, CPU, RSS) when
+    `totals`."""
+    from aiswitch.cli.columns import fitted_table
     from aiswitch.cli.runs_cmd import format_duration
 
-    out = Table(box=None, pad_edge=False, show_footer=totals)
-    for name in COLUMNS:
-        out.add_column(name, justify="right" if name in _NUMERIC else "left", no_wrap=True)
-    for row in rows:
-        out.add_row(
-            str(row["agent_id"]),
-            str(row["run_id"]),
-            _shown(row.get("preset")),
-            _shown(row.get("pid")),
-            _shown(row.get("state")),
-            format_duration(row["uptime_s"]) if row.get("uptime_s") is not None else "-",
-            _shown(row.get("restarts")),
-            f"{_shown(row.get('tasks_done'))}/{_shown(row.get('in_flight'))}",
-            _shown(row.get("tokens"), "{:,}"),
-            _shown(row.get("cpu_percent"), "{:.1f}"),
-            _rss(row.get("rss")),
-        )
+    cells = [
+        {
+            "agent": str(row["agent_id"]),
+            "run": str(row["run_id"]),
+            "preset": _shown(row.get("preset")),
+            "pid": _shown(row.get("pid")),
+            "state": _shown(row.get("state")),
+            "uptime": (
+                format_duration(row["uptime_s"]) if row.get("uptime_s") is not None else "-"
+            ),
+            "restarts": _shown(row.get("restarts")),
+            "done/in flight": f"{_shown(row.get('tasks_done'))}/{_shown(row.get('in_flight'))}",
+            "tokens": _shown(row.get("tokens"), "{:,}"),
+            "cpu%": _shown(row.get("cpu_percent"), "{:.1f}"),
+            "rss": _rss(row.get("rss")),
+        }
+        for row in rows
+    ]
+    footer = None
     if totals:
         sums = summed(rows)
         footer = {
@@ -134,9 +147,7 @@ def table(rows: list[dict[str, Any]], totals: bool = False) -> Any:
             "cpu%": f"{sums['cpu_percent']:.1f}",
             "rss": _rss(sums["rss"]),
         }
-        for column in out.columns:
-            column.footer = footer.get(str(column.header), "")
-    return out
+    return fitted_table(COLUMNS, cells, room, PS_FIT, footer=footer)
 
 
 def summed(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,8 +29,9 @@ from aiswitch.errors import UsageError
 QUIT_KEYS = frozenset(b"qQ")
 
 
-def frame(rows: list[dict[str, Any]], interval: float, live: bool) -> Any:
-    """The header line (time, processes, runs, the keys) over `ps`'s table with totals."""
+def frame(rows: list[dict[str, Any]], interval: float, live: bool, room: int) -> Any:
+    """The header line (time, processes, runs, the keys) over `ps`'s table with totals,
+    `room` cells wide at most."""
     from rich.console import Group
     from rich.text import Text
 
@@ -46,7 +47,7 @@ def frame(rows: list[dict[str, Any]], interval: float, live: bool) -> Any:
         head += f" · every {interval:g}s · q quits"
     if not rows:
         return Group(Text(head), Text("no agent process is running", style="dim"))
-    return Group(Text(head), ps_cmd.table(rows, totals=True))
+    return Group(Text(head), ps_cmd.table(rows, room, totals=True))
 
 
 class CpuRate:
@@ -128,7 +129,7 @@ def top(
 
         if not console.is_terminal:
             console = Console(width=LIST_PIPED_WIDTH)
-        console.print(frame(collect(store), interval, live=False), highlight=False)
+        console.print(frame(collect(store), interval, False, console.width), highlight=False)
         return
     from rich.live import Live
 
@@ -141,7 +142,7 @@ def top(
         while True:
             rows = collect(store)
             rate.apply(rows)
-            live.update(frame(rows, interval, live=True), refresh=True)
+            live.update(frame(rows, interval, True, console.width), refresh=True)
             if wait_key(fd, interval):
                 break
 
