@@ -10,7 +10,7 @@ go missing, unknown ones appear, and whole lines are not JSON at all.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from aiswitch.errors import UsageError
 from aiswitch.home import Home
 from aiswitch.tokens import transfer
-from aiswitch.tokens.ledger import ledger_line
+from aiswitch.tokens.ledger import ledger_line, values_line
 from aiswitch.tokens.records import COST_SOURCES, ROW_FIELDS, STORED, LedgerRecord
 from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.rows import row_from_record
@@ -264,3 +264,68 @@ def test_prune_keeps_totals_of_a_negative_reported_cost_and_of_sums_beyond_64_bi
     after = report_for_source("aiswitch", home, options, use_cache=False).totals
     for name in ("input_tokens", "output_tokens", "requests"):
         assert after[name] == before[name], name
+
+
+def _pydantic_line(record: LedgerRecord) -> bytes:
+    """The line as the model serializes it (`ledger_line`'s rule, by pydantic alone)."""
+    body = record.model_dump_json(exclude_defaults=True, exclude={"v"})
+    return b'{"v":%d,' % record.v + body[1:].encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ts=st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.none() | st.just(UTC) | st.timezones(),
+    ),
+    counts=st.lists(st.integers(0, 2**63 - 1) | st.just(0), min_size=7, max_size=7),
+    texts=st.lists(st.none() | st.text(max_size=6), min_size=10, max_size=10),
+    source=st.sampled_from(["aiswitch", "claude", ""]),
+    cost=st.none() | st.floats(0, 1e9) | st.floats(allow_nan=True, allow_infinity=True),
+    cost_source=st.sampled_from(COST_SOURCES),
+    attempt=st.none() | st.integers(-(2**70), 2**70),
+    requests=st.integers(0, 2**63 - 1),
+)
+def test_a_records_line_made_from_its_values_is_pydantics_line(
+    ts: datetime,
+    counts: list[int],
+    texts: list[str | None],
+    source: str,
+    cost: float | None,
+    cost_source: str,
+    attempt: int | None,
+    requests: int,
+) -> None:
+    """`ledger_line` and the coordinator's `values_line` write the bytes pydantic writes
+    for the record (or leave it to pydantic: None), whatever the values."""
+    names = [name for name, how in STORED.items() if how.kind == "text"]
+    count_names = [n for n, h in STORED.items() if h.kind == "count" and n != "requests"]
+    try:
+        record = LedgerRecord(
+            ts=ts,
+            source=source,
+            **dict(zip(names, texts, strict=False)),
+            **dict(zip(count_names, counts, strict=False)),
+            requests=requests,
+            cost_usd=cost,
+            cost_source=cost_source,
+            attempt=attempt,
+        )
+    except ValueError:
+        return  # not a record (a time outside years 1-9999 in UTC, text pydantic refuses)
+    expected = _pydantic_line(record)
+    assert ledger_line(record) == expected
+    fast = values_line(record.__dict__)
+    assert fast is None or fast == expected
+    # The values a record holds only where they differ from the defaults: the same line.
+    fields = LedgerRecord.model_fields
+    given_values = {n: v for n, v in record.__dict__.items() if v != fields[n].default}
+    given_values["ts"] = record.ts
+    assert values_line(given_values) in (None, expected)
+
+
+def test_a_plain_utc_record_is_made_without_the_model() -> None:
+    record = LedgerRecord(ts=datetime(2026, 5, 1, 10, 0, 0, 5, tzinfo=UTC), input_tokens=3)
+    assert values_line(record.__dict__) == _pydantic_line(record)
+    assert values_line({"ts": record.ts, "input_tokens": 3}) == _pydantic_line(record)

@@ -316,6 +316,7 @@ def test_a_usage_notification_for_several_requests_is_one_record_counting_them()
     from aiswitch.coordinator.usage_records import UsageRecords
     from aiswitch.protocol.models import UsageParams
     from aiswitch.tokens.ledger import ledger_line
+    from aiswitch.tokens.records import LedgerRecord
 
     params = UsageParams.model_validate(
         {"task_id": "t-1", "usage": {"input_tokens": 5}, "session_id": "s-1", "requests": 3}
@@ -324,9 +325,11 @@ def test_a_usage_notification_for_several_requests_is_one_record_counting_them()
         agent=SimpleNamespace(name="claude"), env={}, agent_id="a", preset=None
     )
     record = UsageRecords("run-1").stray(handle, params)
-    assert record.requests == 3
-    assert json.loads(ledger_line(record))["requests"] == 3
+    line = json.loads(record.line)
+    assert line["requests"] == 3
+    # The line made without the model is the model's own line of the same record.
+    assert record.line == ledger_line(LedgerRecord.model_validate(line))
     one = UsageRecords("run-1").stray(handle, params.model_copy(update={"requests": 1}))
-    assert "requests" not in json.loads(ledger_line(one))  # the default is left out
+    assert "requests" not in json.loads(one.line)  # the default is left out
     with pytest.raises(ValueError):
         UsageParams.model_validate({"task_id": "t", "usage": {}, "requests": 0})

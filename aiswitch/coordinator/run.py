@@ -55,14 +55,13 @@ from aiswitch.coordinator.results import (
 from aiswitch.coordinator.run_saves import RunSaves
 from aiswitch.coordinator.scheduler import Scheduler
 from aiswitch.coordinator.tasks import Attempt, End, Task
-from aiswitch.coordinator.usage_records import UsageRecords
+from aiswitch.coordinator.usage_records import UsageLine, UsageRecords
 from aiswitch.errors import StateError
 from aiswitch.masking import redact_text
 from aiswitch.protocol.models import ProgressParams, UsageParams
 from aiswitch.state.audit import audit
 from aiswitch.state.runs import new_run_id
 from aiswitch.tokens.ledger import LedgerWriter
-from aiswitch.tokens.records import LedgerRecord
 from aiswitch.tokens.usage import Usage
 
 if TYPE_CHECKING:
@@ -195,9 +194,8 @@ class Run:
         from aiswitch.tokens.pricing import record_pricer
 
         prices = {t.lane.preset.name: t.lane.preset.prices for t in self.tasks}
-        self._ledger = LedgerWriter(
-            coordinator.store, price=record_pricer(coordinator.home, prices)
-        )
+        self._records.price = record_pricer(coordinator.home, prices)
+        self._ledger = LedgerWriter(coordinator.store)
         from aiswitch.state.processes import ProcessTable
 
         request = self.request
@@ -451,14 +449,14 @@ class Run:
         self._record_usage(task, attempt, params)
         self._emit(RunEvent("usage", task.result))
 
-    def _add_to_ledger(self, record: LedgerRecord) -> LedgerRecord:
-        """Price the record and queue its line, written at the end of this loop turn with
-        the turn's other usage (`_write_turn`); when it cannot be written (a full disk),
-        nothing more starts and the run ends with that error (raised by `execute`)."""
+    def _add_to_ledger(self, record: UsageLine) -> float | None:
+        """Queue a priced record's line, written at the end of this loop turn with the
+        turn's other usage (`_write_turn`); its cost. When it cannot be written (a full
+        disk), nothing more starts and the run ends with that error (raised by `execute`)."""
         assert self._ledger is not None
-        record = self._ledger.queue(record)
+        self._ledger.queue_line(record.line)
         self._write_soon()
-        return record
+        return record.cost_usd
 
     def _fail(self, exc: StateError) -> None:
         """A state file cannot be written (a full disk): nothing more starts, and the run
@@ -473,7 +471,7 @@ class Run:
         assert self._ledger is not None
         result = task.result
         workspace = result.workspace
-        record = self._add_to_ledger(
+        cost = self._add_to_ledger(
             self._records.for_attempt(
                 result,
                 attempt.number,
@@ -482,16 +480,16 @@ class Run:
                 branch=workspace.branch if workspace is not None else None,
             )
         )
-        attempt.add_usage(params.usage, record.cost_usd)
+        attempt.add_usage(params.usage, cost)
         # The live view shows what the task has spent so far, over all its attempts.
         result.usage = result.usage + params.usage
-        if record.cost_usd is not None:
-            result.cost_usd = round((result.cost_usd or 0.0) + record.cost_usd, 8)
+        if cost is not None:
+            result.cost_usd = round((result.cost_usd or 0.0) + cost, 8)
         result.model = params.model or result.model
         result.session_id = params.session_id or result.session_id
         if task.budget_usd is not None and (result.cost_usd or 0.0) >= task.budget_usd:
             self._over_task_budget(task, attempt)
-        self._check_budget(params.usage, record.cost_usd)
+        self._check_budget(params.usage, cost)
 
     def _over_task_budget(self, task: Task, attempt: Attempt) -> None:
         """A task's own `budget_usd` reached: its attempt in flight is cancelled and no
@@ -512,11 +510,11 @@ class Run:
             handle.agent_id,
             params.task_id,
         )
-        record = self._add_to_ledger(self._records.stray(handle, params))
+        cost = self._add_to_ledger(self._records.stray(handle, params))
         self.stray_usage = self.stray_usage + params.usage
-        if record.cost_usd is not None:
-            self.stray_cost = round((self.stray_cost or 0.0) + record.cost_usd, 8)
-        self._check_budget(params.usage, record.cost_usd)
+        if cost is not None:
+            self.stray_cost = round((self.stray_cost or 0.0) + cost, 8)
+        self._check_budget(params.usage, cost)
 
     def _check_budget(self, usage: Usage, cost: float | None) -> None:
         request = self.request

@@ -2,13 +2,20 @@
 
 Contract:
 
-- `add(record)` prices the record and, before it returns, writes its line to the ledger with
-  one `os.write` of the whole line on an `O_APPEND` descriptor the writer holds open (opened
+- `add(record)`, before it returns, writes the record's line to the ledger with one
+  `os.write` of the whole line on an `O_APPEND` descriptor the writer holds open (opened
   at the first record, mode 0600). There is no user-space buffer: once `add()` has returned,
   the line is in the kernel's page cache, so a parent killed even by SIGKILL loses none of
-  the usage its children reported before the kill. `queue(record)` + `write_queued()` is
-  the same for a batch: the lines queued (in one loop turn, by the coordinator) go out as
-  one write of whole lines, under one lock, when `write_queued()` is called.
+  the usage its children reported before the kill. `queue(record)` (or `queue_line(line)`,
+  a line `values_line` made) + `write_queued()` is the same for a batch: the lines queued
+  (in one loop turn, by the coordinator) go out as one write of whole lines, under one
+  lock, when `write_queued()` is called. Records are written as given (priced already:
+  `aiswitch.tokens.pricing`).
+- `ledger_line(record)` is the one way a record becomes a line; `values_line(values)` makes
+  the same bytes from a record's field values without building the model (the
+  coordinator's path: one record per usage notification, whose values the protocol's
+  models have checked already). tests/test_ledger_schema.py holds the two to pydantic's
+  own serialization of the record.
 - fsync is batched: the first line written after an fsync arms a timer of `FSYNC_INTERVAL_S`
   (no polling) that fsyncs, in a thread, every line written meanwhile; `flush()` (at each
   task end) and `close()` (at the run's end) fsync what is outstanding. The fsync bounds what
@@ -46,12 +53,14 @@ import asyncio
 import fcntl
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 from aiswitch.errors import StateError
 from aiswitch.home import DIR_MODE, NOFOLLOW, SECRET_FILE_MODE
 from aiswitch.state.store import StateStore
-from aiswitch.tokens.records import LedgerRecord
+from aiswitch.tokens.records import LEDGER_SCHEMA_VERSION, LedgerRecord
 
 RESOURCE = "ledger"
 # The issue's bound on how long a written usage record may wait for its fsync.
@@ -70,21 +79,70 @@ def ledger_line(record: LedgerRecord) -> bytes:
     Readers fill the defaults back in (a missing counter is 0, a missing id null, a missing
     `source` `aiswitch`, a missing `cost_source` `unpriced`): lines shrink by about a third,
     and a report's cold read is mostly JSON parsing, so it shrinks with them."""
-    body = record.model_dump_json(exclude_defaults=True, exclude={"v"})
-    return b'{"v":%d,' % record.v + body[1:].encode()
+    line = values_line(record.__dict__)
+    if line is None:
+        body = record.model_dump_json(exclude_defaults=True, exclude={"v"})
+        line = b'{"v":%d,' % record.v + body[1:].encode()
+    return line
+
+
+# Every field but `v` and `ts` (which every line has), in the schema's order, with the
+# default that leaves it out of a line.
+_OPTIONAL: tuple[tuple[str, Any], ...] = tuple(
+    (name, info.default)
+    for name, info in LedgerRecord.model_fields.items()
+    if name not in ("v", "ts")
+)
+_DUMPS: list[Callable[[Any], bytes] | None] = []
+
+
+def values_line(values: Mapping[str, Any]) -> bytes | None:
+    """`ledger_line` of the record with these field values (a missing one is its default;
+    `ts` is required), made without the model; None where only the model's own
+    serializer can say (no orjson, a time zone of seconds, an integer beyond 64 bits)."""
+    if not _DUMPS:
+        try:
+            import orjson
+        except ImportError:  # pragma: no cover - orjson is a dependency
+            _DUMPS.append(None)
+        else:
+            _DUMPS.append(orjson.dumps)
+    dumps = _DUMPS[0]
+    ts = _time_text(values["ts"])
+    if dumps is None or ts is None:
+        return None
+    out: dict[str, Any] = {"v": values.get("v", LEDGER_SCHEMA_VERSION), "ts": ts}
+    get = values.get
+    for name, default in _OPTIONAL:
+        value = get(name, default)
+        if value != default:
+            out[name] = value
+    try:
+        return dumps(out)
+    except TypeError:
+        return None
+
+
+def _time_text(ts: Any) -> str | None:
+    """A record's time as pydantic writes it (UTC as `Z`), or None when it is not sure."""
+    if type(ts) is not datetime:
+        return None
+    text = ts.isoformat()
+    offset = ts.utcoffset()
+    if offset is None:
+        return text
+    if not offset:
+        return text[:-6] + "Z"  # "+00:00"
+    if offset.microseconds or offset.seconds % 60:
+        return None
+    return text
 
 
 class LedgerWriter:
-    def __init__(
-        self,
-        store: StateStore,
-        *,
-        price: Callable[[LedgerRecord], LedgerRecord] | None = None,
-    ) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
         self.path = store.home.ledger
         self.written = 0
-        self._price = price
         self._fd: int | None = None
         self._lock_fd: int | None = None
         # The ledger descriptor's lifetime (reopen, close) against the fsync thread using it.
@@ -101,19 +159,21 @@ class LedgerWriter:
         self._error: StateError | None = None  # from the thread, raised by the next flush()
 
     def add(self, record: LedgerRecord) -> LedgerRecord:
-        """Price `record` and write its line now (see the module contract)."""
-        record = self.queue(record)
+        """Write `record`'s line now (see the module contract); returns it."""
+        self.queue(record)
         self.write_queued()
         return record
 
     def queue(self, record: LedgerRecord) -> LedgerRecord:
-        """Price `record` and queue its line for `write_queued()`, which writes every
-        queued line with one write: the usage a coordinator reads in one loop turn costs
-        one lock and one write, not one each."""
-        if self._price is not None:
-            record = self._price(record)
+        """Queue `record`'s line for `write_queued()`, which writes every queued line with
+        one write: the usage a coordinator reads in one loop turn costs one lock and one
+        write, not one each."""
         self._queued.append(ledger_line(record) + b"\n")
         return record
+
+    def queue_line(self, line: bytes) -> None:
+        """Queue one record's line (`values_line`, no newline) as `queue` does."""
+        self._queued.append(line + b"\n")
 
     def write_queued(self) -> None:
         """Write the queued lines, in order, as one write of whole lines (or, while a

@@ -2,7 +2,8 @@
 
 The CLI's own figure wins when it reports one (cost mode `auto`); otherwise the price
 table (bundled, then `config/prices.yaml`, then the preset's `prices`) computes it; a model
-the table does not know stays unpriced (`cost_usd: null`), never $0.
+the table does not know stays unpriced (`cost_usd: null`), never $0. A record is priced in
+its field values (as `LedgerRecord` names them), before its line is made.
 """
 
 from __future__ import annotations
@@ -12,38 +13,45 @@ from typing import Any
 
 from aiswitch.home import Home
 from aiswitch.tokens.prices import PriceTable, load_price_table
-from aiswitch.tokens.records import LedgerRecord
 
 
-def price_record(record: LedgerRecord, table: PriceTable) -> LedgerRecord:
-    if record.cost_usd is not None:
-        return record.model_copy(update={"cost_source": "reported"})
+def price_values(values: dict[str, Any], table: PriceTable) -> None:
+    """Set a record's `cost_usd` and `cost_source` in its field values (`values`, as
+    `LedgerRecord` names them; a missing count is 0)."""
+    if values.get("cost_usd") is not None:
+        values["cost_source"] = "reported"
+        return
+    get = values.get
     cost = table.cost(
-        record.model,
-        record.input_tokens,
-        record.output_tokens,
-        record.cache_read_tokens,
-        record.cache_write_tokens,
+        get("model"),
+        get("input_tokens", 0),
+        get("output_tokens", 0),
+        get("cache_read_tokens", 0),
+        get("cache_write_tokens", 0),
     )
     if cost is None:
-        return record.model_copy(update={"cost_source": "unpriced"})
-    return record.model_copy(update={"cost_usd": round(cost, 8), "cost_source": "calculated"})
+        values["cost_source"] = "unpriced"
+    else:
+        values["cost_usd"] = round(cost, 8)
+        values["cost_source"] = "calculated"
 
 
 def record_pricer(
     home: Home, preset_prices: Mapping[str | None, Mapping[str, Any]] | None = None
-) -> Callable[[LedgerRecord], LedgerRecord]:
-    """A pricer for a run: one table per preset that overrides prices, built once."""
+) -> Callable[[dict[str, Any]], None]:
+    """A pricer for a run's records (`price_values`, by each record's `preset`): one
+    table per preset that overrides prices, built once."""
     base = load_price_table(home)
     tables: dict[str | None, PriceTable] = {}
     overrides = preset_prices or {}
 
-    def price(record: LedgerRecord) -> LedgerRecord:
-        table = tables.get(record.preset)
+    def price(values: dict[str, Any]) -> None:
+        preset = values.get("preset")
+        table = tables.get(preset)
         if table is None:
-            extra = overrides.get(record.preset)
+            extra = overrides.get(preset)
             table = load_price_table(home, extra) if extra else base
-            tables[record.preset] = table
-        return price_record(record, table)
+            tables[preset] = table
+        price_values(values, table)
 
     return price
