@@ -136,6 +136,63 @@ async def test_a_request_goes_out_as_one_compact_line_with_an_int_id(
         assert await call == "done"
 
 
+class Order(BaseModel):
+    item: str
+    timeout_s: float | None = None
+    note: str | None = None
+    options: dict[str, Any] = {}
+
+
+async def test_a_model_goes_out_as_its_json_form_written_by_pydantic(
+    calling: tuple[Peer, End],
+) -> None:
+    """Request params, notification params and results that are models: what pydantic's
+    JSON form says (a float that is not finite is null), and text no JSON can hold (a lone
+    surrogate in a field of any type) still goes, escaped."""
+    client, raw = calling
+    sent_models = [
+        Order(item="ünï \u2028 \x00", timeout_s=2.5, options={"n": 2**70, "l": [1.5, None]}),
+        Order(item="x", timeout_s=float("inf"), options={"nan": float("nan")}),
+        Order(item="y", options={"half": "a\ud800"}),
+    ]
+    async with asyncio.timeout(HANG_GUARD_S):
+        for model in sent_models:
+            call = asyncio.create_task(client.request('method "q"', model))
+            line = await raw.read_line()
+            assert line.endswith(b"\n") and line.count(b"\n") == 1 and b" " not in line[:40]
+            sent = json.loads(line)
+            assert sent["method"] == 'method "q"' and type(sent["id"]) is int
+            expected = json.loads(model.model_dump_json()) if model.item != "y" else None
+            if expected is not None:
+                assert sent["params"] == expected
+            else:
+                assert sent["params"]["options"] == {"half": "a\ud800"}
+            await raw.send_line({"jsonrpc": "2.0", "id": sent["id"], "result": "ok"})
+            assert await call == "ok"
+            await client.notify("note", model)
+            note = json.loads(await raw.read_line())
+            assert note == {"jsonrpc": "2.0", "method": "note", "params": sent["params"]}
+    assert sent_models[1].model_dump_json().count("null") >= 2  # inf and nan: null
+
+
+async def test_a_model_result_is_answered_as_its_json_form(served: tuple[Peer, End]) -> None:
+    server, raw = served
+
+    async def order(params: Params) -> Any:
+        return Order(item="z", timeout_s=float("inf"))
+
+    server.on_request("order", order)
+    async with asyncio.timeout(HANG_GUARD_S):
+        for request_id in (7, 'id "7"'):
+            await raw.send_line(request(request_id, "order"))
+            answer = json.loads(await raw.read_line())
+            assert answer == {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "result": {"item": "z", "timeout_s": None, "note": None, "options": {}},
+            }
+
+
 async def test_a_string_id_is_answered_with_the_same_string(served: tuple[Peer, End]) -> None:
     _server, raw = served
     async with asyncio.timeout(HANG_GUARD_S):

@@ -3,6 +3,8 @@
 Contract:
 - `request()` correlates replies by id, with a per-request timeout; a reply that comes
   after its request timed out (or with an id nobody asked for) is logged and skipped.
+- A pydantic model given as params (or returned as a result) goes out as its JSON form,
+  written by pydantic (`answers.model_json`: a float that is not finite is null there).
 - `notify()` sends a notification; handlers registered with `on_notification` run in
   arrival order, inline as the line is read (so progress events keep their order).
   A handler that returns an awaitable holds everything read after it (notifications,
@@ -68,6 +70,8 @@ from aiswitch.rpc import codes, messages
 from aiswitch.rpc.answers import (
     answer_line,
     batch_line,
+    id_json,
+    model_json,
     not_found,
     plain,
     too_large,
@@ -153,6 +157,8 @@ class Peer:
         self._requests: dict[str, RequestHandler] = {}
         self._inline: dict[str, InlineHandler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
+        # Method names as JSON, for the requests this side sends.
+        self._methods: dict[str, bytes] = {}
         # Running handler tasks by serial number (close() cancels them).
         self._handler_tasks: dict[int, asyncio.Task[None]] = {}
         self._serial = 0
@@ -364,7 +370,14 @@ class Peer:
         """Send a notification; `params` may be a pydantic model. `flush`: write it (and
         what is held before it) now, not at the next turn, for a message that must not
         be lost if this process dies within the turn (token usage)."""
-        data = messages.dumps(notification_payload(method, plain(params)))
+        body = None if params is None or type(params) is dict else model_json(params)
+        if body is not None:
+            data = b'{"jsonrpc":"2.0","method":%s,"params":%s}\n' % (
+                self._method_json(method),
+                body,
+            )
+        else:
+            data = messages.dumps(notification_payload(method, plain(params)))
         if len(data) > self.line_limit:
             raise self._too_large(data)
         self._out.put(data)
@@ -386,10 +399,18 @@ class Peer:
         if self._shut_down:
             raise ConnectionClosedError(f"{self.name}: {self.close_reason}; cannot send {method}")
         request_id = self._calls.new_id()
-        payload: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            payload["params"] = plain(params)
-        data = messages.dumps(payload)
+        body = None if params is None or type(params) is dict else model_json(params)
+        if body is not None:
+            data = b'{"jsonrpc":"2.0","id":%d,"method":%s,"params":%s}\n' % (
+                request_id,
+                self._method_json(method),
+                body,
+            )
+        else:
+            payload: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+            if params is not None:
+                payload["params"] = plain(params)
+            data = messages.dumps(payload)
         if len(data) > self.line_limit:
             raise self._too_large(data)
         # Registered before the write: an in-memory peer may answer within it.
@@ -400,6 +421,12 @@ class Peer:
             self._calls.forget(request_id)
             raise
         return request_id, future
+
+    def _method_json(self, method: str) -> bytes:
+        text = self._methods.get(method)
+        if text is None:
+            text = self._methods[method] = id_json(method)
+        return text
 
     async def _drain(self) -> None:
         await self._out.drain()
