@@ -30,16 +30,16 @@ def blocks_cmd(
     from datetime import UTC, datetime
 
     from aiswitch.home import Home
-    from aiswitch.tokens.blocks import build_blocks, ccusage_json, parse_token_limit, select_blocks
+    from aiswitch.tokens.blocks import ccusage_json, parse_token_limit, select_blocks
     from aiswitch.tokens.prices import load_price_table
-    from aiswitch.tokens.sources import load_rows
+    from aiswitch.tokens.sources import claude_hour_sums
 
     limit = parse_token_limit(token_limit)
     home = Home.current()
-    loaded = load_rows("claude", home, use_index=not no_cache)
-    _warn(loaded.warnings)
+    sums, warnings = claude_hour_sums(home, load_price_table(home), use_index=not no_cache)
+    _warn(warnings)
     now = datetime.now(UTC)
-    blocks = build_blocks(loaded.rows, load_price_table(home), now)
+    blocks = sums.blocks(now)
     chosen = select_blocks(blocks, now, active=active, recent=recent, token_limit=limit)
     if as_json:
         sys.stdout.write(json.dumps(ccusage_json(chosen), indent=2) + "\n")

@@ -2,20 +2,29 @@
 
 Contract:
 
-- `build_blocks(rows, table, now)` turns usage rows (report `Row`s, any order) into blocks,
-  oldest first, each a dict in the exact shape of `ccusage blocks --json` (keys, types and
-  values; tests/test_ccusage_blocks.py holds them equal on the same logs):
-  - Rows are taken in time order. A block starts at the first row's time floored to the UTC
-    hour and lasts `SESSION_HOURS`; a row more than that after the block's start, or after
-    the previous row, starts a new block. When the pause since the previous row is longer
-    than the window, a gap block (`isGap`, no entries) covers the time from the previous
-    row's time plus the window to the new row.
-  - A block is active while `now` is within the window of its last row and before its end;
+- `build_blocks(entries, table, now)` turns deduplicated Claude log entries (`ClaudeEntry`
+  tuples, in the logs' order) into blocks, oldest first, each a dict in the exact shape of
+  `ccusage blocks --json` (keys, types and values; tests/test_ccusage_blocks.py holds them
+  equal on the same logs):
+  - Entries are taken in time order (entries of the same millisecond in the logs' order). A
+    block starts at the first entry's time floored to the UTC hour and lasts
+    `SESSION_HOURS`; an entry more than that after the block's start, or after the previous
+    entry, starts a new block. When the pause since the previous entry is longer than the
+    window, a gap block (`isGap`, no entries) covers the time from the previous entry's time
+    plus the window to the new entry. `models` lists the block's models in the order of
+    their first request (`<synthetic>` left out).
+  - A block is active while `now` is within the window of its last entry and before its end;
     an active block has a burn rate (tokens per minute and cost per hour between its first
-    and last row) and a projection to its end.
-  - `costUSD` adds the rows' costs in the `auto` mode (the reported cost, else the price
-    table's); a row of an unpriced model adds nothing (ccusage's shape has no field for it:
-    `unpriced_entries` counts them for the table view).
+    and last entry) and a projection to its end.
+  - `costUSD` adds the entries' costs in the `auto` mode (the reported cost, else the price
+    table's); an entry of an unpriced model adds nothing (ccusage's shape has no field for
+    it: `unpriced_entries` counts them for the table view). Costs are summed per hour and
+    model, so they equal a sum entry by entry to the last bits of a float only.
+- `HourSums` is how: entries summed per hour (see the class), which worker processes build
+  over shares of the logs and the parent merges (`claude_parallel.sum_claude`); `blocks(now)`
+  then walks hours, not entries.
+- `EntryPricer(table).cost(entry)`: one entry's `auto` cost (the status line's per-session
+  and per-day sums).
 - `select_blocks(blocks, now, active=…, recent=…, token_limit=…)` applies the options:
   `--recent` keeps blocks started within `RECENT_DAYS` and the active one, `--active` only the
   active one, and `--token-limit N|max` adds `tokenLimitStatus` to active blocks (`max`: the
@@ -24,24 +33,12 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 from aiswitch.errors import UsageError
 from aiswitch.tokens.prices import PriceTable
-from aiswitch.tokens.rows import (
-    R_CACHE_READ,
-    R_CACHE_WRITE,
-    R_CACHE_WRITE_1H,
-    R_COST,
-    R_COST_SOURCE,
-    R_INPUT,
-    R_MODEL,
-    R_OUTPUT,
-    R_TS,
-)
 
 # ccusage's default session length (`--session-length`): Claude's usage window.
 SESSION_HOURS = 5
@@ -81,85 +78,197 @@ def parse_token_limit(text: str | None) -> str | int | None:
 
 
 class _Block:
-    __slots__ = ("cost", "counts", "first", "last", "models", "rows", "start", "unpriced")
+    __slots__ = ("cost", "counts", "first", "firsts", "last", "rows", "start", "unpriced")
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, first: int) -> None:
         self.start = start
-        self.first = self.last = start
+        self.first = self.last = first
         self.rows = 0
         self.counts = [0, 0, 0, 0]  # input, output, cache write, cache read
         self.cost = 0.0
         self.unpriced = 0
-        self.models: dict[str, None] = {}
+        # (time, order, model) of each group's first request, in time and order.
+        self.firsts: list[tuple[int, int, str]] = []
 
 
-class RowPricer:
-    """The `auto` cost of report rows: the reported cost, else the table's; each model looked
-    up once (a lookup normalises the id with regular expressions)."""
+# A group's sums (`HourSums.groups` values), by position.
+_FIRST, _ORDER, _LAST, _ROWS, _INPUT, _OUTPUT, _READ, _WRITE, _WRITE_1H, _COST = range(10)
+
+
+class HourSums:
+    """Claude log entries summed per hour: all that blocks need of them.
+
+    An entry (a deduplicated `ClaudeEntry` tuple) is added to the group of its hour, model
+    and whether the log reported its cost. Hours are right-closed, `((k - 1) h, k h]`: a
+    block ends on a whole hour (`SESSION_HOURS` after its start, floored to the hour) and a
+    pause longer than the window is longer than an hour, so no block starts inside an hour's
+    entries other than at its first one, and blocks are built from the hours' first and last
+    times and sums alone (`blocks`). A group keeps its first entry's time and order (the
+    position of the entry in the input: what orders models first seen at the same
+    millisecond), its last time, its request and token counts, and its cost: the reported
+    costs, the costs of a model with tiered prices entry by entry; a model with one rate is
+    priced on the sums at the end (the same figure, to the last bits of a float), and a
+    model without a price counts its requests as unpriced.
+
+    `sums()` and `merge(sums)` carry the groups between processes (marshallable)."""
+
+    def __init__(self, table: PriceTable) -> None:
+        self.table = table
+        # (hour, model, cost reported) -> [first, order, last, rows, in, out, read, write,
+        # write 1h, cost]
+        self.groups: dict[tuple[int, str | None, bool], list[Any]] = {}
+        # A model's price per request where it is not linear (tiers), else None.
+        self._per_request: dict[str | None, Callable[[int, int, int, int, int], float] | None] = {}
+        self._prices: dict[str | None, Any] = {}  # the table's, looked up once per model
+
+    def add_entries(
+        self, entries: Sequence[tuple[Any, ...]], order_of: Callable[[int], int]
+    ) -> None:
+        """Add `entries`, whose orders rise with their positions (`order_of(i)` for the i-th)."""
+        groups = self.groups
+        per_request = self._per_request
+        missing = _MISSING
+        hour_ms = HOUR_MS
+        at = -1
+        # A `ClaudeEntry`'s fields, unpacked in their order.
+        for ts, _s, _m, _r, _c, model, inp, out, read, write, write_1h, cost in entries:
+            at += 1
+            reported = cost is not None
+            key = (-(-ts // hour_ms), model, reported)
+            acc = groups.get(key)
+            if acc is None:
+                acc = groups[key] = [ts, order_of(at), ts, 0, 0, 0, 0, 0, 0, 0.0]
+            elif ts <= acc[_FIRST]:
+                if ts < acc[_FIRST] or order_of(at) < acc[_ORDER]:
+                    acc[_FIRST] = ts
+                    acc[_ORDER] = order_of(at)
+            elif ts > acc[_LAST]:
+                acc[_LAST] = ts
+            acc[_ROWS] += 1
+            acc[_INPUT] += inp
+            acc[_OUTPUT] += out
+            acc[_READ] += read
+            acc[_WRITE] += write
+            acc[_WRITE_1H] += write_1h
+            if reported:
+                acc[_COST] += cost
+                continue
+            price = per_request.get(model, missing)
+            if price is missing:
+                price = per_request[model] = self._price_per_request(model)
+            if price is not None:
+                acc[_COST] += price(inp, out, read, write, write_1h)
+
+    def _price_per_request(self, model: str | None) -> Any:
+        price = self._prices[model] = self.table.lookup(model)
+        if price is None or not price.tiers:
+            return None
+        return price.request_cost(self.table.tier_rule)
+
+    def sums(self) -> dict[tuple[int, str | None, bool], list[Any]]:
+        return self.groups
+
+    def merge(self, groups: dict[tuple[int, str | None, bool], list[Any]]) -> None:
+        """Add another process's `sums()`."""
+        mine = self.groups
+        for key, acc in groups.items():
+            held = mine.get(key)
+            if held is None:
+                mine[key] = list(acc)
+                continue
+            if (acc[_FIRST], acc[_ORDER]) < (held[_FIRST], held[_ORDER]):
+                held[_FIRST], held[_ORDER] = acc[_FIRST], acc[_ORDER]
+            held[_LAST] = max(held[_LAST], acc[_LAST])
+            for at in range(_ROWS, _COST + 1):
+                held[at] += acc[at]
+
+    def _cost(self, model: str | None, reported: bool, acc: list[Any]) -> tuple[float, int]:
+        """A group's cost and unpriced requests."""
+        if reported:
+            return acc[_COST], 0
+        price = self._prices.get(model, _MISSING)
+        if price is _MISSING:
+            price = self._prices[model] = self.table.lookup(model)
+        if price is None:
+            return 0.0, acc[_ROWS]
+        if price.tiers:
+            return acc[_COST], 0
+        counts = acc[_INPUT], acc[_OUTPUT], acc[_READ], acc[_WRITE], acc[_WRITE_1H]
+        return price.cost_at(0, *counts), 0
+
+    def blocks(self, now: datetime) -> list[dict[str, Any]]:
+        """The blocks at `now` (see the module docstring), oldest first."""
+        now_ms = int(now.timestamp() * 1000)
+        hours: dict[int, list[tuple[tuple[int, str | None, bool], list[Any]]]] = {}
+        for key, acc in self.groups.items():
+            hours.setdefault(key[0], []).append((key, acc))
+        out: list[dict[str, Any]] = []
+        current: _Block | None = None
+        for hour in sorted(hours):
+            groups = sorted(hours[hour], key=lambda item: (item[1][_FIRST], item[1][_ORDER]))
+            first = groups[0][1][_FIRST]
+            if current is None:
+                current = _Block(first - first % HOUR_MS, first)
+            elif first - current.start > SESSION_MS or first - current.last > SESSION_MS:
+                out.append(_finish(current, now_ms))
+                if first - current.last > SESSION_MS:
+                    out.append(_gap(current.last + SESSION_MS, first))
+                current = _Block(first - first % HOUR_MS, first)
+            current.last = max(acc[_LAST] for _, acc in groups)
+            counts = current.counts
+            for (_, model, reported), acc in groups:
+                current.rows += acc[_ROWS]
+                counts[0] += acc[_INPUT]
+                counts[1] += acc[_OUTPUT]
+                counts[2] += acc[_WRITE]
+                counts[3] += acc[_READ]
+                cost, unpriced = self._cost(model, reported, acc)
+                current.cost += cost
+                current.unpriced += unpriced
+                if model and model != SYNTHETIC_MODEL:
+                    current.firsts.append((acc[_FIRST], acc[_ORDER], model))
+        if current is not None:
+            out.append(_finish(current, now_ms))
+        return out
+
+
+_MISSING: Any = object()
+
+
+class EntryPricer:
+    """The `auto` cost of one Claude log entry: the reported cost, else the table's (None for
+    a model without a price); each model looked up once (a lookup normalises the id with
+    regular expressions)."""
 
     def __init__(self, table: PriceTable) -> None:
         self.table = table
         self.costs: dict[str | None, Callable[[int, int, int, int, int], float] | None] = {}
 
-    def cost(self, row: tuple[Any, ...]) -> float | None:
-        if row[R_COST_SOURCE] == "reported" and row[R_COST] is not None:
-            return float(row[R_COST])
-        model = row[R_MODEL]
-        try:
-            cost = self.costs[model]
-        except KeyError:
-            price = self.table.lookup(model)
-            cost = self.costs[model] = (
-                price.request_cost(self.table.tier_rule) if price is not None else None
+    def cost(self, entry: tuple[Any, ...]) -> float | None:
+        _ts, _s, _m, _r, _c, model, inp, out, read, write, write_1h, cost = entry
+        if cost is not None:
+            return float(cost)
+        price = self.costs.get(model, _MISSING)
+        if price is _MISSING:
+            found = self.table.lookup(model)
+            price = self.costs[model] = (
+                found.request_cost(self.table.tier_rule) if found is not None else None
             )
-        if cost is None:
-            return None
-        return cost(
-            row[R_INPUT],
-            row[R_OUTPUT],
-            row[R_CACHE_READ],
-            row[R_CACHE_WRITE],
-            row[R_CACHE_WRITE_1H],
-        )
+        return None if price is None else price(inp, out, read, write, write_1h)
 
 
 def build_blocks(
-    rows: Iterable[tuple[Any, ...]], table: PriceTable, now: datetime
+    entries: Sequence[tuple[Any, ...]], table: PriceTable, now: datetime
 ) -> list[dict[str, Any]]:
-    """The blocks of `rows` at `now` (see the module docstring), oldest first."""
-    now_ms = int(now.timestamp() * 1000)
-    row_cost = RowPricer(table).cost
-    out: list[dict[str, Any]] = []
-    current: _Block | None = None
-    for row in sorted(rows, key=itemgetter(R_TS)):
-        ts = round(row[R_TS] * 1000)
-        if current is None:
-            current = _Block(ts - ts % HOUR_MS)
-            current.first = ts
-        elif ts - current.start > SESSION_MS or ts - current.last > SESSION_MS:
-            out.append(_finish(current, now_ms))
-            if ts - current.last > SESSION_MS:
-                out.append(_gap(current.last + SESSION_MS, ts))
-            current = _Block(ts - ts % HOUR_MS)
-            current.first = ts
-        current.last = ts
-        current.rows += 1
-        counts = current.counts
-        counts[0] += row[R_INPUT]
-        counts[1] += row[R_OUTPUT]
-        counts[2] += row[R_CACHE_WRITE]
-        counts[3] += row[R_CACHE_READ]
-        model = row[R_MODEL]
-        if model and model != SYNTHETIC_MODEL:
-            current.models.setdefault(model, None)
-        cost = row_cost(row)
-        if cost is None:
-            current.unpriced += 1
-        else:
-            current.cost += cost
-    if current is not None:
-        out.append(_finish(current, now_ms))
-    return out
+    """The blocks of deduplicated Claude log `entries` (`ClaudeEntry` tuples, in the order
+    of the logs, which orders entries of the same millisecond) at `now`, oldest first."""
+    sums = HourSums(table)
+    sums.add_entries(entries, _identity)
+    return sums.blocks(now)
+
+
+def _identity(at: int) -> int:
+    return at
 
 
 def _gap(start: int, end: int) -> dict[str, Any]:
@@ -216,7 +325,7 @@ def _finish(block: _Block, now_ms: int) -> dict[str, Any]:
         "id": iso_ms(block.start),
         "isActive": active,
         "isGap": False,
-        "models": list(block.models),
+        "models": list(dict.fromkeys(model for _, _, model in block.firsts)),
         "projection": projection,
         "startTime": iso_ms(block.start),
         "tokenCounts": _counts(block.counts),

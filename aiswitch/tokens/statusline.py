@@ -18,7 +18,7 @@ Contract:
   inode, the home's config, aiswitch's code and prices) and the local zone. While that
   snapshot is unchanged, a run reads only the summary: no typer, pydantic or log parsing (see
   docs/performance.md for the time). Anything else (no summary, a changed file, another zone)
-  rebuilds it through the normal readers (`load_rows`, the row index, `build_blocks`). The
+  rebuilds it through the normal readers (`load_claude_entries`, the row index, `build_blocks`). The
   summary is only a cache: an unreadable one is rebuilt, one that cannot be written is skipped.
 """
 
@@ -79,25 +79,24 @@ def _load(home: Home, state: bytes) -> dict[str, Any] | None:
 
 def build_summary(home: Home, now: datetime) -> dict[str, Any]:
     """Cost per session, per local day and the last block of Claude's logs (the slow path)."""
-    from aiswitch.tokens.blocks import RowPricer, build_blocks
+    from aiswitch.tokens.blocks import EntryPricer, build_blocks
     from aiswitch.tokens.prices import load_price_table
-    from aiswitch.tokens.rows import R_SESSION, R_TS
-    from aiswitch.tokens.sources import load_rows
+    from aiswitch.tokens.sources import load_claude_entries
 
-    rows = load_rows(SOURCE, home).rows
+    entries = load_claude_entries(home).rows
     table = load_price_table(home)
-    row_cost = RowPricer(table).cost
+    entry_cost = EntryPricer(table).cost
     sessions: dict[str, float] = {}
     days: dict[str, float] = {}
-    for row in rows:
-        cost = row_cost(row) or 0.0
-        session = row[R_SESSION]
+    for entry in entries:
+        cost = entry_cost(entry) or 0.0
+        session = entry[1]  # ClaudeEntry.session_id
         if session:
             sessions[session] = sessions.get(session, 0.0) + cost
-        day = time.strftime("%Y-%m-%d", time.localtime(row[R_TS]))
+        day = time.strftime("%Y-%m-%d", time.localtime(entry[0] / 1000))  # .ts_ms
         days[day] = days.get(day, 0.0) + cost
     block = None
-    finished = [b for b in build_blocks(rows, table, now) if not b["isGap"]]
+    finished = [b for b in build_blocks(entries, table, now) if not b["isGap"]]
     if finished:
         last = finished[-1]
         block = {

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiswitch.errors import UsageError
 from aiswitch.home import Home
@@ -40,6 +40,10 @@ from aiswitch.tokens.report_options import ReportOptions
 from aiswitch.tokens.rows import record_from_row
 from aiswitch.tokens.sources import claude, codex, gemini
 from aiswitch.tokens.sources.ledger import parse_ledger_bytes as parse_ledger_bytes  # re-exported
+
+if TYPE_CHECKING:
+    from aiswitch.tokens.blocks import HourSums
+    from aiswitch.tokens.prices import PriceTable
 
 SOURCES = ("aiswitch", "claude", "codex", "gemini", "all")
 
@@ -126,11 +130,29 @@ def _unread_bytes(files: list[Path], index: FileIndex) -> list[int]:
 def load_claude(
     home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
 ) -> Loaded:
-    from aiswitch.tokens.sources import claude_parallel
+    loaded = load_claude_entries(home, env, use_index=use_index)
+    loaded.rows = claude.rows_from_entries(loaded.rows)
+    return loaded
 
+
+def load_claude_entries(
+    home: Home | None, env: Mapping[str, str] | None = None, *, use_index: bool = True
+) -> Loaded:
+    """`load_claude`, with the deduplicated `ClaudeEntry` tuples as `rows` (what blocks and
+    the status line read)."""
     files = claude.claude_files(claude.claude_roots(env, home))
     index = _index(home, "claude", use_index)
-    sizes = _unread_bytes(files, index)
+    entries, warnings = _claude_entries(files, index, _unread_bytes(files, index))
+    return Loaded(rows=entries, files=files, warnings=warnings)
+
+
+def _claude_entries(
+    files: list[Path], index: FileIndex, sizes: list[int]
+) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The deduplicated entries of `files` (`sizes`: their unread bytes) and the warnings,
+    read through `index` (saved), by forked workers when there are many bytes to parse."""
+    from aiswitch.tokens.sources import claude_parallel
+
     workers = claude_parallel.workers_for(sizes)
     parallel = claude_parallel.read_claude(files, sizes, index, workers) if workers > 1 else None
     if parallel is not None:
@@ -138,9 +160,42 @@ def load_claude(
     else:
         reads = _read_files(index.read_appendable, files, claude.parser_for)
     index.save()
-    entries = [entry for _, read in reads for entry in read.items]
-    rows = claude.rows_from_entries(claude.dedupe_claude_entries(entries))
-    return Loaded(rows=rows, files=files, warnings=malformed_warnings("claude", reads))
+    entries = claude.dedupe_claude_entries([entry for _, read in reads for entry in read.items])
+    return entries, malformed_warnings("claude", reads)
+
+
+def claude_hour_sums(
+    home: Home | None,
+    table: PriceTable,
+    env: Mapping[str, str] | None = None,
+    *,
+    use_index: bool = True,
+) -> tuple[HourSums, list[str]]:
+    """Claude's logs summed per hour for blocks (`aiswitch.tokens.blocks.HourSums`), and the
+    warnings. With many unread bytes, forked workers read, deduplicate and sum shares of the
+    files (`claude_parallel.sum_claude`) and the parent merges their sums; else (or when
+    workers cannot run) the deduplicated entries are read and summed in this process."""
+    from aiswitch.tokens.blocks import HourSums
+    from aiswitch.tokens.sources import claude_parallel
+
+    files = claude.claude_files(claude.claude_roots(env, home))
+    index = _index(home, "claude", use_index)
+    sizes = _unread_bytes(files, index)
+    workers = claude_parallel.workers_for(sizes)
+    if workers > 1:
+        done = claude_parallel.sum_claude(files, sizes, index, lambda: HourSums(table), workers)
+        if done is not None:
+            index.save()
+            return done
+        index = _index(home, "claude", use_index)  # as it was on disk
+    entries, warnings = _claude_entries(files, index, sizes)
+    sums = HourSums(table)
+    sums.add_entries(entries, _identity)
+    return sums, warnings
+
+
+def _identity(at: int) -> int:
+    return at
 
 
 def _load_rewritten(

@@ -465,9 +465,14 @@ def _parse_ts_ms(text: str) -> int | None:
 E_TS, E_SESSION, E_MESSAGE, E_REQUEST, E_SIDECHAIN = 0, 1, 2, 3, 4
 
 
-def dedupe_claude_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """ccusage's duplicate rules (see the module docstring), in input order."""
+def dedupe_claude_entries(
+    entries: Iterable[tuple[Any, ...]], slots: list[int] | None = None
+) -> list[tuple[Any, ...]]:
+    """ccusage's duplicate rules (see the module docstring), in input order: each kept entry
+    sits where the first entry of its duplicates was. `slots`, when given, receives for each
+    kept entry the input position of that first entry (what orders entries of equal time)."""
     kept: list[tuple[Any, ...]] = []
+    note = slots.append if slots is not None else None
     exact: dict[tuple[Any, ...], int] = {}
     # (message id, session) -> index of the kept entry, or a list when there are several.
     routes: dict[tuple[str, str], int | list[int]] = {}
@@ -482,10 +487,12 @@ def dedupe_claude_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any,
         elif index not in held:
             held.append(index)
 
-    for entry in entries:
+    for at, entry in enumerate(entries):
         message_id = entry[E_MESSAGE]
         if message_id is None:
             kept.append(entry)
+            if note is not None:
+                note(at)
             continue
         request_id = entry[E_REQUEST]
         session = entry[E_SESSION]
@@ -505,6 +512,8 @@ def dedupe_claude_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any,
                 # The common case, a message met for the first time: `add_route` inlined.
                 exact[key] = routes[route] = len(kept)
                 kept.append(entry)
+                if note is not None:
+                    note(at)
                 continue
             for candidate in [found] if isinstance(found, int) else found:
                 held = kept[candidate]
@@ -515,6 +524,8 @@ def dedupe_claude_entries(entries: Iterable[tuple[Any, ...]]) -> list[tuple[Any,
             exact[key] = len(kept)
             add_route(route, len(kept))
             kept.append(entry)
+            if note is not None:
+                note(at)
             continue
         held = kept[index]
         if held[E_SESSION] != session:

@@ -29,10 +29,10 @@ from __future__ import annotations
 import marshal
 import os
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiswitch.tokens.index import FileIndex, FileRead
 from aiswitch.tokens.overlap import LedgerKeys, held_by_ledger
@@ -49,6 +49,7 @@ MAX_WORKERS = 8
 PARENT_WEIGHT = 0.8
 # Entries are tuples; the message id is at this position (`ClaudeEntry.message_id`).
 _MESSAGE = claude.E_MESSAGE
+_S = TypeVar("_S", bound="Sums")
 
 
 def workers_for(sizes: Sequence[int]) -> int:
@@ -80,20 +81,57 @@ def split_shares(sizes: Sequence[int], parts: int, first_weight: float = 1.0) ->
     return [share for share in shares if share]
 
 
-class _Share:
-    """One process's part of the work: read its files, then split and aggregate."""
+class Sums(Protocol):
+    """What a share's deduplicated entries are summed into: a report's sums
+    (`ReportSums`) or the blocks' hours (`aiswitch.tokens.blocks.HourSums`)."""
 
-    def __init__(
-        self,
-        files: list[tuple[int, Path]],
-        index: FileIndex,
-        options: ReportOptions,
-        ledger: LedgerKeys | None,
-    ):
+    def add_entries(
+        self, entries: Sequence[tuple[Any, ...]], order_of: Callable[[int], int]
+    ) -> None:
+        """Add deduplicated entries; `order_of(i)`: the i-th one's place in the file order
+        (rising with i), comparable across processes."""
+
+    def sums(self) -> Any:
+        """What `merge` takes in another process (marshallable)."""
+
+    def merge(self, sums: Any) -> None: ...
+
+
+class ReportSums:
+    """A report's `Aggregator` as `Sums` (rows the ledger holds left out)."""
+
+    def __init__(self, options: ReportOptions, ledger: LedgerKeys | None) -> None:
+        self.aggregator = Aggregator(options)  # also loads the zone and prices
+        self.ledger = ledger
+
+    def add_entries(
+        self, entries: Sequence[tuple[Any, ...]], order_of: Callable[[int], int]
+    ) -> None:
+        rows = claude.rows_from_entries(entries)
+        if self.ledger:
+            rows = [row for row in rows if not held_by_ledger(row, self.ledger)]
+        # Deduplicated rows leave `state.seen` empty: merging needs no keys, as every
+        # message id is summed in one process only.
+        self.aggregator.add(rows, deduplicated=True)
+
+    def sums(self) -> dict[str, Any]:
+        return self.aggregator.state.sums()
+
+    def merge(self, sums: dict[str, Any]) -> None:
+        self.aggregator.merge(AggregateState.from_sums(sums))
+
+
+# An entry's place in the file order: its file's position, then its own within the file.
+_POSITION_SHIFT = 32
+
+
+class _Share:
+    """One process's part of the work: read its files, then split and sum."""
+
+    def __init__(self, files: list[tuple[int, Path]], index: FileIndex, sums: Sums):
         self.files = files
         self.index = index
-        self.options = options
-        self.ledger = ledger
+        self.sums = sums
         self.per_file: list[tuple[int, list[tuple[Any, ...]]]] = []
         self.notes: list[tuple[int, int, bool]] = []  # (position, malformed, torn tail)
         self.updates: dict[str, list[Any]] = {}
@@ -118,15 +156,18 @@ class _Share:
             ids.update(map(hash, filter(None, map(message_of, items))))
         return ids
 
-    def finish(self, contested: set[int]) -> tuple[AggregateState, list[tuple[Any, ...]]]:
+    def finish(self, contested: set[int]) -> tuple[Any, list[tuple[Any, ...]]]:
         """Round 2: the sums of the ids only this share holds, and the contested entries
         tagged (file position, line position, entry)."""
         local: list[tuple[Any, ...]] = []
+        orders: list[int] = []  # each local entry's place in the file order
         tagged: list[tuple[Any, ...]] = []
         message_of = itemgetter(_MESSAGE)
         for position, items in self.per_file:
+            base = position << _POSITION_SHIFT
             if contested.isdisjoint(map(hash, filter(None, map(message_of, items)))):
                 local.extend(items)  # most files: nothing contested, no loop in Python
+                orders.extend(range(base, base + len(items)))
                 continue
             for seq, item in enumerate(items):
                 message_id = item[_MESSAGE]
@@ -134,28 +175,21 @@ class _Share:
                     tagged.append((position, seq, item))
                 else:
                     local.append(item)
-        aggregator = Aggregator(self.options)
-        rows = claude.rows_from_entries(claude.dedupe_claude_entries(local))
-        aggregator.add(_not_in_ledger(rows, self.ledger), deduplicated=True)
-        # Deduplicated rows leave `state.seen` empty: merging needs no keys, as every
-        # message id is summed in one process only.
-        return aggregator.state, tagged
+                    orders.append(base + seq)
+        slots: list[int] = []
+        kept = claude.dedupe_claude_entries(local, slots)
+        self.sums.add_entries(kept, lambda at: orders[slots[at]])
+        return self.sums.sums(), tagged
 
 
 def _worker(connection: Any, share: _Share) -> None:
     """A worker process: the two rounds over its pipe."""
     forked.send(connection, array("q", share.read()).tobytes())
     contested = set(array("q", forked.receive(connection)))
-    state, tagged = share.finish(contested)
-    forked.send(connection, (state.sums(), tagged, list(share.updates), share.notes))
+    sums, tagged = share.finish(contested)
+    forked.send(connection, (sums, tagged, list(share.updates), share.notes))
     # The index entries, which the parent writes without loading them.
     forked.send(connection, marshal.dumps(share.updates))
-
-
-def _not_in_ledger(rows: list[tuple[Any, ...]], ledger: LedgerKeys | None) -> list[tuple[Any, ...]]:
-    if not ledger:
-        return rows
-    return [row for row in rows if not held_by_ledger(row, ledger)]
 
 
 def aggregate_claude(
@@ -169,11 +203,28 @@ def aggregate_claude(
     """The report's sums and warnings over `files` of `sizes` bytes (module docstring), or
     None. `ledger`: for `--source all`, the ledger's keys; rows the ledger holds are left
     out (`held_by_ledger`)."""
+    done = sum_claude(files, sizes, index, lambda: ReportSums(options, ledger), workers)
+    if done is None:
+        return None
+    sums, warnings = done
+    return sums.aggregator, warnings
+
+
+def sum_claude(
+    files: Sequence[Path],
+    sizes: Sequence[int],
+    index: FileIndex,
+    new_sums: Callable[[], _S],
+    workers: int,
+) -> tuple[_S, list[str]] | None:
+    """`new_sums()` with every deduplicated entry of `files` (of `sizes` bytes) added, read
+    by `workers` processes, and the warnings; or None when workers cannot run here (module
+    docstring). `new_sums` is called once per process, all before forking."""
     if not forked.can_fork():
         return None
     parts = split_shares(sizes, workers, PARENT_WEIGHT)
-    shares = [_Share([(at, files[at]) for at in part], index, options, ledger) for part in parts]
-    aggregator = Aggregator(options)  # also loads the zone and prices once, before forking
+    total = new_sums()
+    shares = [_Share([(at, files[at]) for at in part], index, new_sums()) for part in parts]
     mine, theirs = shares[0], shares[1:]
     try:
         with forked.no_cyclic_gc(), forked.workers([(_worker, (s,)) for s in theirs]) as ends:
@@ -182,30 +233,35 @@ def aggregate_claude(
             contested = _contested(hashes, their_hashes)
             for end in ends:
                 forked.send(end, array("q", contested).tobytes())
-            state, tagged = mine.finish(contested)
-            aggregator.merge(state)
+            sums, tagged = mine.finish(contested)
+            total.merge(sums)
             notes = list(mine.notes)
             if mine.updates:  # marshalled now, while the workers still marshal theirs
                 index.adopt(marshal.dumps(mine.updates), list(mine.updates))
             for end in ends:
                 sums, more, updated, their_notes = forked.receive(end)
-                aggregator.merge(AggregateState.from_sums(sums))
+                total.merge(sums)
                 tagged.extend(more)
                 part = forked.receive(end)
                 if updated:
                     index.adopt(part, updated)
                 notes.extend(their_notes)
             tagged.sort(key=lambda item: (item[0], item[1]))
-            contested_entries = claude.dedupe_claude_entries([item[2] for item in tagged])
-            rows = claude.rows_from_entries(contested_entries)
-            aggregator.add(_not_in_ledger(rows, ledger), deduplicated=True)
+            slots: list[int] = []
+            kept = claude.dedupe_claude_entries([item[2] for item in tagged], slots)
+
+            def order_of(at: int) -> int:
+                position, seq, _ = tagged[slots[at]]
+                return int(position << _POSITION_SHIFT) + int(seq)
+
+            total.add_entries(kept, order_of)
     except forked.WorkerFailed:
         return None
     index.seen.update(str(path) for path in files)
     from aiswitch.tokens.sources import malformed_warnings
 
     reads = [(files[at], FileRead([], malformed, torn)) for at, malformed, torn in sorted(notes)]
-    return aggregator, malformed_warnings(claude.SOURCE, reads)
+    return total, malformed_warnings(claude.SOURCE, reads)
 
 
 def _contested(mine: set[int], theirs: list[array[int]]) -> set[int]:
