@@ -1,6 +1,7 @@
-"""`state/processes` on the start-up path of every run: `process_identity` reads /proc on
-Linux instead of importing psutil, and must give exactly psutil's create time (None where
-psutil finds no live process); `reap_orphans` leaves an empty table's file alone."""
+"""`state/processes` on the path of every run: `process_identity` and `process_usage` read
+/proc on Linux instead of importing psutil, and must give exactly psutil's create time, CPU
+seconds and RSS (None where psutil finds no live process); `reap_orphans` leaves an empty
+table's file alone."""
 
 from __future__ import annotations
 
@@ -62,3 +63,29 @@ def test_an_entry_of_a_process_that_is_gone_is_still_dropped(home: Home) -> None
     table.add("gone", {"pid": 2**22 + 1, "create_time": 1.0, "parent_pid": os.getpid()})
     assert table.reap_orphans() == []
     assert table.entries() == {}
+
+
+@linux_proc
+def test_a_live_processs_usage_is_what_psutil_reads() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sum(range(3_000_000)); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        # The child burns some CPU, says so, then waits on stdin: its figures stay put.
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"
+        ours, theirs = processes._proc_usage(child.pid), processes._psutil_usage(child.pid)
+        assert ours is not None and ours == theirs and ours[0] > 0 and ours[1] > 0
+        # This process runs on between the two reads: its CPU only grows.
+        mine, psutils = processes._proc_usage(os.getpid()), processes._psutil_usage(os.getpid())
+        assert mine is not None and psutils is not None and psutils[0] >= mine[0] > 0
+    finally:
+        child.communicate(b"")
+    assert processes.process_usage(child.pid) is None
+    assert processes._psutil_usage(child.pid) is None

@@ -2,9 +2,10 @@
 
 Contract:
 - `RunMetrics(run)` gathers, for one `Run`: per agent process (`mock.p1`) its tasks
-  (attempts), errors, response time p50/p95, tokens, cost, CPU seconds and peak RSS (psutil
-  samples of each pid it ran) and the latest `metrics.report` of each of its processes
-  (`AgentHandle.reported`, counters since that process started); per run the same, plus
+  (attempts), errors, response time p50/p95, tokens, cost, CPU seconds and peak RSS
+  (`state.processes.process_usage` samples of each pid it ran) and the latest
+  `metrics.report` of each of its processes (`AgentHandle.reported`, counters since that
+  process started); per run the same, plus
   the run's figures (operations, success rate, average / p95 response, peak concurrency,
   operations per second).
 - It is written in batches: `start()` arms a timer that writes the run's entry every
@@ -123,22 +124,18 @@ class RunMetrics:
         executor = self.run.executor
         if executor is None:
             return
-        import psutil
+        from aiswitch.state.processes import process_usage
 
         for handle in executor.handles():
             pid = handle.pid
             if pid is None:
                 continue
-            with contextlib.suppress(psutil.Error):
-                process = psutil.Process(pid)
-                with process.oneshot():
-                    times = process.cpu_times()
-                    rss = process.memory_info().rss
-                before = self.samples.get((handle.agent_id, pid), (0.0, 0))
-                self.samples[(handle.agent_id, pid)] = (
-                    times.user + times.system,
-                    max(rss, before[1]),
-                )
+            usage = process_usage(pid)
+            if usage is None:
+                continue
+            cpu, rss = usage
+            before = self.samples.get((handle.agent_id, pid), (0.0, 0))
+            self.samples[(handle.agent_id, pid)] = (cpu, max(rss, before[1]))
 
     def entry(self) -> dict[str, Any]:
         """This run's entry of `state/metrics.json`, as things stand."""
