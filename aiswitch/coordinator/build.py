@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from aiswitch.coordinator.plan_check import PLACEHOLDER
+from aiswitch.coordinator.placeholders import PLACEHOLDER
 from aiswitch.coordinator.request import Plan, RunRequest, TaskSpec
 from aiswitch.coordinator.results import AgentResult
 from aiswitch.coordinator.specs import AgentSpec

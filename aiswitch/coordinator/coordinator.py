@@ -23,7 +23,6 @@ from aiswitch.agents import AgentRegistry
 from aiswitch.coordinator.build import TaskBuilder
 from aiswitch.coordinator.executor import LocalExecutor
 from aiswitch.coordinator.executors import check_available, choose_backend
-from aiswitch.coordinator.plan_check import reread_plan
 from aiswitch.coordinator.request import (
     DEFAULT_HANDOFF_TEMPLATE,
     BatchItem,
@@ -166,6 +165,8 @@ class Coordinator:
         settings = previous.settings
         plan = None
         if previous.plan is not None:
+            from aiswitch.coordinator.plan_check import reread_plan
+
             plan = reread_plan(previous.plan.path, previous.plan.sha256, previous.run_id)
         lane_of: dict[str, AgentSpec] = {}
         for result in previous.results:

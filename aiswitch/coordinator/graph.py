@@ -6,7 +6,7 @@ Contract:
   not end ok is `skipped` (its error says which, and how it ended) unless it has
   `continue_on_failure`; a sequential step gets the hand-off (the task plus the last
   successful step's output, through the handoff template); a plan task's placeholders
-  are filled in with its dependencies' results (`plan_check.fill_in`); a capability task
+  are filled in with its dependencies' results (`placeholders.fill_in`); a capability task
   goes to its least-loaded candidate (`Scheduler.load`).
 - `reroute(task, attempt)` after a process death or a provider's refusal: the task moves
   to an agent it has not tried (another with its capability, the least loaded, else the
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from aiswitch.coordinator.plan_check import fill_in
+from aiswitch.coordinator.placeholders import fill_in
 from aiswitch.coordinator.results import AgentResult, TaskStatus
 from aiswitch.coordinator.tasks import FAILOVER_ENDS, Attempt, Lane, Task
 

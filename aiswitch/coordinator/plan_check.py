@@ -14,29 +14,23 @@ Contract:
   capabilities are the coordinator's to check (it knows them); it adds its lines to the
   same error.
 - A placeholder is `{ID.output}`, `{ID.status}` or `{ID.agent}` (`{ID[N].output}` for one
-  copy of a fanned task); `{item}` in a `for_each` task. Other braces are text.
+  copy of a fanned task; `aiswitch.coordinator.placeholders`); `{item}` in a `for_each`
+  task. Other braces are text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from aiswitch.coordinator.placeholders import PLACEHOLDER
 from aiswitch.coordinator.plan_model import TASK_ID, PlanFile, PlanTask
 from aiswitch.coordinator.request import TaskSpec
 from aiswitch.coordinator.specs import AgentSpec, parse_specs
 from aiswitch.errors import PlanError, UsageError
 
-if TYPE_CHECKING:
-    from aiswitch.coordinator.results import AgentResult
-
-PLACEHOLDER: Final = re.compile(
-    r"\{([A-Za-z0-9][A-Za-z0-9_-]*)(?:\[(\d+)\])?\.(output|status|agent)\}"
-)
 ITEM: Final = "{item}"
 
 
@@ -347,27 +341,3 @@ def reread_plan(path: str, digest: str, run_id: str) -> PlanSource:
         f"run {run_id} cannot be resumed: its plan file {path}: {why}",
         hint="restore the file as it was, or start the plan anew with `aiswitch run --plan`",
     )
-
-
-def fill_in(prompt: str, results: Mapping[str, list[AgentResult]]) -> str:
-    """`prompt` with its dependencies' placeholders replaced literally (one pass: text
-    put in is never read again). A fanned task's own id gives all its copies: their
-    outputs one after another, `ok` when all are ok, their agents comma-separated."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) + (f"[{match.group(2)}]" if match.group(2) else "")
-        found = results.get(name)
-        if not found:
-            return match.group(0)
-        field = match.group(3)
-        if field == "output":
-            return "\n\n".join(r.output for r in found)
-        if field == "status":
-            statuses = {str(r.status) for r in found}
-            if len(statuses) == 1:
-                return statuses.pop()
-            return "partial" if "ok" in statuses else "failed"
-        agents = (f"{r.agent}@{r.preset}" if r.preset else r.agent for r in found)
-        return ", ".join(dict.fromkeys(agents))
-
-    return PLACEHOLDER.sub(value, prompt)
