@@ -330,17 +330,20 @@ def builtin_agents() -> dict[str, AgentDef]:
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse a YAML config file; errors name the file and line."""
-    import yaml
-
+    """Parse a YAML config file (None when it does not exist); errors name the file and
+    line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    import yaml
+
+    from aiswitch.yaml_text import parse
+
     try:
-        return yaml.safe_load(text)
+        return parse(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}" if mark is not None else "somewhere"

@@ -35,8 +35,10 @@ def _json(path: Path) -> Any:
 def _yaml_keys(path: Path, section: str) -> list[str]:
     import yaml
 
+    from aiswitch.yaml_text import parse
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
     found = data.get(section) if isinstance(data, dict) else None

@@ -341,8 +341,10 @@ def import_(
     if file == "-":
         import yaml
 
+        from aiswitch.yaml_text import parse
+
         try:
-            raw = yaml.safe_load(sys.stdin.read())
+            raw = parse(sys.stdin.read())
         except yaml.YAMLError as exc:
             raise PresetError(f"stdin: invalid YAML: {str(exc).splitlines()[0]}") from None
         origin = "stdin"

@@ -29,6 +29,7 @@ def _load_dir(folder: Traversable, what: str) -> dict[str, Preset]:
     import yaml
 
     from aiswitch.agents import validation_summary
+    from aiswitch.yaml_text import parse
 
     presets: dict[str, Preset] = {}
     if not folder.is_dir():
@@ -37,7 +38,7 @@ def _load_dir(folder: Traversable, what: str) -> dict[str, Preset]:
         if not entry.name.endswith(".yaml"):
             continue
         try:
-            preset = Preset.model_validate(yaml.safe_load(entry.read_text(encoding="utf-8")))
+            preset = Preset.model_validate(parse(entry.read_text(encoding="utf-8")))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{what} {entry.name} is not valid YAML: {exc}") from None
         except ValidationError as exc:

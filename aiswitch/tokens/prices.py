@@ -354,8 +354,10 @@ def read_user_prices(path: Path) -> dict[str, ModelPrice]:
         return {}
     import yaml  # lazy: only reports with a user price file pay for it
 
+    from aiswitch.yaml_text import parse
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read prices: {exc}".splitlines()[0]) from exc
     if data is None:
