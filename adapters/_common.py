@@ -24,7 +24,10 @@ Contract:
   <cli>` uses, so both carry the same message and request ids). The log's requests are
   recorded when they account for the stream's usage (`accounts_for`); otherwise the
   stream's reports are, as they came. Either way the ledger holds what the provider sent,
-  once, and `--source all` can tell the ledger's requests from the log's.
+  once, and `--source all` can tell the ledger's requests from the log's. While the CLI
+  runs, a translator may report the running totals its stream shows (`RunningUsage`,
+  claude's `assistant` events): they go out as `task.progress` `usage`, provisional, shown
+  live and never recorded.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from aiswitch.adapter_sdk.environment import PRESET_VARS as PRESET_VARS_ENV
 from aiswitch.masking import redact_text, secret_values
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
+from aiswitch.tokens.usage import Usage
 
 from ._usage import PerRequest, UsageReport, sum_usage
 
@@ -428,7 +432,15 @@ class Progress:
     kind: Literal["text", "tool", "status", "thinking", "waiting"] = "text"
 
 
-Report = Progress | UsageReport
+@dataclass(frozen=True)
+class RunningUsage:
+    """The task's usage so far as the CLI's stream shows it while it runs: provisional
+    (shown live, never recorded; the task's `UsageReport`s are what count)."""
+
+    usage: Usage
+
+
+Report = Progress | UsageReport | RunningUsage
 
 
 @dataclass
@@ -502,13 +514,21 @@ async def drive(
     held: list[UsageReport] = []
     async with CliRun(argv, env=env, cwd=ctx.params.cwd, stdin_data=stdin_data, name=name) as run:
         async for event in run.events():
-            for report in translator.feed(event):
+            reports = translator.feed(event)
+            # The running totals ride on the event's first line of progress (or go alone).
+            running = next((r.usage for r in reports if isinstance(r, RunningUsage)), None)
+            for report in reports:
                 if isinstance(report, Progress):
-                    await ctx.progress(report.text, report.kind)
+                    await ctx.progress(report.text, report.kind, running)
+                    running = None
+                elif isinstance(report, RunningUsage):
+                    continue
                 elif per_request is not None:
                     held.append(report)
                 else:
                     await record(report)
+            if running is not None:
+                await ctx.progress("", "status", running)
         code = await run.wait()
         end = Exit(code=code, stderr_line=run.last_stderr_line())
     requests = None

@@ -8,6 +8,9 @@
 Contract (docs/agents.md has the tables):
 - Progress: assistant text, thinking, tool calls and tool results, API retries and
   permission denials become `task.progress`.
+- Live usage: each `assistant` event's usage (claude's snapshot at the message's start)
+  adds to the task's running totals, sent as `task.progress` `usage` when they change:
+  provisional, shown while the task runs, never recorded.
 - Usage: one `tokens.usage` per API request, with claude's message id and request id, read
   from claude's own session log (`projects/*/<session>.jsonl` under the config dir) once
   claude has exited, when the log's requests of this task (the ids its `assistant` events
@@ -47,6 +50,7 @@ from ._common import (
     Permission,
     Progress,
     Report,
+    RunningUsage,
     apply_home,
     drive,
     exit_failure,
@@ -112,6 +116,8 @@ class ClaudeTranslator:
         # The API requests seen (distinct message ids), per model: what a usage sum covers.
         self.requests: dict[str | None, int] = {}
         self.last_text = ""
+        # The usage each `assistant` event showed, by message: the running totals.
+        self.shown: dict[str | None, Usage] = {}
 
     def feed(self, event: dict[str, Any]) -> list[Report]:
         session = event.get("session_id")
@@ -146,6 +152,7 @@ class ClaudeTranslator:
         message = event.get("message")
         if not isinstance(message, dict):
             return []
+        reports: list[Report] = []
         if message.get("model") != SYNTHETIC_MODEL:
             pair = (message.get("id"), event.get("request_id"))
             if pair not in self.messages:
@@ -153,7 +160,7 @@ class ClaudeTranslator:
                 model = message.get("model")
                 key = clean_model(model) if isinstance(model, str) else None
                 self.requests[key] = self.requests.get(key, 0) + 1
-        reports: list[Report] = []
+            reports += self._running(message)
         for block in message.get("content") or []:
             if not isinstance(block, dict):
                 continue
@@ -166,6 +173,22 @@ class ClaudeTranslator:
             elif btype == "tool_use":
                 reports.append(Progress(_describe_tool(block), "tool"))
         return reports
+
+    def _running(self, message: dict[str, Any]) -> list[Report]:
+        """The running totals, when this message's usage changes them: provisional (a
+        message's usage is claude's snapshot at its start; the output grows after)."""
+        raw = message.get("usage")
+        if not isinstance(raw, dict):
+            return []
+        usage = Usage.from_anthropic(raw)
+        key = message.get("id") if isinstance(message.get("id"), str) else None
+        if not usage.total_tokens or self.shown.get(key) == usage:
+            return []
+        self.shown[key] = usage
+        total = Usage()
+        for each in self.shown.values():
+            total = total + each
+        return [RunningUsage(total)]
 
     def _tool_results(self, event: dict[str, Any]) -> list[Report]:
         message = event.get("message")

@@ -19,6 +19,9 @@ its environment (so presets and agents.yaml can set it) and, per task, from
     MOCK_USAGE_EVENTS       tokens.usage notifications the usage is split into     [1]
     MOCK_USAGE_EARLY        "1": report the usage before the task's steps (so a
                             hanging task has reported usage)                       [0]
+    MOCK_USAGE_LIVE         "1": each step's progress carries the usage so far (its
+                            share of the task's), provisional, as a CLI's stream
+                            shows it before its log has the exact records         [0]
     MOCK_FAILURE_RATE       probability (0..1) that a task fails                   [0]
     MOCK_CRASH_RATE         probability (0..1) that the process exits mid-task     [0]
     MOCK_CRASH_EXIT_CODE    the exit code of such a crash                          [3]
@@ -334,9 +337,14 @@ class MockAdapter(Adapter):
         early = opts.flag("usage_early")
         if early:
             await self._report(ctx, usage, model, cost_usd, events)
+        live = opts.flag("usage_live")
         for step in range(1, steps + 1):
             await asyncio.sleep(latency / (steps + 1))
-            await ctx.progress(f"step {step}/{steps}: working on {ctx.prompt[:40]!r}")
+            so_far = None
+            if live:
+                counts = usage.model_dump()
+                so_far = light_usage(**{k: v * step // steps for k, v in counts.items()})
+            await ctx.progress(f"step {step}/{steps}: working on {ctx.prompt[:40]!r}", usage=so_far)
             if crashes and step == max(1, steps // 2):
                 sys.stderr.write("mock: crashing mid-task as asked\n")
                 sys.stderr.flush()

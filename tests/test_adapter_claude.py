@@ -14,6 +14,7 @@ from aiswitch_adapters._common import (
     Exit,
     Progress,
     Report,
+    RunningUsage,
 )
 from aiswitch_adapters._usage import UsageReport
 from aiswitch_adapters.claude import ClaudeTranslator, build_argv, build_env, stdin_message
@@ -89,6 +90,25 @@ def test_the_partial_usage_on_assistant_events_is_never_counted() -> None:
     assert usage.usage == anthropic_normalised(SCRIPTED_USAGE, times=2)
     # Two messages in one record: no single message id to deduplicate on.
     assert usage.message_id is None and usage.request_id is None
+
+
+def test_each_requests_snapshot_adds_to_the_running_totals_shown_before_the_result() -> None:
+    _, reports = replay("claude-tool")
+    running = [r.usage for r in reports if isinstance(r, RunningUsage)]
+    # The snapshot of each request as claude shows it at the message's start (output 1).
+    snapshot = Usage(
+        input_tokens=SCRIPTED_USAGE.input_tokens,
+        output_tokens=1,
+        cache_read_tokens=SCRIPTED_USAGE.cache_read_tokens,
+        cache_write_tokens=SCRIPTED_USAGE.cache_write_tokens,
+    )
+    assert running == [snapshot, snapshot + snapshot]
+    # Both before any usage that counts, and below it: the result's exact figures.
+    first_report = next(i for i, r in enumerate(reports) if isinstance(r, UsageReport))
+    last_running = max(i for i, r in enumerate(reports) if isinstance(r, RunningUsage))
+    assert last_running < first_report
+    (usage,) = usage_reports(reports)
+    assert running[-1].total_tokens < usage.usage.total_tokens
 
 
 def test_tool_calls_and_their_results_become_tool_progress() -> None:

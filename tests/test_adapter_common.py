@@ -294,6 +294,44 @@ async def test_drive_relays_progress_and_usage_and_skips_lines_that_are_not_json
     assert sent[1][1].provider == "p" and sent[1][1].session_id == "s-1"
 
 
+class RunningTranslator(EchoTranslator):
+    """EchoTranslator that also shows running totals, as claude's `assistant` events do."""
+
+    SO_FAR = (Usage(input_tokens=3, output_tokens=1), Usage(input_tokens=3, output_tokens=2))
+
+    def feed(self, event: dict[str, Any]) -> list[Report]:
+        reports = super().feed(event)
+        so_far = self.SO_FAR[1 if self.done else 0]
+        return [_common.RunningUsage(so_far), *reports]
+
+
+async def test_drive_sends_running_totals_on_progress_and_records_only_the_usage(
+    tmp_path: Path,
+) -> None:
+    cli = write_script(tmp_path / "fakecli", FAKE_CLI)
+    ctx = make_ctx()
+    async with asyncio.timeout(STEP_S):
+        await drive(
+            ctx,
+            [str(cli), "ok"],
+            os.environ,
+            RunningTranslator(),
+            name="fakecli",
+            provider="p",
+            stdin_data=b"the prompt",
+            per_request=lambda translator, stream: None,  # held until the end, then as is
+        )
+    sent = ctx._server.peer.sent  # type: ignore[attr-defined]
+    assert [m for m, _ in sent] == ["task.progress", "task.progress", "tokens.usage"]
+    first, alone, usage = (params for _, params in sent)
+    # With a line of progress, the totals ride on it; without one, they go alone.
+    assert (first.text, first.usage) == ("the prompt", RunningTranslator.SO_FAR[0])
+    assert (alone.text, alone.usage) == ("", RunningTranslator.SO_FAR[1])
+    assert usage.usage == Usage(input_tokens=3, output_tokens=2)
+    # Provisional figures are not the task's usage: only what was recorded is.
+    assert ctx.usage == usage.usage and ctx.last_progress == "the prompt"
+
+
 async def test_a_cli_that_exits_before_its_result_fails_with_its_last_stderr_line_redacted(
     tmp_path: Path,
 ) -> None:

@@ -4,6 +4,7 @@ And what it prints when stdout is piped."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -148,3 +149,48 @@ def test_piped_the_run_lines_are_whole_and_a_batch_shows_each_tasks_last_line_or
         )
         == 13
     )
+
+
+def test_running_totals_an_agent_reports_show_live_and_are_never_recorded(
+    env: dict[str, str], tmp_path: Path, home: Home
+) -> None:
+    """`task.progress` usage (the mock's MOCK_USAGE_LIVE, as claude's adapter sends it):
+    shown as `~` figures in the live table, `ps` and the progress line while the task runs;
+    the ledger and the run's file hold only the task's `tokens.usage`."""
+    live = {"MOCK_USAGE_LIVE": "1", "MOCK_STEPS": "2", "MOCK_INPUT_TOKENS": "800"}
+    term = Terminal(
+        "run", "--agent", "mock", "x", env={**env, **live, "MOCK_HANG": "1"},
+        cols=160, rows=20, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+
+        def shows_all_so_far(screen: list[str]) -> bool:
+            row = rows_of(screen, "mock#1").get("mock#1", "")
+            return "▶ running" in row and "~800 in · " in row
+
+        screen = term.wait_for(shows_all_so_far)
+        # The progress line counts them too; the ledger has nothing.
+        assert any(re.search(r" · [1-9][\d,]* tokens · ", line) for line in screen), screen
+        (process,) = run_cli("ps", "--json", env=env).json()["processes"]
+        assert process["tokens"] > 800
+        assert (
+            not (home.state / "tokens.jsonl").exists()
+            or not (home.state / "tokens.jsonl").read_text().strip()
+        )
+        (entry,) = run_cli("runs", "list", "--status", "running", "--json", env=env).json()["runs"]
+        assert run_cli("runs", "cancel", entry["run_id"], env=env).code == 0
+        assert term.finish() == 130
+    finally:
+        term.close()
+    shown = run_cli("runs", "show", entry["run_id"], "--json", env=env).json()
+    # Cancelled before its usage was reported: none is recorded, none is written.
+    assert shown["results"][0]["usage"]["input_tokens"] == 0
+    assert shown["usage"]["input_tokens"] == 0
+
+    done = run_cli("run", "--agent", "mock", "x", "--json", env={**env, **live}, cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    (result,) = done.json()["results"]
+    records = [json.loads(line) for line in (home.state / "tokens.jsonl").read_text().splitlines()]
+    # Counted once: the ledger holds the task's usage, not the running totals as well.
+    assert [r.get("input_tokens") for r in records] == [800]
+    assert result["usage"]["input_tokens"] == 800

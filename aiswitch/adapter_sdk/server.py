@@ -142,13 +142,22 @@ class TaskContext:
     def options(self) -> dict[str, Any]:
         return self.params.options
 
-    async def progress(self, text: str, kind: str = "text") -> None:
-        self.last_progress = text
-        params: Any = progress_params(self.task_id, kind, text)
+    async def progress(self, text: str, kind: str = "text", usage: Usage | None = None) -> None:
+        """Send one `task.progress`. `usage`: the task's running totals so far as its CLI
+        shows them, provisional (shown while it runs, never recorded: `report_usage`
+        records); with `text` empty, a report of those alone."""
+        if text:
+            self.last_progress = text
+        params: Any = progress_params(self.task_id, kind, text, usage)
         if params is None:
             from aiswitch.protocol.models import ProgressParams
 
-            params = ProgressParams(task_id=self.task_id, kind=kind, text=text)
+            params = ProgressParams(
+                task_id=self.task_id,
+                kind=kind,
+                text=text,
+                usage=None if usage is None else model_usage(usage),
+            )
         with contextlib.suppress(ConnectionClosedError):
             await self._server.peer.notify(names.PROGRESS, params)
 

@@ -414,10 +414,19 @@ class UsageWire(WireParams):
     model_name = "UsageParams"
 
 
-def progress_params(task_id: str, kind: str, text: str) -> ProgressWire | None:
+def progress_params(
+    task_id: str, kind: str, text: str, usage: Usage | None = None
+) -> ProgressWire | None:
     """`ProgressParams(...).model_dump(mode="json")` by hand, or None for the model."""
-    if type(task_id) is str and type(text) is str and type(kind) is str and kind in PROGRESS_KINDS:
-        return ProgressWire({"task_id": task_id, "kind": kind, "text": text})
+    counts = None if usage is None else _usage_dict(usage)
+    if (
+        type(task_id) is str
+        and type(text) is str
+        and type(kind) is str
+        and kind in PROGRESS_KINDS
+        and (usage is None or counts is not None)
+    ):
+        return ProgressWire({"task_id": task_id, "kind": kind, "text": text, "usage": counts})
     return None
 
 

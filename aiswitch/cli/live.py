@@ -155,7 +155,8 @@ class LiveView:
                     "preset": result.preset or "-",
                     "status": Text(f"{mark} {result.status}", style=style),
                     "elapsed": f"{end - start:5.1f}s" if start else "  -  ",
-                    "tokens": format_tokens(result),
+                    # `~`: provisional running totals, until the ledger's figures come.
+                    "tokens": ("~" if result.provisional else "") + format_tokens(result),
                     "changes": format_changes(result),
                     # An agent's text is data, never markup.
                     "last output": Text(self.last_line.get(result.task_id, "")),
@@ -202,7 +203,7 @@ def progress_line(run: Run, elapsed: float) -> str:
     return (
         f"{done}/{total} done · {running} running · {waiting} waiting · {failed} failed · "
         f"{retried} retried · {rate:.1f} tasks/s · ETA {eta} · "
-        f"{run.spent_tokens:,} tokens · {cost} · {processes} processes"
+        f"{run.shown_tokens:,} tokens · {cost} · {processes} processes"
     )
 
 

@@ -27,8 +27,9 @@ BATCH_LINE_CHARS = 60
 
 
 def format_tokens(result: AgentResult) -> str:
-    """`100 in · 7 out` (then cache read, cache write when there are any)."""
-    u = result.usage
+    """`100 in · 7 out` (then cache read, cache write when there are any): the usage live
+    views show (`shown_usage`, which is `usage` once the task has ended)."""
+    u = result.shown_usage
     text = f"{u.input_tokens:,} in · {u.output_tokens:,} out"
     if u.cache_read_tokens:
         text += f" · {u.cache_read_tokens:,} cache read"

@@ -277,7 +277,7 @@ def watch(
                     event.get("id") or event.get("task_id"),
                     event.get("agent_id"),
                     event.get("status"),
-                    f"{tokens:,} tokens" if tokens else "",
+                    f"{'~' if event.get('provisional') else ''}{tokens:,} tokens" if tokens else "",
                     shown(str(what)),
                 )
                 if part != ""

@@ -47,7 +47,10 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     if event.kind in ("progress", "waiting"):
         out["text"] = event.text
     elif event.kind == "usage":
-        out["total_tokens"] = result.usage.total_tokens
+        # While it runs: its provisional running totals when they are ahead of the ledger's.
+        out["total_tokens"] = result.shown_usage.total_tokens
+        if result.provisional:
+            out["provisional"] = True
     elif result.final:
         out.update(error=result.error, total_tokens=result.usage.total_tokens)
         out.update(cost_usd=result.cost_usd, duration_s=result.duration_s)
@@ -68,12 +71,13 @@ class RunControl:
         run = self.run
         executor = run.executor
         handles = executor.handles() if executor is not None else []
-        # Tokens per process: its attempts' usage (a process runs many tasks).
+        # Tokens per process: its attempts' usage (a process runs many tasks), a running
+        # attempt's provisional totals when they are ahead.
         spent: dict[str, int] = {}
         for task in run.tasks:
             for attempt in task.attempts:
                 if attempt.process is not None:
-                    total = attempt.usage.total_tokens
+                    total = run.attempt_tokens(attempt)
                     spent[attempt.process] = spent.get(attempt.process, 0) + total
         return {
             "run_id": run.run_id,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from aiswitch.tokens.usage import Usage
 from aiswitch.workspace.model import Workspace
@@ -87,10 +87,26 @@ class AgentResult(BaseModel):
     workspace: Workspace | None = Field(
         None, description="Where it worked and what it changed (docs/workspaces.md)."
     )
+    # While an attempt runs and its agent's running totals (`task.progress` usage) are
+    # ahead of what the ledger holds for it: the usage to show, provisional. Never written
+    # (a private attribute): `usage` is the ledger's figure, in every file and document.
+    _provisional: Usage | None = PrivateAttr(None)
 
     @property
     def final(self) -> bool:
         return self.status in FINAL_TASK_STATUSES
+
+    @property
+    def shown_usage(self) -> Usage:
+        """What live views show: the provisional usage while there is one, else `usage`."""
+        return self._provisional if self._provisional is not None else self.usage
+
+    @property
+    def provisional(self) -> bool:
+        return self._provisional is not None
+
+    def show_provisional(self, usage: Usage | None) -> None:
+        self._provisional = usage
 
 
 class RunFigures(BaseModel):

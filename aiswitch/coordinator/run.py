@@ -140,6 +140,9 @@ class Run:
         # Tokens and dollars spent so far (the budget's and the live view's figures).
         self.spent_tokens = 0
         self.spent_cost = 0.0
+        # By attempt id: how many tokens its provisional running totals are ahead of what
+        # the ledger holds for it (shown live, never spent: `shown_tokens`).
+        self._ahead: dict[str, int] = {}
         self.stray_usage = Usage()
         self.stray_cost: float | None = None
         self.scheduler: Scheduler | None = None
@@ -164,6 +167,16 @@ class Run:
     @property
     def run_id(self) -> str:
         return self.result.run_id
+
+    @property
+    def shown_tokens(self) -> int:
+        """The tokens live views show: those spent (the ledger's) plus how far the running
+        attempts' provisional totals are ahead of them."""
+        return self.spent_tokens + sum(self._ahead.values())
+
+    def attempt_tokens(self, attempt: Attempt) -> int:
+        """An attempt's tokens as live views show them (its provisional totals when ahead)."""
+        return attempt.usage.total_tokens + self._ahead.get(attempt.id, 0)
 
     def _workspaces(self) -> RunWorkspaces | None:
         """The tasks' workspaces (aiswitch.coordinator.workspaces), or None: all in cwd."""
@@ -326,6 +339,9 @@ class Run:
         try:
             await self.executor.execute(task, attempt, stop)
         finally:
+            # Ended: only what the ledger holds for it is shown from now on.
+            attempt.provisional = None
+            self._show_usage(task, attempt)
             self._settle_usage(task, attempt)
             if workspaces is not None:
                 await asyncio.shield(workspaces.leave(task, attempt))
@@ -442,12 +458,34 @@ class Run:
     # -- notifications ------------------------------------------------------------
 
     def _progress(self, task: Task, attempt: Attempt, params: ProgressParams) -> None:
-        waiting = params.kind == "waiting"
-        self._emit(RunEvent("waiting" if waiting else "progress", task.result, params.text))
+        if params.usage is not None and attempt.end is None:
+            attempt.provisional = params.usage
+            self._show_usage(task, attempt)
+            self._emit(RunEvent("usage", task.result))
+        if params.text or params.usage is None:
+            waiting = params.kind == "waiting"
+            self._emit(RunEvent("waiting" if waiting else "progress", task.result, params.text))
 
     def _usage(self, task: Task, attempt: Attempt, params: UsageParams) -> None:
         self._record_usage(task, attempt, params)
         self._emit(RunEvent("usage", task.result))
+
+    def _show_usage(self, task: Task, attempt: Attempt) -> None:
+        """What the task shows of its usage: the ledger's (`result.usage`), unless the
+        running attempt's provisional totals are ahead of what the ledger holds for it;
+        then those, over the ledger's for the task's other attempts. Never recorded."""
+        provisional = attempt.provisional
+        ahead = provisional.total_tokens - attempt.usage.total_tokens if provisional else 0
+        if provisional is None or ahead <= 0:
+            self._ahead.pop(attempt.id, None)
+            task.result.show_provisional(None)
+            return
+        self._ahead[attempt.id] = ahead
+        usage = task.prior_usage + provisional
+        for other in task.attempts:
+            if other is not attempt:
+                usage = usage + other.usage
+        task.result.show_provisional(usage)
 
     def _add_to_ledger(self, record: UsageLine) -> float | None:
         """Queue a priced record's line, written at the end of this loop turn with the
@@ -483,6 +521,8 @@ class Run:
         attempt.add_usage(params.usage, cost)
         # The live view shows what the task has spent so far, over all its attempts.
         result.usage = result.usage + params.usage
+        if attempt.provisional is not None:
+            self._show_usage(task, attempt)
         if cost is not None:
             result.cost_usd = round((result.cost_usd or 0.0) + cost, 8)
         result.model = params.model or result.model

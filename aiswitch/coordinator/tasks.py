@@ -116,6 +116,9 @@ class Attempt:
     lane: str = ""
     # The agent's own result, when it sent one.
     reply: TaskResult | None = None
+    # The running totals its agent last reported while it ran (`task.progress` usage):
+    # provisional, shown live, never recorded.
+    provisional: Usage | None = None
 
     def add_usage(self, usage: Usage, cost: float | None) -> None:
         self.usage = self.usage + usage

@@ -207,7 +207,14 @@ class ProgressParams(_Model):
     task_id: str
     # `waiting`: the agent needs the user (a permission its headless CLI could not ask).
     kind: Literal["text", "tool", "status", "thinking", "waiting"] = "text"
-    text: str
+    text: str = Field(description="A line of progress; empty when only `usage` is new.")
+    usage: Usage | None = Field(
+        None,
+        description="Provisional: the task's usage so far, as its CLI shows it while it runs "
+        "(running totals, each replacing the last), for live views only. Never recorded: "
+        "`tokens.usage` alone reaches the ledger, and once the task has ended, or its "
+        "`tokens.usage` add up to more, these figures are no longer shown.",
+    )
 
 
 class UsageParams(_Model):
@@ -300,7 +307,10 @@ ENV_ROLLBACK = MethodSpec(
 METRICS_QUERY = MethodSpec(names.METRICS_QUERY, Empty, Metrics, "Counters since the agent started.")
 
 PROGRESS = NotificationSpec(
-    names.PROGRESS, ProgressParams, "A line of progress from a running task."
+    names.PROGRESS,
+    ProgressParams,
+    "A line of progress from a running task, and (optionally) its provisional usage so far: "
+    "running totals a live view shows until the task's `tokens.usage` are in the ledger.",
 )
 USAGE = NotificationSpec(names.USAGE, UsageParams, "Tokens spent; sent as soon as known.")
 METRICS_REPORT = NotificationSpec(

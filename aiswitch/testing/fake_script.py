@@ -245,12 +245,17 @@ class Script:
         return rule
 
     def reply_for(self, request: RecordedRequest) -> Reply:
+        chosen: Reply | ReplyMaker | None = None
         with self._lock:
             for rule in self._rules:
                 if rule.matches(request):
                     rule.hits += 1
-                    reply = rule.reply
-                    return reply(request) if callable(reply) else reply
+                    chosen = rule.reply
+                    break
+        if chosen is not None:
+            # Outside the lock: a maker may wait (a test holding a reply back) while other
+            # requests are answered.
+            return chosen(request) if callable(chosen) else chosen
         marked = reply_from_markers(request.prompt)
         if marked is not None:
             return marked
