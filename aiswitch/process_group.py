@@ -76,6 +76,8 @@ async def wait_group_exit(pgid: int, timeout: float) -> bool:
         if left <= 0:
             return False
         waits = [w for pid in members if (w := _exit_of(loop, pid)) is not None]
+        if not waits:
+            continue  # every one of them exited since the scan: scan again
         try:
             await asyncio.wait(waits, timeout=left)
         finally:
