@@ -422,6 +422,45 @@ async def test_a_stop_while_the_entry_is_written_leaves_no_entry_behind(home: Ho
     assert table.entries() == {}
 
 
+async def test_a_stop_while_the_child_is_spawned_stops_it_and_leaves_no_entry_behind(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pool's close() stops a handle whose restart is still spawning its child (a spawn
+    # takes a while on a loaded machine): the stop waits for that child and takes it down,
+    # and no entry is written after it (a 500-task batch's agents.json kept `mock.p1`).
+    from aiswitch.supervisor import process as process_module
+
+    real_spawn = process_module.spawn
+    spawning, go_on = asyncio.Event(), asyncio.Event()
+    spawned: list[int] = []
+
+    async def held_spawn(*args: Any, **kwargs: Any) -> Any:
+        spawning.set()
+        await go_on.wait()
+        child = await real_spawn(*args, **kwargs)
+        spawned.append(child.pid)
+        return child
+
+    monkeypatch.setattr(process_module, "spawn", held_spawn)
+    table = ProcessTable(StateStore(home))
+    changes = Changes()
+    handle = make_handle(home, supervision=quick(), on_change=changes, table=table)
+    start = asyncio.create_task(handle.start())
+    async with asyncio.timeout(STEP_S):
+        await spawning.wait()
+    stop = asyncio.create_task(handle.stop("closing"))
+    await changes.until(S.STOPPING)
+    go_on.set()
+    async with asyncio.timeout(STEP_S):
+        await stop
+        with pytest.raises(AgentStartError):
+            await start
+    (pid,) = spawned
+    assert gone(pid)
+    assert handle.state is S.STOPPED
+    assert table.entries() == {}
+
+
 class TableThatKillsTheFirstChild(ProcessTable):
     """Kills the child while its entry is written: between its handshake and `running`.
 

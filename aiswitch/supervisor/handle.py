@@ -189,6 +189,9 @@ class AgentHandle:
             # Unrecorded, a process could outlive a killed parent unseen: not started.
             await process.stop("agents.json cannot be written")
             raise AgentStartError(f"{self.agent_id}: {exc.one_line()}") from None
+        if self._stop_requested:
+            # A stop that came meanwhile may have dropped the entry before it was written.
+            self._entry.remove()
 
     def _record(self, change: StateChange) -> None:
         """Drop the entry of a process that ended, in order with the other writes."""

@@ -17,7 +17,9 @@ Contract:
   that does not fit the protocol.
 - `stop()` runs `agent.shutdown` → close stdin → bounded wait → SIGTERM to the group →
   bounded wait → SIGKILL to the group, and runs to the end even when its caller is
-  cancelled (the sequence is a separate task; the caller only waits for it).
+  cancelled (the sequence is a separate task; the caller only waits for it). A stop
+  that comes while `start()` spawns the child waits for the spawn and stops that child
+  (`start()` then raises `AgentStartError`): no child outlives a stop.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ class AgentProcess:
         self.info: InitializeResult | None = None
         self.create_time: float | None = None
         self._stop_task: asyncio.Task[int | None] | None = None
+        # Done once `start()` has spawned the child (or failed to): a stop that comes while
+        # the child is being spawned waits for it, then stops it.
+        self._spawned: asyncio.Future[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -103,6 +108,7 @@ class AgentProcess:
 
     async def start(self, handshake_timeout: float = DEFAULT_START_TIMEOUT_S) -> InitializeResult:
         log_fd = open_agent_log(self.home, self.agent_id, self.run_id)
+        self._spawned = spawned = asyncio.get_running_loop().create_future()
         try:
             self.proc = await spawn(
                 self.agent.command,
@@ -119,10 +125,14 @@ class AgentProcess:
             ) from None
         finally:
             os.close(log_fd)
+            spawned.set_result(None)
         from aiswitch.state.processes import process_identity
 
         self.create_time = process_identity(self.proc.pid)
         self.peer = self.proc.peer
+        if self._stop_task is not None:
+            # Stopped while it was being spawned: the stop sequence takes it down now.
+            raise AgentStartError(f"{self.agent_id} was stopped before its handshake")
         self.client = AgentClient(self.peer)
         # No task runs before the handshake, so no notification can come before the
         # handle registers its handlers on `client`.
@@ -186,6 +196,8 @@ class AgentProcess:
         return await wait_uncancellable(self._stop_task)
 
     async def _stop_sequence(self, reason: str) -> int | None:
+        if self._spawned is not None:
+            await self._spawned
         proc = self.proc
         if proc is None:
             return None
