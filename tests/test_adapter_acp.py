@@ -267,11 +267,10 @@ async def test_a_cancelled_turn_ends_the_agent_and_its_terminals(tmp_path: Path,
     ctx = make_ctx(env=env, cwd=str(work))
     acp = await adapter()
     task = asyncio.ensure_future(acp.run_task(ctx))
+    peer = ctx._server.peer  # type: ignore[attr-defined]
     async with asyncio.timeout(STEP_S):
-        while not any(
-            "$ echo" in params.text for m, params in ctx._server.peer.sent if m == "task.progress"
-        ):
-            await asyncio.sleep(0.05)
+        await peer.until(lambda sent: any("$ echo" in text for text in progress(sent)))
+        # The terminal's shell writes its pid just after: a file, so it is looked at.
         while not pid_file.exists() or not pid_file.read_text().strip():
             await asyncio.sleep(0.05)
     terminal_pid = int(pid_file.read_text().split()[0])

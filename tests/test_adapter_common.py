@@ -9,6 +9,7 @@ import os
 import stat
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,21 @@ SPEC = CliSpec(
 class FakePeer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any]] = []
+        # Called with each notification as it is sent (a test reacts to an event there).
+        self.on_sent: Callable[[str, Any], None] | None = None
+        self._changed = asyncio.Event()
 
     async def notify(self, method: str, params: Any, *, flush: bool = False) -> None:
         self.sent.append((method, params))
+        self._changed.set()
+        if self.on_sent is not None:
+            self.on_sent(method, params)
+
+    async def until(self, seen: Callable[[list[tuple[str, Any]]], bool]) -> None:
+        """Wait until what was sent so far satisfies `seen` (woken by each notification)."""
+        while not seen(self.sent):
+            self._changed.clear()
+            await self._changed.wait()
 
 
 class FakeServer:
@@ -356,8 +369,18 @@ async def test_a_cli_that_exits_before_its_result_fails_with_its_last_stderr_lin
 async def test_a_timeout_kills_the_cli_that_never_answers(tmp_path: Path) -> None:
     cli = write_script(tmp_path / "fakecli", FAKE_CLI)
     ctx = make_ctx()
+    peer: FakePeer = ctx._server.peer  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(2.0):
+        # STEP_S only stops a hung test. The task's timeout runs out once the CLI hangs (it
+        # told its pid), not a fixed time after its start, which load may delay past it.
+        async with asyncio.timeout(STEP_S) as timeout:
+
+            def hung(method: str, params: Any) -> None:
+                if method == "task.progress" and params.text.isdigit():
+                    timeout.reschedule(loop.time())
+
+            peer.on_sent = hung
             await drive(
                 ctx,
                 [str(cli), "hangs"],
@@ -367,6 +390,7 @@ async def test_a_timeout_kills_the_cli_that_never_answers(tmp_path: Path) -> Non
                 provider="p",
                 stdin_data=b"",
             )
-    texts = [p.text for m, p in ctx._server.peer.sent if m == "task.progress"]  # type: ignore[attr-defined]
+    texts = [p.text for m, p in peer.sent if m == "task.progress"]
+    assert texts and texts[-1].isdigit(), texts
     pid = int(texts[-1])
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
