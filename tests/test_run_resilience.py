@@ -34,7 +34,17 @@ PER_PROCESS = 5
 POOL_MAX = 20
 
 
-def mock_agents_yaml(home: Home, **mock_env: str) -> None:
+# The batch with frozen children: a frozen one is found within HEARTBEAT_INTERVAL_S +
+# HEARTBEAT_TIMEOUT_S. A healthy mock answers far sooner when the machine is quiet; at load
+# 15-20 on two cores (a ~10 % CPU share each) 1.5 s was not enough: the resumed run of the
+# SIGKILL test, where nothing freezes, lost mocks mid-task until a task failed (exit 7).
+HEARTBEAT_INTERVAL_S = 0.5
+HEARTBEAT_TIMEOUT_S = 5.0
+
+
+def mock_agents_yaml(home: Home, *, heartbeats: bool = False, **mock_env: str) -> None:
+    """The mock's agents.yaml: a pool of up to POOL_MAX; `heartbeats`: the quick ones above
+    (for frozen children), else the defaults (nothing freezes there)."""
     home.ensure()
     env = {
         "MOCK_LATENCY": "0.02-0.1",
@@ -44,21 +54,14 @@ def mock_agents_yaml(home: Home, **mock_env: str) -> None:
         "MOCK_MAX_CONCURRENT": str(PER_PROCESS),
         **mock_env,
     }
-    (home.config / "agents.yaml").write_text(
-        json.dumps(
-            {
-                "agents": {
-                    "mock": {
-                        "env": env,
-                        "pool": {"min": 0, "max": POOL_MAX, "idle_timeout": 60},
-                        "heartbeat_interval": 0.5,
-                        "heartbeat_timeout": 1.5,
-                        "start_retries": 5,
-                    }
-                }
-            }
-        )
-    )
+    mock: dict[str, Any] = {
+        "env": env,
+        "pool": {"min": 0, "max": POOL_MAX, "idle_timeout": 60},
+        "start_retries": 5,
+    }
+    if heartbeats:
+        mock.update(heartbeat_interval=HEARTBEAT_INTERVAL_S, heartbeat_timeout=HEARTBEAT_TIMEOUT_S)
+    (home.config / "agents.yaml").write_text(json.dumps({"agents": {"mock": mock}}))
 
 
 def task_log(path: Path) -> list[dict[str, Any]]:
@@ -99,6 +102,7 @@ def test_a_500_task_batch_with_crashes_hangs_and_garbage_ends_every_task_exactly
     log = tmp_path / "tasks.log"
     mock_agents_yaml(
         home,
+        heartbeats=True,
         MOCK_CRASH_RATE="0.05",
         MOCK_FREEZE_RATE="0.01",
         MOCK_GARBAGE="1",
