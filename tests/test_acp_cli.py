@@ -19,6 +19,11 @@ from aiswitch.home import Home
 pytestmark = pytest.mark.timeout(120)
 
 AGENT = Path(__file__).parent / "agents" / "acp_scripted.py"
+# The task timeout of the deaf-turn test. It counts from the assignment, and the agent (a
+# Python process started inside the task) must spawn its terminal before it: at load 15
+# here the terminal came 6-12 s after `aiswitch run` started, too near the 8 s this was.
+# The test lasts about this long.
+DEAF_TIMEOUT_S = 20
 
 
 def define(home: Home, tmp_path: Path, steps: list[dict[str, Any]], **more: Any) -> None:
@@ -85,8 +90,9 @@ def test_a_turn_that_ignores_cancel_is_killed_at_the_timeout_with_its_terminals(
     define(home, tmp_path, [{"spawn": f"echo $$ >> {pids}; exec sleep 300"}, {"deaf": True}])
 
     out = run_cli(
-        "run", "--agent", "scripted", "x", "--timeout", "8", "--json", env=env, cwd=tmp_path
-    )
+        "run", "--agent", "scripted", "x", "--timeout", str(DEAF_TIMEOUT_S), "--json",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
 
     result = out.json()["results"][0]
     assert result["status"] == "timeout", result
