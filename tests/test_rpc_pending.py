@@ -67,3 +67,23 @@ async def test_a_request_its_caller_cancelled_is_left_alone() -> None:
     future.cancel()
     assert calls.fail(request_id, lambda method: ConnectionClosedError(method))
     assert future.cancelled()
+
+
+async def test_a_converted_request_gets_what_its_converter_makes_or_raises() -> None:
+    calls = PendingCalls()
+    typed = calls.add(calls.new_id(), "typed", 5.0, convert=lambda raw: {"n": raw["n"] * 2})
+    broken = calls.add(calls.new_id(), "typed", None, convert=lambda raw: raw["missing"])
+    abandoned = calls.add(calls.new_id(), "typed", None, convert=lambda raw: 1 / 0)
+    abandoned.cancel()
+    assert calls.resolve(1, {"n": 21}) and calls.resolve(2, {"n": 1})
+    assert calls.resolve(3, {"n": 1})  # known, answered: the cancelled future stays so
+    assert await typed == {"n": 42}
+    with pytest.raises(KeyError):
+        await broken
+    assert abandoned.cancelled()
+    assert len(calls) == 0 and calls.timed == 0
+    # A converted request that times out or loses its stream fails as any other.
+    late = calls.add(calls.new_id(), "typed", None, convert=str)
+    calls.fail_all(lambda method: ConnectionClosedError(method))
+    with pytest.raises(ConnectionClosedError):
+        await late

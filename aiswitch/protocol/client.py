@@ -17,6 +17,7 @@ This is the only place where a method name meets its models on the parent's side
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,6 +57,8 @@ class AgentClient:
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self.invalid_notifications = 0
+        # Per method name: its reply's validation, which the peer runs as the reply is read.
+        self._checks: dict[str, Callable[[Any], Any]] = {}
 
     async def call(
         self, method: MethodSpec[P, R], params: P | None = None, *, timeout: float | None
@@ -67,33 +70,16 @@ class AgentClient:
         self, method: MethodSpec[P, R], params: P | None = None, *, timeout: float | None
     ) -> asyncio.Future[R]:
         """`call` without a coroutine or a task: the request goes now, and the future gets
-        what `call` returns or raises. Cancelling the future abandons the request. It does
-        not wait for the transport to drain (`peer.drain()` does): for the many calls of a
-        batch, each bounded by the agent's own capacity."""
-        raw = self.peer.send_request(method.name, params, timeout=timeout)
-        typed: asyncio.Future[R] = raw.get_loop().create_future()
-
-        def settle(raw: asyncio.Future[Any]) -> None:
-            if typed.done():
-                return
-            if raw.cancelled():
-                typed.cancel()
-                return
-            error = raw.exception()
-            if error is not None:
-                typed.set_exception(error)
-                return
-            try:
-                typed.set_result(_validated(method, raw.result()))
-            except InvalidReplyError as exc:
-                typed.set_exception(exc)
-
-        def abandon(typed: asyncio.Future[R]) -> None:
-            if typed.cancelled():
-                raw.cancel()
-
-        raw.add_done_callback(settle)
-        typed.add_done_callback(abandon)
+        what `call` returns or raises (the reply is validated as the peer reads it, one
+        future per call). Cancelling the future abandons the request. It does not wait for
+        the transport to drain (`peer.drain()` does): for the many calls of a batch, each
+        bounded by the agent's own capacity."""
+        check = self._checks.get(method.name)
+        if check is None:
+            check = self._checks[method.name] = functools.partial(_validated, method)
+        typed: asyncio.Future[R] = self.peer.send_request(
+            method.name, params, timeout=timeout, convert=check
+        )
         return typed
 
     def on(self, notification: NotificationSpec[P], handler: Callable[[P], None]) -> None:

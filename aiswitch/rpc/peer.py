@@ -97,7 +97,7 @@ from aiswitch.rpc.messages import (
     notification_payload,
 )
 from aiswitch.rpc.outbox import Outbox, OutputTransport
-from aiswitch.rpc.pending import PendingCalls, RequestId
+from aiswitch.rpc.pending import Convert, PendingCalls, RequestId
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -350,14 +350,16 @@ class Peer:
         params: Params | BaseModel = None,
         *,
         timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        convert: Convert | None = None,
     ) -> asyncio.Future[Any]:
-        """Send a request now and return the future of its result (or typed `RpcError`).
+        """Send a request now and return the future of its result (or typed `RpcError`);
+        with `convert`, of `convert(result)` (or what it raises), made as the reply is read.
 
         For many requests in flight at once, without a task each: send them, then
         `await asyncio.gather(*futures)`. It does not wait for the transport to drain
         (`await drain()` does). Cancelling the future abandons the request; its entry
         goes when its reply, its deadline or the end of the stream comes."""
-        return self._issue(method, params, timeout)[1]
+        return self._issue(method, params, timeout, convert)[1]
 
     async def drain(self) -> None:
         """Wait until the transport has room (flow control for `send_request`)."""
@@ -392,7 +394,11 @@ class Peer:
         await self._drain()
 
     def _issue(
-        self, method: str, params: Params | BaseModel, timeout: float | None
+        self,
+        method: str,
+        params: Params | BaseModel,
+        timeout: float | None,
+        convert: Convert | None = None,
     ) -> tuple[RequestId, asyncio.Future[Any]]:
         """Register and write one request, and start its deadline; raise before writing
         anything if it cannot go."""
@@ -414,7 +420,7 @@ class Peer:
         if len(data) > self.line_limit:
             raise self._too_large(data)
         # Registered before the write: an in-memory peer may answer within it.
-        future = self._calls.add(request_id, method, timeout)
+        future = self._calls.add(request_id, method, timeout, convert)
         try:
             self._out.put(data)
         except BaseException:

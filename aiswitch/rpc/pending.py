@@ -2,7 +2,9 @@
 
 Contract:
 - `new_id()` numbers requests 1, 2, 3, ...; `add()` registers one with its method, its
-  future and its timeout (None: no deadline), and starts its deadline.
+  future and its timeout (None: no deadline), and starts its deadline. With `convert`, the
+  future gets `convert(result)` (or the exception it raises) instead of the result, as the
+  reply is read: a typed caller needs no second future and no callback per request.
 - A request that reaches its deadline fails with `RequestTimeoutError` and is forgotten,
   so its reply, if it comes later, is an unknown id to `resolve` (which says so).
 - Every way out forgets the entry and its deadline: `resolve` (a result), `fail` (an
@@ -25,8 +27,11 @@ from aiswitch.rpc.errors import RequestTimeoutError
 DEADLINE_SLACK_S = 0.001
 
 RequestId = int | str
-# A pending request: its method (for messages), its future, its timeout (if any).
-Call = tuple[str, asyncio.Future[Any], float | None]
+# What a reply's result becomes before its future gets it.
+Convert = Callable[[Any], Any]
+# A pending request: its method (for messages), its future, its timeout (if any), and
+# what its result becomes (if anything).
+Call = tuple[str, asyncio.Future[Any], float | None, Convert | None]
 
 
 class PendingCalls:
@@ -57,13 +62,19 @@ class PendingCalls:
         self._next_id = request_id + 1
         return request_id
 
-    def add(self, request_id: RequestId, method: str, timeout: float | None) -> asyncio.Future[Any]:
+    def add(
+        self,
+        request_id: RequestId,
+        method: str,
+        timeout: float | None,
+        convert: Convert | None = None,
+    ) -> asyncio.Future[Any]:
         """Register a request about to be written; its future, with its deadline running."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._calls[request_id] = (method, future, timeout)
+        self._calls[request_id] = (method, future, timeout, convert)
         if timeout is not None:
             self._arm(request_id, timeout, loop)
         return future
@@ -73,14 +84,14 @@ class PendingCalls:
         entry = self._calls.get(request_id)
         if entry is not None and entry[2] is not None:
             self._disarm(request_id, entry[2])
-            self._calls[request_id] = (entry[0], entry[1], None)
+            self._calls[request_id] = (entry[0], entry[1], None, entry[3])
 
     def restart_deadline(self, request_id: RequestId, timeout: float) -> None:
         """Start the request's clock again, from now."""
         entry = self._calls.get(request_id)
         if entry is None:
             return  # answered already (an in-memory peer answers within the write)
-        self._calls[request_id] = (entry[0], entry[1], timeout)
+        self._calls[request_id] = (entry[0], entry[1], timeout, entry[3])
         loop = self._loop or asyncio.get_running_loop()
         self._arm(request_id, timeout, loop)
 
@@ -89,13 +100,20 @@ class PendingCalls:
         entry = self._calls.pop(request_id, None)
         if entry is None:
             return False
-        _method, future, timeout = entry
+        _method, future, timeout, convert = entry
         if timeout is not None:
             waiting = self._deadlines.get(timeout)
             if waiting is not None:
                 waiting.pop(request_id, None)
-        if not future.done():
-            future.set_result(result)
+        if future.done():
+            return True
+        if convert is not None:
+            try:
+                result = convert(result)
+            except Exception as exc:
+                future.set_exception(exc)
+                return True
+        future.set_result(result)
         return True
 
     def fail(self, request_id: RequestId, error: Callable[[str], BaseException]) -> bool:
@@ -121,7 +139,7 @@ class PendingCalls:
         self._timers.clear()
         self._deadlines.clear()
         calls, self._calls = self._calls, {}
-        for method, future, _timeout in calls.values():
+        for method, future, _timeout, _convert in calls.values():
             if not future.done():
                 future.set_exception(error(method))
 
