@@ -176,3 +176,17 @@ def test_per_preset_prices_apply_only_to_that_preset() -> None:
 def test_an_unknown_cost_mode_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown cost mode 'cheap'"):
         parse_report_options(cost_mode="cheap")
+
+
+def test_a_lookups_answer_is_kept_per_table_and_an_overridden_table_asks_again() -> None:
+    from aiswitch.tokens.prices import ModelPrice, Rates
+
+    table = PriceTable.bundled().with_overrides({})
+    dated = "anthropic/Claude-Sonnet-4-5-20250929"
+    first = table.lookup(dated)
+    assert first is not None and table.lookup(dated) is first
+    assert table.lookup("No-Such-Model-1") is None and table.lookup("No-Such-Model-1") is None
+    mine = ModelPrice("no-such-model-1", Rates(1.0, 2.0, 1.0, 1.0, 1.0))
+    overridden = table.with_overrides({"no-such-model-1": mine})
+    assert overridden.lookup("No-Such-Model-1") is mine  # its own answer, by the normalised id
+    assert table.lookup("No-Such-Model-1") is None  # the first table's answer stands

@@ -80,6 +80,10 @@ def normalise_model_id(model: str) -> str:
     return text + FAST_SUFFIX if fast else text
 
 
+# How many model ids a price table remembers the answer of (`PriceTable.lookup`).
+LOOKUPS_KEPT = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Rates:
     """USD per million tokens for each counter."""
@@ -209,16 +213,26 @@ class PriceTable:
         return cls(models=models, source=source, as_of=str(as_of) if as_of else None)
 
     def lookup(self, model: str | None) -> ModelPrice | None:
-        """The model's price: exact id, then normalised id; `None` when unknown."""
+        """The model's price: exact id, then normalised id; `None` when unknown. Each id's
+        answer is kept (for `LOOKUPS_KEPT` ids): a run prices every usage record, and an id
+        that is not a table key (a dated one, an unknown one) costs six regular expressions."""
         if not model:
             return None
         found = self.models.get(model)
         if found is not None:
             return found
+        answers: dict[str, ModelPrice | None] | None = self.__dict__.get("_lookups")
+        if answers is None:
+            answers = {}
+            object.__setattr__(self, "_lookups", answers)
+        elif model in answers:
+            return answers[model]
         normalised = normalise_model_id(model)
         found = self._normalised().get(normalised)
         if found is None and normalised.endswith(FAST_SUFFIX):
             found = self._normalised().get(normalised[: -len(FAST_SUFFIX)])
+        if len(answers) < LOOKUPS_KEPT:
+            answers[model] = found
         return found
 
     def provenance(self, price: ModelPrice) -> tuple[str, str] | None:
