@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 from aiswitch_adapters import claude, codex, gemini
 from aiswitch_adapters._usage import UsageReport, sum_usage
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.cli import clean_env, run_cli
 
 from aiswitch.home import Home
 from aiswitch.testing.fake_script import FakeUsage
+from aiswitch.tokens import usage as usage_module
 from aiswitch.tokens.report_options import parse_report_options
 from aiswitch.tokens.sources import report_for_source
 from aiswitch.tokens.usage import Usage
@@ -333,3 +336,20 @@ def test_a_usage_notification_for_several_requests_is_one_record_counting_them()
     assert "requests" not in json.loads(one.line)  # the default is left out
     with pytest.raises(ValueError):
         UsageParams.model_validate({"task_id": "t", "usage": {}, "requests": 0})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(0, 2**40), min_size=5, max_size=5).map(
+            lambda counts: Usage(**dict(zip(usage_module.COUNTERS, counts, strict=True)))
+        ),
+        max_size=6,
+    )
+)
+def test_a_total_of_usages_is_their_sum_added_one_by_one(usages: list[Usage]) -> None:
+    one_by_one = Usage()
+    for usage in usages:
+        one_by_one = one_by_one + usage
+    assert Usage.total(usages) == one_by_one
+    assert Usage.total(usages).total_tokens == sum(u.total_tokens for u in usages)

@@ -145,28 +145,32 @@ class RunMetrics:
         meta: dict[str, dict[str, Any]] = {}
         for task in run.tasks:
             for attempt in task.attempts:
-                if attempt.process is None or not attempt.ended:
+                process = attempt.process
+                if process is None or not attempt.ended:
                     continue  # not on a process yet, or not ended
-                figures = agents.setdefault(attempt.process, _Figures())
-                meta.setdefault(
-                    attempt.process, {"agent": task.result.agent, "preset": task.result.preset}
-                )
-                ok = str(attempt.end) == "ok"
+                figures = agents.get(process)
+                if figures is None:
+                    figures = agents[process] = _Figures()
+                    meta[process] = {"agent": task.result.agent, "preset": task.result.preset}
                 figures.add(
                     attempt.ended - attempt.started,
-                    ok,
+                    attempt.end == "ok",
                     attempt.usage.total_tokens,
                     attempt.cost_usd,
                 )
         whole = _Figures()
+        cost = 0.0
+        unpriced = 0
         for r in result.results:
             if r.attempts and r.final:  # the tasks that ran and ended
                 whole.add(r.duration_s, r.status == "ok", 0, None)
+            if r.cost_usd is not None:
+                cost += r.cost_usd
+            elif r.usage.total_tokens:
+                unpriced += 1
         whole.tokens = result.usage.total_tokens if result.ended_at else run.spent_tokens
-        whole.cost = sum(r.cost_usd or 0.0 for r in result.results)
-        whole.unpriced = sum(
-            1 for r in result.results if r.cost_usd is None and r.usage.total_tokens
-        )
+        whole.cost = cost
+        whole.unpriced = unpriced
         for (agent_id, _pid), (cpu, rss) in self.samples.items():
             for figures in (agents.setdefault(agent_id, _Figures()), whole):
                 figures.cpu_s += cpu

@@ -181,10 +181,10 @@ class RunResult(BaseModel):
 
     def totals(self, extra: Usage | None = None, extra_cost: float | None = None) -> None:
         """Recompute the run's usage and cost from its results (plus usage no task owns)."""
-        usage = extra or Usage()
-        for result in self.results:
-            usage = usage + result.usage
-        self.usage = usage
+        usages = [result.usage for result in self.results]
+        if extra is not None:
+            usages.append(extra)
+        self.usage = Usage.total(usages)
         costs = [r.cost_usd for r in self.results if r.cost_usd is not None]
         if extra_cost is not None:
             costs.append(extra_cost)
