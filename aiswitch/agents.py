@@ -206,7 +206,8 @@ class AgentDef(BaseModel):
 class _Override(BaseModel):
     """A user entry: every field optional, so built-ins can be changed field by field."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: only a home with config/agents.yaml reads one.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: AgentKind | None = None
     command: list[str] | None = Field(None, min_length=1)
@@ -231,7 +232,7 @@ class _Override(BaseModel):
 
 
 class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     agents: dict[str, _Override] = {}
 

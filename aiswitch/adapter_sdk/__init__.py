@@ -19,7 +19,23 @@ Logs go to stderr, which the parent keeps in `logs/agents/<run_id>/<agent-id>.lo
 task path builds no model then runs without importing pydantic at all).
 """
 
-from aiswitch.adapter_sdk.server import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
-from aiswitch.adapter_sdk.wire import light_usage
+# The names are loaded on first use (PEP 562): the parent imports one module of this
+# package (`environment`, the preset variables' names it shares with adapters), and
+# importing it must not load the server, the wire and the stdio peer into every run.
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiswitch.adapter_sdk.server import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
+    from aiswitch.adapter_sdk.wire import light_usage
 
 __all__ = ["Adapter", "TaskContext", "TaskFailed", "TaskOutcome", "light_usage", "serve"]
+_HOMES = {name: "server" for name in __all__} | {"light_usage": "wire"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

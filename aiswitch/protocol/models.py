@@ -21,7 +21,8 @@ PROTOCOL_VERSION = 1
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Each model's validator is built on its first use: a run uses about half of them.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 # A cost is a finite amount of dollars, never negative: `1e309` reads as infinity, which a run

@@ -19,7 +19,8 @@ MODES: tuple[Mode, ...] = ("worktree", "copy", "shared")
 class WorkspaceSettings(BaseModel):
     """`workspace:` in config/coordination.yaml: what each new workspace gets."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: a run in the user's tree (the default outside git) needs none.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     setup: list[str] = Field(
         default_factory=list, description="Shell commands run in each new workspace, in order."
