@@ -125,7 +125,8 @@ class AgentProcess:
             ) from None
         finally:
             os.close(log_fd)
-            spawned.set_result(None)
+            if not spawned.done():  # (a stop cancelled while waiting on it cancels it)
+                spawned.set_result(None)
         from aiswitch.state.processes import process_identity
 
         self.create_time = process_identity(self.proc.pid)
