@@ -39,7 +39,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -106,6 +106,7 @@ _PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _HOME_MODE: Final = 0o700
 
 AISWITCH_HOME_ENV: Final = "AISWITCH_HOME"
+log = logging.getLogger("aiswitch.adapter")
 log_usage = logging.getLogger("aiswitch.adapter.usage")
 
 
@@ -320,6 +321,12 @@ def permission_flags(cli: str, level: Permission) -> list[str]:
     return list(PERMISSION_FLAGS[cli][level])
 
 
+def permission_flag(cli: str, level: Permission, flag: str) -> str | None:
+    """The value `level` gives `flag` on `cli`'s command line (None when it is not given)."""
+    flags = PERMISSION_FLAGS[cli][level]
+    return flags[flags.index(flag) + 1] if flag in flags else None
+
+
 # -- homes ----------------------------------------------------------------------------
 
 
@@ -480,6 +487,12 @@ def exit_failure(cli: str, end: Exit, detail: str | None = None) -> str:
     return f"{how} before its result"
 
 
+# What an adapter gives `drive` for progress its CLI's stream does not carry: called once
+# the CLI has exited, with the translator; returns what the CLI's own log tells (codex's
+# refusals are only in its rollout).
+AfterExit = Callable[[Any], Sequence[Progress]]
+
+
 async def drive(
     ctx: TaskContext,
     argv: Sequence[str],
@@ -490,13 +503,16 @@ async def drive(
     provider: str,
     stdin_data: bytes | None = None,
     per_request: PerRequest | None = None,
+    after_exit: AfterExit | None = None,
 ) -> TaskOutcome:
     """Run the CLI once, relay what the translator makes of its events, and end the task.
 
     With `per_request`, usage is held until the CLI exits and recorded per API request
     from the CLI's log when that log accounts for it (see the module docstring); the
-    outcome's usage is then the requests' sum. Leaving this function any way (result,
-    failure, cancellation, timeout) ends the CLI's whole process group (`CliRun`).
+    outcome's usage is then the requests' sum. With `after_exit`, the progress it finds
+    in the CLI's log is relayed once the CLI has exited, before the usage and the result.
+    Leaving this function any way (result, failure, cancellation, timeout) ends the CLI's
+    whole process group (`CliRun`).
     """
 
     async def record(report: UsageReport) -> None:
@@ -531,6 +547,14 @@ async def drive(
                 await ctx.progress("", "status", running)
         code = await run.wait()
         end = Exit(code=code, stderr_line=run.last_stderr_line())
+    if after_exit is not None:
+        try:
+            late = await asyncio.to_thread(after_exit, translator)
+        except (OSError, ValueError) as exc:  # the log is a refinement, never a failure
+            log.warning("%s: its log could not be read: %s", name, exc)
+            late = ()
+        for item in late:
+            await ctx.progress(item.text, item.kind)
     requests = None
     if held:
         try:

@@ -25,6 +25,14 @@ Contract (docs/agents.md has the tables):
 - The thread id is the outcome's `session_id`; `params.session_id` continues it with
   `codex exec … resume <id>` (same CODEX_HOME, which `preset_home` keeps stable).
 - CODEX_HOME is per API-key preset and created when missing (codex requires it to exist).
+- Refusals: `codex exec` never waits for an approval (0.169.0 runs with approval policy
+  `never` even when given `on-request`): what its sandbox or policy refuses goes back to
+  the model as the tool's output, and its `--json` stream shows nothing of it (no item
+  at all). Once codex has exited, the last turn of its rollout is read (`refusals`): a
+  tool call with no item of its own whose output is codex's refusal (an `apply_patch`
+  "patch rejected: …", an escalation "reject command", or a command that failed inside
+  the sandbox, which codex classes as a sandbox denial) becomes one `task.progress` of
+  kind `waiting`, `permission denied: WHAT (WHY)`: the user's to lift (`--permissions`).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from ._common import (
     exit_failure,
     int_option,
     list_option,
+    permission_flag,
     permission_flags,
     permission_level,
     provider_name,
@@ -345,6 +354,91 @@ def _first_model(path: Path) -> str | None:
     return None
 
 
+# -- refusals (see the module docstring) -------------------------------------------------
+
+# The tools whose run codex reports as an item (CommandExecution, FileChange): a call of one
+# with no item never ran.
+_ITEM_TOOLS: Final = ("exec_command", "apply_patch")
+_RAN_ITEMS: Final = ("CommandExecution", "FileChange")
+# codex's output of a command that ran: "…\nProcess exited with code 1\n…\nOutput:\n…".
+_PROCESS_EXIT: Final = re.compile(r"^Process exited with code (-?\d+)$", re.MULTILINE)
+_PATCH_FILE: Final = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$", re.MULTILINE)
+_PATCH_REJECTED: Final = "patch rejected: "
+_ESCALATION_REJECTED: Final = "reject command"
+
+
+def refusals(lines: list[bytes], sandbox: str | None) -> list[Progress]:
+    """What codex refused in the last turn of a rollout (its lines), as `waiting` progress."""
+    calls: dict[str, tuple[str, str]] = {}  # call id -> (tool, what it was asked to do)
+    outputs: dict[str, str] = {}
+    ran: set[str] = set()
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        payload = record.get("payload") if isinstance(record, dict) else None
+        if not isinstance(payload, dict):
+            continue
+        kind, call_id = payload.get("type"), payload.get("call_id")
+        if kind == "task_started":  # a turn begins: only the last one is this task's
+            calls, outputs, ran = {}, {}, set()
+        elif kind in ("function_call", "custom_tool_call") and isinstance(call_id, str):
+            tool = str(payload.get("name") or "")
+            if tool in _ITEM_TOOLS:
+                calls[call_id] = (tool, _asked(tool, payload))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            output = payload.get("output")
+            if isinstance(call_id, str) and isinstance(output, str):
+                outputs[call_id] = output
+        elif kind == "item_completed":
+            item = payload.get("item")
+            if isinstance(item, dict) and item.get("type") in _RAN_ITEMS:
+                ran.add(str(item.get("id")))
+    found = []
+    for call_id, (tool, what) in calls.items():
+        output = outputs.get(call_id)
+        if call_id in ran or output is None:
+            continue
+        why = _refusal(tool, output, sandbox)
+        if why:
+            found.append(Progress(short(f"permission denied: {what} ({why})"), "waiting"))
+    return found
+
+
+def _asked(tool: str, payload: dict[str, Any]) -> str:
+    if tool == "apply_patch":
+        paths = _PATCH_FILE.findall(str(payload.get("input") or ""))
+        return f"apply_patch {', '.join(paths)}" if paths else "apply_patch"
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        command = json.loads(str(payload.get("arguments"))).get("cmd")
+        if isinstance(command, str) and command:
+            return command
+    return tool
+
+
+def _refusal(tool: str, output: str, sandbox: str | None) -> str | None:
+    """Why codex refused a call that produced no item, or None if it did not refuse it."""
+    if output.startswith(_PATCH_REJECTED):
+        return output[len(_PATCH_REJECTED) :].split(";", 1)[0].strip()
+    if _ESCALATION_REJECTED in output and "approval policy" in output:
+        return "outside the sandbox: approval policy is never"
+    exited = _PROCESS_EXIT.search(output)
+    if tool == "exec_command" and sandbox and exited and exited.group(1) != "0":
+        said = [line.strip() for line in output.split("Output:", 1)[-1].splitlines()]
+        last = next((line for line in reversed(said) if line), "")
+        return f"the {sandbox} sandbox: {last}" if last else f"the {sandbox} sandbox"
+    return None
+
+
+def refusals_from_rollout(
+    home: Path, translator: CodexTranslator, sandbox: str | None
+) -> list[Progress]:
+    thread = translator.session_id
+    path = rollout_path(home, thread) if thread else None
+    return refusals(path.read_bytes().splitlines(), sandbox) if path else []
+
+
 class CodexAdapter(CliAdapter):
     name = "codex"
     spec = SPEC
@@ -369,6 +463,9 @@ class CodexAdapter(CliAdapter):
             provider=provider,
             stdin_data=ctx.prompt.encode(),
             per_request=lambda translator, stream: requests_from_rollout(home, translator, stream),
+            after_exit=lambda translator: refusals_from_rollout(
+                home, translator, permission_flag("codex", level, "--sandbox")
+            ),
         )
 
 

@@ -23,6 +23,13 @@ Contract (docs/agents.md has the tables):
   modulo 256), or an exit without a result fail the task with gemini's own message.
 - The session id (`init`) is the outcome's `session_id`; `params.session_id` resumes it
   with `--resume` (same cwd and GEMINI_CLI_HOME).
+- Refusals: `gemini -p` never waits for an approval: its policy turns every "ask the
+  user" into "deny". A tool it withholds at the approval mode (`HEADLESS_WITHHELD`, called
+  anyway: `tool_not_registered`), a call a policy rule denies (`policy_violation`) or one a
+  policy says to ask about ("requires user confirmation, which is not supported in
+  non-interactive mode") is a failed `tool_result`, and becomes a `task.progress` of
+  kind `waiting`, `permission denied: TOOL [what] (WHY)`: the user's to lift
+  (`--permissions`, or their gemini policy).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from ._common import (
     int_option,
     list_option,
     make_private_dirs,
+    permission_flag,
     permission_flags,
     permission_level,
     provider_name,
@@ -103,6 +111,19 @@ def provider_status(exit_code: int | None) -> int | None:
 
 log = logging.getLogger("aiswitch.adapter.gemini")
 
+# The tools gemini 0.61.0 asks about interactively and so withholds in -p mode unless its
+# approval mode allows them (its policies/write.toml: `decision = "deny"`, `interactive =
+# false`; auto_edit allows the edits and web_fetch, yolo all).
+HEADLESS_WITHHELD: Final = frozenset(
+    {"replace", "run_shell_command", "write_file", "activate_skill", "web_fetch"}
+)
+# The error types and words of a tool_result that gemini's policy refused.
+_NOT_OFFERED: Final = "tool_not_registered"
+_POLICY_DENIED: Final = "policy_violation"
+_ASKS_USER: Final = "requires user confirmation"
+# The parameter that says what a refused tool call was about, by tool.
+_SUBJECT_PARAMS: Final = ("command", "file_path", "url", "prompt", "name")
+
 
 def normalise_stats(stats: dict[str, Any]) -> Usage:
     """One `stats` (or `stats.models[m]`) record → normalised usage."""
@@ -128,7 +149,9 @@ def _count(value: object) -> int:
 class GeminiTranslator:
     """gemini -o stream-json events → progress, usage and the task's outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, approval_mode: str | None = None) -> None:
+        self.approval_mode = approval_mode
+        self.tools: dict[str, str] = {}  # tool id -> what was asked ("write_file a.txt")
         self.session_id: str | None = None
         self.model: str | None = None
         self.result: dict[str, Any] | None = None
@@ -156,12 +179,18 @@ class GeminiTranslator:
         elif kind == "tool_use":
             # The answer is what comes after the last tool call, as claude's and codex's are.
             self.answer = []
-            params = json.dumps(event.get("parameters") or {}, ensure_ascii=False)
-            reports.append(Progress(short(f"{event.get('tool_name', 'tool')}: {params}"), "tool"))
+            tool = str(event.get("tool_name") or "tool")
+            parameters = event.get("parameters")
+            params = json.dumps(parameters or {}, ensure_ascii=False)
+            self.tools[str(event.get("tool_id"))] = _asked(tool, parameters)
+            reports.append(Progress(short(f"{tool}: {params}"), "tool"))
         elif kind == "tool_result":
             status, output = event.get("status", "done"), event.get("output")
             text = f"{status}: {output}" if output else str(status)
             reports.append(Progress(short(text), "tool"))
+            refused = self._refusal(event)
+            if refused is not None:
+                reports.append(Progress(short(refused), "waiting"))
         elif kind == "error":
             self.last_error = str(event.get("message") or "error")
             severity = event.get("severity") or "error"
@@ -170,6 +199,22 @@ class GeminiTranslator:
             self.result = event
             reports += self._usage(event)
         return reports
+
+    def _refusal(self, event: dict[str, Any]) -> str | None:
+        """`permission denied: …` when gemini's policy refused this tool call, else None."""
+        error = event.get("error")
+        if event.get("status") != "error" or not isinstance(error, dict):
+            return None
+        asked = self.tools.get(str(event.get("tool_id")), "a tool")
+        kind, message = error.get("type"), str(error.get("message") or "")
+        if kind == _NOT_OFFERED and asked.split(" ", 1)[0] in HEADLESS_WITHHELD:
+            mode = self.approval_mode or "default"
+            why = f"gemini -p does not offer it at --approval-mode {mode}"
+        elif kind == _POLICY_DENIED or _ASKS_USER in message:
+            why = message or "refused by gemini's policy"
+        else:
+            return None
+        return f"permission denied: {asked} ({why})"
 
     def _text(self, content: str) -> list[Report]:
         self.answer.append(content)
@@ -231,6 +276,16 @@ class GeminiTranslator:
             model=self.totals.model or self.model,
             session_id=self.session_id,
         )
+
+
+def _asked(tool: str, parameters: object) -> str:
+    """The tool and what it was asked to act on: `run_shell_command touch a.txt`."""
+    if isinstance(parameters, dict):
+        for name in _SUBJECT_PARAMS:
+            value = parameters.get(name)
+            if isinstance(value, str) and value:
+                return f"{tool} {value}"
+    return tool
 
 
 # -- settings files -------------------------------------------------------------------
@@ -419,7 +474,7 @@ class GeminiAdapter(CliAdapter):
             ctx,
             argv,
             env,
-            GeminiTranslator(),
+            GeminiTranslator(permission_flag("gemini", level, "--approval-mode")),
             name="gemini",
             provider=provider,
             stdin_data=ctx.prompt.encode(),

@@ -20,6 +20,7 @@ from aiswitch_adapters.codex import (
     build_argv,
     build_env,
     normalise_usage,
+    refusals,
     session_model_lookup,
 )
 from test_adapter_common import make_ctx
@@ -187,3 +188,83 @@ def test_codex_home_is_per_preset_and_created(tmp_path: Path) -> None:
     custom = tmp_path / "elsewhere" / "codex"
     own = build_env(make_ctx(env={"CODEX_HOME": str(custom)}))
     assert own["CODEX_HOME"] == str(custom) and custom.is_dir()
+
+
+def rollout(*payloads: dict[str, Any]) -> list[bytes]:
+    """Rollout lines as codex 0.169.0 writes them (only the fields the reader uses)."""
+    return [json.dumps({"type": "response_item", "payload": p}).encode() for p in payloads]
+
+
+def call(call_id: str, command: str) -> dict[str, Any]:
+    arguments = json.dumps({"cmd": command})
+    return {
+        "type": "function_call",
+        "name": "exec_command",
+        "arguments": arguments,
+        "call_id": call_id,
+    }
+
+
+def output(call_id: str, text: str, kind: str = "function_call_output") -> dict[str, Any]:
+    return {"type": kind, "call_id": call_id, "output": text}
+
+
+def ran(call_id: str) -> dict[str, Any]:
+    return {"type": "item_completed", "item": {"type": "CommandExecution", "id": call_id}}
+
+
+DENIED_OUTPUT = (
+    "Chunk ID: 783cef\nWall time: 0.0000 seconds\nProcess exited with code 1\n"
+    "Original token count: 14\nOutput:\ntouch: cannot touch 'made.txt': Read-only file system\n"
+)
+
+
+def test_what_codex_refused_in_the_last_turn_of_its_rollout_is_waiting() -> None:
+    patch = "*** Begin Patch\n*** Add File: made.txt\n+hi\n*** End Patch\n"
+    lines = rollout(
+        call("old", "touch old.txt"),  # an earlier turn of a resumed thread
+        output("old", DENIED_OUTPUT),
+        {"type": "task_started"},
+        {"type": "custom_tool_call", "name": "apply_patch", "input": patch, "call_id": "p1"},
+        output(
+            "p1",
+            "patch rejected: writing is blocked by read-only sandbox; rejected by user "
+            "approval settings",
+            "custom_tool_call_output",
+        ),
+        call("c1", "touch made.txt"),
+        output("c1", DENIED_OUTPUT),
+        call("c2", "touch made.txt"),
+        output(
+            "c2",
+            "approval policy is Never; reject command — you cannot ask for escalated "
+            "permissions if the approval policy is Never",
+        ),
+        call("c3", "cat missing"),  # ran and failed: codex's item says so
+        ran("c3"),
+        output("c3", "Process exited with code 1\nOutput:\ncat: missing: No such file\n"),
+        {"type": "function_call", "name": "request_user_input", "arguments": "{}", "call_id": "q"},
+        output("q", "request_user_input is unavailable in Default mode"),
+    )
+    found = refusals(lines, "read-only")
+    assert [(p.kind, p.text) for p in found] == [
+        (
+            "waiting",
+            "permission denied: apply_patch made.txt (writing is blocked by read-only sandbox)",
+        ),
+        (
+            "waiting",
+            "permission denied: touch made.txt (the read-only sandbox: "
+            "touch: cannot touch 'made.txt': Read-only file system)",
+        ),
+        (
+            "waiting",
+            "permission denied: touch made.txt (outside the sandbox: approval policy is never)",
+        ),
+    ]
+
+
+def test_without_a_sandbox_a_failed_command_is_no_refusal() -> None:
+    lines = rollout(call("c1", "touch made.txt"), output("c1", DENIED_OUTPUT))
+    assert refusals(lines, None) == []
+    assert [p.kind for p in refusals(lines, "workspace-write")] == ["waiting"]

@@ -146,3 +146,80 @@ def test_the_model_and_resume_are_passed_and_the_prompt_comes_from_stdin() -> No
     assert argv[:5] == ["gemini", "-p", "", "-o", "stream-json"]
     assert argv[argv.index("-m") + 1] == "gemini-2.5-pro"
     assert argv[argv.index("--resume") + 1] == "de20fb4c-699e-4fdc-9af5-5301bf09e130"
+
+
+def tool_events(
+    name: str, parameters: dict[str, Any], error: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A tool call gemini 0.61.0 refused, as its stream carries it (tests/test_real_waiting.py
+    runs the real CLI)."""
+    tool_id = f"{name}__{name}_1796408899418_0"
+    use = {"type": "tool_use", "tool_name": name, "tool_id": tool_id, "parameters": parameters}
+    result = {
+        "type": "tool_result",
+        "tool_id": tool_id,
+        "status": "error",
+        "output": error["message"],
+        "error": error,
+    }
+    return [use, result]
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters", "error", "said"),
+    [
+        (
+            "write_file",
+            {"file_path": "made.txt", "content": "x"},
+            {"type": "tool_not_registered", "message": 'Tool "write_file" not found.'},
+            "permission denied: write_file made.txt "
+            "(gemini -p does not offer it at --approval-mode default)",
+        ),
+        (
+            "run_shell_command",
+            {"command": "rm -rf build"},
+            {"type": "policy_violation", "message": "Tool execution denied by policy."},
+            "permission denied: run_shell_command rm -rf build (Tool execution denied by policy.)",
+        ),
+        (
+            "run_shell_command",
+            {"command": "make deploy"},
+            {
+                "type": "unhandled_exception",
+                "message": 'Tool execution for "Shell" requires user confirmation, which is '
+                "not supported in non-interactive mode.",
+            },
+            'permission denied: run_shell_command make deploy (Tool execution for "Shell" '
+            "requires user confirmation, which is not supported in non-interactive mode.)",
+        ),
+    ],
+)
+def test_a_tool_call_geminis_policy_refused_is_reported_as_waiting(
+    name: str, parameters: dict[str, Any], error: dict[str, str], said: str
+) -> None:
+    translator = GeminiTranslator("default")
+    reports = [r for event in tool_events(name, parameters, error) for r in translator.feed(event)]
+    assert progress(reports, "waiting") == [said]
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        # A tool gemini does not have at all: the model's mistake, not a permission.
+        (
+            "make_coffee",
+            {"type": "tool_not_registered", "message": 'Tool "make_coffee" not found.'},
+        ),
+        # Outside the workspace: no permission level allows it.
+        ("write_file", {"type": "invalid_tool_params", "message": "Path not in workspace: …"}),
+        ("read_file", {"type": "file_not_found", "message": "File not found: a.txt"}),
+    ],
+)
+def test_a_tool_error_that_no_permission_lifts_is_not_waiting(
+    name: str, error: dict[str, str]
+) -> None:
+    translator = GeminiTranslator("default")
+    events = tool_events(name, {"file_path": "a.txt"}, error)
+    reports = [r for event in events for r in translator.feed(event)]
+    assert progress(reports, "waiting") == []
+    assert len(progress(reports, "tool")) == 2

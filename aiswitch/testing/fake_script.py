@@ -127,12 +127,17 @@ class TextReply:
 
 @dataclass(frozen=True)
 class ToolCallReply:
-    """The model asks for one tool call (tool_use / function_call / functionCall)."""
+    """The model asks for one tool call (tool_use / function_call / functionCall).
+
+    `freeform`: on the OpenAI Responses API, a call of a freeform tool instead (a
+    `custom_tool_call` whose input is this text, as codex's `apply_patch` takes its patch);
+    `arguments` is then unused."""
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     usage: FakeUsage = DEFAULT_USAGE
     call_id: str = "call_fake_1"
+    freeform: str | None = None
 
 
 @dataclass(frozen=True)

@@ -325,9 +325,33 @@ def stream_openai(
 
     send("response.created", response=response)
     send("response.in_progress", response=response)
-    if isinstance(reply, ToolCallReply):
+    item: dict[str, Any]
+    if isinstance(reply, ToolCallReply) and reply.freeform is not None:
+        item = {
+            "id": f"ctc_{ids.message}",
+            "type": "custom_tool_call",
+            "status": "in_progress",
+            "call_id": reply.call_id,
+            "name": reply.name,
+            "input": "",
+        }
+        send("response.output_item.added", output_index=0, item=item)
+        send(
+            "response.custom_tool_call_input.delta",
+            item_id=item["id"],
+            output_index=0,
+            delta=reply.freeform,
+        )
+        send(
+            "response.custom_tool_call_input.done",
+            item_id=item["id"],
+            output_index=0,
+            input=reply.freeform,
+        )
+        item = {**item, "status": "completed", "input": reply.freeform}
+    elif isinstance(reply, ToolCallReply):
         args = json.dumps(reply.arguments)
-        item: dict[str, Any] = {
+        item = {
             "id": f"fc_{ids.message}",
             "type": "function_call",
             "status": "in_progress",
