@@ -3,7 +3,9 @@
 The parent applies an agent's `limits:` (config/agents.yaml) to the adapter's process
 before it starts (aiswitch.supervisor.rlimits); the CLIs the adapter runs inherit them.
 A process that reaches one does not die for most of them: an allocation or a system
-call fails (MemoryError / ENOMEM, EMFILE, EAGAIN from fork). This module turns such a
+call fails (MemoryError / ENOMEM, EMFILE, EAGAIN from fork; RLIMIT_NPROC counts threads
+too, so a thread that cannot start, Python's "can't start new thread", is the processes
+limit as well). This module turns such a
 failure, of the adapter itself (`exception_note`) or of a CLI it ran (`exit_note`), into
 the words naming the limit, when that limit is set on this process; None otherwise.
 """
@@ -14,6 +16,8 @@ import errno
 import signal
 
 _SETTING = "in config/agents.yaml"
+# CPython's RuntimeError when pthread_create fails (EAGAIN: RLIMIT_NPROC counts threads).
+_NO_THREAD = "can't start new thread"
 
 
 def _limit(which: int) -> int | None:
@@ -42,6 +46,8 @@ def exception_note(exc: BaseException) -> str | None:
     if code in (errno.EMFILE, errno.ENFILE):
         return _note("open_files", resource.RLIMIT_NOFILE)
     if code == errno.EAGAIN and isinstance(exc, BlockingIOError):
+        return _note("processes", resource.RLIMIT_NPROC)
+    if isinstance(exc, RuntimeError) and _NO_THREAD in str(exc):
         return _note("processes", resource.RLIMIT_NPROC)
     return None
 

@@ -10,13 +10,15 @@ Contract:
   (a limit kill must not litter the working directory). Rlimits are per process and are
   inherited: the CLI an adapter runs, and anything that CLI runs, gets the same limits,
   so they bound every process of the child's group, each on its own. `processes` is the
-  kernel's RLIMIT_NPROC: it counts the processes of the user, and root is exempt.
+  kernel's RLIMIT_NPROC: it counts the processes and threads of the real user, and fork
+  ignores it for root (real uid 0, or CAP_SYS_RESOURCE / CAP_SYS_ADMIN in the initial user
+  namespace; tests/test_resource_limits.py drops both with setpriv to show it working).
 - `exit_reason(code, limits)` says which limit killed a process that ended with `code`
   (a negative code is the signal): SIGXCPU, or SIGKILL with a CPU limit set, is the CPU
   limit; None when no configured limit explains it. A process that hit `memory`,
   `open_files` or `processes` sees an allocation or a system call fail (MemoryError,
-  ENOMEM, EMFILE, EAGAIN): the adapter SDK says which limit in the task's error
-  (`aiswitch.adapter_sdk.limits`).
+  ENOMEM, EMFILE, EAGAIN, "can't start new thread"): the adapter SDK says which limit in
+  the task's error (`aiswitch.adapter_sdk.rlimits`).
 """
 
 from __future__ import annotations
