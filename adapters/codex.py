@@ -27,12 +27,14 @@ Contract (docs/agents.md has the tables):
 - CODEX_HOME is per API-key preset and created when missing (codex requires it to exist).
 - Refusals: `codex exec` never waits for an approval (0.169.0 runs with approval policy
   `never` even when given `on-request`): what its sandbox or policy refuses goes back to
-  the model as the tool's output, and its `--json` stream shows nothing of it (no item
-  at all). Once codex has exited, the last turn of its rollout is read (`refusals`): a
-  tool call with no item of its own whose output is codex's refusal (an `apply_patch`
-  "patch rejected: …", an escalation "reject command", or a command that failed inside
-  the sandbox, which codex classes as a sandbox denial) becomes one `task.progress` of
-  kind `waiting`, `permission denied: WHAT (WHY)`: the user's to lift (`--permissions`).
+  the model as the tool's output, and its `--json` stream shows nothing of a refused
+  patch or escalation, and of a command the sandbox refused only sometimes (an item with
+  its exit code in some runs, nothing in others). Once codex has exited, the last turn of
+  its rollout is read (`refusals`): a call whose output is codex's refusal (an
+  `apply_patch` "patch rejected: …", an escalation "reject command", or a command that
+  failed inside the sandbox with the words codex takes for a sandbox denial) becomes one
+  `task.progress` of kind `waiting`, `permission denied: WHAT (WHY)`: the user's to lift
+  (`--permissions`).
 """
 
 from __future__ import annotations
@@ -356,12 +358,18 @@ def _first_model(path: Path) -> str | None:
 
 # -- refusals (see the module docstring) -------------------------------------------------
 
-# The tools whose run codex reports as an item (CommandExecution, FileChange): a call of one
-# with no item never ran.
-_ITEM_TOOLS: Final = ("exec_command", "apply_patch")
-_RAN_ITEMS: Final = ("CommandExecution", "FileChange")
+# The tools codex's sandbox and approval policy stand in front of.
+_GATED_TOOLS: Final = ("exec_command", "apply_patch")
 # codex's output of a command that ran: "…\nProcess exited with code 1\n…\nOutput:\n…".
 _PROCESS_EXIT: Final = re.compile(r"^Process exited with code (-?\d+)$", re.MULTILINE)
+# The words in a failed command's output that codex 0.169.0 takes for a sandbox denial
+# (its binary holds them as one list; `echo Permission denied >&2; exit 1` is one too).
+SANDBOX_DENIED_WORDS: Final = (
+    "operation not permitted",
+    "permission denied",
+    "read-only file system",
+    "failed to write file",
+)
 _PATCH_FILE: Final = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$", re.MULTILINE)
 _PATCH_REJECTED: Final = "patch rejected: "
 _ESCALATION_REJECTED: Final = "reject command"
@@ -371,7 +379,6 @@ def refusals(lines: list[bytes], sandbox: str | None) -> list[Progress]:
     """What codex refused in the last turn of a rollout (its lines), as `waiting` progress."""
     calls: dict[str, tuple[str, str]] = {}  # call id -> (tool, what it was asked to do)
     outputs: dict[str, str] = {}
-    ran: set[str] = set()
     for line in lines:
         try:
             record = json.loads(line)
@@ -382,23 +389,19 @@ def refusals(lines: list[bytes], sandbox: str | None) -> list[Progress]:
             continue
         kind, call_id = payload.get("type"), payload.get("call_id")
         if kind == "task_started":  # a turn begins: only the last one is this task's
-            calls, outputs, ran = {}, {}, set()
+            calls, outputs = {}, {}
         elif kind in ("function_call", "custom_tool_call") and isinstance(call_id, str):
             tool = str(payload.get("name") or "")
-            if tool in _ITEM_TOOLS:
+            if tool in _GATED_TOOLS:
                 calls[call_id] = (tool, _asked(tool, payload))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             output = payload.get("output")
             if isinstance(call_id, str) and isinstance(output, str):
                 outputs[call_id] = output
-        elif kind == "item_completed":
-            item = payload.get("item")
-            if isinstance(item, dict) and item.get("type") in _RAN_ITEMS:
-                ran.add(str(item.get("id")))
     found = []
     for call_id, (tool, what) in calls.items():
         output = outputs.get(call_id)
-        if call_id in ran or output is None:
+        if output is None:
             continue
         why = _refusal(tool, output, sandbox)
         if why:
@@ -418,17 +421,19 @@ def _asked(tool: str, payload: dict[str, Any]) -> str:
 
 
 def _refusal(tool: str, output: str, sandbox: str | None) -> str | None:
-    """Why codex refused a call that produced no item, or None if it did not refuse it."""
+    """Why codex refused a call (from the call's output), or None if it did not."""
     if output.startswith(_PATCH_REJECTED):
         return output[len(_PATCH_REJECTED) :].split(";", 1)[0].strip()
     if _ESCALATION_REJECTED in output and "approval policy" in output:
         return "outside the sandbox: approval policy is never"
     exited = _PROCESS_EXIT.search(output)
-    if tool == "exec_command" and sandbox and exited and exited.group(1) != "0":
-        said = [line.strip() for line in output.split("Output:", 1)[-1].splitlines()]
-        last = next((line for line in reversed(said) if line), "")
-        return f"the {sandbox} sandbox: {last}" if last else f"the {sandbox} sandbox"
-    return None
+    if tool != "exec_command" or not sandbox or not exited or exited.group(1) == "0":
+        return None
+    said = output.split("Output:", 1)[-1]
+    if not any(word in said.lower() for word in SANDBOX_DENIED_WORDS):
+        return None
+    last = next((line.strip() for line in reversed(said.splitlines()) if line.strip()), "")
+    return f"the {sandbox} sandbox: {last}"
 
 
 def refusals_from_rollout(

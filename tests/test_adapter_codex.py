@@ -240,9 +240,12 @@ def test_what_codex_refused_in_the_last_turn_of_its_rollout_is_waiting() -> None
             "approval policy is Never; reject command — you cannot ask for escalated "
             "permissions if the approval policy is Never",
         ),
-        call("c3", "cat missing"),  # ran and failed: codex's item says so
+        call("c3", "cat missing"),  # ran and failed, not for the sandbox
         ran("c3"),
         output("c3", "Process exited with code 1\nOutput:\ncat: missing: No such file\n"),
+        call("c4", "touch b.txt"),  # refused by the sandbox, with an item this time
+        ran("c4"),
+        output("c4", DENIED_OUTPUT.replace("made.txt", "b.txt")),
         {"type": "function_call", "name": "request_user_input", "arguments": "{}", "call_id": "q"},
         output("q", "request_user_input is unavailable in Default mode"),
     )
@@ -260,6 +263,11 @@ def test_what_codex_refused_in_the_last_turn_of_its_rollout_is_waiting() -> None
         (
             "waiting",
             "permission denied: touch made.txt (outside the sandbox: approval policy is never)",
+        ),
+        (
+            "waiting",
+            "permission denied: touch b.txt (the read-only sandbox: "
+            "touch: cannot touch 'b.txt': Read-only file system)",
         ),
     ]
 
