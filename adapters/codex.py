@@ -380,6 +380,9 @@ def refusals(lines: list[bytes], sandbox: str | None) -> list[Progress]:
     calls: dict[str, tuple[str, str]] = {}  # call id -> (tool, what it was asked to do)
     outputs: dict[str, str] = {}
     for line in lines:
+        # Most of a rollout is instructions and messages: only calls and turns are parsed.
+        if b'"call_id"' not in line and b'"task_started"' not in line:
+            continue
         try:
             record = json.loads(line)
         except ValueError:
