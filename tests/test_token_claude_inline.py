@@ -130,6 +130,9 @@ RAW_LINES = [
     ("type", '"i d":null'),
     ("type", '"":null'),
     ("type", ":null"),
+    # Each checked name (the reader tells most other names from their last two letters).
+    *[("type", f'"{name.decode()}":null') for name in sorted(claude._NULL_CHECKED)],
+    ("type", '"stop_details":null'),
 ]
 
 

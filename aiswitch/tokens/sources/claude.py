@@ -69,6 +69,8 @@ _NULL_CHECKED = frozenset(
         b"cache_creation_input_tokens",
     }
 )
+# The last two letters of each checked name (none is shorter).
+_ENDINGS = frozenset(name[-2:] for name in _NULL_CHECKED)
 _NULL_FIELD_RE = re.compile(b'"(' + b"|".join(sorted(_NULL_CHECKED)) + rb')"\s*:null')
 # What `\s` matches inside a line.
 _BLANKS = frozenset(b" \t\r\f\v")
@@ -201,7 +203,13 @@ def parse_claude_bytes(data: bytes, path_session: str) -> tuple[list[tuple[Any, 
         position = end + 1
         checked_null = False
         while 0 <= null_at < end:
-            if null_at >= start and _names_a_checked_field(data, start, null_at):
+            if (
+                null_at >= start
+                # Most nulls follow a name no rule checks ("stop_sequence"): told from the
+                # last two letters of the name before the quote, without the call.
+                and (data[null_at - 1] != 0x22 or data[null_at - 3 : null_at - 1] in _ENDINGS)
+                and _names_a_checked_field(data, start, null_at)
+            ):
                 checked_null = True
                 break
             null_at = find(b":null", null_at + 1)
