@@ -144,9 +144,12 @@ def test_blocks_from_hourly_sums_equal_blocks_built_entry_by_entry() -> None:
     assert table.lookup(MODELS[1]) is not None and table.lookup(MODELS[1]).tiers
     assert table.lookup(MODELS[0]) is not None and not table.lookup(MODELS[0]).tiers
     rng = random.Random(5)
-    for _ in range(300):
-        entries = _random_entries(rng, rng.randint(1, 60))
-        assert_blocks_match(build_blocks(entries, table, NOW), reference_blocks(entries, table))
+    for rule_table in (table, table.with_tier_rule("per_counter")):
+        for _ in range(200):
+            entries = _random_entries(rng, rng.randint(1, 60))
+            assert_blocks_match(
+                build_blocks(entries, rule_table, NOW), reference_blocks(entries, rule_table)
+            )
 
 
 @pytest.fixture(scope="module")

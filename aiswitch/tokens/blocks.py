@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiswitch.errors import UsageError
-from aiswitch.tokens.prices import PriceTable
+from aiswitch.tokens.prices import ModelPrice, PriceTable
 
 # ccusage's default session length (`--session-length`): Claude's usage window.
 SESSION_HOURS = 5
@@ -98,43 +98,62 @@ _FIRST, _ORDER, _LAST, _ROWS, _INPUT, _OUTPUT, _READ, _WRITE, _WRITE_1H, _COST =
 class HourSums:
     """Claude log entries summed per hour: all that blocks need of them.
 
-    An entry (a deduplicated `ClaudeEntry` tuple) is added to the group of its hour, model
-    and whether the log reported its cost. Hours are right-closed, `((k - 1) h, k h]`: a
-    block ends on a whole hour (`SESSION_HOURS` after its start, floored to the hour) and a
-    pause longer than the window is longer than an hour, so no block starts inside an hour's
-    entries other than at its first one, and blocks are built from the hours' first and last
-    times and sums alone (`blocks`). A group keeps its first entry's time and order (the
-    position of the entry in the input: what orders models first seen at the same
-    millisecond), its last time, its request and token counts, and its cost: the reported
-    costs, the costs of a model with tiered prices entry by entry; a model with one rate is
-    priced on the sums at the end (the same figure, to the last bits of a float), and a
-    model without a price counts its requests as unpriced.
+    An entry (a deduplicated `ClaudeEntry` tuple) is added to the group of its hour, its
+    model and how it is priced (`kind`: -1 when the log reported its cost, else the price
+    tier of its prompt, 0 for a model with one rate). Hours are right-closed,
+    `((k - 1) h, k h]`: a block ends on a whole hour (`SESSION_HOURS` after its start,
+    floored to the hour) and a pause longer than the window is longer than an hour, so no
+    block starts inside an hour's entries other than at its first one, and blocks are built
+    from the hours' first and last times and sums alone (`blocks`). A group keeps its first
+    entry's time and order (the position of the entry in the input: what orders models first
+    seen at the same millisecond), its last time, its request and token counts, and its cost:
+    the reported costs summed, else the tier's rates applied to the sums at the end (prices
+    are linear within a tier: the same figure as entry by entry, to the last bits of a
+    float), or entry by entry under the `per_counter` tier rule; a model without a price
+    counts its requests as unpriced.
 
     `sums()` and `merge(sums)` carry the groups between processes (marshallable)."""
 
     def __init__(self, table: PriceTable) -> None:
         self.table = table
-        # (hour, model, cost reported) -> [first, order, last, rows, in, out, read, write,
-        # write 1h, cost]
-        self.groups: dict[tuple[int, str | None, bool], list[Any]] = {}
-        # A model's price per request where it is not linear (tiers), else None.
-        self._per_request: dict[str | None, Callable[[int, int, int, int, int], float] | None] = {}
-        self._prices: dict[str | None, Any] = {}  # the table's, looked up once per model
+        # (hour, model, kind) -> [first, order, last, rows, in, out, read, write, write 1h,
+        # cost]
+        self.groups: dict[tuple[int, str | None, int], list[Any]] = {}
+        # How a model's entries are priced as they are added: None (one rate, or no price),
+        # the prompt sizes its tiers start above, or a price per request (`_how`).
+        self._hows: dict[str | None, Any] = {}
+        self._prices: dict[str | None, ModelPrice | None] = {}  # looked up once per model
 
     def add_entries(
         self, entries: Sequence[tuple[Any, ...]], order_of: Callable[[int], int]
     ) -> None:
         """Add `entries`, whose orders rise with their positions (`order_of(i)` for the i-th)."""
         groups = self.groups
-        per_request = self._per_request
+        hows = self._hows
         missing = _MISSING
         hour_ms = HOUR_MS
         at = -1
         # A `ClaudeEntry`'s fields, unpacked in their order.
         for ts, _s, _m, _r, _c, model, inp, out, read, write, write_1h, cost in entries:
             at += 1
-            reported = cost is not None
-            key = (-(-ts // hour_ms), model, reported)
+            kind = 0
+            per_request = None
+            if cost is not None:
+                kind = -1
+            else:
+                how = hows.get(model, missing)
+                if how is missing:
+                    how = self._how(model)
+                if how is None:
+                    pass
+                elif how.__class__ is tuple:  # as ModelPrice.prompt_tier
+                    prompt = inp + read + write
+                    for tier, above in enumerate(how, 1):
+                        if prompt > above:
+                            kind = tier
+                else:
+                    per_request = how
+            key = (-(-ts // hour_ms), model, kind)
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = [ts, order_of(at), ts, 0, 0, 0, 0, 0, 0, 0.0]
@@ -150,25 +169,31 @@ class HourSums:
             acc[_READ] += read
             acc[_WRITE] += write
             acc[_WRITE_1H] += write_1h
-            if reported:
+            if cost is not None:
                 acc[_COST] += cost
-                continue
-            price = per_request.get(model, missing)
-            if price is missing:
-                price = per_request[model] = self._price_per_request(model)
-            if price is not None:
-                acc[_COST] += price(inp, out, read, write, write_1h)
+            elif per_request is not None:
+                acc[_COST] += per_request(inp, out, read, write, write_1h)
 
-    def _price_per_request(self, model: str | None) -> Any:
-        price = self._prices[model] = self.table.lookup(model)
-        if price is None or not price.tiers:
-            return None
-        return price.request_cost(self.table.tier_rule)
+    def _price(self, model: str | None) -> ModelPrice | None:
+        if model not in self._prices:
+            self._prices[model] = self.table.lookup(model)
+        return self._prices[model]
 
-    def sums(self) -> dict[tuple[int, str | None, bool], list[Any]]:
+    def _how(self, model: str | None) -> Any:
+        price = self._price(model)
+        how: Any = None
+        if price is not None and price.tiers:
+            if self.table.tier_rule == "prompt":
+                how = tuple(above for above, _ in price.tiers)
+            else:
+                how = price.request_cost(self.table.tier_rule)
+        self._hows[model] = how
+        return how
+
+    def sums(self) -> dict[tuple[int, str | None, int], list[Any]]:
         return self.groups
 
-    def merge(self, groups: dict[tuple[int, str | None, bool], list[Any]]) -> None:
+    def merge(self, groups: dict[tuple[int, str | None, int], list[Any]]) -> None:
         """Add another process's `sums()`."""
         mine = self.groups
         for key, acc in groups.items():
@@ -182,24 +207,23 @@ class HourSums:
             for at in range(_ROWS, _COST + 1):
                 held[at] += acc[at]
 
-    def _cost(self, model: str | None, reported: bool, acc: list[Any]) -> tuple[float, int]:
+    def _cost(self, model: str | None, kind: int, acc: list[Any]) -> tuple[float, int]:
         """A group's cost and unpriced requests."""
-        if reported:
+        if kind < 0:
             return acc[_COST], 0
-        price = self._prices.get(model, _MISSING)
-        if price is _MISSING:
-            price = self._prices[model] = self.table.lookup(model)
+        price = self._price(model)
         if price is None:
             return 0.0, acc[_ROWS]
-        if price.tiers:
+        how = self._hows.get(model)
+        if how is not None and how.__class__ is not tuple:  # priced entry by entry
             return acc[_COST], 0
         counts = acc[_INPUT], acc[_OUTPUT], acc[_READ], acc[_WRITE], acc[_WRITE_1H]
-        return price.cost_at(0, *counts), 0
+        return price.cost_at(kind, *counts), 0
 
     def blocks(self, now: datetime) -> list[dict[str, Any]]:
         """The blocks at `now` (see the module docstring), oldest first."""
         now_ms = int(now.timestamp() * 1000)
-        hours: dict[int, list[tuple[tuple[int, str | None, bool], list[Any]]]] = {}
+        hours: dict[int, list[tuple[tuple[int, str | None, int], list[Any]]]] = {}
         for key, acc in self.groups.items():
             hours.setdefault(key[0], []).append((key, acc))
         out: list[dict[str, Any]] = []
@@ -216,13 +240,13 @@ class HourSums:
                 current = _Block(first - first % HOUR_MS, first)
             current.last = max(acc[_LAST] for _, acc in groups)
             counts = current.counts
-            for (_, model, reported), acc in groups:
+            for (_, model, kind), acc in groups:
                 current.rows += acc[_ROWS]
                 counts[0] += acc[_INPUT]
                 counts[1] += acc[_OUTPUT]
                 counts[2] += acc[_WRITE]
                 counts[3] += acc[_READ]
-                cost, unpriced = self._cost(model, reported, acc)
+                cost, unpriced = self._cost(model, kind, acc)
                 current.cost += cost
                 current.unpriced += unpriced
                 if model and model != SYNTHETIC_MODEL:

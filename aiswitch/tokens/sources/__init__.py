@@ -183,7 +183,14 @@ def claude_hour_sums(
     sizes = _unread_bytes(files, index)
     workers = claude_parallel.workers_for(sizes)
     if workers > 1:
-        done = claude_parallel.sum_claude(files, sizes, index, lambda: HourSums(table), workers)
+        done = claude_parallel.sum_claude(
+            files,
+            sizes,
+            index,
+            lambda: HourSums(table),
+            workers,
+            claude_parallel.BLOCKS_PARENT_WEIGHT,
+        )
         if done is not None:
             index.save()
             return done

@@ -47,6 +47,10 @@ MAX_WORKERS = 8
 # The parent's share of the files, relative to a worker's: it also merges, dedupes the
 # contested entries and saves the index after the workers are done.
 PARENT_WEIGHT = 0.8
+# The parent's share when the workers send back hourly sums for blocks (`HourSums`): while
+# they work, the parent does what each of them does, and all it does after them (merge a few
+# thousand groups, the contested entries, the index) waits for the last one anyway.
+BLOCKS_PARENT_WEIGHT = 1.0
 # Entries are tuples; the message id is at this position (`ClaudeEntry.message_id`).
 _MESSAGE = claude.E_MESSAGE
 _S = TypeVar("_S", bound="Sums")
@@ -216,13 +220,15 @@ def sum_claude(
     index: FileIndex,
     new_sums: Callable[[], _S],
     workers: int,
+    parent_weight: float = PARENT_WEIGHT,
 ) -> tuple[_S, list[str]] | None:
     """`new_sums()` with every deduplicated entry of `files` (of `sizes` bytes) added, read
     by `workers` processes, and the warnings; or None when workers cannot run here (module
-    docstring). `new_sums` is called once per process, all before forking."""
+    docstring). `new_sums` is called once per process, all before forking; the parent's
+    share is `parent_weight` times a worker's."""
     if not forked.can_fork():
         return None
-    parts = split_shares(sizes, workers, PARENT_WEIGHT)
+    parts = split_shares(sizes, workers, parent_weight)
     total = new_sums()
     shares = [_Share([(at, files[at]) for at in part], index, new_sums()) for part in parts]
     mine, theirs = shares[0], shares[1:]
