@@ -1,14 +1,18 @@
-"""A Claude-log report over many files, from forked workers that each read, dedupe and
-aggregate a share of the files.
+"""Claude logs of many files summed by forked workers that each read, dedupe and sum a
+share of the files: a report's sums, or the hourly sums of blocks.
 
 Contract:
 
-- `aggregate_claude(files, sizes, index, options, workers)` returns `(aggregator, warnings)`: the
-  same sums and warnings as `load_claude` + `build_report` over the same files (ccusage's
-  duplicate rules, then the report's own), or None when it cannot run here (no `fork`, a
-  worker failed), and the caller takes the one-process path. Workers, pipes and failures:
-  `aiswitch.tokens.sources.forked`; the cyclic GC is off while they run. Costs may differ from the
-  one-process path in the last bits of a float, as they are summed in another order.
+- `sum_claude(files, sizes, index, new_sums, workers)` returns `(sums, warnings)`: a
+  `new_sums()` (a `Sums`: `ReportSums`, or `aiswitch.tokens.blocks.HourSums`) with every
+  entry of the files added once, after ccusage's duplicate rules, and the warnings; or None
+  when it cannot run here (no `fork`, a worker failed), and the caller takes the
+  one-process path. Workers, pipes and failures: `aiswitch.tokens.sources.forked`; the
+  cyclic GC is off while they run. Costs may differ from the one-process path in the last
+  bits of a float, as they are summed in another order.
+- `aggregate_claude(files, sizes, index, options, workers)` is `sum_claude` for a report:
+  `(aggregator, warnings)`, the same sums and warnings as `load_claude` + `build_report`
+  over the same files (ccusage's duplicate rules, then the report's own), or None.
 - `workers_for(sizes)` says how many processes to use for files of `sizes` bytes (1: do
   not fork).
 - Files are split into `workers` contiguous shares balanced by size; the parent reads one
