@@ -31,7 +31,9 @@
     --json`, beside its floor: a Python process that imports asyncio and spawns one child
     Python that imports asyncio and echoes one line back; and `--parallel` with 8 mock@fast
     agents. Goals: one agent <= 1.5 x the floor; each extra parallel agent <= 0.1 s
-    ((8 agents - 1 agent) / 7).
+    ((8 agents - 1 agent) / 7). The table names the install it measured: an editable one
+    (`pip install -e`) loads an import finder at every start (~15 ms here) that a user's
+    `pip install .` does not.
 
 Runs of all cases are interleaved (noise hits them alike); medians are reported with the
 min..max spread. `--json` prints one JSON document instead of the tables. `--profile N`
@@ -297,6 +299,19 @@ def run_to_exit(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+def install_kind() -> str:
+    """How this interpreter has aiswitch: `editable` (`pip install -e`: an import finder
+    that every start loads, ~15 ms here, which a user's `pip install .` does not pay) or
+    `regular`."""
+    import glob
+    import site
+
+    for folder in site.getsitepackages():
+        if glob.glob(os.path.join(folder, "__editable__*aiswitch*")):
+            return "editable"
+    return "regular"
+
+
 def invocation_cases() -> list[tuple[str, str, list[str]]]:
     agents = ",".join(["mock@fast"] * PARALLEL_AGENTS)
     return [
@@ -408,6 +423,8 @@ def main() -> None:
         med = {key: statistics.median(v) for key, v in times.items()}
         result["invocation"] = {
             "runs": args.runs,
+            "install": install_kind(),
+            "load_after": os.getloadavg()[0],
             "rows": [
                 {
                     "case": label,
@@ -506,7 +523,10 @@ def print_tables(result: dict[str, Any]) -> None:
     inv = result.get("invocation")
     if inv is not None:
         med = {row["key"]: row["median_ms"] for row in inv["rows"]}
-        print(f"\nInvocation: console script run to exit, median of {inv['runs']} interleaved runs")
+        print(
+            f"\nInvocation: console script run to exit, median of {inv['runs']} interleaved "
+            f"runs ({inv['install']} install; load {inv['load_after']:.2f} after)"
+        )
         header = f"{'case':<45} {'median ms':>10} {'min..max ms':>15} {'x floor':>8}"
         print(header)
         print("-" * len(header))

@@ -182,7 +182,12 @@ def _run_fast(parsed: dict[str, Any]) -> int:
     """`run_cmd.execute(**parsed)`, its errors handled as `run_app` and typer do."""
     import gc
 
+    from aiswitch.coordinator.quiet_gc import hold_until_run
     from aiswitch.errors import AiswitchError
+
+    # No collection while the run's modules load and its plan is made (all of it lives
+    # until the exit); the run turns the collector on as it starts scheduling.
+    hold_until_run()
 
     try:
         from aiswitch.cli.run_cmd import execute
