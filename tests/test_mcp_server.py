@@ -31,8 +31,9 @@ from aiswitch.home import Home
 
 pytestmark = pytest.mark.timeout(90)
 CLIENT = mcp_types.Implementation(name="test-client", version="1.0")
-# Children of a cancelled run are stopped (SIGTERM, then SIGKILL) well within this.
-CHILDREN_GONE_S = 5.0
+# Children of a cancelled run are stopped (shutdown, SIGTERM, then SIGKILL: bounds that add up
+# to ~4 s at worst, more on a loaded machine) within this; how fast is a benchmark's matter.
+CHILDREN_GONE_S = 20.0
 
 
 # The SDK client's connection modes: "auto" probes `server/discover` (2026-07-28) and
