@@ -237,3 +237,42 @@ async def test_a_state_file_that_cannot_be_written_stops_the_run_with_that_error
     begun = [r for r in rest if r.attempts]
     assert len(begun) <= 1
     assert all(r.status == "cancelled" and "before it started" in (r.error or "") for r in begun)
+
+
+async def test_a_cancel_while_the_run_file_is_written_ends_the_run_cancelled(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C in a run's first moment (its run file and index being written in a thread): the
+    # file is written whole, then the run ends cancelled like any other; it stayed `running`
+    # (and `aiswitch run` exited 1) before.
+    import threading
+
+    from aiswitch.coordinator.run import Run
+
+    begin = Run._begin
+    entered, release = asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def held_begin(self: Run) -> None:
+        loop.call_soon_threadsafe(entered.set)
+        release.wait(30)
+        begin(self)
+
+    monkeypatch.setattr(Run, "_begin", held_begin)
+    env = {**os.environ, "MOCK_LATENCY": "0", "MOCK_STEPS": "0"}
+    coordinator = Coordinator(home, parent_env=env)
+    request = RunRequest(mode="parallel", specs=parse_specs("mock,mock"), prompt="x")
+    run = coordinator.new_run(request, coordinator.plan(request))
+    async with asyncio.timeout(60):
+        running = asyncio.create_task(run.execute())
+        await entered.wait()
+        running.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    assert str(run.result.status) == "cancelled"
+    assert [str(r.status) for r in run.result.results] == ["cancelled", "cancelled"]
+    saved = json.loads((home.runs / f"{run.run_id}.json").read_text())
+    assert saved["status"] == "cancelled"
+    assert [r["status"] for r in saved["results"]] == ["cancelled", "cancelled"]
+    assert json.loads((home.state / "agents.json").read_text())["agents"] == {}

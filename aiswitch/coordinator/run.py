@@ -61,6 +61,7 @@ from aiswitch.masking import redact_text
 from aiswitch.protocol.models import ProgressParams, UsageParams
 from aiswitch.state.audit import audit
 from aiswitch.state.runs import new_run_id
+from aiswitch.supervisor.process import wait_uncancellable
 from aiswitch.tokens.ledger import LedgerWriter
 from aiswitch.tokens.usage import Usage
 
@@ -203,7 +204,6 @@ class Run:
         coordinator = self.coordinator
         run = self.result
         self._started = time.monotonic()
-        await asyncio.to_thread(self._begin)
         from aiswitch.tokens.pricing import record_pricer
 
         prices = {t.lane.preset.name: t.lane.preset.prices for t in self.tasks}
@@ -240,7 +240,11 @@ class Run:
             reroute=self.graph.reroute,
         )
         self.metrics.start()
+        # The run file is written whole even when a Ctrl-C comes meanwhile; the run then
+        # ends cancelled like any other (it stayed `running` and exited 1 before).
+        begin = asyncio.get_running_loop().create_task(asyncio.to_thread(self._begin))
         try:
+            await wait_uncancellable(begin)
             await self.executor.start()
             self.scheduler.submit(self.tasks)
             with quiet_gc():
@@ -250,7 +254,9 @@ class Run:
             await asyncio.shield(self.scheduler.cancel())
             raise
         finally:
-            await asyncio.shield(self._finish())
+            # A run whose start could not be recorded has nothing to finish.
+            if begin.done() and begin.exception() is None:
+                await asyncio.shield(self._finish())
         if self.failure is not None:
             raise self.failure
         return run
