@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 from aiswitch.errors import StateError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from aiswitch.coordinator.results import AgentResult, RunFigures
     from aiswitch.coordinator.run import Run
     from aiswitch.state.store import StateStore
 
@@ -351,3 +354,26 @@ def _histogram_percentile(histogram: dict[int, int], share: float) -> float | No
         if seen >= rank:
             return bucket_seconds(index)
     return None
+
+
+def task_figures(
+    results: Sequence[AgentResult], durations: list[float], elapsed: float
+) -> RunFigures:
+    """A run's figures from its tasks: operations (tasks that had an attempt), successes,
+    the success rate, average and p95 response time, operations per second."""
+    from aiswitch.coordinator.results import RunFigures, TaskStatus
+
+    figures = RunFigures()
+    figures.operations = sum(1 for r in results if r.attempts)
+    figures.succeeded = sum(1 for r in results if r.status == TaskStatus.OK)
+    if figures.operations:
+        figures.success_rate = round(figures.succeeded / figures.operations, 4)
+    ordered = sorted(durations)
+    if ordered:
+        figures.avg_response_s = round(sum(ordered) / len(ordered), 4)
+        # Nearest rank: the smallest duration at or above 95 % of them.
+        rank = max(0, math.ceil(0.95 * len(ordered)) - 1)
+        figures.p95_response_s = round(ordered[rank], 4)
+    if elapsed > 0 and figures.operations:
+        figures.operations_per_s = round(figures.operations / elapsed, 2)
+    return figures

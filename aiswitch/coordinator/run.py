@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from aiswitch.coordinator.executor import TaskSettings
 from aiswitch.coordinator.executors import Executor, ExecutorHooks, ProcessRef, new_executor
 from aiswitch.coordinator.graph import TaskGraph
-from aiswitch.coordinator.metrics import RunMetrics
+from aiswitch.coordinator.metrics import RunMetrics, task_figures
 from aiswitch.coordinator.quiet_gc import quiet_gc
 from aiswitch.coordinator.request import Plan, RunEvent
 from aiswitch.coordinator.results import (
@@ -307,21 +306,8 @@ class Run:
             audit("run.cancelled", home=self.coordinator.home, run_id=self.run_id)
 
     def _figures(self) -> RunFigures:
-        figures = RunFigures()
-        results = self.result.results
-        figures.operations = sum(1 for r in results if r.attempts)
-        figures.succeeded = sum(1 for r in results if r.status == TaskStatus.OK)
-        if figures.operations:
-            figures.success_rate = round(figures.succeeded / figures.operations, 4)
-        durations = sorted(self._durations)
-        if durations:
-            figures.avg_response_s = round(sum(durations) / len(durations), 4)
-            # Nearest rank: the smallest duration at or above 95 % of them.
-            rank = max(0, math.ceil(0.95 * len(durations)) - 1)
-            figures.p95_response_s = round(durations[rank], 4)
         elapsed = time.monotonic() - self._started
-        if elapsed > 0 and figures.operations:
-            figures.operations_per_s = round(figures.operations / elapsed, 2)
+        figures = task_figures(self.result.results, self._durations, elapsed)
         if self.scheduler is not None:
             figures.retried = self.scheduler.figures.retried
             figures.peak_concurrency = self.scheduler.figures.peak_running
