@@ -30,7 +30,11 @@
 (b) Invocation: the console script as a user runs it, `aiswitch run --agent mock@fast hi
     --json`, beside its floor: a Python process that imports asyncio and spawns one child
     Python that imports asyncio and echoes one line back; and `--parallel` with 8 mock@fast
-    agents. Goals: one agent <= 1.5 x the floor; each extra parallel agent <= 0.1 s
+    agents. For reference, "stack alone": a Python that imports asyncio and pydantic and
+    validates and dumps one two-field model (no child, no aiswitch), the least a parent that
+    validates anything with the user's fixed stack pays. Run the script with another
+    install's interpreter (`/path/to/venv/bin/python benchmarks/bench_fanout.py`) to measure
+    that install. Goals: one agent <= 1.5 x the floor; each extra parallel agent <= 0.1 s
     ((8 agents - 1 agent) / 7). The table names the install it measured: an editable one
     (`pip install -e`) loads an import finder at every start (~15 ms here) that a user's
     `pip install .` does not.
@@ -87,6 +91,17 @@ async def main():
     p.stdin.close()
     await p.wait()
 asyncio.run(main())
+"""
+
+# What the user's fixed stack costs before any of aiswitch runs: a parent that validates
+# anything with pydantic pays for this much (no child, no file, no aiswitch import).
+STACK = """\
+import asyncio
+from pydantic import BaseModel
+class Reply(BaseModel):
+    task_id: str
+    status: str
+Reply.model_validate_json('{"task_id": "t", "status": "ok"}').model_dump_json()
 """
 
 
@@ -317,6 +332,7 @@ def invocation_cases() -> list[tuple[str, str, list[str]]]:
     return [
         ("python -c pass", "bare", [PY, "-c", "pass"]),
         ("floor: asyncio + child echoing a line", "floor", [PY, "-c", FLOOR]),
+        ("stack alone: asyncio + one pydantic model", "stack", [PY, "-c", STACK]),
         (
             "aiswitch run --agent mock@fast hi --json",
             "one",
@@ -436,6 +452,7 @@ def main() -> None:
                 for label, key, _ in invocation_cases()
             ],
             "one_vs_floor": round(med["one"] / med["floor"], 2),
+            "stack_vs_floor": round(med["stack"] / med["floor"], 2),
             "per_extra_agent_s": round((med["parallel"] - med["one"]) / (PARALLEL_AGENTS - 1), 3),
         }
     result["goals"] = goals(result)
