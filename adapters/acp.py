@@ -52,14 +52,16 @@ from aiswitch.rpc import codes
 from aiswitch.rpc.errors import ConnectionClosedError, MethodError, RemoteError, RpcError
 
 from ._common import (
-    Exit,
     Permission,
-    Progress,
-    exit_failure,
     failure_text,
     permission_level,
     provider_name,
     str_option,
+)
+from ._drive import (
+    Exit,
+    Progress,
+    exit_failure,
 )
 from ._usage import UsageReport, UsageTotals, accounts_for, sum_usage
 from .acp_client import CAPABILITIES, ClientSide, default_workspace

@@ -28,7 +28,12 @@ from typing import Any, Final
 
 from aiswitch.tokens.usage import Usage
 
-from ._common import Progress, short
+from ._common import (
+    short,
+)
+from ._drive import (
+    Progress,
+)
 from ._usage import UsageReport
 
 log = logging.getLogger("aiswitch.adapter.acp")

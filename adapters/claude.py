@@ -46,14 +46,8 @@ from aiswitch.tokens.usage import Usage
 from ._common import (
     CliAdapter,
     CliSpec,
-    Exit,
     Permission,
-    Progress,
-    Report,
-    RunningUsage,
     apply_home,
-    drive,
-    exit_failure,
     int_option,
     list_option,
     permission_flags,
@@ -62,6 +56,14 @@ from ._common import (
     session_id,
     short,
     str_option,
+)
+from ._drive import (
+    Exit,
+    Progress,
+    Report,
+    RunningUsage,
+    drive,
+    exit_failure,
 )
 from ._usage import UsageReport, UsageTotals, accounts_for, reports_from_rows
 

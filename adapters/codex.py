@@ -54,13 +54,8 @@ from aiswitch.tokens.usage import COUNTERS, Usage
 from ._common import (
     CliAdapter,
     CliSpec,
-    Exit,
     Permission,
-    Progress,
-    Report,
     apply_home,
-    drive,
-    exit_failure,
     int_option,
     list_option,
     permission_flag,
@@ -70,6 +65,13 @@ from ._common import (
     session_id,
     short,
     str_option,
+)
+from ._drive import (
+    Exit,
+    Progress,
+    Report,
+    drive,
+    exit_failure,
 )
 from ._usage import UsageReport, UsageTotals, reports_from_rows, sum_usage
 

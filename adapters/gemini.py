@@ -51,14 +51,9 @@ from aiswitch.tokens.usage import Usage
 from ._common import (
     CliAdapter,
     CliSpec,
-    Exit,
     Permission,
-    Progress,
-    Report,
     aiswitch_home,
     apply_home,
-    drive,
-    exit_failure,
     int_option,
     list_option,
     make_private_dirs,
@@ -69,6 +64,13 @@ from ._common import (
     session_id,
     short,
     str_option,
+)
+from ._drive import (
+    Exit,
+    Progress,
+    Report,
+    drive,
+    exit_failure,
 )
 from ._usage import UsageReport, UsageTotals, accounts_for, reports_from_rows
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiswitch_adapters._common import (
+from aiswitch_adapters._drive import (
     Exit,
     Progress,
     Report,

@@ -15,15 +15,10 @@ from typing import Any
 
 import psutil
 import pytest
-from aiswitch_adapters import _common
+from aiswitch_adapters import _common, _drive
 from aiswitch_adapters._common import (
     CliSpec,
-    Exit,
-    Progress,
-    Report,
-    UsageReport,
     apply_home,
-    drive,
     failure_text,
     locate_cli,
     parse_version,
@@ -31,6 +26,13 @@ from aiswitch_adapters._common import (
     preset_home,
     provider_name,
 )
+from aiswitch_adapters._drive import (
+    Exit,
+    Progress,
+    Report,
+    drive,
+)
+from aiswitch_adapters._usage import UsageReport
 
 from aiswitch.adapter_sdk import TaskContext, TaskFailed
 from aiswitch.protocol.models import AssignParams
@@ -264,7 +266,7 @@ class EchoTranslator:
         from aiswitch.adapter_sdk import TaskOutcome
 
         if not self.done:
-            raise TaskFailed(_common.exit_failure("fakecli", end))
+            raise TaskFailed(_drive.exit_failure("fakecli", end))
         return TaskOutcome(output="ok", session_id=self.session_id)
 
 
@@ -315,7 +317,7 @@ class RunningTranslator(EchoTranslator):
     def feed(self, event: dict[str, Any]) -> list[Report]:
         reports = super().feed(event)
         so_far = self.SO_FAR[1 if self.done else 0]
-        return [_common.RunningUsage(so_far), *reports]
+        return [_drive.RunningUsage(so_far), *reports]
 
 
 async def test_drive_sends_running_totals_on_progress_and_records_only_the_usage(

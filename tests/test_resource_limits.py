@@ -162,7 +162,7 @@ def test_a_limit_that_is_not_a_size_is_one_line(env: dict[str, str], home: Home)
 
 _CLI_ENDS = """
 import resource, signal
-from aiswitch_adapters._common import Exit, exit_failure
+from aiswitch_adapters._drive import (Exit, exit_failure,)
 resource.setrlimit(resource.RLIMIT_CPU, (30, 32))
 resource.setrlimit(resource.RLIMIT_DATA, (512 << 20, 512 << 20))
 resource.setrlimit(resource.RLIMIT_NPROC, (4000, 4000))
