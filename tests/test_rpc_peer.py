@@ -8,6 +8,7 @@ goes on the wire. Every await that could hang sits under `asyncio.timeout`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -498,6 +499,42 @@ async def test_eof_fails_every_pending_request_at_once_with_connection_closed(
         await client.wait_closed()
     assert all(isinstance(outcome, ConnectionClosedError) for outcome in outcomes), outcomes
     assert client.close_reason == "end of stream"
+
+
+async def test_a_request_whose_write_breaks_the_pipe_raises_and_leaves_no_failed_future() -> None:
+    """A pipe breaks as a request is written (the child just died): asyncio's pipe
+    transport drops the data and closes itself. That fails every pending call, the new
+    one too; the caller gets the error raised, and no future is left failed with nobody
+    to see it (asyncio logs "Future exception was never retrieved" for those, as batches
+    with crashing children did)."""
+    loop = asyncio.get_running_loop()
+    logged: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: logged.append(context["message"]))
+    left, raw = duplex()
+    client = peer_on(left, name="client")
+    client.start()
+    pending = client.send_request("wait", timeout=None)
+    async with asyncio.timeout(HANG_GUARD_S):
+        assert (await raw.read_message())["method"] == "wait"
+    # One loop turn: the turn that wrote `wait` ends, so the next line is written at
+    # once (not held for the turn's one write), the path where the pipe's break shows.
+    await asyncio.sleep(0)
+    transport = left.transport
+
+    def write_on_a_broken_pipe(data: bytes) -> None:
+        transport._closing = True  # what a real pipe transport does on EPIPE
+
+    transport.write = write_on_a_broken_pipe  # type: ignore[method-assign]
+    with pytest.raises(ConnectionClosedError, match="output stream closed"):
+        client.send_request("echo", {"n": 1}, timeout=None)
+    async with asyncio.timeout(HANG_GUARD_S):
+        with pytest.raises(ConnectionClosedError):
+            await pending  # the call that was waiting fails with it
+        await client.wait_closed()
+    gc.collect()
+    assert logged == []
+    assert raw.unread() == b""
+    await client.close()
 
 
 async def test_a_request_after_eof_fails_at_once_without_writing(

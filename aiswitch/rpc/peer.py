@@ -425,6 +425,11 @@ class Peer:
             self._out.put(data)
         except BaseException:
             self._calls.forget(request_id)
+            # A broken pipe has failed every pending call, this one too: the caller gets
+            # the error raised, never this future (else "exception never retrieved").
+            if future.done() and not future.cancelled():
+                future.exception()
+            future.cancel()
             raise
         return request_id, future
 
