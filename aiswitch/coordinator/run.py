@@ -23,7 +23,7 @@ Contract:
   results, and the run ends `budget_exceeded`.
 - Cancelling `Run.execute()` (Ctrl-C) cancels the tasks, stops every child, records the
   run as `cancelled`, and re-raises; the recorded run stays in `Run.result`.
-- While runs schedule, the process's cyclic garbage collector is quieter
+- While runs go, the process's cyclic garbage collector does not run
   (`aiswitch.coordinator.quiet_gc`).
 """
 
@@ -242,20 +242,20 @@ class Run:
         # The run file is written whole even when a Ctrl-C comes meanwhile; the run then
         # ends cancelled like any other (it stayed `running` and exited 1 before).
         begin = asyncio.get_running_loop().create_task(asyncio.to_thread(self._begin))
-        try:
-            await wait_uncancellable(begin)
-            await self.executor.start()
-            self.scheduler.submit(self.tasks)
-            with quiet_gc():
+        with quiet_gc():
+            try:
+                await wait_uncancellable(begin)
+                await self.executor.start()
+                self.scheduler.submit(self.tasks)
                 await self.scheduler.run()
-        except asyncio.CancelledError:
-            run.status = RunStatus.CANCELLED
-            await asyncio.shield(self.scheduler.cancel())
-            raise
-        finally:
-            # A run whose start could not be recorded has nothing to finish.
-            if begin.done() and begin.exception() is None:
-                await asyncio.shield(self._finish())
+            except asyncio.CancelledError:
+                run.status = RunStatus.CANCELLED
+                await asyncio.shield(self.scheduler.cancel())
+                raise
+            finally:
+                # A run whose start could not be recorded has nothing to finish.
+                if begin.done() and begin.exception() is None:
+                    await asyncio.shield(self._finish())
         if self.failure is not None:
             raise self.failure
         return run
