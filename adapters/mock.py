@@ -122,16 +122,36 @@ ENV_NAMES: dict[str, str] = {}
 RATES = ("failure_rate", "crash_rate", "freeze_rate")
 
 
+# The option names the last environment seen sets (its MOCK_* variables), with a copy of
+# it: a task looks up ~30 options and most are set nowhere, so an unset one is answered
+# from this set (a task's environment is a copy of the same one, task after task).
+_env_names: tuple[dict[str, str], frozenset[str]] | None = None
+
+
+def env_option_names(env: Mapping[str, str]) -> frozenset[str]:
+    """The names of the options `env` sets (`MOCK_LATENCY` -> `latency`)."""
+    global _env_names
+    last = _env_names
+    if last is not None and last[0] == env:
+        return last[1]
+    names = frozenset(key[len(PREFIX) :].lower() for key in env if key.startswith(PREFIX))
+    _env_names = (dict(env), names)
+    return names
+
+
 class Options:
     """Task options over the process environment over the defaults."""
 
     def __init__(self, env: Mapping[str, str], task_options: Mapping[str, Any]) -> None:
         self.env = env
         self.task = task_options
+        self.env_names = env_option_names(env)
 
     def raw(self, name: str) -> Any:
         if name in self.task:
             return self.task[name]
+        if name not in self.env_names:
+            return None
         variable = ENV_NAMES.get(name)
         if variable is None:
             variable = ENV_NAMES[name] = PREFIX + name.upper()
@@ -228,23 +248,29 @@ def write_files(cwd: str, spec: Any, agent_id: str) -> None:
 def use_resources(opts: Options) -> None:
     """MOCK_ALLOCATE_MB, MOCK_BURN_CPU, MOCK_OPEN_FILES, MOCK_SPAWN: use that much, at
     once, and give it back; a limit reached raises here (or kills the process)."""
-    held: list[Any] = [bytearray(1 << 20) for _ in range(int(opts.number("allocate_mb", 0)))]
-    del held
-    end = time.process_time() + opts.number("burn_cpu", 0)
-    while time.process_time() < end:
-        pass
+    allocate_mb, burn_cpu = int(opts.number("allocate_mb", 0)), opts.number("burn_cpu", 0)
+    open_files, spawn = int(opts.number("open_files", 0)), int(opts.number("spawn", 0))
+    if allocate_mb > 0:
+        held: list[Any] = [bytearray(1 << 20) for _ in range(allocate_mb)]
+        del held
+    if burn_cpu > 0:
+        end = time.process_time() + burn_cpu
+        while time.process_time() < end:
+            pass
     fds: list[int] = []
     try:
-        for _ in range(int(opts.number("open_files", 0))):
+        for _ in range(open_files):
             fds.append(os.open(os.devnull, os.O_RDONLY))
     finally:
         for fd in fds:
             os.close(fd)
+    if spawn <= 0:
+        return
     import subprocess
 
     children: list[subprocess.Popen[bytes]] = []
     try:
-        for _ in range(int(opts.number("spawn", 0))):
+        for _ in range(spawn):
             children.append(subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL))
     finally:
         for child in children:

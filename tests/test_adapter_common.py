@@ -71,6 +71,9 @@ class FakeServer:
         self.peer = FakePeer()
         self.metrics_usage = Usage()
 
+    def add_metrics_usage(self, usage: Usage) -> None:
+        self.metrics_usage = self.metrics_usage + usage
+
 
 def make_ctx(
     env: dict[str, str] | None = None,

@@ -544,3 +544,33 @@ async def test_a_real_mock_runs_a_task_without_loading_pydantic() -> None:
         stdin.close()
         async with asyncio.timeout(PROCESS_GUARD_S):
             await proc.wait()
+
+
+class _NoPeer:
+    def on_request(self, method: str, handler: Any) -> None:
+        pass
+
+    on_request_inline = on_request
+
+
+def test_the_metrics_usage_is_the_models_sum_of_every_report() -> None:
+    from aiswitch.adapter_sdk.server import Adapter, AdapterServer
+    from aiswitch.tokens.usage import Usage
+
+    server = AdapterServer(Adapter(), _NoPeer())  # type: ignore[arg-type]
+    reports = [
+        light_usage(3, 4, 5, 6, 1),
+        Usage(input_tokens=10, output_tokens=2, reasoning_tokens=1),
+        light_usage(1, 0, 0, 0, 0),
+    ]
+    expected = Usage()
+    for usage in reports:
+        server.add_metrics_usage(usage)
+        expected = expected + usage
+        assert server.metrics_usage == expected
+    assert server._metrics(None).usage == expected
+    server.add_metrics_usage(light_usage(2, 2))
+    assert server.metrics_usage == expected + Usage(input_tokens=2, output_tokens=2)
+    server.metrics_usage = Usage()  # set outright: the counts not yet summed go too
+    server.add_metrics_usage(light_usage(1, 1))
+    assert server.metrics_usage == Usage(input_tokens=1, output_tokens=1)

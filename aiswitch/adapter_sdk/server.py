@@ -44,9 +44,11 @@ from aiswitch.adapter_sdk.wire import (
     SHUTDOWN_RESULT,
     AssignView,
     InitializeView,
+    LightUsage,
     assign_view,
     initialize_result,
     initialize_view,
+    light_usage,
     model_usage,
     progress_params,
     shutdown_params_ok,
@@ -177,7 +179,7 @@ class TaskContext:
         `requests`: how many API requests `usage` covers (see `UsageParams.requests`)."""
         # Most tasks report once: their first report is their usage (no model to build).
         self.usage = usage if self.usage.is_empty else self.usage + usage
-        self._server.metrics_usage = self._server.metrics_usage + usage
+        self._server.add_metrics_usage(usage)
         params: Any = usage_params(
             self.task_id,
             usage,
@@ -263,6 +265,9 @@ class AdapterServer:
         # Finished tasks' replies, as written (`TaskResult` in its JSON form).
         self.results: dict[str, dict[str, Any]] = {}
         self._metrics_usage: Usage = NO_USAGE
+        # The counts of the `LightUsage` reports not yet in `_metrics_usage` (summed as
+        # ints: a model or a `LightUsage` per report cost more than the rest of it).
+        self._light_counts = [0, 0, 0, 0, 0]
         self.counts = {"started": 0, "ok": 0, "failed": 0, "cancelled": 0, "timeout": 0}
         self._capacity = max(1, adapter.max_concurrent_tasks)
         waiting: dict[str, Any] = {
@@ -289,11 +294,29 @@ class AdapterServer:
     @property
     def metrics_usage(self) -> Usage:
         """Usage of every task since start (a `LightUsage` while the tasks' are)."""
+        counts = self._light_counts
+        if any(counts):
+            self._metrics_usage = self._metrics_usage + light_usage(*counts)
+            self._light_counts = [0, 0, 0, 0, 0]
         return self._metrics_usage
 
     @metrics_usage.setter
     def metrics_usage(self, usage: Usage) -> None:
         self._metrics_usage = usage
+        self._light_counts = [0, 0, 0, 0, 0]
+
+    def add_metrics_usage(self, usage: Usage) -> None:
+        """Count a task's reported usage in `metrics_usage`."""
+        light: Any = usage  # a `LightUsage` stands in for the model (module docstring)
+        if type(light) is LightUsage:
+            counts = self._light_counts
+            counts[0] += light.input_tokens
+            counts[1] += light.output_tokens
+            counts[2] += light.cache_read_tokens
+            counts[3] += light.cache_write_tokens
+            counts[4] += light.reasoning_tokens
+        else:
+            self.metrics_usage = self.metrics_usage + usage
 
     # -- agent.* ------------------------------------------------------------------
 
