@@ -40,6 +40,11 @@ RETRY_BACKOFF_CAP_S: Final = 5.0
 DEFAULT_RETRIES: Final = 2
 
 
+# No tokens: the one instance every attempt and task starts with (`Usage` is frozen, so
+# it is shared: no model built per attempt).
+NO_USAGE: Final = Usage()
+
+
 class End(StrEnum):
     """How one attempt ended."""
 
@@ -108,7 +113,7 @@ class Attempt:
     process: str | None = None
     # Its workspace's directory, when the run gives each task one (else the run's cwd).
     cwd: str | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE
     cost_usd: float | None = None
     started: float = 0.0
     ended: float = 0.0
@@ -160,7 +165,7 @@ class Task:
     final: bool = False
     # A resumed task: attempts made, and usage spent, before its run was interrupted.
     attempt_base: int = 0
-    prior_usage: Usage = field(default_factory=Usage)
+    prior_usage: Usage = NO_USAGE
     prior_cost: float | None = None
 
     @property
