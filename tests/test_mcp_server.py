@@ -410,6 +410,34 @@ async def test_the_session_budget_stops_runs_once_spent(env: dict[str, str]) -> 
     assert_one_sentence_error(second, "budget")
 
 
+async def test_runs_started_side_by_side_cannot_pass_the_session_budget_together(
+    env: dict[str, str],
+) -> None:
+    """Each task reports $0.3 as it starts, then runs until it is stopped: two runs of two
+    tasks spend $1.2 together against a session budget of $1. Each alone stays under $1
+    (before, both then ran on and never ended); the session stops both once their sum
+    reaches it, whichever order their usage comes in."""
+    hanging = {**env, "MOCK_COST_USD": "0.3", "MOCK_USAGE_EARLY": "1", "MOCK_HANG": "1"}
+    two = {"task": "spend", "agents": ["mock@fast", "mock@fast"]}
+    async with connect(hanging, "--budget-usd", "1") as session:
+        started = [await session.call_tool("run_start", two) for _ in range(2)]
+        run_ids = [answer.structured_content["run_id"] for answer in started]
+        ended = [
+            await session.call_tool("run_result", {"run_id": run_id, "wait_s": 60})
+            for run_id in run_ids
+        ]
+        third = await session.call_tool("run_start", two)
+        agents = await session.call_tool("agents", {})
+    documents = [answer.structured_content for answer in ended]
+    assert [d["status"] for d in documents] == ["budget_exceeded"] * 2, [text_of(a) for a in ended]
+    # Every task's usage once: what the session spent is what its runs recorded.
+    assert sum(d["cost_usd"] for d in documents) == pytest.approx(1.2)
+    reasons = {r["error"] for d in documents for r in d["results"]}
+    assert any("budget" in (reason or "") for reason in reasons), reasons
+    assert_one_sentence_error(third, "budget")
+    assert agents.structured_content["budget_usd_left"] == 0
+
+
 # -- by hand: what a client library never sends -------------------------------------------
 
 

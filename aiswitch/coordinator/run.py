@@ -556,9 +556,17 @@ class Run:
             request.budget_tokens is not None and self.spent_tokens >= request.budget_tokens
         )
         over_usd = request.budget_usd is not None and self.spent_cost >= request.budget_usd
-        if (over_tokens or over_usd) and self.scheduler is not None:
-            self.budget_hit = True
-            self.scheduler.stop_new("the run's budget was exceeded")
+        if over_tokens or over_usd:
+            self.stop_for_budget("the run's budget was exceeded")
+
+    def stop_for_budget(self, reason: str) -> None:
+        """A budget is spent (the run's own, or one it shares, such as an MCP session's):
+        nothing more starts, the attempts in flight are cancelled with `reason`, and the
+        run ends `budget_exceeded`. Before the run has begun there is nothing to stop."""
+        if self.budget_hit or self.scheduler is None:
+            return
+        self.budget_hit = True
+        self.scheduler.stop_new(reason)
 
     # -- saving ---------------------------------------------------------------------
 

@@ -5,8 +5,12 @@ Contract:
   `NAME@PRESET` that pair, `NAME@*` the agent with any preset. None: every agent.
 - `--max-permissions read-only|edit|full` (default `edit`): a run asks for at most this;
   a run that asks for nothing gets it.
-- `--budget-usd`: what the session's runs may cost together; each run's own budget is
-  what is left (or less, when the call asks for less). Spent money is counted as runs end.
+- `--budget-usd`: what the session's runs may cost together. A run's own budget is what
+  is left when it starts (or less, when the call asks for less): the ended runs' cost and
+  what the running ones have spent so far (`live_usd`) taken off. The session checks the
+  sum as each run's usage arrives (`over`); once it reaches the budget every running run
+  stops (`budget_exceeded`), so runs started side by side cannot pass it together (only
+  by what their tasks in flight spend before they stop, as a single run's budget).
 - Depth: `AISWITCH_MCP_DEPTH` counts how many `aiswitch mcp` servers stand above this
   one (agents started through a server get its depth + 1; the supervisor passes the
   variable on). A server at `--max-depth` (default 2) or deeper starts no run, so an
@@ -97,17 +101,27 @@ class Limits:
             )
         return asked
 
-    def budget(self, asked: float | None) -> float | None:
-        """The run's budget: what it asks for, within what the session has left."""
+    def budget(self, asked: float | None, live_usd: float = 0.0) -> float | None:
+        """The run's budget: what it asks for, within what the session has left (the
+        running runs' `live_usd` taken off too)."""
         if self.budget_usd is None:
             return asked
-        left = round(self.budget_usd - self.spent_usd, 6)
+        left = self.left(live_usd)
         if left <= 0:
             raise McpToolError(
                 f"this session's budget of ${self.budget_usd:g} is spent; "
                 "no more runs can start in it"
             )
         return left if asked is None else min(asked, left)
+
+    def left(self, live_usd: float = 0.0) -> float:
+        """What the session may still spend (the budget must be set)."""
+        assert self.budget_usd is not None
+        return round(self.budget_usd - self.spent_usd - live_usd, 6)
+
+    def over(self, live_usd: float) -> bool:
+        """Whether the ended runs and the running ones together reached the budget."""
+        return self.budget_usd is not None and self.left(live_usd) <= 0
 
     def spend(self, cost_usd: float | None) -> None:
         if cost_usd:

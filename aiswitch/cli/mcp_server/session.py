@@ -74,6 +74,8 @@ class SessionRun:
     run: Any  # aiswitch.coordinator.run.Run
     began: asyncio.Event
     task: asyncio.Task[RunResult] | None = None
+    # Its cost is counted in the session's spent money (it has ended).
+    charged: bool = False
 
     async def cancel(self) -> None:
         """Cancel the run's task once the run has begun, and wait for it to end."""
@@ -240,7 +242,7 @@ class Session:
             prompt=args.task,
             timeout_s=args.timeout,
             cwd=args.cwd,
-            budget_usd=self.limits.budget(args.budget_usd),
+            budget_usd=self.limits.budget(args.budget_usd, self._live_usd()),
             permissions=permissions,  # type: ignore[arg-type]
             workspace=args.workspace or "auto",
             check=args.check,
@@ -258,6 +260,8 @@ class Session:
 
         def on_event(event: RunEvent) -> None:
             began.set()
+            if event.kind == "usage":
+                self._check_budget()
             if progress is not None:
                 progress(event)
 
@@ -279,8 +283,23 @@ class Session:
             return await run.execute()  # type: ignore[no-any-return]
         finally:
             self.limits.spend(run.result.cost_usd)
+            entry.charged = True
             if control is not None:
                 await control.close(str(run.result.status))
+
+    def _live_usd(self) -> float:
+        """What this session's running runs have spent so far (not yet in `spent_usd`)."""
+        return float(sum(e.run.spent_cost for e in self.runs.values() if not e.charged))
+
+    def _check_budget(self) -> None:
+        """Stop every running run once the session's runs together reached its budget."""
+        limits = self.limits
+        if not limits.over(self._live_usd()):
+            return
+        reason = f"this session's budget of ${limits.budget_usd:g} was reached"
+        for entry in self.runs.values():
+            if not entry.charged:
+                entry.run.stop_for_budget(reason)
 
     def _progress(self, token: Any) -> Any:
         count = 0
@@ -401,7 +420,7 @@ class Session:
         return {"run_id": args.run_id, "status": status}, f"run {args.run_id}: {status}"
 
     async def tool_agents(self, args: Any, token: Any) -> tuple[dict[str, Any], str]:
-        document = await asyncio.to_thread(self._agents)
+        document = await asyncio.to_thread(self._agents, self._live_usd())
         names = ", ".join(
             a["name"] + ("" if a["installed"] else " (not installed)")
             for a in document["agents"]
@@ -410,7 +429,7 @@ class Session:
         presets = ", ".join(p["name"] for p in document["presets"])
         return document, f"agents: {names}\npresets: {presets}"
 
-    def _agents(self) -> dict[str, Any]:
+    def _agents(self, live_usd: float) -> dict[str, Any]:
         from aiswitch.errors import AgentUnavailableError
         from aiswitch.presets.store import PresetStore
 
@@ -455,9 +474,7 @@ class Session:
             "agents": agents,
             "presets": presets,
             "max_permissions": self.limits.max_permissions,
-            "budget_usd_left": None
-            if budget is None
-            else max(0.0, round(budget - self.limits.spent_usd, 6)),
+            "budget_usd_left": None if budget is None else max(0.0, self.limits.left(live_usd)),
         }
 
     async def tool_diff(self, args: tool_defs.DiffArgs, token: Any) -> tuple[dict[str, Any], str]:
