@@ -9,6 +9,7 @@ and presents. docs/mcp.md describes the tools, the limits and the set-up.
 - `session`: one client's session on the project's JSON-RPC peer (initialize, tools,
   progress, cancellation, the end of stdin).
 - `tools`: the tools (their schemas, descriptions and what each calls).
+- `catalog`: what the `agents` tool shows (agents, presets, the session's limits).
 - `limits`: what the server was started with (agent allow-list, permission cap, session
   budget, nesting depth).
 - `install`: the server's entry in each client's own configuration file.

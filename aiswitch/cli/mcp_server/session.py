@@ -420,7 +420,11 @@ class Session:
         return {"run_id": args.run_id, "status": status}, f"run {args.run_id}: {status}"
 
     async def tool_agents(self, args: Any, token: Any) -> tuple[dict[str, Any], str]:
-        document = await asyncio.to_thread(self._agents, self._live_usd())
+        from aiswitch.cli.mcp_server.catalog import agents_document
+
+        document = await asyncio.to_thread(
+            agents_document, self.coordinator, self.limits, self._live_usd()
+        )
         names = ", ".join(
             a["name"] + ("" if a["installed"] else " (not installed)")
             for a in document["agents"]
@@ -428,54 +432,6 @@ class Session:
         )
         presets = ", ".join(p["name"] for p in document["presets"])
         return document, f"agents: {names}\npresets: {presets}"
-
-    def _agents(self, live_usd: float) -> dict[str, Any]:
-        from aiswitch.errors import AgentUnavailableError
-        from aiswitch.presets.store import PresetStore
-
-        allowed = self.limits.agents
-        agents = []
-        for agent in self.coordinator.registry.agents.values():
-            try:
-                agent.check_available()
-                why_not = None
-            except AgentUnavailableError as exc:
-                why_not = exc.one_line()
-            model = agent.options.get("model")
-            agents.append(
-                {
-                    "name": agent.name,
-                    "description": agent.description,
-                    "cli": agent.cli,
-                    # The model its definition asks for; a preset's own wins (presets).
-                    "model": None if model is None else str(model),
-                    "installed": why_not is None,
-                    "why_not": why_not,
-                    "capabilities": list(agent.capabilities),
-                    "allowed": allowed is None
-                    or any(a == agent.name or a.startswith(f"{agent.name}@") for a in allowed),
-                }
-            )
-        store = PresetStore(self.coordinator.home)
-        presets = [
-            # Never the variables: they hold keys.
-            {
-                "name": p.name,
-                "agent": p.agent,
-                "model": p.model,
-                "description": p.description,
-                "tags": list(p.tags),
-                "billing": p.billing,
-            }
-            for p in store.all().values()
-        ]
-        budget = self.limits.budget_usd
-        return {
-            "agents": agents,
-            "presets": presets,
-            "max_permissions": self.limits.max_permissions,
-            "budget_usd_left": None if budget is None else max(0.0, self.limits.left(live_usd)),
-        }
 
     async def tool_diff(self, args: tool_defs.DiffArgs, token: Any) -> tuple[dict[str, Any], str]:
         from aiswitch.cli.workspace_cmd import diffs
