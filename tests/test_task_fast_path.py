@@ -554,7 +554,8 @@ class _NoPeer:
 
 
 def test_the_metrics_usage_is_the_models_sum_of_every_report() -> None:
-    from aiswitch.adapter_sdk.server import Adapter, AdapterServer
+    from aiswitch.adapter_sdk.adapter import Adapter
+    from aiswitch.adapter_sdk.server import AdapterServer
     from aiswitch.tokens.usage import Usage
 
     server = AdapterServer(Adapter(), _NoPeer())  # type: ignore[arg-type]

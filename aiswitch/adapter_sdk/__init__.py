@@ -25,11 +25,12 @@ task path builds no model then runs without importing pydantic at all).
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aiswitch.adapter_sdk.server import Adapter, TaskContext, TaskFailed, TaskOutcome, serve
+    from aiswitch.adapter_sdk.adapter import Adapter, TaskContext, TaskFailed, TaskOutcome
+    from aiswitch.adapter_sdk.server import serve
     from aiswitch.adapter_sdk.wire import light_usage
 
 __all__ = ["Adapter", "TaskContext", "TaskFailed", "TaskOutcome", "light_usage", "serve"]
-_HOMES = {name: "server" for name in __all__} | {"light_usage": "wire"}
+_HOMES = {name: "adapter" for name in __all__} | {"serve": "server", "light_usage": "wire"}
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiswitch.rpc.messages import Params
 
 if TYPE_CHECKING:
-    from aiswitch.adapter_sdk.server import Adapter
+    from aiswitch.adapter_sdk.adapter import Adapter
     from aiswitch.protocol.models import AssignParams, InitializeParams
     from aiswitch.tokens.usage import Usage
 
