@@ -252,9 +252,6 @@ class LocalExecutor:
             session_id=settings.session_id,
             options={**task.options, "attempt": attempt.number, "attempt_id": attempt.id},
         )
-        # No task per attempt: the request goes now, its reply is a future.
-        call = handle.send_assign(params)
-        assign = call.reply
         # Woken by the reply or by `stop` (one watcher per run, not a task per attempt).
         woken = asyncio.get_running_loop().create_future()
 
@@ -262,6 +259,11 @@ class LocalExecutor:
             if not woken.done():
                 woken.set_result(None)
 
+        # No task per attempt: the request goes now, its reply is a future. The reply
+        # wakes the attempt as it is read (a turn sooner than a callback on the future);
+        # the callback wakes it when the call ends without one.
+        call = handle.send_assign(params, on_reply=wake)
+        assign = call.reply
         assign.add_done_callback(wake)
         wakers = self._stop_wakers(stop)
         wakers.add(wake)

@@ -67,16 +67,28 @@ class AgentClient:
         return _validated(method, reply)
 
     def send(
-        self, method: MethodSpec[P, R], params: P | None = None, *, timeout: float | None
+        self,
+        method: MethodSpec[P, R],
+        params: P | None = None,
+        *,
+        timeout: float | None,
+        on_reply: Callable[[], None] | None = None,
     ) -> asyncio.Future[R]:
         """`call` without a coroutine or a task: the request goes now, and the future gets
         what `call` returns or raises (the reply is validated as the peer reads it, one
         future per call). Cancelling the future abandons the request. It does not wait for
         the transport to drain (`peer.drain()` does): for the many calls of a batch, each
-        bounded by the agent's own capacity."""
+        bounded by the agent's own capacity.
+
+        `on_reply`: called as the reply is read, right after its validation (whatever
+        came of it) and before the future is resolved: a waiter woken by it runs in the
+        next loop turn, one turn before a callback on the future would have woken it. Not
+        called when no reply comes (the future still ends: timeout, lost connection)."""
         check = self._checks.get(method.name)
         if check is None:
             check = self._checks[method.name] = functools.partial(_validated, method)
+        if on_reply is not None:
+            check = functools.partial(_then, check, on_reply)
         typed: asyncio.Future[R] = self.peer.send_request(
             method.name, params, timeout=timeout, convert=check
         )
@@ -101,6 +113,13 @@ class AgentClient:
             handler(params)
 
         self.peer.on_notification(name, deliver)
+
+
+def _then(check: Callable[[Any], R], on_reply: Callable[[], None], reply: Any) -> R:
+    try:
+        return check(reply)
+    finally:
+        on_reply()
 
 
 def _validated(method: MethodSpec[Any, R], reply: Any) -> R:

@@ -426,18 +426,21 @@ class AgentHandle:
         except ConnectionClosedError as exc:
             raise await call.failure(exc) from None
 
-    def send_assign(self, params: AssignParams) -> AssignCall:
+    def send_assign(
+        self, params: AssignParams, on_reply: Callable[[], None] | None = None
+    ) -> AssignCall:
         """`assign` without a coroutine or a task (a batch sends thousands): the request
         goes now; `reply` ends as `assign` would, except that a lost connection is a
         `ConnectionClosedError`, which `failure()` turns into the `AgentDiedError` that
-        `assign` raises. Cancelling `reply` abandons the call."""
+        `assign` raises. Cancelling `reply` abandons the call. `on_reply`: called as the
+        reply is read, before `reply` is resolved (`AgentClient.send`)."""
         client, process = self._client, self._process
         if self.state is not S.RUNNING or client is None or process is None:
             raise AgentDiedError(f"{self.agent_id} is not running ({self.state})")
         task_id = params.task_id
         self.running.add(task_id)
         try:
-            reply = client.send(ASSIGN, params, timeout=None)
+            reply = client.send(ASSIGN, params, timeout=None, on_reply=on_reply)
         except ConnectionClosedError as exc:
             # Its pipe closed before the request could go: the same as losing it after.
             reply = asyncio.get_running_loop().create_future()
