@@ -173,28 +173,58 @@ class Scheduler:
         self._pump()
 
     def _pump(self) -> None:
+        """Start what may start now, each attempt in a task of its own."""
+        loop = asyncio.get_running_loop()
+        while (picked := self._next()) is not None:
+            task, attempt = picked
+            self._started(task, loop.create_task(self._attempts(task, attempt)))
+
+    def _next(self) -> tuple[Task, Attempt] | None:
+        """The next attempt that may start now, its task taken off the queue; None when
+        nothing may (stopped, at a limit, or nothing ready)."""
         limit = self.limits.concurrency
-        while not self.stop.is_set() and (limit is None or len(self._running) < limit):
-            now = self.clock()
-            blocked = self._blocked(now)
-            heads = ((key, -heap[0][0], heap[0][1]) for key, heap in self._lanes.items() if heap)
-            key = pick_lane(heads, blocked)
-            if key is None:
+        if self.stop.is_set() or (limit is not None and len(self._running) >= limit):
+            return None
+        now = self.clock()
+        blocked = self._blocked(now)
+        heads = ((key, -heap[0][0], heap[0][1]) for key, heap in self._lanes.items() if heap)
+        key = pick_lane(heads, blocked)
+        if key is None:
+            return None
+        _, _, index = heapq.heappop(self._lanes[key])
+        task = self._tasks[index]
+        agent = task.lane.agent.name
+        for rate_key in (agent, key):
+            rate = self.limits.rates.get(rate_key)
+            if rate is not None:
+                rate.take(now)
+        self._agent_running[agent] += 1
+        return task, task.new_attempt()
+
+    def _started(self, task: Task, job: asyncio.Task[None]) -> None:
+        self._running[task.index] = job
+        running = len(self._running)
+        self.figures.running = running
+        if running > self.figures.peak_running:
+            self.figures.peak_running = running
+
+    async def _attempts(self, task: Task, attempt: Attempt) -> None:
+        """Run `attempt`; then, as long as the queue has a next one that may start, run it
+        in this same asyncio task (no task made per attempt). The next one starts in the
+        next loop turn, as a new task's would: after this turn's writes, whose failure
+        stops the run before anything more reaches a process."""
+        job = asyncio.current_task()
+        assert job is not None
+        while True:
+            await self._run_attempt(task, attempt)
+            await asyncio.sleep(0)
+            picked = self._next()
+            if picked is None:
                 return
-            _, _, index = heapq.heappop(self._lanes[key])
-            task = self._tasks[index]
-            agent = task.lane.agent.name
-            for rate_key in (agent, key):
-                rate = self.limits.rates.get(rate_key)
-                if rate is not None:
-                    rate.take(now)
-            self._agent_running[agent] += 1
-            attempt = task.new_attempt()
-            self._running[index] = asyncio.get_running_loop().create_task(
-                self._run_attempt(task, attempt)
-            )
-            self.figures.running = len(self._running)
-            self.figures.peak_running = max(self.figures.peak_running, len(self._running))
+            task, attempt = picked
+            self._started(task, job)
+            # Anything else that may start now (a limit lifted by this end) starts too.
+            self._pump()
 
     async def _run_attempt(self, task: Task, attempt: Attempt) -> None:
         attempt.started = self.clock()
@@ -234,7 +264,6 @@ class Scheduler:
             self._retrying[task.index] = asyncio.get_running_loop().call_later(
                 delay, self._retry, task
             )
-        self._pump()
 
     def _retry(self, task: Task) -> None:
         self._retrying.pop(task.index, None)
