@@ -5,16 +5,12 @@ Contract:
   after its request timed out (or with an id nobody asked for) is logged and skipped.
 - A pydantic model given as params (or returned as a result) goes out as its JSON form,
   written by pydantic (`answers.model_json`: a float that is not finite is null there).
-- `notify()` sends a notification; handlers registered with `on_notification` run in
-  arrival order, inline as the line is read (so progress events keep their order).
-  A handler that returns an awaitable holds everything read after it (notifications,
-  replies, requests) until that awaitable is done, and reading pauses meanwhile.
-- Requests are answered by handlers registered with `on_request`, each in its own task
-  (a long `task.assign` never blocks `task.status`). A synchronous handler registered
-  with `on_request_inline` (status queries, environment changes: work that never
-  waits) is run and answered right where its request is read, with no task. Every
-  answer, inline, from a task or in a batch, is made by one function,
-  `answers.answer_line` (its contract says how each outcome is encoded).
+- `notify()` sends a notification. What the other side sends is served by the handlers
+  registered with `on_request`, `on_request_inline` and `on_notification` (serving.py
+  says how: a task per request, inline ones answered where read, one answer path).
+  Notification handlers run in arrival order, as the line is read; one that returns an
+  awaitable holds everything read after it (notifications, replies, requests) until
+  that awaitable is done, and reading pauses meanwhile.
 - The reader survives invalid JSON, wrong shapes, unknown ids and late replies. Every
   message is checked by one function, `messages.classify`. Batches are handled as the
   spec says: each request answered, the answers sent as one array, notifications
@@ -27,14 +23,13 @@ Contract:
   written.
 - EOF, or a write to a closed stream, fails every pending request at once with
   `ConnectionClosedError`, and sets `closed`.
-- While a request handler runs in its task, `CURRENT_REQUEST_ID` holds its request's id
-  (a server that cancels requests by id, as MCP does, maps ids to its tasks).
 
-How it is built: three objects that own their state, composed here. `LineFramer`
+How it is built: four objects that own their state, composed here. `LineFramer`
 (framing.py) turns bytes into bounded lines; `PendingCalls` (pending.py) owns the
 pending table, the ids and the deadline timers; `Outbox` (outbox.py) owns the lines held
-for one write and the transport's flow control. The peer dispatches lines to handlers
-and futures.
+for one write and the transport's flow control; `Serving` (serving.py) owns the
+handlers, their tasks and their answers. The peer dispatches lines to handlers and
+futures.
 
 How it reads: there is no reader task. A public asyncio protocol feeds the peer's input
 side: `data_received`, `eof_received`, `connection_lost` (an `asyncio.Protocol` on a
@@ -57,22 +52,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import ContextVar
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiswitch.rpc import codes, messages
 from aiswitch.rpc.answers import (
-    answer_line,
-    batch_line,
     id_json,
     model_json,
-    not_found,
     plain,
     too_large,
     too_large_answer,
@@ -98,6 +87,12 @@ from aiswitch.rpc.messages import (
 )
 from aiswitch.rpc.outbox import Outbox, OutputTransport
 from aiswitch.rpc.pending import Convert, PendingCalls, RequestId
+from aiswitch.rpc.serving import (
+    InlineHandler,
+    NotificationHandler,
+    RequestHandler,
+    Serving,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -111,14 +106,7 @@ _ID_PATTERN = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 # Garbage is logged, but only this much of it: it may be large, and may be anything.
 _LOG_EXCERPT = 200
 
-RequestHandler = Callable[[Params], Awaitable[Any]]
-InlineHandler = Callable[[Params], Any]
-NotificationHandler = Callable[[Params], Awaitable[None] | None]
-
 log = logging.getLogger("aiswitch.rpc")
-# The id of the request a handler task is answering (None outside one): a server that
-# cancels requests by id (MCP's `notifications/cancelled`) maps ids to its tasks.
-CURRENT_REQUEST_ID: ContextVar[RequestId | None] = ContextVar("request_id", default=None)
 # Marks the end of input in the held-back queue (see `_hold_behind`).
 _EOF = object()
 
@@ -154,17 +142,9 @@ class Peer:
         self._calls = PendingCalls()
         self._out = Outbox(output, name=name, on_lost=self._output_broken, log=self._log)
         self._framer = LineFramer(line_limit)
-        self._requests: dict[str, RequestHandler] = {}
-        self._inline: dict[str, InlineHandler] = {}
-        self._notifications: dict[str, NotificationHandler] = {}
         # Method names as JSON, for the requests this side sends.
         self._methods: dict[str, bytes] = {}
-        # Running handler tasks by serial number (close() cancels them).
-        self._handler_tasks: dict[int, asyncio.Task[None]] = {}
-        self._serial = 0
-        self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
-            asyncio.ensure_future
-        )
+        self._serving = Serving(self._out, line_limit=line_limit, log=self._log)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Reading.
         self._started = False
@@ -173,7 +153,6 @@ class Peer:
         self._paused = False  # whether we paused `_input`
         self._feeding = False
         self._reentered: deque[bytes] = deque()
-        self._answers_due = False
         # What is read while a handler's awaitable (or start()) is awaited, in order:
         # lines, `Oversized`, and the end of input. None when nothing is held back.
         self._held: deque[object] | None = deque()
@@ -182,16 +161,14 @@ class Peer:
     # -- registration -------------------------------------------------------------
 
     def on_request(self, method: str, handler: RequestHandler) -> None:
-        self._inline.pop(method, None)
-        self._requests[method] = handler
+        self._serving.on_request(method, handler)
 
     def on_request_inline(self, method: str, handler: InlineHandler) -> None:
         """A synchronous handler, answered as its request is read (it must not block)."""
-        self._requests.pop(method, None)
-        self._inline[method] = handler
+        self._serving.on_request_inline(method, handler)
 
     def on_notification(self, method: str, handler: NotificationHandler) -> None:
-        self._notifications[method] = handler
+        self._serving.on_notification(method, handler)
 
     # -- lifetime -----------------------------------------------------------------
 
@@ -201,11 +178,7 @@ class Peer:
             return
         self._started = True
         loop = self._loop = asyncio.get_running_loop()
-        if loop.get_task_factory() is None:
-            # What loop.create_task does then, minus its wrapper (a task per request).
-            self._new_task = functools.partial(asyncio.Task, loop=loop)
-        else:
-            self._new_task = loop.create_task
+        self._serving.bind(loop)
         if self._fast_json:
             messages.use_orjson()
         if self._held_task is None:
@@ -215,7 +188,8 @@ class Peer:
         """Stop reading, cancel running handlers, fail pending requests, close output."""
         self._shut(reason)
         self._stop_reading()
-        tasks = [t for t in (self._held_task, *self._handler_tasks.values()) if t is not None]
+        held = [] if self._held_task is None else [self._held_task]
+        tasks = held + self._serving.running()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -280,8 +254,9 @@ class Peer:
             self._log.exception("failed to process input")
         finally:
             self._feeding = False
-        if self._answers_due:
-            self._answers_due = False
+        serving = self._serving
+        if serving.answers_due:
+            serving.answers_due = False
             # Handler tasks started now run next turn: their answers join one write.
             self._out.hold()
 
@@ -504,9 +479,9 @@ class Peer:
             if not self._calls.resolve(message.id, message.result):
                 self._unknown_reply(message.id)
         elif type(message) is Request:
-            self._requested(message.id, message.method, message.params)
+            self._serving.requested(message.id, message.method, message.params)
         elif type(message) is Notification:
-            return self._notified(message.method, message.params)
+            return self._serving.notified(message.method, message.params)
         elif type(message) is ErrorResponse:
             self._failed(message)
         elif type(message) is Invalid:
@@ -516,7 +491,7 @@ class Peer:
     def _invalid(self, message: Invalid, line: bytes) -> None:
         reply = self._skip_invalid(message, line)
         if reply is not None:
-            self._reply(messages.dumps(reply))
+            self._serving.reply(messages.dumps(reply))
 
     def _skip_invalid(self, message: Invalid, line: bytes) -> dict[str, Any] | None:
         """Log and count an unreadable message; return the error to answer, if any."""
@@ -547,40 +522,6 @@ class Peer:
         self.skipped_lines += 1
         self._log.warning("skipped a reply with unknown or expired id %r", request_id)
 
-    def _notified(self, method: str, params: Params) -> Awaitable[Any] | None:
-        handler = self._notifications.get(method)
-        if handler is None:
-            self._log.debug("no handler for notification %s", method)
-            return None
-        try:
-            outcome = handler(params)
-        except Exception:
-            self._log.exception("notification handler for %s failed", method)
-            return None
-        if outcome is not None and inspect.isawaitable(outcome):
-            return _guarded(outcome, self._log, method)
-        return None
-
-    def _requested(self, request_id: RequestId, method: str, params: Params) -> None:
-        inline = self._inline.get(method)
-        if inline is not None:
-            try:
-                result = inline(params)
-            except Exception as exc:
-                self._reply(self._answer(request_id, method, None, exc))
-            else:
-                self._reply(self._answer(request_id, method, result, None))
-            return
-        handler = self._requests.get(method)
-        if handler is None:
-            self._reply(self._answer(request_id, method, None, not_found(method)))
-            return
-        serial = self._serial = self._serial + 1
-        self._handler_tasks[serial] = self._new_task(
-            self._serve(handler, request_id, method, params, serial)
-        )
-        self._answers_due = True
-
     def _discard_oversized(self, head: bytes) -> None:
         self.skipped_lines += 1
         self._log.warning(
@@ -601,7 +542,7 @@ class Peer:
             ),
         )
         if not failed and b'"method"' in head:
-            self._reply(too_large_answer(request_id))
+            self._serving.reply(too_large_answer(request_id))
 
     # -- reading: what is held back (until start, or behind an awaitable) -------------
 
@@ -632,8 +573,9 @@ class Peer:
         else:
             self._held = None
             self._resume_transport()
-        if self._answers_due:
-            self._answers_due = False
+        serving = self._serving
+        if serving.answers_due:
+            serving.answers_due = False
             self._out.hold()
 
     def _pause_transport(self) -> None:
@@ -646,45 +588,7 @@ class Peer:
             self._paused = False
             self._input.resume_reading()
 
-    # -- answering ----------------------------------------------------------------
-
-    async def _serve(
-        self,
-        handler: RequestHandler,
-        request_id: RequestId,
-        method: str,
-        params: Params,
-        serial: int,
-    ) -> None:
-        """One request's task: run its handler, write its answer."""
-        CURRENT_REQUEST_ID.set(request_id)
-        try:
-            try:
-                result = await handler(params)
-            except Exception as exc:
-                line = self._answer(request_id, method, None, exc)
-            else:
-                line = self._answer(request_id, method, result, None)
-            try:
-                self._out.put(line)
-                if not self._out.holding and self._out.unsent():
-                    await self._drain()
-            except ConnectionClosedError:
-                self._log.debug("could not answer %s: stream closed", method)
-        finally:
-            del self._handler_tasks[serial]
-
-    def _answer(
-        self, request_id: RequestId, method: str, result: Any, failure: Exception | None
-    ) -> bytes:
-        """The one place a handler's outcome becomes its answer line (module contract)."""
-        return answer_line(request_id, method, result, failure, self.line_limit, self._log)
-
-    def _reply(self, data: bytes) -> None:
-        try:
-            self._out.put(data)
-        except ConnectionClosedError:
-            self._log.debug("could not send: stream closed")
+    # -- batches -------------------------------------------------------------------
 
     async def _handle_batch(self, items: list[Any], line: bytes) -> None:
         # Notifications and replies are handled now, in order; requests run
@@ -695,7 +599,7 @@ class Peer:
             if isinstance(item, Request):
                 requests.append(item)
             elif isinstance(item, Notification):
-                outcome = self._notified(item.method, item.params)
+                outcome = self._serving.notified(item.method, item.params)
                 if outcome is not None:
                     await outcome
             elif isinstance(item, Response):
@@ -707,46 +611,4 @@ class Peer:
                 reply = self._skip_invalid(item, line)
                 if reply is not None:
                     immediate.append(messages.dumps(reply))
-        if requests:
-            serial = self._serial = self._serial + 1
-            self._handler_tasks[serial] = self._new_task(
-                self._answer_batch(requests, immediate, serial)
-            )
-        elif immediate:
-            self._send_batch(immediate)
-
-    async def _answer_batch(
-        self, requests: list[Request], answers: list[bytes], serial: int
-    ) -> None:
-        try:
-            answers.extend(await asyncio.gather(*(self._run(r) for r in requests)))
-            self._send_batch(answers)
-        finally:
-            del self._handler_tasks[serial]
-
-    async def _run(self, request: Request) -> bytes:
-        """One request of a batch, inline or not, answered by `_answer`."""
-        method, params = request.method, request.params
-        try:
-            inline = self._inline.get(method)
-            if inline is not None:
-                result = inline(params)
-            else:
-                handler = self._requests.get(method)
-                if handler is None:
-                    raise not_found(method)
-                CURRENT_REQUEST_ID.set(request.id)
-                result = await handler(params)
-        except Exception as exc:
-            return self._answer(request.id, method, None, exc)
-        return self._answer(request.id, method, result, None)
-
-    def _send_batch(self, answers: list[bytes]) -> None:
-        self._reply(batch_line(answers, self.line_limit, self._log))
-
-
-async def _guarded(outcome: Awaitable[Any], logger: logging.Logger, method: str) -> None:
-    try:
-        await outcome
-    except Exception:
-        logger.exception("notification handler for %s failed", method)
+        self._serving.batch(requests, immediate)

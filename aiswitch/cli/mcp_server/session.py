@@ -52,7 +52,7 @@ from aiswitch.cli.mcp_server.wire import (
 from aiswitch.errors import AiswitchError
 from aiswitch.rpc import codes
 from aiswitch.rpc.errors import MethodError
-from aiswitch.rpc.peer import CURRENT_REQUEST_ID
+from aiswitch.rpc.serving import CURRENT_REQUEST_ID
 
 if TYPE_CHECKING:
     from aiswitch.coordinator.request import RunEvent
