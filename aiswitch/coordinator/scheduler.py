@@ -44,6 +44,8 @@ from aiswitch.coordinator.tasks import (
 from aiswitch.rates import RateLimit
 
 Execute = Callable[[Task, Attempt, StopSignal], Awaitable[None]]
+# No lane is held back (no per-agent limit and no rate anywhere: nothing to look at).
+_NONE_BLOCKED: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -185,8 +187,10 @@ class Scheduler:
         limit = self.limits.concurrency
         if self.stop.is_set() or (limit is not None and len(self._running) >= limit):
             return None
-        now = self.clock()
-        blocked = self._blocked(now)
+        rates = self.limits.rates
+        limited = rates or self.limits.per_agent
+        now = self.clock() if rates else 0.0
+        blocked = self._blocked(now) if limited else _NONE_BLOCKED
         heads = ((key, -heap[0][0], heap[0][1]) for key, heap in self._lanes.items() if heap)
         key = pick_lane(heads, blocked)
         if key is None:
@@ -194,10 +198,11 @@ class Scheduler:
         _, _, index = heapq.heappop(self._lanes[key])
         task = self._tasks[index]
         agent = task.lane.agent.name
-        for rate_key in (agent, key):
-            rate = self.limits.rates.get(rate_key)
-            if rate is not None:
-                rate.take(now)
+        if rates:
+            for rate_key in (agent, key):
+                rate = rates.get(rate_key)
+                if rate is not None:
+                    rate.take(now)
         self._agent_running[agent] += 1
         return task, task.new_attempt()
 

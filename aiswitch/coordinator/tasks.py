@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -179,7 +180,7 @@ class Task:
         return attempt
 
 
-def pick_lane(heads: Iterable[tuple[str, int, int]], blocked: set[str]) -> str | None:
+def pick_lane(heads: Iterable[tuple[str, int, int]], blocked: AbstractSet[str]) -> str | None:
     """The lane whose head task goes next: `heads` are (lane, priority, submission
     number) of each lane's best ready task; lanes in `blocked` are held by a limit."""
     best: tuple[int, int] | None = None
