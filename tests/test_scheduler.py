@@ -217,3 +217,38 @@ async def test_stop_new_ends_queued_and_waiting_tasks_at_once_and_keeps_running_
         await runner
     assert fake.started == [(1, 1)]
     assert sorted(finals) == [1, 2, 3]
+
+
+async def test_an_attempts_task_runs_the_next_attempts_and_a_new_task_never_takes_its_slot() -> (
+    None
+):
+    fake = FakeExecutor()
+    jobs: list[asyncio.Task[object] | None] = []
+
+    async def execute(task: Task, attempt: Attempt, stop: StopSignal) -> None:
+        jobs.append(asyncio.current_task())
+        await fake.execute(task, attempt, stop)
+
+    finals: list[int] = []
+    scheduler = Scheduler(
+        execute, limits=Limits(concurrency=2), on_final=lambda t: finals.append(t.index)
+    )
+    on = lane()
+    async with asyncio.timeout(STEP_S):
+        scheduler.submit([make_task(n, on) for n in range(1, 7)])
+        runner = asyncio.ensure_future(scheduler.run())
+        await fake.until_started(2)
+        for first in (1, 3, 5):
+            # Both attempts end in one turn: each one's task takes the next attempt (the
+            # first to go on must not start a new task in the other's slot).
+            fake.end(first, 1)
+            fake.end(first + 1, 1)
+            if first < 5:
+                await fake.until_started(first + 3)
+                assert scheduler.figures.running == 2
+        await runner
+    assert finals == [1, 2, 3, 4, 5, 6]
+    assert fake.started == [(n, 1) for n in range(1, 7)]
+    # Two slots: two asyncio tasks ran all six attempts, each its slot's, in turn.
+    assert len(set(map(id, jobs))) == 2
+    assert [jobs[n] is jobs[n % 2] for n in range(6)] == [True] * 6

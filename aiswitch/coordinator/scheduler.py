@@ -101,6 +101,9 @@ class Scheduler:
         self._dependents: dict[int, list[int]] = defaultdict(list)
         self._agent_running: dict[str, int] = defaultdict(int)
         self._running: dict[int, asyncio.Task[None]] = {}
+        # Attempt tasks between one attempt and their next (`_attempts`): each holds the
+        # slot its last attempt left, so that no new task takes it meanwhile.
+        self._resting = 0
         self._retrying: dict[int, asyncio.TimerHandle] = {}
         self._rate_timer: asyncio.TimerHandle | None = None
         self._remaining = 0
@@ -185,7 +188,9 @@ class Scheduler:
         """The next attempt that may start now, its task taken off the queue; None when
         nothing may (stopped, at a limit, or nothing ready)."""
         limit = self.limits.concurrency
-        if self.stop.is_set() or (limit is not None and len(self._running) >= limit):
+        if self.stop.is_set() or (
+            limit is not None and len(self._running) + self._resting >= limit
+        ):
             return None
         rates = self.limits.rates
         limited = rates or self.limits.per_agent
@@ -222,7 +227,12 @@ class Scheduler:
         assert job is not None
         while True:
             await self._run_attempt(task, attempt)
-            await asyncio.sleep(0)
+            # Its slot stays its own meanwhile (`_next` counts it taken).
+            self._resting += 1
+            try:
+                await asyncio.sleep(0)
+            finally:
+                self._resting -= 1
             picked = self._next()
             if picked is None:
                 return
