@@ -383,18 +383,23 @@ class Run:
             )
 
     def _final(self, task: Task) -> None:
+        # Each field is set only when it changes: a model field set costs more than the
+        # comparison, and most already hold their final value (status aside).
         result = task.result
         attempts = task.attempts
-        result.attempts = len(attempts)
+        if result.attempts != len(attempts):
+            result.attempts = len(attempts)
         if attempts:
             last = attempts[-1]
             end = last.end or End.FAILED
             result.status = _STATUS[end]
             # An agent's error may quote its environment: secret values never reach the
             # run file, the journal or the screen.
-            result.error = None if end is End.OK else redact_text(last.error or str(end))
+            error = None if end is End.OK else redact_text(last.error or str(end))
             if task.halted and end is not End.OK:
-                result.error = f"stopped: {task.halted} ({result.error})"
+                error = f"stopped: {task.halted} ({error})"
+            if error != result.error:
+                result.error = error
             reply = last.reply
             if reply is not None:
                 result.output = reply.output
@@ -405,8 +410,11 @@ class Run:
                 usage = usage + attempt.usage
                 if attempt.cost_usd is not None:
                     costs.append(attempt.cost_usd)
-            result.usage = usage
-            result.cost_usd = round(sum(costs), 8) if costs else None
+            if usage is not result.usage:  # most often the very object (one report)
+                result.usage = usage
+            cost = round(sum(costs), 8) if costs else None
+            if cost != result.cost_usd:
+                result.cost_usd = cost
             result.duration_s = round(last.ended - attempts[0].started, 3)
             self._durations.append(result.duration_s)
         self.finals += 1
