@@ -105,6 +105,14 @@ class AgentResult(BaseModel):
     def provisional(self) -> bool:
         return self._provisional is not None
 
+    def take_ids(self, model: str | None, session_id: str | None) -> None:
+        """The model and session the agent named, if it named them (each a model field
+        assignment only when it changes something)."""
+        if model and model != self.model:
+            self.model = model
+        if session_id and session_id != self.session_id:
+            self.session_id = session_id
+
     def show_provisional(self, usage: Usage | None) -> None:
         self._provisional = usage
 

@@ -403,7 +403,7 @@ class Run:
             reply = last.reply
             if reply is not None:
                 result.output = reply.output
-                _take_ids(result, reply.model, reply.session_id)
+                result.take_ids(reply.model, reply.session_id)
             usage = task.prior_usage
             costs = [] if task.prior_cost is None else [task.prior_cost]
             for attempt in attempts:
@@ -524,7 +524,7 @@ class Run:
             self._show_usage(task, attempt)
         if cost is not None:
             result.cost_usd = round((result.cost_usd or 0.0) + cost, 8)
-        _take_ids(result, params.model, params.session_id)
+        result.take_ids(params.model, params.session_id)
         if task.budget_usd is not None and (result.cost_usd or 0.0) >= task.budget_usd:
             self._over_task_budget(task, attempt)
         self._check_budget(params.usage, cost)
@@ -594,15 +594,6 @@ _STATUS = {
     End.INVALID: TaskStatus.FAILED,
     End.PROVIDER: TaskStatus.FAILED,
 }
-
-
-def _take_ids(result: AgentResult, model: str | None, session_id: str | None) -> None:
-    """The model and session the agent named, if it named them (each a model field
-    assignment only when it changes something)."""
-    if model and model != result.model:
-        result.model = model
-    if session_id and session_id != result.session_id:
-        result.session_id = session_id
 
 
 def _journal_line(result: AgentResult) -> bytes:
