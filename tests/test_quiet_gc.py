@@ -4,7 +4,9 @@ one its caller turned off stays off."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +20,7 @@ def collector_as_it_was() -> Iterator[None]:
     yield
     q._held = False
     q._quiet_runs = 0
+    q._disarm()
     gc.set_threshold(*threshold)
     gc.unfreeze()
     (gc.enable if enabled else gc.disable)()
@@ -73,3 +76,38 @@ def test_cyclic_garbage_made_during_a_run_is_collected_after_it() -> None:
         del made
     gc.collect()
     assert not [o for o in gc.get_objects() if type(o) is Node]
+
+
+async def test_a_long_quiet_period_still_collects_its_cyclic_garbage_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host of runs that overlap for hours (`aiswitch mcp`) never ends its quiet period:
+    a timer on its loop collects every QUIET_COLLECT_S, and again after that."""
+    monkeypatch.setattr(q, "QUIET_COLLECT_S", 0.01)
+    loop = asyncio.get_running_loop()
+    collected = asyncio.Event()
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            loop.call_soon_threadsafe(collected.set)
+
+    class Node:
+        other: object = None
+
+    gc.enable()
+    gc.callbacks.append(seen)
+    try:
+        async with asyncio.timeout(10):
+            with q.quiet_gc():
+                for _ in range(2):  # each period of the timer collects what it made
+                    a, b = Node(), Node()
+                    a.other, b.other = b, a
+                    gone = weakref.ref(a)
+                    del a, b
+                    collected.clear()
+                    await collected.wait()
+                    assert gone() is None
+                    assert not gc.isenabled()  # still quiet between collections
+            assert q._timer is None  # the last run's end stops the timer
+    finally:
+        gc.callbacks.remove(seen)

@@ -14,6 +14,11 @@ every 10,000 allocations cost ~3 s of the coordinator's ~16 s of CPU while a 100
 batch scheduled (a fifth), and full ones ~1-1.5 s more at its end; rarer collections cost
 about as much, since each walks everything made since the last.
 
+A process that hosts runs for long (`aiswitch mcp`: runs may overlap for hours, so the
+quiet period need never end) still collects once every `QUIET_COLLECT_S` of a quiet
+period (a timer on the running event loop; none without one): cyclic garbage waits at
+most that long, and a batch, done well within it, never pays for one.
+
 `hold_until_run()`, for a process started to make one run (the console script's `aiswitch
 run`): no collection at all until that run starts; `quiet_gc` keeps it so, and turns the
 collector on as the run ends (everything the start-up made frozen until then).
@@ -21,13 +26,18 @@ collector on as the run ends (everything the start-up made frozen until then).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import Iterator
 
+# A quiet period this long gets one full collection (and one more each time again).
+QUIET_COLLECT_S = 300.0
+
 _quiet_runs = 0
 _was_enabled = False
 _held = False
+_timer: asyncio.TimerHandle | None = None
 
 
 def hold_until_run() -> None:
@@ -51,12 +61,39 @@ def quiet_gc() -> Iterator[None]:
         _held = False
         gc.freeze()
         gc.disable()
+        _arm()
     _quiet_runs += 1
     try:
         yield
     finally:
         _quiet_runs -= 1
         if _quiet_runs == 0:
+            _disarm()
             gc.unfreeze()
             if _was_enabled:
                 gc.enable()
+
+
+def _arm() -> None:
+    """The next collection of a long quiet period, on the running loop (if there is one)."""
+    global _timer
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    _timer = loop.call_later(QUIET_COLLECT_S, _collect)
+
+
+def _collect() -> None:
+    global _timer
+    _timer = None
+    if _quiet_runs > 0:
+        gc.collect()
+        _arm()
+
+
+def _disarm() -> None:
+    global _timer
+    if _timer is not None:
+        _timer.cancel()
+        _timer = None
