@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         parsed = parse_run(args[1:])
         if parsed is not None:
             sys.exit(_run_fast(parsed))
+    if args[:1] == ["run"] or args[:2] in (["runs", "resume"], ["runs", "rerun"]):
+        # A process made for one run, its options left to typer: as `_run_fast` does.
+        from aiswitch.coordinator.quiet_gc import hold_until_run
+
+        hold_until_run()
     sys.exit(_run(args))
 
 
