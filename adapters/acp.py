@@ -361,7 +361,7 @@ class AcpAdapter(Adapter):
         if turn.session_id is None or agent.peer.closed.is_set():
             return
         with contextlib.suppress(RpcError):
-            await agent.peer.notify("session/cancel", {"sessionId": turn.session_id}, flush=True)
+            await agent.peer.notify("session/cancel", {"sessionId": turn.session_id})
         if turn.in_flight is not None and not turn.in_flight.done():
             with contextlib.suppress(TimeoutError, RpcError):
                 await asyncio.wait_for(asyncio.shield(turn.in_flight), CANCEL_GRACE_S)

@@ -53,7 +53,7 @@ class FakePeer:
         self.on_sent: Callable[[str, Any], None] | None = None
         self._changed = asyncio.Event()
 
-    async def notify(self, method: str, params: Any, *, flush: bool = False) -> None:
+    async def notify(self, method: str, params: Any, *, hold: bool = False) -> None:
         self.sent.append((method, params))
         self._changed.set()
         if self.on_sent is not None:

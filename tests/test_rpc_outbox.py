@@ -74,26 +74,8 @@ async def test_hold_makes_the_next_lines_of_the_turn_one_write() -> None:
     box.put(b"x\n")
     box.put(b"y\n")
     assert transport.writes == []
-    box.flush()
-    assert transport.writes == [b"x\ny\n"]
-
-
-async def test_a_flush_writes_at_once_and_the_rest_of_the_turn_is_still_held() -> None:
-    # Token usage is flushed at once; an answer put after it in the same turn must not
-    # cost a write of its own: it joins the next flush or the turn's end.
-    transport, lost = FakeTransport(), []
-    box = outbox(transport, lost)
-    box.put(b"usage-1\n")
-    box.flush()
-    box.put(b"answer-1\n")
-    box.put(b"usage-2\n")
-    box.flush()
-    box.put(b"answer-2\n")
-    assert transport.writes == [b"usage-1\n", b"answer-1\nusage-2\n"]
     await asyncio.sleep(0)  # the turn ends
-    assert transport.writes[-1] == b"answer-2\n"
-    box.put(b"next-turn\n")
-    assert transport.writes[-1] == b"next-turn\n"
+    assert transport.writes == [b"x\ny\n"]
 
 
 async def test_a_write_to_a_closed_transport_raises_and_one_that_breaks_it_reports_the_loss() -> (

@@ -501,6 +501,28 @@ async def test_eof_fails_every_pending_request_at_once_with_connection_closed(
     assert client.close_reason == "end of stream"
 
 
+async def test_a_notification_held_for_the_turn_goes_out_in_one_write_with_the_answer() -> None:
+    """A task's usage (`hold=True`), then its answer in the same turn: one write, the
+    usage first, out by the turn's end (an adapter's pipe writes are its dearest part)."""
+    left, raw = duplex()
+    server = peer_on(left, name="server")
+
+    async def assign(params: Params) -> Any:
+        await server.notify("tokens.usage", {"input_tokens": 3}, hold=True)
+        return {"status": "ok"}
+
+    server.on_request("task.assign", assign)
+    server.start()
+    async with asyncio.timeout(HANG_GUARD_S):
+        await raw.send_line(request(1, "task.assign"))
+        usage = await raw.read_message()
+        answer = await raw.read_message()
+    assert usage == notification("tokens.usage", {"input_tokens": 3})
+    assert answer == {"jsonrpc": "2.0", "id": 1, "result": {"status": "ok"}}
+    assert left.transport.writes == 1
+    await server.close()
+
+
 async def test_a_request_whose_write_breaks_the_pipe_raises_and_leaves_no_failed_future() -> None:
     """A pipe breaks as a request is written (the child just died): asyncio's pipe
     transport drops the data and closes itself. That fails every pending call, the new

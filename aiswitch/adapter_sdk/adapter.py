@@ -146,9 +146,11 @@ class TaskContext:
             await self._server.peer.notify(
                 names.USAGE,
                 params,
-                # Usage is money: on the pipe at once, so a crash of this process in the
-                # same turn cannot take it (the parent writes it to the ledger on arrival).
-                flush=True,
+                # Usage is money: on the pipe by the end of this loop turn (before this
+                # process waits on anything; the parent writes it to the ledger on
+                # arrival), in one write with the task's answer when that follows in the
+                # same turn, as it mostly does: a pipe write is what a task costs most.
+                hold=True,
             )
 
     async def emit_raw(self, data: bytes) -> None:

@@ -7,9 +7,7 @@ Contract:
   bytes (so the other process starts on them while this one writes the rest). `hold()`
   starts holding without a write (answers due in the next turn join one write). So
   pipelined traffic costs a write syscall per chunk of lines, and a lone line goes out
-  at once. `flush()` writes what is held at once (a line that must not wait for the
-  turn's end, such as token usage) and holding goes on: the lines after it in the same
-  turn join the next write.
+  at once.
 - A line put on a closing or broken transport raises `ConnectionClosedError`, and
   `on_lost` is called (the peer fails its pending requests); so does a held write that
   fails (nobody is there to raise to).
@@ -100,13 +98,6 @@ class Outbox:
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._end_turn)
-
-    def flush(self) -> None:
-        """Write what is held now (a line that must not wait for the turn's end). This
-        turn has written, so what is put after it is held as before."""
-        held = self._held
-        if held:
-            self._write_held(held)
 
     def _end_turn(self) -> None:
         """Write what is held, and stop holding (the turn is over)."""

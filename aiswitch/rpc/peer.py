@@ -342,11 +342,11 @@ class Peer:
             await self._drain()
 
     async def notify(
-        self, method: str, params: Params | BaseModel = None, *, flush: bool = False
+        self, method: str, params: Params | BaseModel = None, *, hold: bool = False
     ) -> None:
-        """Send a notification; `params` may be a pydantic model. `flush`: write it (and
-        what is held before it) now, not at the next turn, for a message that must not
-        be lost if this process dies within the turn (token usage)."""
+        """Send a notification; `params` may be a pydantic model. `hold`: hold it for this
+        loop turn's one write, with what is put after it in the same turn (a task's usage,
+        then its answer: one write, not two), out at the turn's end at the latest."""
         body = None if params is None or type(params) is dict else model_json(params)
         if body is not None:
             data = b'{"jsonrpc":"2.0","method":%s,"params":%s}\n' % (
@@ -357,9 +357,9 @@ class Peer:
             data = messages.dumps(notification_payload(method, plain(params)))
         if len(data) > self.line_limit:
             raise self._too_large(data)
+        if hold:
+            self._out.hold()
         self._out.put(data)
-        if flush:
-            self._out.flush()
         if self._out.unsent():
             await self._drain()
 
