@@ -450,7 +450,7 @@ WHOLE_LIFE_PROBE = textwrap.dedent(
 
         on_request_inline = on_request
 
-        async def notify(self, method, params, flush=False):
+        async def notify(self, method, params, hold=False):
             self.sent.append(method)
 
     async def main():
