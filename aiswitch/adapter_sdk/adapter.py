@@ -3,7 +3,9 @@
 serves an adapter over stdio).
 
 A task's context reports progress and usage through the server that runs it: usage is
-written on the pipe at once (the parent appends it to its ledger on arrival), as
+on the pipe by the end of the loop turn it was reported in, in one write with the task's
+answer when that follows in the same turn (the parent appends it to its ledger on
+arrival), as
 `task.progress` and `tokens.usage` notifications written without pydantic whenever every
 value has its field's exact type (`aiswitch.adapter_sdk.wire`).
 """
