@@ -24,12 +24,13 @@ Contract:
 - EOF, or a write to a closed stream, fails every pending request at once with
   `ConnectionClosedError`, and sets `closed`.
 
-How it is built: four objects that own their state, composed here. `LineFramer`
+How it is built: five objects that own their state, composed here. `LineFramer`
 (framing.py) turns bytes into bounded lines; `PendingCalls` (pending.py) owns the
 pending table, the ids and the deadline timers; `Outbox` (outbox.py) owns the lines held
 for one write and the transport's flow control; `Serving` (serving.py) owns the
-handlers, their tasks and their answers. The peer dispatches lines to handlers and
-futures.
+handlers, their tasks and their answers; `InputHold` (holding.py) owns what is read
+while something must finish first, and the input's pause. The peer dispatches lines to
+handlers and futures.
 
 How it reads: there is no reader task. A public asyncio protocol feeds the peer's input
 side: `data_received`, `eof_received`, `connection_lost` (an `asyncio.Protocol` on a
@@ -56,7 +57,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiswitch.rpc import codes, messages
 from aiswitch.rpc.answers import (
@@ -73,6 +74,7 @@ from aiswitch.rpc.errors import (
     RemoteError,
 )
 from aiswitch.rpc.framing import HEAD_BYTES, LineFramer, Oversized
+from aiswitch.rpc.holding import InputHold, ReadControl
 from aiswitch.rpc.messages import (
     DECODE_ERRORS,
     ErrorResponse,
@@ -111,13 +113,6 @@ log = logging.getLogger("aiswitch.rpc")
 _EOF = object()
 
 
-class ReadControl(Protocol):
-    """What the peer needs from its input transport (`asyncio.ReadTransport` fits)."""
-
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-
-
 class Peer:
     """A JSON-RPC 2.0 endpoint writing to `output`, fed by its input protocol."""
 
@@ -145,18 +140,13 @@ class Peer:
         # Method names as JSON, for the requests this side sends.
         self._methods: dict[str, bytes] = {}
         self._serving = Serving(self._out, line_limit=line_limit, log=self._log)
-        self._loop: asyncio.AbstractEventLoop | None = None
         # Reading.
         self._started = False
         self._reading = True  # until end of input or close()
-        self._input: ReadControl | None = None
-        self._paused = False  # whether we paused `_input`
         self._feeding = False
         self._reentered: deque[bytes] = deque()
-        # What is read while a handler's awaitable (or start()) is awaited, in order:
-        # lines, `Oversized`, and the end of input. None when nothing is held back.
-        self._held: deque[object] | None = deque()
-        self._held_task: asyncio.Task[None] | None = None
+        # What is read until start(), or behind a handler's awaitable (holding.py).
+        self._hold = InputHold(self._handle, self._join_answers, self._log)
 
     # -- registration -------------------------------------------------------------
 
@@ -177,18 +167,19 @@ class Peer:
         if self._started:
             return
         self._started = True
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._serving.bind(loop)
+        self._hold.bind(loop)
         if self._fast_json:
             messages.use_orjson()
-        if self._held_task is None:
-            self._release_held()
+        if self._hold.task is None:
+            self._hold.release()
 
     async def close(self, reason: str = "closed") -> None:
         """Stop reading, cancel running handlers, fail pending requests, close output."""
         self._shut(reason)
         self._stop_reading()
-        held = [] if self._held_task is None else [self._held_task]
+        held = [] if self._hold.task is None else [self._hold.task]
         tasks = held + self._serving.running()
         for task in tasks:
             task.cancel()
@@ -223,17 +214,14 @@ class Peer:
         """Read no more: what arrives later is dropped, the transport is not held up."""
         self._reading = False
         self._framer.reset()
-        self._held = None
         self._reentered.clear()
-        self._resume_transport()
+        self._hold.stop()
 
     # -- the input side: called by the protocol that reads the transport -------------
 
     def reading_from(self, transport: ReadControl) -> None:
         """The input transport, paused while the peer holds input back (and until start)."""
-        self._input = transport
-        if self._held is not None and self._reading:
-            self._pause_transport()
+        self._hold.reading_from(transport, self._reading)
 
     def data_received(self, data: bytes) -> None:
         """Split and dispatch; never raises into the transport."""
@@ -254,10 +242,14 @@ class Peer:
             self._log.exception("failed to process input")
         finally:
             self._feeding = False
+        self._join_answers()
+
+    def _join_answers(self) -> None:
+        """Handler tasks started in this turn run in the next: their answers join one
+        write (the outbox holds from now to the turn's end)."""
         serving = self._serving
         if serving.answers_due:
             serving.answers_due = False
-            # Handler tasks started now run next turn: their answers join one write.
             self._out.hold()
 
     def eof_received(self) -> None:
@@ -267,8 +259,9 @@ class Peer:
         self._reading = False
         tail = self._framer.end()
         if tail:
-            if self._held is not None:
-                self._held.append(tail)
+            held = self._hold.queue
+            if held is not None:
+                held.append(tail)
             else:
                 self._handle(tail)
         self._input_ended(_EOF)
@@ -424,9 +417,10 @@ class Peer:
 
     def _take(self, data: bytes) -> None:
         """Dispatch the lines that `data` completes (or hold them back)."""
+        hold = self._hold
         for line in self._framer.feed(data):
-            if self._held is not None:
-                self._held.append(line)
+            if hold.queue is not None:
+                hold.queue.append(line)
             elif type(line) is bytes:
                 try:
                     follow_up = self._dispatch(line)
@@ -435,7 +429,7 @@ class Peer:
                     self._log.exception("failed to handle a line")
                     follow_up = None
                 if follow_up is not None:
-                    self._hold_behind(follow_up)
+                    hold.behind(follow_up)
             else:
                 self._discard_oversized(cast(Oversized, line).head)
 
@@ -455,8 +449,9 @@ class Peer:
 
     def _input_ended(self, end: object) -> None:
         """End of input (`_EOF`, or the reason it failed), after anything held back."""
-        if self._held is not None:
-            self._held.append(end)
+        held = self._hold.queue
+        if held is not None:
+            held.append(end)
         else:
             self._shut("end of stream" if end is _EOF else str(end))
 
@@ -543,50 +538,6 @@ class Peer:
         )
         if not failed and b'"method"' in head:
             self._serving.reply(too_large_answer(request_id))
-
-    # -- reading: what is held back (until start, or behind an awaitable) -------------
-
-    def _hold_behind(self, first: Awaitable[Any]) -> None:
-        """Hold what is read next until `first` is done, and stop reading meanwhile."""
-        self._held = deque()
-        self._pause_transport()
-        loop = self._loop or asyncio.get_running_loop()
-        self._held_task = loop.create_task(self._release(first))
-
-    async def _release(self, first: Awaitable[Any]) -> None:
-        try:
-            await first
-        except Exception:
-            self._log.exception("failed to process input")
-        self._held_task = None
-        self._release_held()
-
-    def _release_held(self) -> None:
-        """Handle what is held, in order, up to the first line that holds the rest."""
-        held = self._held
-        while held:
-            waiting = self._handle(held.popleft())
-            if waiting is not None:
-                loop = self._loop or asyncio.get_running_loop()
-                self._held_task = loop.create_task(self._release(waiting))
-                break
-        else:
-            self._held = None
-            self._resume_transport()
-        serving = self._serving
-        if serving.answers_due:
-            serving.answers_due = False
-            self._out.hold()
-
-    def _pause_transport(self) -> None:
-        if self._input is not None and not self._paused:
-            self._paused = True
-            self._input.pause_reading()
-
-    def _resume_transport(self) -> None:
-        if self._input is not None and self._paused:
-            self._paused = False
-            self._input.resume_reading()
 
     # -- batches -------------------------------------------------------------------
 
