@@ -294,8 +294,8 @@ class Session:
     def _check_budget(self) -> None:
         """Stop every running run once the session's runs together reached its budget."""
         limits = self.limits
-        if not limits.over(self._live_usd()):
-            return
+        if limits.budget_usd is None or not limits.over(self._live_usd()):
+            return  # without a session budget, no sum to make at each usage event
         reason = f"this session's budget of ${limits.budget_usd:g} was reached"
         for entry in self.runs.values():
             if not entry.charged:
