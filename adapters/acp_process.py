@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from aiswitch.adapter_sdk import TaskFailed
 from aiswitch.masking import redact_text
-from aiswitch.process_group import death_signal, signal_group, wait_group_exit
+from aiswitch.process_group import signal_group, wait_group_exit
 from aiswitch.rpc.child import Child, spawn
 
 # After stdin closes and SIGTERM, how long the agent's group may take to exit.
@@ -30,7 +30,7 @@ DONE_GRACE_S: Final = 0.05
 # How long an agent whose stdout ended may take to report its exit code.
 EXIT_WAIT_S: Final = 2.0
 STDERR_TAIL_LINES: Final = 40
-_PREEXEC = death_signal(signal.SIGKILL)
+_DEATH = signal.SIGKILL
 
 
 class StderrTail:
@@ -97,7 +97,7 @@ class AgentProcess:
                 cwd=cwd,
                 stderr=write_fd,
                 name=name,
-                preexec_fn=_PREEXEC,
+                death=_DEATH,
             )
         except OSError as exc:
             os.close(read_fd)

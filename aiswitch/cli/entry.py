@@ -183,8 +183,39 @@ def _convert(value: str, kind: str) -> Any:
     return float(value) if kind == "float" else int(value)
 
 
+# At most this many warm interpreters for one command line (aiswitch.rpc.warm).
+MAX_WARM = 8
+
+
+def warm_count(parsed: dict[str, Any]) -> int:
+    """How many agent children a run starts first, on this machine: one per agent named,
+    times --best-of (a --sequential step starts when the one before it has ended: only the
+    first counts); none for a dry run, a plan (its first tasks are not known yet) or
+    another backend."""
+    if parsed.get("dry_run") or parsed.get("plan_file") or parsed.get("backend"):
+        return 0
+    if parsed.get("parallel"):
+        count = str(parsed["parallel"]).count(",") + 1
+    elif parsed.get("agent") or parsed.get("sequential"):
+        count = 1
+    else:
+        return 0
+    return min(count * int(parsed.get("best_of") or 1), MAX_WARM)
+
+
 def _run_fast(parsed: dict[str, Any]) -> int:
     """`run_cmd.execute(**parsed)`, its errors handled as `run_app` and typer do."""
+    from aiswitch.rpc import warm
+
+    # The agents' interpreters load while this process loads its own modules.
+    warm.start(warm_count(parsed))
+    try:
+        return _execute(parsed)
+    finally:
+        warm.close_unused()
+
+
+def _execute(parsed: dict[str, Any]) -> int:
     import gc
 
     from aiswitch.coordinator.quiet_gc import hold_until_run

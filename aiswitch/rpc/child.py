@@ -2,8 +2,11 @@
 
 Contract:
 - `spawn(argv, ...)` starts `argv` with `loop.subprocess_exec` (never a shell), stdin
-  and stdout as pipes, stderr to the given descriptor. It raises `OSError` as
-  `asyncio.create_subprocess_exec` does when the program cannot be executed.
+  and stdout as pipes, stderr to the given descriptor, with the resource limits and the
+  death signal asked for. It raises `OSError` as `asyncio.create_subprocess_exec` does
+  when the program cannot be executed. A Python child (`argv` this interpreter `-m
+  MODULE`) may instead be a warm interpreter that becomes it (`aiswitch.rpc.warm`), when
+  one was started and can be that child.
 - The `Child` it returns has a `peer` that is NOT started: register handlers, then call
   `child.peer.start()`. Until then what the child writes waits (stdout is paused) and is
   handled at `start()`, in order.
@@ -21,10 +24,12 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
+from aiswitch.rpc import warm_child
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
 
 _STDIN, _STDOUT = 0, 1
@@ -37,24 +42,62 @@ async def spawn(
     cwd: str | None,
     stderr: int,
     name: str,
-    preexec_fn: Callable[[], object] | None = None,
+    rlimits: Sequence[tuple[int, int, int]] = (),
+    death: signal.Signals | None = None,
     start_new_session: bool = True,
     line_limit: int = LINE_LIMIT,
 ) -> Child:
-    """Start `argv` as a child speaking the protocol on its stdin/stdout (module contract)."""
+    """Start `argv` as a child speaking the protocol on its stdin/stdout (module contract):
+    `rlimits` are (resource, soft, hard) to set in it, `death` the signal it gets when this
+    process dies (Linux)."""
+    protocol = _ChildProtocol(name, line_limit)
+    adopted = await warm_child.become(
+        argv,
+        env=env,
+        cwd=cwd,
+        stderr=stderr,
+        rlimits=rlimits,
+        death=death,
+        start_new_session=start_new_session,
+        protocol=protocol,
+    )
+    if adopted is not None:
+        return Child(adopted, protocol)
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _ChildProtocol(name, line_limit),
+    transport, _ = await loop.subprocess_exec(
+        lambda: protocol,
         *argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
         env=env,
         cwd=cwd,
-        preexec_fn=preexec_fn,
+        preexec_fn=_preexec(rlimits, death),
         start_new_session=start_new_session,
     )
     return Child(transport, protocol)
+
+
+def _preexec(
+    rlimits: Sequence[tuple[int, int, int]], death: signal.Signals | None
+) -> Callable[[], None] | None:
+    """What the forked child runs before it execs: its limits, then its death signal."""
+    from aiswitch.process_group import death_signal
+
+    then = death_signal(death) if death is not None else None
+    if not rlimits:
+        return then
+    import resource
+
+    setrlimit = resource.setrlimit
+
+    def apply() -> None:
+        for which, soft, hard in rlimits:
+            setrlimit(which, (soft, hard))
+        if then is not None:
+            then()
+
+    return apply
 
 
 class Child:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from aiswitch.agents import AgentDef
 from aiswitch.errors import AgentStartError
 from aiswitch.home import Home
-from aiswitch.process_group import death_signal, signal_group
+from aiswitch.process_group import signal_group
 from aiswitch.protocol.client import AgentClient, InvalidReplyError
 from aiswitch.protocol.models import (
     INITIALIZE,
@@ -48,7 +48,7 @@ from aiswitch.rpc.errors import RpcError
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
 from aiswitch.supervisor.limits import DEFAULT_START_TIMEOUT_S
 from aiswitch.supervisor.logs import agent_log_path, last_line, open_agent_log
-from aiswitch.supervisor.rlimits import exit_reason, preexec
+from aiswitch.supervisor.rlimits import exit_reason, wanted
 
 # How long each step of the stop sequence may take before the next, harder one.
 SHUTDOWN_REPLY_TIMEOUT_S = 2.0
@@ -61,7 +61,7 @@ T = TypeVar("T")
 
 
 # The child gets SIGTERM (a clean stop) if this process dies without stopping it.
-_PREEXEC = death_signal(signal.SIGTERM)
+_DEATH = signal.SIGTERM
 
 
 class AgentProcess:
@@ -116,7 +116,8 @@ class AgentProcess:
                 cwd=self.cwd,
                 stderr=log_fd,
                 name=self.agent_id,
-                preexec_fn=preexec(self.agent.limits, _PREEXEC),
+                rlimits=wanted(self.agent.limits),
+                death=_DEATH,
                 line_limit=LINE_LIMIT,
             )
         except OSError as exc:

@@ -1,7 +1,9 @@
 """Resource limits of an agent's processes (`limits:` in config/agents.yaml).
 
 Contract:
-- `preexec(limits)` is run in the forked child before it execs the adapter: it sets
+- `wanted(limits)` are the (resource, soft, hard) triples `aiswitch.rpc.child.spawn` sets
+  in the child before the adapter runs (in the forked child before it execs, or in a
+  warm interpreter as it becomes the child): it sets
   `memory` as RLIMIT_DATA (the heap and private writable mappings: what a process
   allocates; unlike RLIMIT_AS it does not count the address space Node reserves and never
   touches), `cpu_seconds` as RLIMIT_CPU (soft; the hard limit `CPU_GRACE_S` later, so the
@@ -24,7 +26,6 @@ Contract:
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -54,30 +55,20 @@ def settings(limits: ResourceLimits) -> list[tuple[int, int, int]]:
     return found
 
 
-def preexec(
-    limits: ResourceLimits | None, then: Callable[[], None] | None
-) -> Callable[[], None] | None:
-    """A `preexec_fn` that applies `limits` (never above the current hard limits, which an
-    unprivileged process cannot raise), then runs `then`."""
+def wanted(limits: ResourceLimits | None) -> list[tuple[int, int, int]]:
+    """The (resource, soft, hard) triples that apply `limits`, never above the current hard
+    limits (which an unprivileged process cannot raise)."""
     if limits is None or not limits.any():
-        return then
+        return []
     import resource
 
-    wanted = []
+    found = []
     for which, soft, hard in settings(limits):
         _, current_hard = resource.getrlimit(which)
         if current_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, current_hard), min(hard, current_hard)
-        wanted.append((which, soft, hard))
-    setrlimit = resource.setrlimit
-
-    def apply() -> None:
-        for which, soft, hard in wanted:
-            setrlimit(which, (soft, hard))
-        if then is not None:
-            then()
-
-    return apply
+        found.append((which, soft, hard))
+    return found
 
 
 def exit_reason(code: int | None, limits: ResourceLimits | None) -> str | None:

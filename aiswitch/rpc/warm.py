@@ -1,0 +1,122 @@
+"""Warm interpreters: agent children started before their agent is known.
+
+Most of an adapter's start is its interpreter's (Python, asyncio, the adapter SDK: about
+60 ms of a one-agent `aiswitch run`). `start(count)` starts that many interpreters of
+`aiswitch.adapter_sdk.warm` at once, so they load while this process loads its own
+modules and reads its configuration; `child.spawn` then gives one the spec of the child
+it is to become (`warm_child.become`) instead of starting a new process. What becomes of it is the
+child `spawn` would have started, but for its `/proc/PID/cmdline` and `environ`, which
+show the interpreter's start (see below).
+
+Contract:
+- Linux only (the exit is awaited on a pidfd): elsewhere `start` starts nothing and
+  `spawn` starts every child the ordinary way.
+- A warm interpreter starts in a new session, stdin and stdout as pipes, stderr to
+  /dev/null, with an environment of this process's locale (`LANG`, `LANGUAGE`, `LC_*`),
+  `HOME` and `AISWITCH_HOME` only (so a test or `ps` finds it by its home as it finds
+  any agent). It sets SIGTERM as its own death signal (and exits if this process is
+  already gone).
+- `warm_child.become` takes one only for a child that it could have been: `argv` is this very
+  interpreter with `-m MODULE`, in a new session, SIGTERM at this process's death, a
+  stderr that is a descriptor or DEVNULL, and the variables an interpreter reads as it
+  starts (`startup_variables`) the same in the child's environment as in the warm one's.
+  Otherwise, or when the interpreter died or cannot apply the spec, it returns None and
+  the caller starts the child the ordinary way: no error of a warm interpreter reaches
+  the user.
+- The child it returns is a `asyncio.SubprocessTransport` whose protocol gets the calls
+  `loop.subprocess_exec` would make: `connection_made` once the child has taken its
+  spec, then pipe data, pipe and process ends; its exit is awaited, never polled.
+- An interpreter nobody takes exits at its stdin's EOF: at `close_unused()`, or when this
+  process exits (or dies: then its death signal too).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+MODULE = "aiswitch.adapter_sdk.warm"
+# How long a warm interpreter may take to finish loading and take its spec, or to exit.
+BECOME_TIMEOUT_S = 10.0
+# What an interpreter reads from its environment as it starts, and cannot read again.
+_STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "HOME"})
+_STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_", "MALLOC_", "GLIBC_")
+# What a warm interpreter starts with (besides the startup variables above).
+_OWN_NAMES = ("AISWITCH_HOME",)
+
+# The interpreters started and not taken yet, each with the environment it started with.
+_waiting: list[tuple[subprocess.Popen[bytes], dict[str, str]]] = []
+
+
+def startup_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `env` an interpreter reads as it starts."""
+    return {
+        name: value
+        for name, value in env.items()
+        if name in _STARTUP_NAMES or name.startswith(_STARTUP_PREFIXES)
+    }
+
+
+def _warm_environment() -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in startup_variables(os.environ).items()
+        if not name.startswith(("PYTHON", "LD_", "MALLOC_", "GLIBC_"))
+    }
+    env.update({name: os.environ[name] for name in _OWN_NAMES if name in os.environ})
+    return env
+
+
+def start(count: int) -> None:
+    """Start `count` warm interpreters (module contract)."""
+    if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
+        return
+    env = _warm_environment()
+    for _ in range(count):
+        try:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", MODULE, str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                bufsize=0,
+                start_new_session=True,
+            )
+        except OSError:
+            return
+        _waiting.append((popen, startup_variables(env)))
+
+
+def close_unused() -> None:
+    """End the interpreters nobody took (each exits at its stdin's EOF) and reap them."""
+    while _waiting:
+        popen, _ = _waiting.pop()
+        if popen.stdin is not None:
+            popen.stdin.close()
+        try:
+            popen.wait(timeout=BECOME_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+        if popen.stdout is not None:
+            popen.stdout.close()
+
+
+def waiting() -> bool:
+    """Whether any warm interpreter waits to be taken."""
+    return bool(_waiting)
+
+
+def take(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes] | None:
+    if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m":
+        return None
+    wanted = startup_variables(env)
+    for entry in _waiting:
+        popen, started_with = entry
+        if popen.poll() is None and started_with == wanted:
+            _waiting.remove(entry)
+            return popen
+    return None
