@@ -240,14 +240,17 @@ def test_an_unused_warm_interpreter_ends_with_its_parent() -> None:
     assert alive == [] and gone[0].pid == warm_pid
 
 
-def test_a_run_without_a_dry_run_warms_one_interpreter_per_agent() -> None:
+def test_a_run_warms_one_interpreter_per_distinct_agent() -> None:
     from aiswitch.cli.entry import MAX_WARM, warm_count
 
     assert warm_count({"agent": "mock", "task": "hi"}) == 1
     assert warm_count({"parallel": "mock,mock@fast,claude", "task": "hi"}) == 3
-    assert warm_count({"parallel": "mock,mock", "best_of": 3, "task": "hi"}) == 6
-    assert warm_count({"parallel": ",".join(["mock"] * 20), "task": "hi"}) == MAX_WARM
-    assert warm_count({"sequential": "mock,mock", "task": "hi"}) == 1
+    # One pool per agent and preset: it starts one process first, whatever the tasks.
+    assert warm_count({"parallel": "mock@fast,mock@fast, mock@fast", "task": "hi"}) == 1
+    assert warm_count({"parallel": "mock,claude", "best_of": 3, "task": "hi"}) == 2
+    names = ",".join(f"mock@p{n}" for n in range(20))
+    assert warm_count({"parallel": names, "task": "hi"}) == MAX_WARM
+    assert warm_count({"sequential": "mock,claude", "task": "hi"}) == 1
     assert warm_count({"agent": "mock", "task": "hi", "dry_run": True}) == 0
     assert warm_count({"plan_file": "p.yaml"}) == 0
     assert warm_count({"agent": "mock", "task": "hi", "backend": "ray"}) == 0

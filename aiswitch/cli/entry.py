@@ -188,19 +188,17 @@ MAX_WARM = 8
 
 
 def warm_count(parsed: dict[str, Any]) -> int:
-    """How many agent children a run starts first, on this machine: one per agent named,
-    times --best-of (a --sequential step starts when the one before it has ended: only the
-    first counts); none for a dry run, a plan (its first tasks are not known yet) or
-    another backend."""
+    """How many agent processes a run surely starts first: one per distinct agent named
+    (the tasks of one agent and preset share its pool, which starts one process first);
+    none for a dry run, a plan (its first tasks are not known yet) or another backend."""
     if parsed.get("dry_run") or parsed.get("plan_file") or parsed.get("backend"):
         return 0
-    if parsed.get("parallel"):
-        count = str(parsed["parallel"]).count(",") + 1
-    elif parsed.get("agent") or parsed.get("sequential"):
-        count = 1
-    else:
+    named = parsed.get("parallel") or parsed.get("agent") or parsed.get("sequential")
+    if not named:
         return 0
-    return min(count * int(parsed.get("best_of") or 1), MAX_WARM)
+    if parsed.get("sequential"):
+        return 1  # a step starts when the one before it has ended
+    return min(len({spec.strip() for spec in str(named).split(",")}), MAX_WARM)
 
 
 def _run_fast(parsed: dict[str, Any]) -> int:
