@@ -177,7 +177,7 @@ async def test_a_child_with_other_startup_variables_is_started_the_ordinary_way(
     assert facts["env"] == env
     popen = warm._waiting[0][0]
     warm.close_unused()
-    assert popen.returncode == 0 and not warm.waiting()
+    assert popen.returncode == -signal.SIGKILL and not warm.waiting()
 
 
 async def test_a_warm_interpreter_that_died_is_passed_over(folder: Path) -> None:

@@ -26,8 +26,9 @@ Contract:
 - The child it returns is a `asyncio.SubprocessTransport` whose protocol gets the calls
   `loop.subprocess_exec` would make: `connection_made` once the child has taken its
   spec, then pipe data, pipe and process ends; its exit is awaited, never polled.
-- An interpreter nobody takes exits at its stdin's EOF: at `close_unused()`, or when this
-  process exits (or dies: then its death signal too).
+- An interpreter nobody takes is killed and reaped by `close_unused()` (the run's end);
+  when this process exits or dies first, it exits at its stdin's EOF, or by its death
+  signal.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 MODULE = "aiswitch.adapter_sdk.warm"
-# How long a warm interpreter may take to finish loading and take its spec, or to exit.
+# How long a warm interpreter may take to finish loading and take its spec.
 BECOME_TIMEOUT_S = 10.0
 # What an interpreter reads from its environment as it starts, and cannot read again.
 _STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "HOME"})
@@ -91,18 +92,15 @@ def start(count: int) -> None:
 
 
 def close_unused() -> None:
-    """End the interpreters nobody took (each exits at its stdin's EOF) and reap them."""
+    """Kill the interpreters nobody took and reap them: they hold nothing, and one still
+    loading would answer its stdin's EOF only once loaded."""
     while _waiting:
         popen, _ = _waiting.pop()
-        if popen.stdin is not None:
-            popen.stdin.close()
-        try:
-            popen.wait(timeout=BECOME_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
-        if popen.stdout is not None:
-            popen.stdout.close()
+        popen.kill()
+        popen.wait()
+        for pipe in (popen.stdin, popen.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def waiting() -> bool:
