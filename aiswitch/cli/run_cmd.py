@@ -17,6 +17,8 @@ from aiswitch.errors import UsageError
 if TYPE_CHECKING:
     import typer
 
+    from aiswitch.cli.live import LiveView
+
 
 def read_task(task: str) -> str:
     if task == "-":
@@ -241,17 +243,19 @@ async def present(
 ) -> int:
     """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON; with
     `notify` (NotifySettings), tell the user of its tasks (aiswitch.coordinator.notify)."""
-    from aiswitch.cli.live import LiveView, StatusLines
-    from aiswitch.cli.results_view import render_results
-
-    # `--json` shows nothing on stderr but warnings: rich is loaded only for them.
+    # `--json` shows nothing on stderr but warnings: rich is loaded only for them, and the
+    # views (aiswitch.cli.live, results_view) not at all.
     from aiswitch.cli.verbosity import quiet
     from aiswitch.coordinator.request import RunEvent
 
     err = None if output == "json" else _console(stderr=True)
     interactive = err is not None and err.is_terminal and output == "human" and not quiet()
     live: LiveView | None = None
-    lines = None if interactive or err is None or quiet() else StatusLines(err)
+    lines = None
+    if not (interactive or err is None or quiet()):
+        from aiswitch.cli.live import StatusLines
+
+        lines = StatusLines(err)
     printed: set[str] = set()
 
     def task_line(result: Any) -> None:
@@ -297,6 +301,8 @@ async def present(
         control = await ControlServer.start(coordinator, run, main.cancel)
     try:
         if interactive and err is not None:
+            from aiswitch.cli.live import LiveView
+
             live = LiveView(err, run)
             with live:
                 result = await run.execute()
@@ -322,6 +328,8 @@ async def present(
             task_line(task_result)
         sys.stdout.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
     else:
+        from aiswitch.cli.results_view import render_results
+
         render_results(_console(), result)
         if ranked or result.settings.best_of:  # `runs rerun` of a --best-of run too
             from aiswitch.cli.workspace_cmd import render_ranking
