@@ -339,18 +339,21 @@ def load_yaml(path: Path) -> Any:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    import yaml
-
     from aiswitch.yaml_text import parse
 
     try:
         return parse(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
-        raise ConfigError(f"{path}: invalid YAML at {where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    except Exception as exc:
+        # PyYAML is imported here only when it failed (a remembered document needs none).
+        import yaml
+
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark
+            where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+            raise ConfigError(f"{path}: invalid YAML at {where}: {exc.problem}") from None
+        if isinstance(exc, yaml.YAMLError):
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise
 
 
 def validation_summary(exc: ValidationError) -> str:

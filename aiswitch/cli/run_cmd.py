@@ -228,13 +228,15 @@ async def _run(
 
 def coordinator_for_cli() -> Any:
     """The coordinator the CLI's commands use: this home, its logs, its quotas."""
-    from aiswitch import logs
+    from aiswitch import logs, yaml_text
     from aiswitch.coordinator.coordinator import Coordinator
     from aiswitch.home import Home
     from aiswitch.tokens.quotas import make_quota_check
 
     home = Home.current().ensure()
     logs.configure(home)
+    # Config files and built-in presets parsed before are taken as parsed (no PyYAML).
+    yaml_text.remember_in(home.tmp)
     return Coordinator(home, check_quota=make_quota_check(home))
 
 

@@ -26,8 +26,6 @@ TEMPLATES_DIR = "templates"
 
 
 def _load_dir(folder: Traversable, what: str) -> dict[str, Preset]:
-    import yaml
-
     from aiswitch.agents import validation_summary
     from aiswitch.yaml_text import parse
 
@@ -39,10 +37,15 @@ def _load_dir(folder: Traversable, what: str) -> dict[str, Preset]:
             continue
         try:
             preset = Preset.model_validate(parse(entry.read_text(encoding="utf-8")))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{what} {entry.name} is not valid YAML: {exc}") from None
         except ValidationError as exc:
             raise ConfigError(f"{what} {entry.name}: {validation_summary(exc)}") from None
+        except Exception as exc:
+            # PyYAML is imported here only when it failed (a remembered document needs none).
+            import yaml
+
+            if isinstance(exc, yaml.YAMLError):
+                raise ConfigError(f"{what} {entry.name} is not valid YAML: {exc}") from None
+            raise
         presets[preset.name] = preset
     return presets
 

@@ -1,0 +1,61 @@
+"""`aiswitch run --agent mock@fast TASK --json` (the console script's fast path) starts its
+agent without the modules it never uses: each of these cost milliseconds of every run's
+start, and a stray top-level import would bring them back unnoticed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from aiswitch.home import Home
+
+# What a one-agent `--json` run must not import, and why each stays out.
+NOT_ON_THE_RUN_PATH = {
+    "typer": "the command line is parsed by aiswitch.cli.entry.parse_run",
+    "click": "typer's",
+    "rich": "`--json` prints no live view, and no warning here",
+    "aiswitch.cli.live": "the live view and the status lines are for a terminal",
+    "aiswitch.cli.columns": "the live view's",
+    "aiswitch.cli.results_view": "the human summary",
+    "yaml": "config files and built-in presets parsed before are remembered (yaml_text)",
+}
+
+# Runs the console script's entry in a fresh interpreter and prints what it imported.
+PROBE = textwrap.dedent(
+    """
+    import atexit, json, sys
+    atexit.register(lambda: sys.stderr.write("MODULES:" + json.dumps(sorted(sys.modules))))
+    sys.argv = ["aiswitch", "run", "--agent", "mock@fast", "hi", "--json"]
+    from aiswitch.cli.entry import main
+    main()
+    """
+)
+
+
+def modules_of_a_run(env: dict[str, str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "ok"
+    return set(json.loads(done.stderr.rpartition("MODULES:")[2]))
+
+
+def test_a_one_agent_json_run_imports_none_of_what_it_does_not_use(
+    env: dict[str, str], home: Home
+) -> None:
+    modules_of_a_run(env)  # the first run in a home parses the built-in presets
+    loaded = modules_of_a_run(env)
+    stray = {
+        name: why
+        for name, why in NOT_ON_THE_RUN_PATH.items()
+        if any(m == name or m.startswith(name + ".") for m in loaded)
+    }
+    assert not stray
