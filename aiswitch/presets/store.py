@@ -62,7 +62,8 @@ class _Defaults(BaseModel):
 
 
 class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: only a home with config/presets.yaml reads one.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     version: int = FORMAT_VERSION
     presets: dict[str, dict[str, Any]] = {}

@@ -48,7 +48,8 @@ def utc_now() -> datetime:
 class LedgerRecord(BaseModel):
     """One usage event as stored in the ledger (the schema's one declaration)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Built on first use: a run writes its lines from field values (usage_records.py).
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     v: Version = LEDGER_SCHEMA_VERSION
     ts: Time = Field(default_factory=utc_now)
