@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +43,10 @@ class JsonLines(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-class _Handler(RotatingFileHandler):
-    """Writes the coordinator log; a log line lost to the environment (a full disk) is
-    dropped quietly: the logging module would print a traceback on the user's terminal, and
-    the state write that fails next says what to do, once."""
-
-    def _open(self) -> Any:
-        # Every open, the first and each after a rotation, refuses a link planted in the
-        # log's place (a plain open would append through it to any file).
-        fd = os.open(
-            self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE
-        )
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+class _QuietWriteFailures(logging.Handler):
+    """A log line lost to the environment (a full disk) is dropped quietly: the logging
+    module would print a traceback on the user's terminal, and the state write that fails
+    next says what to do, once."""
 
     def handleError(self, record: logging.LogRecord) -> None:
         from aiswitch.state.store import WRITE_FAILURES
@@ -64,6 +55,54 @@ class _Handler(RotatingFileHandler):
         if isinstance(error, OSError) and error.errno in WRITE_FAILURES:
             return
         super().handleError(record)
+
+
+class _FirstRecordOpens(_QuietWriteFailures):
+    """The coordinator log's handler: the rotating file handler (`_rotating_file`) is made
+    for the first record, so a process that logs nothing (a quiet run) never imports
+    logging.handlers (~4 ms of every start here)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.file: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is None:
+            try:
+                self.file = _rotating_file(self.path)
+            except Exception:
+                self.handleError(record)
+                return
+        self.file.handle(record)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+def _rotating_file(path: Path) -> logging.Handler:
+    """Writes the coordinator log, rotated and compressed past `MAX_LOG_BYTES`."""
+    from logging.handlers import RotatingFileHandler
+
+    class Handler(_QuietWriteFailures, RotatingFileHandler):
+        def _open(self) -> Any:
+            # Every open, the first and each after a rotation, refuses a link planted in the
+            # log's place (a plain open would append through it to any file).
+            fd = os.open(
+                self.baseFilename,
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW,
+                SECRET_FILE_MODE,
+            )
+            return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    handler = Handler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
+    # Rotated parts are compressed: coordinator.log.1.gz, .2.gz, ….
+    handler.namer = lambda name: name + ".gz"
+    handler.rotator = lambda source, dest: compress(Path(source), Path(dest))
+    handler.setFormatter(JsonLines())
+    return handler
 
 
 class RedactingFilter(logging.Filter):
@@ -90,12 +129,8 @@ def configure(home: Home, level: str | None = None) -> None:
         # Created 0600 before the handler opens it: logs may hold prompts. NOFOLLOW: a link
         # planted in its place is refused here, before the handler would append through it.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, SECRET_FILE_MODE))
-        handler = _Handler(path, maxBytes=MAX_LOG_BYTES, backupCount=KEEP_ROTATED)
-    # Rotated parts are compressed: coordinator.log.1.gz, .2.gz, ….
-    handler.namer = lambda name: name + ".gz"
-    handler.rotator = lambda source, dest: compress(Path(source), Path(dest))
+    handler = _FirstRecordOpens(path)
     handler._aiswitch = True  # type: ignore[attr-defined]
-    handler.setFormatter(JsonLines())
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     wanted = logging.getLevelName((level or os.environ.get("AISWITCH_LOG_LEVEL", "INFO")).upper())

@@ -9,6 +9,7 @@ import logging
 import subprocess
 from pathlib import Path
 
+import pytest
 from support.cli import aiswitch_bin, assert_one_error_line, run_cli
 from test_run_control import WAIT_S, hanging_run, running_run
 
@@ -94,7 +95,7 @@ def test_rotated_parts_are_compressed_and_read_in_order(env: dict[str, str], hom
 
 
 def test_the_coordinator_log_is_json_lines_and_rotates_compressed(
-    env: dict[str, str], home: Home
+    env: dict[str, str], home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env["MOCK_GARBAGE"] = "2"
     assert run_cli("run", "--agent", "mock", "x", env=env).code == 0
@@ -108,9 +109,9 @@ def test_the_coordinator_log_is_json_lines_and_rotates_compressed(
     root = logging.getLogger("aiswitch")
     before = list(root.handlers)
     try:
+        # The rotating file is opened for the first record, with the size then in force.
+        monkeypatch.setattr(logs, "MAX_LOG_BYTES", 2000)
         logs.configure(home)
-        (handler,) = [h for h in root.handlers if h not in before]
-        handler.maxBytes = 2000  # type: ignore[attr-defined]
         for n in range(100):
             logging.getLogger("aiswitch.test").warning("line %d of the test", n)
         part = home.logs / "coordinator.log.1.gz"
