@@ -5,9 +5,11 @@ start, and a stray top-level import would bring them back unnoticed."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from aiswitch.home import Home
 
@@ -27,7 +29,13 @@ NOT_ON_THE_RUN_PATH = {
 PROBE = textwrap.dedent(
     """
     import atexit, json, sys
-    atexit.register(lambda: sys.stderr.write("MODULES:" + json.dumps(sorted(sys.modules))))
+
+    def report():
+        compiled = sys.modules["tokenize"]._compile.cache_info().currsize
+        sys.stderr.write("TOKENIZE:%d" % compiled)
+        sys.stderr.write("MODULES:" + json.dumps(sorted(sys.modules)))
+
+    atexit.register(report)
     sys.argv = ["aiswitch", "run", "--agent", "mock@fast", "hi", "--json"]
     from aiswitch.cli.entry import main
     main()
@@ -35,7 +43,8 @@ PROBE = textwrap.dedent(
 )
 
 
-def modules_of_a_run(env: dict[str, str]) -> set[str]:
+def modules_of_a_run(env: dict[str, str]) -> tuple[set[str], int]:
+    """What the run imported, and how many of tokenize's patterns it compiled."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
         env=env,
@@ -46,17 +55,40 @@ def modules_of_a_run(env: dict[str, str]) -> set[str]:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "ok"
-    return set(json.loads(done.stderr.rpartition("MODULES:")[2]))
+    report, _, modules = done.stderr.rpartition("MODULES:")
+    return set(json.loads(modules)), int(report.rpartition("TOKENIZE:")[2])
 
 
 def test_a_one_agent_json_run_imports_none_of_what_it_does_not_use(
     env: dict[str, str], home: Home
 ) -> None:
     modules_of_a_run(env)  # the first run in a home parses the built-in presets
-    loaded = modules_of_a_run(env)
+    loaded, _ = modules_of_a_run(env)
     stray = {
         name: why
         for name, why in NOT_ON_THE_RUN_PATH.items()
         if any(m == name or m.startswith(name + ".") for m in loaded)
     }
     assert not stray
+
+
+def test_a_run_builds_its_models_without_tokenizing_a_builtins_signature(
+    env: dict[str, str],
+) -> None:
+    # A builtin default factory (`list`) makes pydantic read its text signature with
+    # tokenize, whose first use compiles a large pattern (~4 ms; aiswitch.factories).
+    _, compiled = modules_of_a_run(env)
+    assert compiled == 0
+
+
+BUILTIN_FACTORY = re.compile(r"\bField\([^()]*default_factory=(list|dict|set)\b")
+
+
+def test_no_model_field_takes_a_builtin_as_its_default_factory() -> None:
+    package = Path(__file__).resolve().parents[1] / "aiswitch"
+    found = [
+        f"{path.relative_to(package)}: {match.group(0)}"
+        for path in sorted(package.rglob("*.py"))
+        for match in BUILTIN_FACTORY.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "use aiswitch.factories.new_list / new_dict"

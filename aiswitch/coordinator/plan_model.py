@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiswitch.factories import new_dict, new_list
 from aiswitch.workspace.model import WorkspaceSettings
 
 # A task id: what `{ID.output}` and `depends_on` name. No dots or brackets: a fanned
@@ -42,12 +43,12 @@ class PlanDefaults(_Strict):
     permissions: Permissions | None = Field(None, description="What agents may do.")
     budget_usd: float | None = Field(None, gt=0, description="Each task's own cost limit.")
     fallback: list[str] = Field(
-        default_factory=list,
+        default_factory=new_list,
         description="`NAME[@PRESET]`s to move a task to, in order, when its provider "
         "refuses (429, 5xx, over quota) or its process dies.",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Adapter options every task is sent."
+        default_factory=new_dict, description="Adapter options every task is sent."
     )
     cwd: str | None = Field(None, description="Working directory of every task.")
     workspace: WorkspaceMode | None = Field(
@@ -73,7 +74,7 @@ class PlanTask(_Strict):
     )
     priority: int = Field(0, description="Among ready tasks, higher starts first.")
     depends_on: list[str] = Field(
-        default_factory=list, description="Task ids that must end before this one starts."
+        default_factory=new_list, description="Task ids that must end before this one starts."
     )
     timeout: float | None = Field(None, gt=0, description="Seconds per attempt.")
     retries: int | None = Field(None, ge=0, description="Attempts after a process death.")
@@ -81,7 +82,7 @@ class PlanTask(_Strict):
         None, gt=0, description="Cancel the task when its cost reaches this."
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Adapter options (over the defaults')."
+        default_factory=new_dict, description="Adapter options (over the defaults')."
     )
     continue_on_failure: bool = Field(
         False, description="Run even when a dependency did not succeed."

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from aiswitch.factories import new_dict, new_list
 from aiswitch.tokens.usage import Usage
 from aiswitch.workspace.model import Workspace
 
@@ -80,9 +81,9 @@ class AgentResult(BaseModel):
     session_id: str | None = None
     attempts: int = Field(0, description="Attempts made (retries after crashes add to it).")
     priority: int = 0
-    options: dict[str, Any] = Field(default_factory=dict, description="Task options sent.")
+    options: dict[str, Any] = Field(default_factory=new_dict, description="Task options sent.")
     depends_on: list[str] = Field(
-        default_factory=list, description="A plan task's dependencies (their ids)."
+        default_factory=new_list, description="A plan task's dependencies (their ids)."
     )
     workspace: Workspace | None = Field(
         None, description="Where it worked and what it changed (docs/workspaces.md)."

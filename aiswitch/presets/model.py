@@ -20,6 +20,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aiswitch.errors import PresetError
+from aiswitch.factories import new_list
 
 NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 VAR_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -74,7 +75,9 @@ class Preset(BaseModel):
 
     name: str
     variables: dict[str, str] = {}
-    unset: list[str] = Field(default_factory=list, description="Variables removed from a child.")
+    unset: list[str] = Field(
+        default_factory=new_list, description="Variables removed from a child."
+    )
     description: str = Field("", max_length=MAX_DESCRIPTION_LEN)
     tags: list[str] = []
     agent: str | None = None

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
+from aiswitch.factories import new_dict, new_list
 from aiswitch.protocol import names
 from aiswitch.tokens.usage import Usage
 
@@ -50,7 +51,8 @@ class InitializeParams(_Model):
     parent_pid: int = Field(description="The adapter exits when this process is gone.")
     client: ClientInfo = ClientInfo()
     config: dict[str, Any] = Field(
-        default_factory=dict, description="Agent options from agents.yaml (model, permissions…)."
+        default_factory=new_dict,
+        description="Agent options from agents.yaml (model, permissions…).",
     )
 
 
@@ -65,7 +67,7 @@ class Capabilities(_Model):
     resume: bool = Field(False, description="Can continue an earlier session (`session_id`).")
     cli: str | None = Field(None, description="The underlying CLI and its version, if any.")
     provides: list[str] = Field(
-        default_factory=list,
+        default_factory=new_list,
         description="Capabilities it offers for a plan's `capability:` routing (with those "
         "of config/agents.yaml).",
     )
@@ -116,7 +118,7 @@ class AssignParams(_Model):
     timeout_s: float | None = Field(None, gt=0, description="The adapter's own deadline.")
     session_id: str | None = Field(None, description="Continue this earlier session.")
     permissions: Literal["read-only", "edit", "full"] | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific.")
+    options: dict[str, Any] = Field(default_factory=new_dict, description="Adapter-specific.")
 
 
 class TaskResult(_Model):
@@ -165,8 +167,8 @@ class EnvSwitchParams(_Model):
     changed when invalid. Order: `replace`, then `unset`, then `set`."""
 
     preset: str | None = Field(None, description="Becomes `AISWITCH_PRESET` (null removes it).")
-    set: dict[str, str] = Field(default_factory=dict, description="Variables to set.")
-    unset: list[str] = Field(default_factory=list, description="Variables to remove.")
+    set: dict[str, str] = Field(default_factory=new_dict, description="Variables to set.")
+    unset: list[str] = Field(default_factory=new_list, description="Variables to remove.")
     replace: bool = Field(
         False,
         description="First remove the variables named in `AISWITCH_PRESET_VARS` (the "
@@ -176,7 +178,7 @@ class EnvSwitchParams(_Model):
 
 class EnvState(_Model):
     preset: str | None = None
-    names: list[str] = Field(default_factory=list, description="Variable names set; no values.")
+    names: list[str] = Field(default_factory=new_list, description="Variable names set; no values.")
 
 
 class SnapshotResult(_Model):

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aiswitch.factories import new_list
+
 Mode = Literal["worktree", "copy", "shared"]
 MODES: tuple[Mode, ...] = ("worktree", "copy", "shared")
 
@@ -23,13 +25,14 @@ class WorkspaceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     setup: list[str] = Field(
-        default_factory=list, description="Shell commands run in each new workspace, in order."
+        default_factory=new_list, description="Shell commands run in each new workspace, in order."
     )
     include: list[str] = Field(
-        default_factory=list, description="Ignored files copied in (`.env`, local config)."
+        default_factory=new_list, description="Ignored files copied in (`.env`, local config)."
     )
     symlink: list[str] = Field(
-        default_factory=list, description="Big folders linked instead of copied (`node_modules`)."
+        default_factory=new_list,
+        description="Big folders linked instead of copied (`node_modules`).",
     )
 
     @field_validator("include", "symlink")
@@ -55,7 +58,7 @@ class Changes(BaseModel):
     files: int = 0
     insertions: int = 0
     deletions: int = 0
-    paths: list[str] = Field(default_factory=list, description="The files changed.")
+    paths: list[str] = Field(default_factory=new_list, description="The files changed.")
     stat: str = Field("", description="`git diff --stat` of base..branch.")
 
 
@@ -96,7 +99,7 @@ class Workspace(BaseModel):
     check: CheckResult | None = None
     applied: str | None = Field(None, description="How it was applied (patch, merge, …).")
     excluded: list[str] = Field(
-        default_factory=list, description="Included and linked paths, never part of a diff."
+        default_factory=new_list, description="Included and linked paths, never part of a diff."
     )
 
     @property
