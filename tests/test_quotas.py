@@ -10,6 +10,7 @@ from support.cli import assert_one_error_line, run_cli
 from aiswitch.errors import QuotaExceededError
 from aiswitch.home import Home
 from aiswitch.tokens.ledger import ledger_line
+from aiswitch.tokens.quota_check import check_for
 from aiswitch.tokens.quotas import load_quotas, make_quota_check
 from aiswitch.tokens.records import LedgerRecord
 
@@ -115,6 +116,16 @@ def test_a_broken_quotas_file_is_a_config_error(home: Home, env: dict[str, str])
     home.config.mkdir(parents=True, exist_ok=True)
     (home.config / "quotas.yaml").write_text("agents:\n  mock: {daily_tokens: lots}\n")
     assert_one_error_line(run_cli("tokens", "quota", "show", env=env), "daily_tokens", code=3)
+
+
+def test_a_home_without_a_quotas_file_gives_a_run_no_check_and_a_broken_one_stops_it(
+    home: Home, env: dict[str, str]
+) -> None:
+    assert check_for(home) is None
+    home.config.mkdir(parents=True, exist_ok=True)
+    (home.config / "quotas.yaml").write_text("agents:\n  mock: {daily_tokens: lots}\n")
+    done = run_cli("run", "--agent", "mock", "x", "--json", env=env)
+    assert_one_error_line(done, "daily_tokens", code=3)
 
 
 def test_run_refuses_the_next_task_once_a_run_spent_past_the_daily_token_quota(

@@ -23,6 +23,7 @@ NOT_ON_THE_RUN_PATH = {
     "aiswitch.cli.results_view": "the human summary",
     "yaml": "config files and built-in presets parsed before are remembered (yaml_text)",
     "logging.handlers": "the coordinator log's file is opened for its first record",
+    "aiswitch.tokens.quotas": "a home without config/quotas.yaml has no quota to check",
 }
 
 # Runs the console script's entry in a fresh interpreter and prints what it imported.

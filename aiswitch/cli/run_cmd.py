@@ -231,13 +231,13 @@ def coordinator_for_cli() -> Any:
     from aiswitch import logs, yaml_text
     from aiswitch.coordinator.coordinator import Coordinator
     from aiswitch.home import Home
-    from aiswitch.tokens.quotas import make_quota_check
+    from aiswitch.tokens.quota_check import check_for
 
     home = Home.current().ensure()
     logs.configure(home)
     # Config files and built-in presets parsed before are taken as parsed (no PyYAML).
     yaml_text.remember_in(home.tmp)
-    return Coordinator(home, check_quota=make_quota_check(home))
+    return Coordinator(home, check_quota=check_for(home))
 
 
 async def present(

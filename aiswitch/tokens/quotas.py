@@ -15,12 +15,13 @@ Contract:
   merges the given limits into that target's (limits not given are kept); `clear_quota`
   removes one target's limits, or all. Limits must be positive.
 - `make_quota_check(home)` returns the function `aiswitch run` calls once per task before it
-  starts: `check(agent, preset)` raises `QuotaExceededError` (exit 6) when that agent's or
-  preset's usage has reached any of its limits. Usage is the ledger's (and the prune rollup's,
-  through the report machinery and its caches): today and this calendar month in the local
-  timezone (`timezone=` overrides), `total_tokens` for token limits and `cost_usd` for USD
-  limits (for a `billing: subscription` preset that is the API-equivalent cost). A quota
-  stops the next task, never one that is running (budgets do that: `run --budget-*`).
+  starts (through `aiswitch.tokens.quota_check.check_for`, which has none to call without a
+  quotas file): `check(agent, preset)` raises `QuotaExceededError` (exit 6) when that agent's
+  or preset's usage has reached any of its limits. Usage is the ledger's (and the prune
+  rollup's, through the report machinery and its caches): today and this calendar month in
+  the local timezone (`timezone=` overrides), `total_tokens` for token limits and `cost_usd`
+  for USD limits (for a `billing: subscription` preset that is the API-equivalent cost). A
+  quota stops the next task, never one that is running (budgets do that: `run --budget-*`).
 """
 
 from __future__ import annotations
@@ -28,19 +29,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from aiswitch.errors import ConfigError, QuotaExceededError, UsageError
 from aiswitch.home import Home
 from aiswitch.tokens.money import format_usd
+from aiswitch.tokens.quota_check import QUOTAS_FILE as QUOTAS_FILE  # where it is declared
+from aiswitch.tokens.quota_check import QuotaCheck, quotas_path
 
-QUOTAS_FILE: Final = "quotas.yaml"
 LOCK_RESOURCE: Final = "quotas"
 FORMAT_VERSION: Final = 1
 Kind = Literal["agent", "preset"]
 KINDS: Final = {"agent": "agents", "preset": "presets"}
-QuotaCheck = Callable[[str, str | None], None]
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,6 @@ class Quotas:
             "agents": {name: lim.as_dict() for name, lim in sorted(self.agents.items())},
             "presets": {name: lim.as_dict() for name, lim in sorted(self.presets.items())},
         }
-
-
-def quotas_path(home: Home) -> Path:
-    return home.config / QUOTAS_FILE
 
 
 def _limits(raw: object, where: str) -> Limits:

@@ -211,14 +211,12 @@ class Session:
             from aiswitch import logs
             from aiswitch.coordinator.coordinator import Coordinator
             from aiswitch.home import Home
-            from aiswitch.tokens.quotas import make_quota_check
+            from aiswitch.tokens.quota_check import check_for
 
             home = Home.current().ensure()
             logs.configure(home)
             env = {**os.environ, **self.limits.child_env()}
-            self._coordinator = Coordinator(
-                home, parent_env=env, check_quota=make_quota_check(home)
-            )
+            self._coordinator = Coordinator(home, parent_env=env, check_quota=check_for(home))
         return self._coordinator
 
     def _request(self, args: tool_defs.RunArgs) -> Any:
