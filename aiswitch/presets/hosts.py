@@ -14,8 +14,12 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
-from aiswitch.presets.ops import CLI_DEFAULT_HOSTS
-
+# The endpoint a CLI talks to when no base URL is set (the templates that set none use it).
+CLI_DEFAULT_HOSTS: Final[Mapping[str, str]] = {
+    "claude": "api.anthropic.com",
+    "codex": "api.openai.com",
+    "gemini": "generativelanguage.googleapis.com",
+}
 BASE_URL_VARS: Final[Mapping[str, str]] = {
     "claude": "ANTHROPIC_BASE_URL",
     "codex": "OPENAI_BASE_URL",

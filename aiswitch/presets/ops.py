@@ -36,6 +36,7 @@ from aiswitch.masking import (
     redact_text,
     should_mask,
 )
+from aiswitch.presets.hosts import CLI_DEFAULT_HOSTS
 from aiswitch.presets.model import Preset, check_name, var_problem
 from aiswitch.presets.refs import ReferenceSyntaxError, check_value, is_pure_reference
 from aiswitch.presets.refs import references as value_references
@@ -210,12 +211,6 @@ def parse_import(raw: Any, origin: str) -> list[Preset]:
 
 # --- import: where secrets go --------------------------------------------------------------
 
-# The endpoint a CLI talks to when no base URL is set (the templates that set none use it).
-CLI_DEFAULT_HOSTS: Final[Mapping[str, str]] = {
-    "claude": "api.anthropic.com",
-    "codex": "api.openai.com",
-    "gemini": "generativelanguage.googleapis.com",
-}
 _BASE_URL_SUFFIX: Final = "BASE_URL"
 
 
