@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import os
 import re
 import stat
@@ -82,6 +81,9 @@ def rotate(path: Path) -> None:
 
 def compress(source: Path, target: Path) -> None:
     """`source` gzipped into `target` (0600, written aside then renamed), then removed."""
+    # Here, not at the top: every run imports this module for its agents' logs, few rotate.
+    import gzip
+
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, SECRET_FILE_MODE)
     try:
@@ -109,6 +111,8 @@ def log_parts(path: Path) -> list[Path]:
 def read_part(path: Path) -> bytes:
     """A log part's bytes (decompressed for `.gz`)."""
     if path.suffix == ".gz":
+        import gzip
+
         with gzip.open(path, "rb") as handle:
             return handle.read()
     return path.read_bytes()
@@ -169,6 +173,8 @@ def log_lines(path: Path, agent_id: str) -> list[LogLine]:
     """The lines of `path`'s parts, oldest first, each with its time: its own, or the
     last one before it (a CLI's relayed line has none); lines before any time get the
     part's modification time."""
+    import gzip
+
     lines: list[LogLine] = []
     when: datetime | None = None
     for part in log_parts(path):
