@@ -6,8 +6,10 @@ built-in presets, read on every run: ~0.4 ms against ~9 ms) and builds the same 
 constructor and resolver are the safe loader's). Errors are `yaml.YAMLError`s, as from
 `yaml.safe_load`. PyYAML is imported on the first parse, not before.
 
-Parsed documents are remembered once `remember_in(folder)` is called (the CLI's `run` does,
-with its home's `tmp/`): a document whose value is plain JSON (mappings with string keys,
+aiswitch's own documents (the built-in presets, read on every run; their callers pass
+`remember=True`) are remembered once `remember_in(folder)` is called (the CLI's `run` does,
+with its home's `tmp/`); the user's files never are (a preset may hold a secret, which no
+other file may copy). A remembered document whose value is plain JSON (mappings with string keys,
 lists, strings, finite numbers, booleans, null) is kept in `folder/yaml-parsed.json` under
 the SHA-256 of its text, and a later process parsing the same text takes its value from
 there without importing PyYAML at all (~20 ms here, a twentieth of a one-agent run). Any
@@ -40,10 +42,11 @@ _folder: Path | None = None
 _documents: dict[str, str] | None = None
 
 
-def parse(text: str) -> Any:
-    """The value of the YAML document `text` (None for an empty one)."""
+def parse(text: str, *, remember: bool = False) -> Any:
+    """The value of the YAML document `text` (None for an empty one); `remember`: one of
+    aiswitch's own documents, which may be remembered (module docstring)."""
     digest = None
-    if _folder is not None:
+    if remember and _folder is not None:
         import hashlib
 
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

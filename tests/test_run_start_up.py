@@ -21,7 +21,7 @@ NOT_ON_THE_RUN_PATH = {
     "aiswitch.cli.live": "the live view and the status lines are for a terminal",
     "aiswitch.cli.columns": "the live view's",
     "aiswitch.cli.results_view": "the human summary",
-    "yaml": "config files and built-in presets parsed before are remembered (yaml_text)",
+    "yaml": "built-in presets parsed before are remembered (yaml_text); no config file here",
     "logging.handlers": "the coordinator log's file is opened for its first record",
     "aiswitch.tokens.quotas": "a home without config/quotas.yaml has no quota to check",
     "aiswitch.presets.ops": "the ledger's host needs only presets/hosts.py",

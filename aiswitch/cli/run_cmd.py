@@ -235,7 +235,7 @@ def coordinator_for_cli() -> Any:
 
     home = Home.current().ensure()
     logs.configure(home)
-    # Config files and built-in presets parsed before are taken as parsed (no PyYAML).
+    # The built-in presets, parsed before, are taken as parsed (no PyYAML).
     yaml_text.remember_in(home.tmp)
     return Coordinator(home, check_quota=check_for(home))
 

@@ -36,7 +36,7 @@ def _load_dir(folder: Traversable, what: str) -> dict[str, Preset]:
         if not entry.name.endswith(".yaml"):
             continue
         try:
-            preset = Preset.model_validate(parse(entry.read_text(encoding="utf-8")))
+            preset = Preset.model_validate(parse(entry.read_text(encoding="utf-8"), remember=True))
         except ValidationError as exc:
             raise ConfigError(f"{what} {entry.name}: {validation_summary(exc)}") from None
         except Exception as exc:
