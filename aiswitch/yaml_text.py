@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ _PLAIN_DEPTH: Final = 64
 _folder: Path | None = None
 # The cache's documents, digest -> the value as JSON text; None until read.
 _documents: dict[str, str] | None = None
+# Held while the documents are read or changed (a process may parse in several threads).
+_lock = threading.Lock()
 
 
 def parse(text: str, *, remember: bool = False) -> Any:
@@ -50,7 +53,8 @@ def parse(text: str, *, remember: bool = False) -> Any:
         import hashlib
 
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        known = _cached().get(digest)
+        with _lock:
+            known = _cached().get(digest)
         if known is not None:
             return json.loads(known)
     import yaml
@@ -58,15 +62,17 @@ def parse(text: str, *, remember: bool = False) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     value = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
     if digest is not None and _plain(value, 0):
-        _keep(digest, json.dumps(value, separators=(",", ":")))
+        with _lock:
+            _keep(digest, json.dumps(value, separators=(",", ":")))
     return value
 
 
 def remember_in(folder: Path | None) -> None:
     """Keep parsed documents in `folder` from now on (None: stop keeping them)."""
     global _folder, _documents
-    if folder != _folder:
-        _folder, _documents = folder, None
+    with _lock:
+        if folder != _folder:
+            _folder, _documents = folder, None
 
 
 def _plain(value: Any, depth: int) -> bool:
@@ -86,10 +92,12 @@ def _plain(value: Any, depth: int) -> bool:
 
 
 def _cached() -> dict[str, str]:
+    """The documents kept (read from the file the first time); the caller holds `_lock`."""
     global _documents
     if _documents is None:
         _documents = {}
-        assert _folder is not None
+        if _folder is None:  # remember_in(None) came meanwhile: this one is not kept
+            return _documents
         try:
             data = json.loads((_folder / CACHE_FILE).read_bytes())
         except (OSError, ValueError):
@@ -101,7 +109,8 @@ def _cached() -> dict[str, str]:
 
 def _keep(digest: str, document: str) -> None:
     """Add a document and rewrite the file (a temp file renamed over it: a reader sees the
-    old file or the new one). A failed write only means the next process parses again."""
+    old file or the new one). A failed write only means the next process parses again.
+    The caller holds `_lock`."""
     from aiswitch.home import NOFOLLOW, SECRET_FILE_MODE
 
     if len(document) > CACHE_DOCUMENT_CHARS:
@@ -111,7 +120,8 @@ def _keep(digest: str, document: str) -> None:
     documents[digest] = document
     while len(documents) > CACHE_ENTRIES:
         documents.pop(next(iter(documents)))
-    assert _folder is not None
+    if _folder is None:
+        return
     path = _folder / CACHE_FILE
     temp = path.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
     # ASCII (escapes for the rest): any text, even a lone surrogate, reads back as it was.
