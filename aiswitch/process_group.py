@@ -14,13 +14,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from functools import cache
 
 _PR_SET_PDEATHSIG = 1
 
 
+@cache
 def death_signal(sig: signal.Signals) -> Callable[[], None] | None:
     """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux);
-    None elsewhere. The libc lookup happens here, not in the forked child."""
+    None elsewhere. The libc lookup happens here, once per signal, not in the forked child."""
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -26,19 +26,22 @@ before a spec: nobody needed it, it exits 0. A spec it cannot apply: one line
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-# Every adapter loads these; loading them is most of an adapter's start.
-import asyncio  # noqa: F401  (isort: skip)
-import json
-import logging  # noqa: F401
-
-import aiswitch.adapter_sdk.server
-import aiswitch.rpc.stdio  # noqa: F401
-
 _STDIN, _STDOUT, _STDERR = 0, 1, 2
 _READ_SIZE = 65536
+
+
+def _load() -> None:
+    """What every adapter loads (asyncio, logging, the adapter SDK, the peer on stdio):
+    loading it is most of an adapter's start."""
+    import asyncio  # noqa: F401
+    import logging  # noqa: F401
+
+    import aiswitch.adapter_sdk.server
+    import aiswitch.rpc.stdio  # noqa: F401
 
 
 def _read_spec() -> bytes:
@@ -79,7 +82,8 @@ def become(spec: dict[str, object], added: dict[str, str]) -> tuple[str, list[st
     if len(argv) < 3 or argv[1] != "-m":
         raise ValueError("argv is not PYTHON -m MODULE")
     env = spec["env"]
-    assert isinstance(env, dict)
+    if not isinstance(env, dict):
+        raise ValueError("env is not a mapping")
     os.environ.clear()
     os.environ.update(env)
     # The same start in the child's environment (its startup variables are this one's)
@@ -115,14 +119,16 @@ def _die_with(parent: int) -> None:
 
 
 def main() -> None:
+    # Armed before the loading: a parent that dies meanwhile takes this one at once.
     _die_with(int(sys.argv[1]))
     added = added_at_start()
+    _load()
     line = _read_spec()
     if not line:
         sys.exit(0)
     try:
         module, args = become(json.loads(line), added)
-    except (OSError, ValueError, TypeError, KeyError, AssertionError) as exc:
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         os.write(_STDOUT, f"error: {exc}\n".encode(errors="replace"))
         sys.exit(1)
     sys.argv = [module, *args]

@@ -44,8 +44,8 @@ BECOME_TIMEOUT_S = 10.0
 # What an interpreter reads from its environment as it starts, and cannot read again.
 _STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "HOME"})
 _STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_", "MALLOC_", "GLIBC_")
-# What a warm interpreter starts with (besides the startup variables above).
-_OWN_NAMES = ("AISWITCH_HOME",)
+# What a warm interpreter starts with: the locale, HOME, and the home it serves.
+_WARM_NAMES = ("LANG", "LANGUAGE", "HOME", "AISWITCH_HOME")
 
 # The interpreters started and not taken yet, each with the environment it started with.
 _waiting: list[tuple[subprocess.Popen[bytes], dict[str, str]]] = []
@@ -61,13 +61,11 @@ def startup_variables(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _warm_environment() -> dict[str, str]:
-    env = {
+    return {
         name: value
-        for name, value in startup_variables(os.environ).items()
-        if not name.startswith(("PYTHON", "LD_", "MALLOC_", "GLIBC_"))
+        for name, value in os.environ.items()
+        if name in _WARM_NAMES or name.startswith("LC_")
     }
-    env.update({name: os.environ[name] for name in _OWN_NAMES if name in os.environ})
-    return env
 
 
 def start(count: int) -> None:
