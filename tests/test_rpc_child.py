@@ -140,3 +140,57 @@ async def test_a_child_in_a_new_session_leads_its_own_process_group() -> None:
             child.close_stdin()
             await child.wait()
             await child.peer.wait_closed()
+
+
+# A child with aiswitch's stdio peer whose handler prints, as a library might, from the
+# loop and from another thread, before it answers.
+PRINTING_PEER_CHILD = textwrap.dedent(
+    """
+    import asyncio, threading
+    from aiswitch.rpc.stdio import stdio_peer
+
+    async def main():
+        peer = await stdio_peer("printing")
+        done = asyncio.Event()
+
+        def noisy(params):
+            print("a library's notice")
+            thread = threading.Thread(target=print, args=("from its thread",))
+            thread.start()
+            thread.join()
+            return {"ok": True}
+
+        peer.on_request_inline("noisy", noisy)
+        peer.on_notification("bye", lambda _: done.set())
+        peer.start()
+        await done.wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_what_a_stdio_peers_process_prints_goes_to_stderr_not_into_the_pipe(
+    tmp_path: Any,
+) -> None:
+    err_path = tmp_path / "stderr.txt"
+    async with asyncio.timeout(HANG_GUARD_S):
+        with err_path.open("wb") as err:
+            child = await spawn(
+                [sys.executable, "-c", PRINTING_PEER_CHILD],
+                env=dict(os.environ),
+                cwd=None,
+                stderr=err.fileno(),
+                name="test-child",
+            )
+        child.peer.start()
+        # Each answer arrives whole: the prints before it did not land in the pipe.
+        assert await child.peer.request("noisy", {}) == {"ok": True}
+        assert await child.peer.request("noisy", {}) == {"ok": True}
+        await child.peer.notify("bye", {})
+        child.close_stdin()
+        assert await child.wait() == 0
+    assert child.peer.close_reason == "end of stream"
+    printed = err_path.read_text()
+    assert printed.count("a library's notice\n") == 2
+    assert printed.count("from its thread\n") == 2

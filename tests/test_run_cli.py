@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +286,56 @@ def test_a_childs_garbage_goes_to_the_coordinator_log_not_the_terminal(
     log = (home.logs / "coordinator.log").read_text()
     assert log.count("skipped a line: not valid JSON") == 3
     assert oct((home.logs / "coordinator.log").stat().st_mode & 0o777) == "0o600"
+
+
+# `aiswitch run` as the console script runs it, in a process where a library prints to
+# sys.stdout during the run from a thread of its own (as Ray's driver prints its cluster's
+# errors): at the start of the run and again as it ends.
+NOISY_RUN = textwrap.dedent(
+    """
+    import sys, threading
+    from aiswitch.cli.entry import main
+    from aiswitch.coordinator.run import Run
+
+    def notice(text):
+        thread = threading.Thread(target=print, args=(text,))
+        thread.start()
+        thread.join()
+
+    execute = Run.execute
+
+    async def noisy_execute(self):
+        notice("(raylet) a notice as the run starts")
+        try:
+            return await execute(self)
+        finally:
+            notice("(raylet) a notice as the run ends")
+
+    Run.execute = noisy_execute
+    main(sys.argv[1:])
+    """
+)
+
+
+@pytest.mark.parametrize("output", ["--json", "--jsonl", "human"])
+def test_what_a_library_prints_during_a_run_goes_to_stderr_not_into_its_output(
+    env: dict[str, str], output: str
+) -> None:
+    flags = [] if output == "human" else [output]
+    proc = subprocess.run(
+        [sys.executable, "-c", NOISY_RUN, "run", "--parallel", "mock,mock", "hi", *flags],
+        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "(raylet)" not in proc.stdout
+    assert proc.stderr.count("(raylet) a notice as the run") == 2
+    if output == "--json":
+        assert json.loads(proc.stdout)["status"] == "ok"
+    elif output == "--jsonl":
+        lines = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [line["type"] for line in lines] == ["task", "task", "run"]
+    else:
+        assert "mock#2" in proc.stdout
 
 
 def test_resume_continues_an_earlier_session_of_one_agent(env: dict[str, str]) -> None:

@@ -244,7 +244,24 @@ async def present(
     coordinator: Any, make_run: Any, output: str, *, ranked: bool = False, notify: Any = None
 ) -> int:
     """Run what `make_run(on_event)` makes and show it: live view, lines, or JSON; with
-    `notify` (NotifySettings), tell the user of its tasks (aiswitch.coordinator.notify)."""
+    `notify` (NotifySettings), tell the user of its tasks (aiswitch.coordinator.notify).
+    stdout carries the run's output alone: what other code prints meanwhile goes to stderr
+    (aiswitch.own_stdout; Ray's driver prints its cluster's errors to stdout)."""
+    from aiswitch.own_stdout import held
+
+    with held() as out:
+        return await _present(out, coordinator, make_run, output, ranked=ranked, notify=notify)
+
+
+async def _present(
+    out: Any,
+    coordinator: Any,
+    make_run: Any,
+    output: str,
+    *,
+    ranked: bool = False,
+    notify: Any = None,
+) -> int:
     # `--json` shows nothing on stderr but warnings: rich is loaded only for them, and the
     # views (aiswitch.cli.live, results_view) not at all.
     from aiswitch.cli.verbosity import quiet
@@ -264,8 +281,8 @@ async def present(
         if result.task_id in printed:
             return
         printed.add(result.task_id)
-        sys.stdout.write(json.dumps(jsonl_task(result), ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        out.write(json.dumps(jsonl_task(result), ensure_ascii=False) + "\n")
+        out.flush()
 
     control: Any = None
     notifier: Any = None
@@ -324,19 +341,19 @@ async def present(
             err = _console(stderr=True)
         err.print(f"aiswitch: warning: {warning}", highlight=False)
     if output == "json":
-        sys.stdout.write(json.dumps(result.json_document(), ensure_ascii=False) + "\n")
+        out.write(json.dumps(result.json_document(), ensure_ascii=False) + "\n")
     elif output == "jsonl":
         for task_result in result.results:
             task_line(task_result)
-        sys.stdout.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
+        out.write(json.dumps(jsonl_run(result), ensure_ascii=False) + "\n")
     else:
         from aiswitch.cli.results_view import render_results
 
-        render_results(_console(), result)
+        render_results(_console(file=out), result)
         if ranked or result.settings.best_of:  # `runs rerun` of a --best-of run too
             from aiswitch.cli.workspace_cmd import render_ranking
 
-            render_ranking(_console(), result)
+            render_ranking(_console(file=out), result)
     return exitcodes.RUN_STATUS.get(str(result.status), exitcodes.FAILED)
 
 

@@ -10,6 +10,8 @@ Contract:
   `resume_writing`), and the peer pauses the read transport with `pause_reading()`.
 - A regular file or /dev/null (`< tasks.jsonl`, `> out.jsonl`), which epoll refuses, is
   read in a thread (paused like a pipe) or written with blocking writes.
+- stdout is the peer's alone from then on (`aiswitch.own_stdout.hold`): what the process
+  prints to `sys.stdout` goes to stderr, not into the protocol's stream.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import stat
 import sys
 from typing import Any
 
+from aiswitch.own_stdout import hold
 from aiswitch.rpc.peer import LINE_LIMIT, Peer
 
 # How much one read of a regular-file stdin takes (one thread hop per chunk).
@@ -33,10 +36,12 @@ async def stdio_peer(name: str, *, fast_json: bool = True, line_limit: int = LIN
     loop = asyncio.get_running_loop()
     output = _Output()
     transport: Any
-    if _pollable(sys.stdout.fileno()):
-        transport, _ = await loop.connect_write_pipe(lambda: output, sys.stdout)
+    # The pipe is the peer's alone: what else prints to sys.stdout goes to stderr.
+    stdout = hold()
+    if _pollable(stdout.fileno()):
+        transport, _ = await loop.connect_write_pipe(lambda: output, stdout)
     else:
-        transport = _FileWriter(sys.stdout.fileno())
+        transport = _FileWriter(stdout.fileno())
     peer = Peer(transport, name=name, line_limit=line_limit, fast_json=fast_json)
     output.peer = peer
     if _pollable(sys.stdin.fileno()):
