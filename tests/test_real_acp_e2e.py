@@ -181,17 +181,32 @@ async def test_claude_code_acp_continues_its_session_when_given_the_session_id(
     assert "Remember heliotrope" in json.dumps(last.body)
 
 
-async def test_gemini_acps_session_load_failure_is_one_clear_line(sandbox: Sandbox) -> None:
-    """Gemini CLI 0.61.0 cannot load its own ACP sessions: loading starts recording the
-    session again into the same file (a `$set` of its messages to the new context) before
-    reading it, so no resumable session is left to find. The task fails with its message."""
+async def test_gemini_acps_session_load_either_fails_in_one_line_or_continues_the_session(
+    sandbox: Sandbox,
+) -> None:
+    """Gemini CLI 0.61.0 races itself loading an ACP session: it starts recording the
+    session again into the same file (a `$set` of its messages to the new context) while it
+    reads it, and streams the history without awaiting it (`session.streamHistory(...)`, so
+    after its answer to session/load; the ACP schema has the history before the answer).
+    Most often no resumable session is left and the task fails with Gemini's message, in
+    one line; when the read wins, the session goes on with the earlier turn in its context
+    and the answer to this prompt ends the task's output (the late history may precede it:
+    docs/acp.md, known limits)."""
     first, second = await acp_resume(sandbox, "gemini-acp")
 
     assert first.session_id
-    assert isinstance(second, TaskFailed)
-    assert second.message.startswith("gemini: session/load failed: Internal error")
     requests = sandbox.fake.requests_for(ApiKind.GEMINI)
-    assert [r.prompt for r in requests] == ["Remember heliotrope"]
+    if isinstance(second, TaskFailed):
+        assert second.message.startswith("gemini: session/load failed: Internal error")
+        assert "\n" not in second.message
+        assert [r.prompt for r in requests] == ["Remember heliotrope"]
+        return
+    assert second.session_id == first.session_id
+    assert [r.prompt for r in requests] == ["Remember heliotrope", "Which word?"]
+    assert "Remember heliotrope" in json.dumps(requests[-1].body)
+    reply = requests[-1].reply
+    assert isinstance(reply, TextReply)
+    assert second.output.endswith(reply.text)
 
 
 @pytest.mark.parametrize(
