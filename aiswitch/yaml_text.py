@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 CACHE_FILE: Final = "yaml-parsed.json"
-# Every config file and preset of a home, and a few earlier versions of each.
+# The built-in presets, and a few earlier versions of each (after upgrades).
 CACHE_ENTRIES: Final = 64
 # A document bigger than this (as JSON) is not kept: the cache stays a small file to read.
 CACHE_DOCUMENT_CHARS: Final = 64 * 1024

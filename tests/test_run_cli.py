@@ -235,6 +235,9 @@ def test_ctrl_c_cancels_the_tasks_stops_the_children_and_records_the_run(
     import psutil
 
     env["MOCK_HANG"] = "1"
+    # A run that does not end after SIGINT (seen twice under load, never reproduced) is
+    # aborted, and faulthandler's tracebacks of its threads are the failure's message.
+    env["PYTHONFAULTHANDLER"] = "1"
     proc = subprocess.Popen(
         [aiswitch_bin(), "run", "--parallel", "mock,mock", "hang"],
         env=env,
@@ -256,7 +259,12 @@ def test_ctrl_c_cancels_the_tasks_stops_the_children_and_records_the_run(
         assert {entry["pid"] for entry in table.values()} <= {c.pid for c in children}
         assert table
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"aiswitch had not ended 30 s after SIGINT; its threads:\n{err[-8000:]}")
     finally:
         proc.kill()
     assert proc.returncode == 130

@@ -9,7 +9,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aiswitch.cli import exitcodes
 from aiswitch.errors import UsageError
@@ -254,7 +254,7 @@ async def present(
 
 
 async def _present(
-    out: Any,
+    out: TextIO,
     coordinator: Any,
     make_run: Any,
     output: str,
