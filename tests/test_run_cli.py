@@ -262,9 +262,12 @@ def test_ctrl_c_cancels_the_tasks_stops_the_children_and_records_the_run(
         try:
             proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
+            # Its signal masks (SIGINT is bit 2: pending, blocked, ignored?) and its threads.
+            status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            masks = "\n".join(line for line in status if line.startswith("Sig"))
             proc.send_signal(signal.SIGABRT)
             _, err = proc.communicate(timeout=30)
-            pytest.fail(f"aiswitch had not ended 30 s after SIGINT; its threads:\n{err[-8000:]}")
+            pytest.fail(f"aiswitch had not ended 30 s after SIGINT:\n{masks}\n{err[-8000:]}")
     finally:
         proc.kill()
     assert proc.returncode == 130
